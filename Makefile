@@ -1,0 +1,46 @@
+# cnnlab: the two commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast lint format bench bench-quick serve clean
+
+setup: $(STAMP)
+
+# torch first, pinned: the CPU build lies on this machine's disk; asking pip for
+# an unpinned torch would pull a CUDA build of several GB.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/cnnlab summary default
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not browser"
+
+lint: setup
+	$(VENV)/bin/ruff check cnnlab tests bench
+	$(VENV)/bin/ruff format --check cnnlab tests bench
+
+format: setup
+	$(VENV)/bin/ruff format cnnlab tests bench
+	$(VENV)/bin/ruff check --fix cnnlab tests bench
+
+bench: setup
+	$(PY) -m bench.run
+
+bench-quick: setup
+	$(PY) -m bench.run --quick
+
+serve: setup
+	$(VENV)/bin/cnnlab serve runs/latest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
