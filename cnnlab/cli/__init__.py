@@ -13,7 +13,7 @@ from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
 # One module per command group; each adds its subcommands.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["model_cmds"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,12 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one cnnlab command; returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 0
     try:
+        args = parser.parse_args(argv)  # argument types may raise CnnlabError too
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return 0
         return handler(args) or 0
     except CnnlabError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,390 @@
+"""Walk a spec layer by layer with `shapes.py`: every shape, parameter count, FLOPs and receptive field.
+
+This is also the validator: an impossible model raises a SpecError naming the
+layer, the input it gets, the formula that fails and a fix, before any tensor
+exists. Pure Python; no torch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from cnnlab import shapes
+from cnnlab.errors import SpecError
+from cnnlab.spec import LayerSpec, ModelSpec, format_shape
+
+Shape = tuple[int, ...]  # per image: (C, H, W) before flatten, (F,) after
+BYTES_PER_VALUE = 4  # float32 activations
+
+
+@dataclass
+class LayerReport:
+    """What one layer does to the shape, and what it costs, with the arithmetic shown."""
+
+    index: int  # 1-based position in the spec
+    name: str  # conv1, relu1, maxpool1, ...: the module name in the built model
+    layer: LayerSpec
+    in_shape: Shape
+    out_shape: Shape
+    formulas: list[str] = field(default_factory=list)  # output-size arithmetic
+    params: int = 0
+    params_formula: str = ""
+    macs: int = 0  # multiply-adds per image
+    flops: int = (
+        0  # per image: 2 per multiply-add; 1 per compared/added window element or activation
+    )
+    rf: tuple[int, int] | None = (
+        None  # receptive field (height, width) in input pixels; None = the whole input
+    )
+    jump: tuple[int, int] | None = None  # input pixels between neighbouring outputs (height, width)
+    rf_formula: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """'layer 3 (conv(64, 3, padding=same))' for messages."""
+        return f"layer {self.index} {self.layer.text()}"
+
+
+@dataclass
+class ModelReport:
+    """Every layer's report and the totals."""
+
+    spec: ModelSpec
+    layers: list[LayerReport]
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.spec.input_shape
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].out_shape
+
+    @property
+    def total_params(self) -> int:
+        return sum(r.params for r in self.layers)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(r.macs for r in self.layers)
+
+    @property
+    def total_flops(self) -> int:
+        return sum(r.flops for r in self.layers)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Float32 bytes of every layer's output for one image (what a forward pass keeps for backward)."""
+        return sum(_numel(r.out_shape) for r in self.layers) * BYTES_PER_VALUE
+
+
+def _numel(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def describe_shape(shape: Shape) -> str:
+    """(64, 7, 7) -> '64x7x7'; (3136,) -> '3136'."""
+    return format_shape(shape)
+
+
+def layer_names(spec: ModelSpec) -> list[str]:
+    """conv1, relu1, maxpool1, conv2, ...: one counter per layer kind."""
+    counts: Counter[str] = Counter()
+    names = []
+    for layer in spec.layers:
+        counts[layer.kind] += 1
+        names.append(f"{layer.kind}{counts[layer.kind]}")
+    return names
+
+
+def analyze(spec: ModelSpec, input_shape: Shape | None = None) -> ModelReport:
+    """Report every layer of `spec`; raises SpecError for a model that cannot work."""
+    if input_shape is not None:
+        spec = spec.with_input(tuple(input_shape))
+    if spec.input_shape is None:
+        raise SpecError(
+            "the model has no input shape: give it, e.g. --input 1x28x28, "
+            "or start the spec with input(1x28x28)"
+        )
+    shape: Shape = tuple(spec.input_shape)
+    rf, jump = (1, 1), (1, 1)
+    reports = []
+    for index, (layer, name) in enumerate(
+        zip(spec.layers, layer_names(spec), strict=True), start=1
+    ):
+        report = LayerReport(index, name, layer, shape, shape)
+        report.rf, report.jump = rf, jump
+        _ANALYZERS[layer.kind](report, spec)
+        reports.append(report)
+        shape, rf, jump = report.out_shape, report.rf, report.jump
+    return ModelReport(spec, reports)
+
+
+def validate(spec: ModelSpec, input_shape: Shape | None = None) -> ModelSpec:
+    """The spec with its input shape, once `analyze` accepts it; raises SpecError otherwise."""
+    return analyze(spec, input_shape).spec
+
+
+# --- per-kind analysis ----------------------------------------------------------
+
+
+def _fail(r: LayerReport, why: str, fix: str) -> SpecError:
+    return SpecError(f"{r.label} gets {describe_shape(r.in_shape)}: {why}\n  fix: {fix}")
+
+
+def _need_image(r: LayerReport) -> tuple[int, int, int]:
+    if len(r.in_shape) != 3:
+        raise _fail(
+            r,
+            f"{r.layer.kind} needs channels x height x width, but its input is a flat vector",
+            f"move {r.layer.kind} before flatten (or before the layer that made the vector)",
+        )
+    return r.in_shape  # type: ignore[return-value]
+
+
+def _axis_text(h_text: str, w_text: str) -> list[str]:
+    if h_text == w_text:
+        return [f"H, W: {h_text}"]
+    return [f"H: {h_text}", f"W: {w_text}"]
+
+
+def _sliding_rf(
+    r: LayerReport, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> None:
+    """Receptive field and jump, per axis, after a sliding-window layer."""
+    if r.rf is None:
+        return
+    (rf_h, jump_h), h_text = shapes.receptive_field_worked(
+        r.rf[0], r.jump[0], kernel[0], stride[0], dilation[0]
+    )
+    (rf_w, jump_w), w_text = shapes.receptive_field_worked(
+        r.rf[1], r.jump[1], kernel[1], stride[1], dilation[1]
+    )
+    r.rf, r.jump = (rf_h, rf_w), (jump_h, jump_w)
+    r.rf_formula = "; ".join(_axis_text(h_text, w_text))
+
+
+def _conv(r: LayerReport, spec: ModelSpec) -> None:
+    p = r.layer.params
+    c_in, h, w = _need_image(r)
+    (kh, kw), (sh, sw), (dh, dw) = p["kernel"], p["stride"], p["dilation"]
+    groups = p["groups"]
+    if c_in % groups or p["out"] % groups:
+        raise _fail(
+            r,
+            f"groups={groups} must divide both the {c_in} input channels and the {p['out']} output channels",
+            f"choose groups among {_common_divisors(c_in, p['out'])}",
+        )
+    if p["padding"] == "same":
+        (pt, pb), h_pad_text = shapes.same_padding_worked(h, kh, sh, dh)
+        (pl, pr), w_pad_text = shapes.same_padding_worked(w, kw, sw, dw)
+        r.notes += _axis_text(h_pad_text, w_pad_text)
+    else:
+        pt, pl = p["padding"]
+        pb, pr = pt, pl
+    _check_padding_mode(r, p["padding_mode"], h, w, max(pt, pb), max(pl, pr))
+    out_h = shapes.conv_output_size_worked(h, kh, sh, pt, dh, pb)
+    out_w = shapes.conv_output_size_worked(w, kw, sw, pl, dw, pr)
+    r.formulas = _axis_text(out_h.text, out_w.text)
+    if out_h.value < 1 or out_w.value < 1:
+        raise _fail(
+            r,
+            f"the output would be {out_h.value}x{out_w.value} pixels: {'; '.join(r.formulas)}",
+            "add padding (e.g. padding=same), use a smaller kernel, stride or dilation, "
+            "remove a pooling layer before it, or give a larger input",
+        )
+    r.out_shape = (p["out"], out_h.value, out_w.value)
+    r.params, r.params_formula = shapes.conv_params_worked(
+        c_in, p["out"], kh, kw, groups, p["bias"]
+    )
+    r.macs = shapes.conv_macs(c_in, p["out"], kh, kw, groups, out_h.value, out_w.value)
+    r.flops = 2 * r.macs
+    _sliding_rf(r, (kh, kw), (sh, sw), (dh, dw))
+
+
+def _check_padding_mode(r: LayerReport, mode: str, h: int, w: int, pad_h: int, pad_w: int) -> None:
+    if mode == "reflect" and (pad_h >= h or pad_w >= w):
+        raise _fail(
+            r,
+            f"reflect padding of {pad_h}x{pad_w} must be smaller than the {h}x{w} input it mirrors",
+            "use less padding, padding_mode=replicate or zeros, or a larger input",
+        )
+    if mode == "circular" and (pad_h > h or pad_w > w):
+        raise _fail(
+            r,
+            f"circular padding of {pad_h}x{pad_w} would wrap around the {h}x{w} input more than once",
+            "use at most as much padding as the input is wide, or padding_mode=zeros",
+        )
+
+
+def _common_divisors(a: int, b: int) -> str:
+    return ", ".join(str(g) for g in range(1, min(a, b) + 1) if a % g == 0 and b % g == 0)
+
+
+def _pool(r: LayerReport, spec: ModelSpec) -> None:
+    p = r.layer.params
+    c, h, w = _need_image(r)
+    (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
+    dh, dw = p.get("dilation", (1, 1))
+    limits = shapes.pool_padding_limit(kh), shapes.pool_padding_limit(kw)
+    rule = "half the kernel, floor(k/2)"
+    if ph > limits[0] or pw > limits[1]:
+        raise _fail(
+            r,
+            f"padding {ph}x{pw} is larger than {rule} = {limits[0]}x{limits[1]}: "
+            "some windows would hold only padding",
+            f"use padding of at most {limits[0]}x{limits[1]}, or a larger kernel",
+        )
+    out_h = shapes.pool_output_size_worked(h, kh, sh, ph, dh, p["ceil_mode"])
+    out_w = shapes.pool_output_size_worked(w, kw, sw, pw, dw, p["ceil_mode"])
+    r.formulas = _axis_text(out_h.text, out_w.text)
+    if out_h.value < 1 or out_w.value < 1:
+        raise _fail(
+            r,
+            f"the output would be {out_h.value}x{out_w.value} pixels: {'; '.join(r.formulas)}",
+            f"the window ({kh}x{kw}) is larger than the input: use a smaller window, "
+            "remove an earlier pooling layer, add padding to earlier layers, or give a larger input",
+        )
+    r.out_shape = (c, out_h.value, out_w.value)
+    r.flops = shapes.pool_ops(c, out_h.value, out_w.value, kh, kw)
+    r.params_formula = "no weights"
+    _sliding_rf(r, (kh, kw), (sh, sw), (dh, dw))
+
+
+def _global_pool(r: LayerReport, spec: ModelSpec) -> None:
+    c, h, w = _need_image(r)
+    r.out_shape = (c,)
+    r.formulas = [f"one value per channel over {h}x{w}: {c}"]
+    r.flops = c * h * w
+    r.rf, r.jump, r.rf_formula = None, None, "the whole input"
+
+
+def _batchnorm(r: LayerReport, spec: ModelSpec) -> None:
+    channels = r.in_shape[0]
+    r.params = 2 * channels
+    r.params_formula = (
+        f"gamma and beta per channel: 2*{channels} = {r.params} (+ running mean/var, not learned)"
+    )
+    r.flops = 2 * _numel(r.in_shape)
+
+
+def _elementwise(cost: int):
+    def analyze_layer(r: LayerReport, spec: ModelSpec) -> None:
+        r.flops = cost * _numel(r.in_shape)
+
+    return analyze_layer
+
+
+def _flatten(r: LayerReport, spec: ModelSpec) -> None:
+    if len(r.in_shape) == 3:
+        worked = shapes.flatten_size_worked(*r.in_shape)
+        r.out_shape = (worked.value,)
+        r.formulas = [worked.text]
+
+
+def _fc(r: LayerReport, spec: ModelSpec) -> None:
+    p = r.layer.params
+    if len(r.in_shape) != 1:
+        raise _fail(
+            r,
+            "fc needs a flat vector per image",
+            f"add flatten before it (it gives {shapes.flatten_size_worked(*r.in_shape).text} values "
+            "and keeps the batch dimension), or gap for one value per channel",
+        )
+    n_in = r.in_shape[0]
+    if p["in"] is not None and p["in"] != n_in:
+        raise SpecError(_fc_mismatch(r, spec, n_in))
+    r.out_shape = (p["out"],)
+    r.formulas = [f"in = {n_in} ({'declared and checked' if p['in'] else 'inferred'})"]
+    r.params, r.params_formula = shapes.fc_params_worked(n_in, p["out"], p["bias"])
+    r.macs = n_in * p["out"]
+    r.flops = 2 * r.macs
+    r.rf, r.jump, r.rf_formula = None, None, "the whole input"
+
+
+def _fc_mismatch(r: LayerReport, spec: ModelSpec, n_in: int) -> str:
+    declared = r.layer.params["in"]
+    source = n_in
+    prefix = spec.layers[: r.index - 1]
+    flat = _flat_source(prefix, spec.input_shape)
+    where = f" = {describe_shape(flat)}" if flat else ""
+    message = (
+        f"{r.label} declares in={declared} inputs, but gets {source}{where}"
+        f" (on a {describe_shape(spec.input_shape)} input)."
+    )
+    fitting = input_for_flat_size(prefix, spec.input_shape, declared)
+    fixes = [
+        f"drop in= to have it inferred ({r.layer.kind}({r.layer.params['out']}))",
+        f"write in={source}",
+    ]
+    if fitting:
+        message += f" {declared} needs a {describe_shape(fitting)} input."
+        fixes.append(f"feed a {describe_shape(fitting)} input")
+    return f"{message}\n  fix: {', or '.join(fixes)}"
+
+
+def _flat_source(layers: tuple[LayerSpec, ...], input_shape: Shape) -> Shape | None:
+    """The C x H x W that the last flatten before an fc received, if any."""
+    try:
+        reports = analyze(ModelSpec(layers, input_shape)).layers if layers else []
+    except SpecError:
+        return None
+    for report in reversed(reports):
+        if report.layer.kind == "flatten" and len(report.in_shape) == 3:
+            return report.in_shape
+        if report.out_shape != report.in_shape:
+            return None
+    return None
+
+
+def input_for_flat_size(
+    layers: tuple[LayerSpec, ...], input_shape: Shape, wanted: int
+) -> Shape | None:
+    """An input of the same channels and aspect whose flattened output has `wanted` values.
+
+    Several sizes often fit (floor division forgives a pixel or two); the one
+    divisible by the highest power of two is the one a person would choose
+    (256 rather than 255 for four halvings).
+    """
+    if not layers:
+        return None
+    channels, height, width = input_shape
+    fitting = []
+    for size in range(1, 4097):
+        candidate = (channels, size, max(1, round(size * width / height)))
+        try:
+            out = analyze(ModelSpec(layers, candidate)).output_shape
+        except SpecError:
+            continue
+        if out == (wanted,):
+            fitting.append(candidate)
+        elif len(out) == 1 and out[0] > wanted:
+            break
+    if not fitting:
+        return None
+    return max(fitting, key=lambda shape: ((shape[1] & -shape[1]), -shape[1]))
+
+
+_ANALYZERS = {
+    "conv": _conv,
+    "maxpool": _pool,
+    "minpool": _pool,
+    "avgpool": _pool,
+    "gap": _global_pool,
+    "gmp": _global_pool,
+    "batchnorm": _batchnorm,
+    "relu": _elementwise(1),
+    "leakyrelu": _elementwise(1),
+    "sigmoid": _elementwise(1),
+    "tanh": _elementwise(1),
+    "gelu": _elementwise(1),
+    "dropout": _elementwise(0),
+    "flatten": _flatten,
+    "fc": _fc,
+    "softmax": _elementwise(3),  # exp, sum, divide
+}

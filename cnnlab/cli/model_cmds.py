@@ -1,0 +1,93 @@
+"""`cnnlab summary`, `cnnlab models`, `cnnlab spec`: define a model and see every shape and why."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from cnnlab.analysis import analyze, describe_shape
+from cnnlab.cli.console import console, print_json
+from cnnlab.models import PRESETS, preset_spec, resolve_model
+from cnnlab.spec import parse_shape
+from cnnlab.summary import explain_lines, summary_json, summary_table, totals_lines
+
+MODEL_HELP = "a preset name (see `cnnlab models`), a TOML file, or a one-line spec in quotes"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "summary",
+        help="per-layer shapes, formulas, parameters, FLOPs and receptive field",
+        description="Show each layer's output shape with the formula that gives it, its parameters, "
+        "FLOPs and receptive field, and the totals.",
+    )
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="input shape, e.g. 1x28x28")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--explain", action="store_true", help="a worked paragraph per layer")
+    p.set_defaults(handler=run_summary)
+
+    p = subparsers.add_parser(
+        "models", help="list the preset models", description="List the preset models."
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=run_models)
+
+    p = subparsers.add_parser(
+        "spec",
+        help="print a model's canonical one-line spec, or its TOML",
+        description="Print the canonical one-line spec (or TOML with --toml) of a preset, file or spec.",
+    )
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="input shape, e.g. 1x28x28")
+    p.add_argument("--toml", action="store_true", help="print the TOML form")
+    p.set_defaults(handler=run_spec)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    report = analyze(resolve_model(args.model, args.input))
+    if args.json:
+        print_json(summary_json(report))
+        return 0
+    out = console()
+    if args.explain:
+        out.print("\n".join(explain_lines(report)), highlight=False, markup=False)
+        return 0
+    out.print(summary_table(report))
+    out.print("\n".join(totals_lines(report)), highlight=False, markup=False)
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    rows = []
+    for preset in PRESETS.values():
+        report = analyze(preset_spec(preset.name))
+        rows.append(
+            {
+                "name": preset.name,
+                "input": describe_shape(report.input_shape),
+                "params": report.total_params,
+                "flops": report.total_flops,
+                "spec": report.spec.text(with_input=False),
+                "description": preset.description,
+            }
+        )
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table(title="preset models (use the name as MODEL)", title_justify="left")
+    for column in ("name", "input", "params", "FLOPs", "description"):
+        table.add_column(column, justify="right" if column in ("params", "FLOPs") else "left")
+    for row in rows:
+        table.add_row(
+            row["name"], row["input"], f"{row['params']:,}", f"{row['flops']:,}", row["description"]
+        )
+    console().print(table)
+    return 0
+
+
+def run_spec(args: argparse.Namespace) -> int:
+    spec = resolve_model(args.model, args.input)
+    print(spec.to_toml() if args.toml else spec.text())
+    return 0
