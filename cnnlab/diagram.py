@@ -1,0 +1,212 @@
+"""Architecture diagrams drawn with matplotlib: one box per feature map, sized by its shape.
+
+As in the classic LeNet/AlexNet drawings, every tensor the model makes is a
+cuboid whose front face grows with the height H, whose thickness grows with
+the channels C and whose slant grows with the width W; flat vectors (after
+flatten, gap, fc) are bars whose length grows with their size. Each box is
+labelled with the layers that made it and its output shape 'C x H x W'.
+Layers that keep the shape (batchnorm, activations, dropout, softmax) join the
+box before them, so a conv-bn-relu block is one box. Every shape comes from
+`analysis.analyze`; nothing here computes one.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass, field
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Polygon, Rectangle
+
+from cnnlab.analysis import LayerReport, ModelReport, Shape, analyze
+from cnnlab.plotting import new_figure
+from cnnlab.spec import ModelSpec
+
+# Layers that keep their input's shape: drawn inside the box of the layer before them.
+SHAPE_KEEPING = frozenset(
+    {"batchnorm", "relu", "leakyrelu", "sigmoid", "tanh", "gelu", "dropout", "softmax"}
+)
+COLOURS = {
+    "input": "#d9d9d9",
+    "conv": "#9ecae1",
+    "maxpool": "#fdae6b",
+    "minpool": "#fdd0a2",
+    "avgpool": "#fdbe85",
+    "gap": "#c7e9c0",
+    "gmp": "#c7e9c0",
+    "flatten": "#e5e5e5",
+    "fc": "#bcbddc",
+}
+INCH_PER_UNIT = 0.7  # drawing units -> figure inches
+CHAR_UNITS = 0.085  # width of one 7-point monospace character, in drawing units
+MAX_FACE = 2.6  # tallest front face (the largest H), in units
+
+
+@dataclass
+class Block:
+    """One box: the tensor made by `layers` (the first sets the shape; the rest keep it)."""
+
+    kind: str  # 'input' or the first layer's kind
+    shape: Shape  # (C, H, W) or (F,)
+    layers: list[LayerReport] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The label under the box: one line per layer, 'conv1: conv(32, 3, padding=same)'."""
+        if not self.layers:
+            return ["input"]
+        return [f"{r.name}: {r.layer.text()}" for r in self.layers]
+
+
+def shape_label(shape: Shape) -> str:
+    """(32, 28, 28) -> '32 x 28 x 28'; (3136,) -> '3136'."""
+    return " x ".join(str(n) for n in shape)
+
+
+def diagram_blocks(report: ModelReport, every_layer: bool = False) -> list[Block]:
+    """The boxes to draw, input first; shape-keeping layers join the box before them."""
+    blocks = [Block("input", tuple(report.input_shape))]
+    for r in report.layers:
+        if r.layer.kind in SHAPE_KEEPING and not every_layer:
+            blocks[-1].layers.append(r)
+        else:
+            blocks.append(Block(r.layer.kind, tuple(r.out_shape), [r]))
+    return blocks
+
+
+def _scale(value: int, largest: int, low: float, high: float, log: bool = False) -> float:
+    """Map 1..largest to low..high (square-root or log), so tiny and huge sizes both show."""
+    if largest <= 1:
+        return high
+    ratio = math.log(value + 1) / math.log(largest + 1) if log else math.sqrt(value / largest)
+    return low + (high - low) * ratio
+
+
+@dataclass
+class _Geometry:
+    face_h: float  # front face height (H); bars: their length
+    depth: float  # thickness along x (C); bars: their width
+    slant: float  # diagonal offset (W); 0 for bars
+
+    @property
+    def width(self) -> float:
+        return self.depth + 0.7 * self.slant
+
+    @property
+    def height(self) -> float:
+        return self.face_h + 0.5 * self.slant
+
+
+def _geometries(blocks: list[Block]) -> list[_Geometry]:
+    maps = [b.shape for b in blocks if len(b.shape) == 3]
+    vectors = [b.shape[0] for b in blocks if len(b.shape) == 1]
+    max_side = max((max(s[1], s[2]) for s in maps), default=1)
+    max_c = max((s[0] for s in maps), default=1)
+    max_f = max(vectors, default=1)
+    out = []
+    for b in blocks:
+        if len(b.shape) == 3:
+            c, h, w = b.shape
+            out.append(
+                _Geometry(
+                    _scale(h, max_side, 0.35, MAX_FACE),
+                    _scale(c, max_c, 0.12, 1.1, log=True),
+                    _scale(w, max_side, 0.2, 1.3),
+                )
+            )
+        else:
+            out.append(_Geometry(_scale(b.shape[0], max_f, 0.4, MAX_FACE + 0.5, log=True), 0.22, 0))
+    return out
+
+
+def _draw_box(ax: Axes, x: float, g: _Geometry, colour: str) -> tuple[float, float]:
+    """A cuboid (or bar) with its front face's left edge at x, centred on y = 0; returns (left, right)."""
+    ox, oy = 0.7 * g.slant, 0.5 * g.slant  # the slant's projection
+    y0 = -g.height / 2
+    style = dict(edgecolor="#333333", linewidth=0.8)
+    ax.add_patch(Rectangle((x, y0), g.depth, g.face_h, facecolor=colour, **style))
+    if g.slant:
+        top = [(x, y0 + g.face_h), (x + g.depth, y0 + g.face_h)]
+        ax.add_patch(
+            Polygon(
+                [*top, (x + g.depth + ox, y0 + g.face_h + oy), (x + ox, y0 + g.face_h + oy)],
+                facecolor=colour,
+                alpha=0.75,
+                **style,
+            )
+        )
+        right = [(x + g.depth, y0), (x + g.depth + ox, y0 + oy)]
+        ax.add_patch(
+            Polygon(
+                [*right, (x + g.depth + ox, y0 + g.face_h + oy), (x + g.depth, y0 + g.face_h)],
+                facecolor=colour,
+                alpha=0.55,
+                **style,
+            )
+        )
+    return x, x + g.width
+
+
+def diagram_figure(
+    model: ModelReport | ModelSpec, every_layer: bool = False, title: str | None = None
+) -> Figure:
+    """The architecture diagram of a model (a ModelReport, or a ModelSpec with its input shape)."""
+    report = model if isinstance(model, ModelReport) else analyze(model)
+    blocks = diagram_blocks(report, every_layer)
+    geometries = _geometries(blocks)
+    slots = [
+        max(g.width + 0.9, CHAR_UNITS * max(len(line) for line in b.lines()) + 0.5, 2.0)
+        for b, g in zip(blocks, geometries, strict=True)
+    ]
+    total_w = sum(slots)
+    tallest = max(g.height for g in geometries)
+    label_lines = max(len(b.lines()) for b in blocks) + 1
+    bottom = -tallest / 2 - 0.35 - 0.24 * label_lines
+    top = tallest / 2 + 0.3
+    figure = new_figure(total_w * INCH_PER_UNIT, (top - bottom) * INCH_PER_UNIT + 1.1)
+    ax = figure.add_axes((0, 0, 1, 0.82))
+    ax.set_xlim(0, total_w)
+    ax.set_ylim(bottom, top)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+    edges = []
+    x = 0.0
+    for block, g, slot in zip(blocks, geometries, slots, strict=True):
+        left = x + (slot - g.width) / 2
+        edges.append(_draw_box(ax, left, g, COLOURS.get(block.kind, "#e0e0e0")))
+        centre = x + slot / 2
+        y = -tallest / 2 - 0.3
+        ax.text(
+            centre, y, shape_label(block.shape), ha="center", va="top", fontsize=9, weight="bold"
+        )
+        for line in block.lines():
+            y -= 0.24
+            ax.text(centre, y, line, ha="center", va="top", fontsize=7, family="monospace")
+        x += slot
+    for (_, right), (next_left, _) in zip(edges, edges[1:], strict=False):
+        ax.annotate(
+            "",
+            xy=(next_left - 0.05, 0),
+            xytext=(right + 0.05, 0),
+            arrowprops=dict(arrowstyle="->", color="#555555", lw=1.0),
+        )
+
+    heading = title or report.spec.text()
+    width_chars = max(int(total_w * INCH_PER_UNIT * 14), 40)  # about 14 characters per inch at 8 pt
+    figure.suptitle(
+        "\n".join(textwrap.wrap(heading, width_chars))
+        + f"\n{report.total_params:,} parameters, {report.total_flops:,} FLOPs per image",
+        fontsize=8,
+        family="monospace",
+    )
+    figure.text(
+        0.5,
+        0.01,
+        "boxes: height ~ H, thickness ~ channels, slant ~ W; bars: length ~ number of values",
+        ha="center",
+        fontsize=7,
+        color="#555555",
+    )
+    return figure
