@@ -1,0 +1,388 @@
+"""`cnnlab explain`, `cnnlab kernels`, `cnnlab diagram`: the arithmetic, kernels and diagrams.
+
+Parse, call `explain.py`, `kernels.py` or `diagram.py`, print or save. Nothing is computed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from cnnlab import explain
+from cnnlab.cli.console import console, print_json
+from cnnlab.cli.model_cmds import MODEL_HELP
+from cnnlab.errors import ConfigError
+from cnnlab.spec import PADDING_MODES, parse_shape
+
+SEED_HELP = "seed for random:HxW inputs and kernels (default 0)"
+INPUT_HELP = (
+    "a matrix literal '[[1,0,1],[0,1,0],[1,0,1]]' (or '1 0 1; 0 1 0; 1 0 1'), "
+    "a list of matrices (one per channel), or random:HxW"
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_explain(subparsers)
+    _register_kernels(subparsers)
+    _register_diagram(subparsers)
+
+
+# --- explain --------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, steps: bool = True) -> None:
+    p.add_argument("--input", metavar="MATRIX", help=INPUT_HELP)
+    p.add_argument("--seed", type=int, default=0, help=SEED_HELP)
+    p.add_argument("--brief", action="store_true", help="only the formula and the final map")
+    p.add_argument("--json", action="store_true", help="print the steps and result as JSON")
+    if steps:
+        p.add_argument(
+            "--max-steps",
+            type=int,
+            default=explain.DEFAULT_MAX_STEPS,
+            metavar="N",
+            help=f"show at most N steps (default {explain.DEFAULT_MAX_STEPS}; 0: all)",
+        )
+
+
+def _register_explain(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "explain",
+        help="convolution, pooling, padding and stride worked out step by step on small matrices",
+        description="Work out convolution, pooling, padding or stride on small matrices, "
+        "window by window. With no options, `explain conv` is seed 001's 5x5 example.",
+    )
+    sub = p.add_subparsers(dest="topic", metavar="TOPIC", required=True)
+
+    conv = sub.add_parser(
+        "conv",
+        help="each window: values, products, sum; the output map growing",
+        description="Slide a kernel over a matrix: each window's values, the element-wise "
+        "products, their sum, and the output map growing. Default: seed 001's example.",
+        epilog="examples: cnnlab explain conv | cnnlab explain conv --input random:6x6 "
+        "--kernel sobel-x --padding same --padding-mode reflect | "
+        "cnnlab explain conv --channels 3 --kernel random:3x3 --brief",
+    )
+    _common(conv)
+    conv.add_argument(
+        "--kernel",
+        metavar="KERNEL",
+        help="a matrix literal, a list of matrices (one per channel), a named kernel "
+        "(see `cnnlab kernels --list`), or random:KxK (default: seed 001's [[1,0,1],[0,1,0],[1,0,1]])",
+    )
+    conv.add_argument("--channels", type=int, metavar="N", help="input channels (random inputs)")
+    conv.add_argument("--stride", default="1", metavar="S", help="step, S or SHxSW (default 1)")
+    conv.add_argument("--padding", default="0", metavar="P", help="P, PHxPW, same or valid")
+    conv.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES)
+    conv.add_argument("--dilation", default="1", metavar="D", help="gap between kernel taps")
+    conv.set_defaults(handler=run_explain_conv)
+
+    pool = sub.add_parser(
+        "pool",
+        help="max, min and avg pooling of each window, side by side",
+        description="Pool each window: max, min and/or average, side by side on the same "
+        "windows. Default: a 4x4 input, 2x2 window, stride 2, all three modes.",
+        epilog="examples: cnnlab explain pool | cnnlab explain pool --mode max "
+        "--input random:6x6 --kernel 3 --stride 1",
+    )
+    _common(pool)
+    pool.add_argument("--mode", metavar="MODES", help="max, min, avg or several: max,min,avg")
+    pool.add_argument("--kernel", default="2", metavar="K", help="window, K or KHxKW (default 2)")
+    pool.add_argument("--channels", type=int, metavar="N", help="input channels (random inputs)")
+    pool.add_argument("--stride", metavar="S", help="step (default: the window size)")
+    pool.add_argument("--padding", default="0", metavar="P", help="P or PHxPW (at most K/2)")
+    pool.add_argument("--dilation", default="1", metavar="D", help="gap between taps (max, min)")
+    pool.set_defaults(handler=run_explain_pool)
+
+    padding = sub.add_parser(
+        "padding",
+        help="zeros, reflect, replicate and circular padding side by side",
+        description="Pad one matrix with zeros, reflect, replicate and circular, side by side, "
+        "and show what a kernel then outputs.",
+        epilog="examples: cnnlab explain padding | cnnlab explain padding --padding 2 "
+        "--input random:4x4 | cnnlab explain padding --padding same --kernel-size 5",
+    )
+    _common(padding, steps=False)
+    padding.add_argument("--padding", default="1", metavar="P", help="P, PHxPW or same")
+    padding.add_argument(
+        "--padding-mode", metavar="MODES", help="some of zeros,reflect,replicate,circular"
+    )
+    padding.add_argument(
+        "--kernel-size", default="3", metavar="K", help="kernel for the size note (default 3)"
+    )
+    padding.set_defaults(handler=run_explain_padding)
+
+    stride = sub.add_parser(
+        "stride",
+        help="the same input and kernel at stride 1 and 2: window positions and sizes",
+        description="Convolve the same input with the same kernel at several strides: where "
+        "each window starts and how large the output is.",
+        epilog="examples: cnnlab explain stride | cnnlab explain stride --stride 1,2,3 "
+        "--input random:7x7",
+    )
+    _common(stride, steps=False)
+    stride.add_argument("--kernel", metavar="KERNEL", help="as for explain conv")
+    stride.add_argument("--channels", type=int, metavar="N", help="input channels")
+    stride.add_argument("--stride", default="1,2", metavar="S,S", help="strides (default 1,2)")
+    stride.add_argument("--padding", default="0", metavar="P", help="P, PHxPW, same or valid")
+    stride.add_argument("--padding-mode", default="zeros", choices=PADDING_MODES)
+    stride.add_argument("--dilation", default="1", metavar="D", help="gap between kernel taps")
+    stride.set_defaults(handler=run_explain_stride)
+
+
+def _print(renderables: list) -> None:
+    out = console()
+    for renderable in renderables:
+        out.print(renderable, soft_wrap=True, highlight=False)
+
+
+def _channels(args: argparse.Namespace) -> int | None:
+    if args.channels is not None and args.channels < 1:
+        raise ConfigError(f"--channels {args.channels} must be at least 1")
+    return args.channels
+
+
+def run_explain_conv(args: argparse.Namespace) -> int:
+    inputs = explain.read_input(args.input, _channels(args), args.seed, explain.SEED_INPUT)
+    kernels = explain.read_kernel(args.kernel, len(inputs), args.seed)
+    ex = explain.explain_conv(
+        inputs,
+        kernels,
+        explain.parse_size(args.stride, "--stride"),
+        explain.parse_padding(args.padding),
+        explain.parse_size(args.dilation, "--dilation"),
+        args.padding_mode,
+    )
+    if args.json:
+        print_json(ex.to_json())
+    else:
+        _print(explain.render_conv(ex, args.brief, args.max_steps))
+    return 0
+
+
+def run_explain_pool(args: argparse.Namespace) -> int:
+    inputs = explain.read_input(args.input, _channels(args), args.seed, explain.POOL_INPUT)
+    padding = explain.parse_padding(args.padding)
+    if padding == "same":
+        raise ConfigError("pooling takes a number of padding pixels (P or PHxPW), not same")
+    kernel = explain.parse_size(args.kernel, "--kernel")
+    ex = explain.explain_pool(
+        inputs,
+        explain.parse_modes(args.mode),
+        kernel,
+        explain.parse_size(args.stride, "--stride") if args.stride else kernel,
+        padding,
+        explain.parse_size(args.dilation, "--dilation"),
+    )
+    if args.json:
+        print_json(ex.to_json())
+    else:
+        _print(explain.render_pool(ex, args.brief, args.max_steps))
+    return 0
+
+
+def run_explain_padding(args: argparse.Namespace) -> int:
+    matrix = explain.read_input(args.input, None, args.seed, explain.PADDING_INPUT)
+    if len(matrix) != 1:
+        raise ConfigError("explain padding takes one matrix (channels are padded alike)")
+    modes = list(PADDING_MODES)
+    if args.padding_mode:
+        modes = [m.strip().lower() for m in args.padding_mode.split(",") if m.strip()]
+        bad = [m for m in modes if m not in PADDING_MODES]
+        if bad or not modes:
+            raise ConfigError(
+                f"--padding-mode '{args.padding_mode}': choose among {', '.join(PADDING_MODES)}"
+            )
+    ex = explain.explain_padding(
+        matrix[0],
+        explain.parse_padding(args.padding),
+        modes,
+        explain.parse_size(args.kernel_size, "--kernel-size"),
+    )
+    if args.json:
+        print_json(ex.to_json())
+    else:
+        _print(explain.render_padding(ex, args.brief))
+    return 0
+
+
+def run_explain_stride(args: argparse.Namespace) -> int:
+    inputs = explain.read_input(args.input, _channels(args), args.seed, explain.SEED_INPUT)
+    kernels = explain.read_kernel(args.kernel, len(inputs), args.seed)
+    try:
+        strides = [int(s) for s in args.stride.split(",") if s.strip()]
+    except ValueError:
+        strides = []
+    if not strides or min(strides) < 1:
+        raise ConfigError(f"--stride '{args.stride}' must be positive whole numbers, e.g. 1,2")
+    ex = explain.explain_stride(
+        inputs,
+        kernels,
+        strides,
+        explain.parse_padding(args.padding),
+        explain.parse_size(args.dilation, "--dilation"),
+        args.padding_mode,
+    )
+    if args.json:
+        print_json(ex.to_json())
+    else:
+        _print(explain.render_stride(ex, args.brief))
+    return 0
+
+
+# --- kernels --------------------------------------------------------------------
+
+
+def _add_image_outputs(p: argparse.ArgumentParser, default_stem: str) -> None:
+    p.add_argument(
+        "--out",
+        action="append",
+        metavar="FILE",
+        help=f"image to write, .png or .svg; repeat for both (default {default_stem}.png)",
+    )
+    p.add_argument(
+        "--format", choices=("png", "svg"), help="image format when FILE has no extension"
+    )
+
+
+def _register_kernels(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "kernels",
+        help="the classic kernels (edge, Sobel, sharpen, blur, ...) applied to an image",
+        description="Apply the seeds' classic kernels to an image (converted to grayscale, "
+        "shrunk to fit --max-size) with conv2d, and draw the results side by side with each "
+        "kernel's matrix. IMAGE 'demo' is a built-in test picture.",
+        epilog="examples: cnnlab kernels --list | cnnlab kernels photo.jpg --out kernels.png | "
+        "cnnlab kernels demo --kernel sobel-x --kernel sobel-y --out sobel.svg",
+    )
+    p.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...) or 'demo'")
+    p.add_argument("--list", action="store_true", help="print every kernel's matrix")
+    p.add_argument(
+        "--kernel",
+        action="append",
+        metavar="NAME",
+        help="only this kernel (repeatable); prints its output statistics",
+    )
+    p.add_argument("--max-size", type=int, default=256, metavar="PX", help="largest side (256)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_image_outputs(p, "kernels")
+    p.set_defaults(handler=run_kernels)
+
+
+def run_kernels(args: argparse.Namespace) -> int:
+    from cnnlab import kernels as k
+    from cnnlab.plotting import output_paths, save_figure
+
+    if args.list:
+        return _list_kernels(args.json)
+    if not args.image:
+        raise ConfigError(
+            "give an image file (or 'demo' for the built-in picture), or --list for the kernels"
+        )
+    if args.max_size < 8:
+        raise ConfigError(f"--max-size {args.max_size} is too small: use at least 8 pixels")
+    paths = output_paths(args.out, args.format, "kernels")
+    image = k.demo_image() if args.image == "demo" else k.load_gray(args.image, args.max_size)
+    chosen = (
+        [k.get_kernel(name) for name in args.kernel] if args.kernel else list(k.KERNELS.values())
+    )
+    stats = {kernel.name: k.kernel_stats(k.apply_kernel(image, kernel)) for kernel in chosen}
+    figure = k.kernels_figure(image, [kernel.name for kernel in chosen], title=args.image)
+    for path in paths:
+        save_figure(figure, path)
+    if args.json:
+        print_json(
+            {
+                "image": args.image,
+                "size": list(image.shape),
+                "kernels": stats,
+                "written": [str(p) for p in paths],
+            }
+        )
+        return 0
+    h, w = image.shape
+    out = console()
+    out.print(
+        f"{args.image}: {h}x{w} grayscale in [0, 1]; each kernel applied with conv2d, "
+        "same padding (replicate)",
+        highlight=False,
+    )
+    table = Table()
+    for column in ("kernel", "min", "max", "mean", "std"):
+        table.add_column(column, justify="left" if column == "kernel" else "right")
+    for name, s in stats.items():
+        table.add_row(name, *(f"{s[key]:.4f}" for key in ("min", "max", "mean", "std")))
+    out.print(table)
+    if args.kernel:
+        for kernel in chosen:
+            out.print(f"{kernel.name}: {kernel.description}", highlight=False)
+            out.print(kernel.text(), highlight=False, markup=False)
+    for path in paths:
+        out.print(f"wrote {path} ({len(chosen)} panel(s))", highlight=False)
+    return 0
+
+
+def _list_kernels(as_json: bool) -> int:
+    from cnnlab.kernels import KERNELS
+
+    if as_json:
+        print_json(
+            {
+                k.name: {"matrix": k.matrix, "divisor": k.divisor, "description": k.description}
+                for k in KERNELS.values()
+            }
+        )
+        return 0
+    out = console()
+    for kernel in KERNELS.values():
+        out.print(f"{kernel.name}: {kernel.description}", style="bold", highlight=False)
+        out.print(kernel.text(), highlight=False, markup=False)
+        out.print("")
+    return 0
+
+
+# --- diagram --------------------------------------------------------------------
+
+
+def _register_diagram(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "diagram",
+        help="draw a model's architecture: a box per feature map, labelled with its shape",
+        description="Draw the architecture: one box per feature map (height ~ H, thickness ~ "
+        "channels), labelled with its layers and output shape C x H x W, arrows between.",
+        epilog="examples: cnnlab diagram lenet5 --out lenet5.svg | cnnlab diagram "
+        '"conv(8,3) relu maxpool(2) flatten fc(10)" --input 1x28x28 --out m.png --out m.svg',
+    )
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="input shape, e.g. 1x28x28")
+    p.add_argument(
+        "--every-layer",
+        action="store_true",
+        help="one box per layer (default: batchnorm, activations and dropout join the box before)",
+    )
+    _add_image_outputs(p, "model")
+    p.set_defaults(handler=run_diagram)
+
+
+def run_diagram(args: argparse.Namespace) -> int:
+    from cnnlab.analysis import analyze
+    from cnnlab.diagram import diagram_blocks, diagram_figure, shape_label
+    from cnnlab.models import resolve_model
+    from cnnlab.plotting import output_paths, save_figure
+
+    paths = output_paths(args.out, args.format, "model")
+    report = analyze(resolve_model(args.model, args.input))
+    figure = diagram_figure(report, every_layer=args.every_layer)
+    for path in paths:
+        save_figure(figure, path)
+    out = console()
+    for block in diagram_blocks(report, args.every_layer):
+        out.print(
+            f"{shape_label(block.shape):>16}  {' | '.join(block.lines())}",
+            highlight=False,
+            markup=False,
+        )
+    for path in paths:
+        out.print(f"wrote {path}", highlight=False)
+    return 0
