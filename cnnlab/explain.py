@@ -740,7 +740,12 @@ def _pads_text(pads: Pads) -> str:
 
 
 def _span(cells: list[int]) -> str:
-    return str(cells[0]) if len(cells) == 1 else f"{cells[0]}-{cells[-1]}"
+    """[0, 1, 2] -> '0-2'; dilated taps [0, 2, 4] -> '0,2,4'."""
+    if len(cells) == 1:
+        return str(cells[0])
+    if cells[-1] - cells[0] == len(cells) - 1:
+        return f"{cells[0]}-{cells[-1]}"
+    return ",".join(str(c) for c in cells)
 
 
 def _window(rows: list[int], cols: list[int]) -> set[tuple[int, int]]:
