@@ -18,6 +18,7 @@ import ast
 import math
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -488,7 +489,7 @@ def parse_modes(text: str | None) -> list[str]:
 
 def explain_pool(
     inputs: list[Matrix],
-    modes: list[str] = POOL_MODES,
+    modes: Sequence[str] = POOL_MODES,
     kernel: Pair = (2, 2),
     stride: Pair | None = None,
     padding: Pair = (0, 0),
@@ -607,7 +608,7 @@ class PaddingExplanation:
 def explain_padding(
     matrix: Matrix,
     padding: Pair | str = (1, 1),
-    modes: list[str] = PADDING_MODES,
+    modes: Sequence[str] = PADDING_MODES,
     kernel: Pair = (3, 3),
 ) -> PaddingExplanation:
     """Pad `matrix` in each mode (pure Python, as torch's F.pad) and say what a kernel then outputs."""
@@ -665,7 +666,7 @@ class StrideExplanation:
 def explain_stride(
     inputs: list[Matrix],
     kernels: list[Matrix],
-    strides: list[int] = (1, 2),
+    strides: Sequence[int] = (1, 2),
     padding: Pair | str = (0, 0),
     dilation: Pair = (1, 1),
     padding_mode: str = "zeros",

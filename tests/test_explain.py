@@ -167,6 +167,20 @@ def test_pooling_agrees_with_torch_and_shapes(case, mode):
     )
 
 
+def test_pooling_keeps_channels_apart(cli):
+    data = json.loads(
+        cli(
+            "explain", "pool", "--channels", "2", "--input", "random:4x6", "--seed", "5", "--json"
+        ).out
+    )
+    x = as_tensor(data["inputs"])
+    assert len(data["inputs"]) == 2
+    assert data["outputs"]["max"] == F.max_pool2d(x, 2)[0].tolist()
+    assert data["outputs"]["min"] == MinPool2d(2)(x)[0].tolist()
+    assert data["outputs"]["avg"] == F.avg_pool2d(x, 2)[0].tolist()
+    assert [s["channel"] for s in data["steps"]] == [0] * 6 + [1] * 6
+
+
 def test_avg_pool_with_dilation_is_refused(cli):
     result = cli("explain", "pool", "--dilation", "2")
     assert result.code == 2 and "dilation" in result.err
@@ -402,6 +416,8 @@ def test_explain_stride_compares_window_positions_and_sizes(cli):
         (["pool", "--mode", "median"], "--mode"),
         (["pool", "--padding", "2"], "half the kernel"),
         (["stride", "--stride", "a"], "--stride"),
+        (["conv", "--max-steps", "-1"], "--max-steps"),
+        (["conv", "--channels", "0"], "--channels"),
     ],
 )
 def test_user_errors_name_the_problem(cli, argv, message):

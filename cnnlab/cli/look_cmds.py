@@ -23,6 +23,7 @@ INPUT_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the explain, kernels and diagram commands."""
     _register_explain(subparsers)
     _register_kernels(subparsers)
     _register_diagram(subparsers)
@@ -132,9 +133,16 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _print(renderables: list) -> None:
+    """Print without wrapping long arithmetic lines (they stay one line when piped)."""
     out = console()
     for renderable in renderables:
         out.print(renderable, soft_wrap=True, highlight=False)
+
+
+def _max_steps(args: argparse.Namespace) -> int:
+    if args.max_steps < 0:
+        raise ConfigError(f"--max-steps {args.max_steps} must be 0 (all) or more")
+    return args.max_steps
 
 
 def _channels(args: argparse.Namespace) -> int | None:
@@ -144,6 +152,7 @@ def _channels(args: argparse.Namespace) -> int | None:
 
 
 def run_explain_conv(args: argparse.Namespace) -> int:
+    """`cnnlab explain conv`: a convolution step by step."""
     inputs = explain.read_input(args.input, _channels(args), args.seed, explain.SEED_INPUT)
     kernels = explain.read_kernel(args.kernel, len(inputs), args.seed)
     ex = explain.explain_conv(
@@ -157,11 +166,12 @@ def run_explain_conv(args: argparse.Namespace) -> int:
     if args.json:
         print_json(ex.to_json())
     else:
-        _print(explain.render_conv(ex, args.brief, args.max_steps))
+        _print(explain.render_conv(ex, args.brief, _max_steps(args)))
     return 0
 
 
 def run_explain_pool(args: argparse.Namespace) -> int:
+    """`cnnlab explain pool`: max/min/avg pooling step by step."""
     inputs = explain.read_input(args.input, _channels(args), args.seed, explain.POOL_INPUT)
     padding = explain.parse_padding(args.padding)
     if padding == "same":
@@ -178,11 +188,12 @@ def run_explain_pool(args: argparse.Namespace) -> int:
     if args.json:
         print_json(ex.to_json())
     else:
-        _print(explain.render_pool(ex, args.brief, args.max_steps))
+        _print(explain.render_pool(ex, args.brief, _max_steps(args)))
     return 0
 
 
 def run_explain_padding(args: argparse.Namespace) -> int:
+    """`cnnlab explain padding`: the four padding modes side by side."""
     matrix = explain.read_input(args.input, None, args.seed, explain.PADDING_INPUT)
     if len(matrix) != 1:
         raise ConfigError("explain padding takes one matrix (channels are padded alike)")
@@ -208,6 +219,7 @@ def run_explain_padding(args: argparse.Namespace) -> int:
 
 
 def run_explain_stride(args: argparse.Namespace) -> int:
+    """`cnnlab explain stride`: one input and kernel at several strides."""
     inputs = explain.read_input(args.input, _channels(args), args.seed, explain.SEED_INPUT)
     kernels = explain.read_kernel(args.kernel, len(inputs), args.seed)
     try:
@@ -271,6 +283,7 @@ def _register_kernels(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_kernels(args: argparse.Namespace) -> int:
+    """`cnnlab kernels`: the kernel gallery, statistics, or --list."""
     from cnnlab import kernels as k
     from cnnlab.plotting import output_paths, save_figure
 
@@ -366,6 +379,7 @@ def _register_diagram(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_diagram(args: argparse.Namespace) -> int:
+    """`cnnlab diagram`: draw a model's architecture."""
     from cnnlab.analysis import analyze
     from cnnlab.diagram import diagram_blocks, diagram_figure, shape_label
     from cnnlab.models import resolve_model
