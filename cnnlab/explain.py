@@ -1,6 +1,6 @@
 """Convolution, pooling, padding and stride worked out step by step on small matrices.
 
-Pure Python, no torch: each `explain_*` function returns the structured steps
+The arithmetic is pure Python (no torch): each `explain_*` function returns the structured steps
 (every window position, the window's values, the products, the sum) and the
 result, which tests compare with torch. Sizes, padding and the formula text
 come from `shapes.py` through `analysis.analyze` (a one-layer model), so the
