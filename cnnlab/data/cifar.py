@@ -10,7 +10,7 @@ import torch
 from cnnlab.data.archive import safe_extract
 from cnnlab.data.download import verify
 from cnnlab.data.paths import download_dir, search_dirs
-from cnnlab.data.remote import CIFAR10
+from cnnlab.data.remote import CIFAR10, RemoteFiles
 from cnnlab.errors import DataError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -50,27 +50,37 @@ def find_batches(data_dir: str | Path | None = None) -> Path | None:
     return None
 
 
-def fetch_batches(data_dir: str | Path | None = None, allow_download: bool = True, progress: bool | None = None) -> Path:
+def fetch_batches(
+    data_dir: str | Path | None = None,
+    allow_download: bool = True,
+    progress: bool | None = None,
+    remote: RemoteFiles = CIFAR10,
+) -> Path:
     """The folder of extracted .bin files: found, or extracted from a found or downloaded archive."""
     found = find_batches(data_dir)
     if found is not None:
         return found
-    archive = CIFAR10.fetch(data_dir, allow_download, progress)["cifar-10-binary.tar.gz"]
-    md5 = CIFAR10.files[0][1]
+    archive = remote.fetch(data_dir, allow_download, progress)["cifar-10-binary.tar.gz"]
+    md5 = remote.files[0][1]
     if not verify(archive, md5):
         raise DataError(
             f"{archive}: md5 differs from the published {md5}; this is not the official "
             "cifar-10-binary.tar.gz: delete it and download it again"
         )
-    target = download_dir(CIFAR10.name)
+    target = download_dir(remote.name)
     wanted = {f"{FOLDER}/{f}" for f in TRAIN_FILES + TEST_FILES + ["batches.meta.txt"]}
     safe_extract(archive, target, only=wanted)
     return target / FOLDER
 
 
-def load_cifar10(data_dir: str | Path | None = None, allow_download: bool = True, progress: bool | None = None):
+def load_cifar10(
+    data_dir: str | Path | None = None,
+    allow_download: bool = True,
+    progress: bool | None = None,
+    remote: RemoteFiles = CIFAR10,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
     """(train_x, train_y, test_x, test_y, where) for CIFAR-10; images (N, 3, 32, 32) uint8."""
-    folder = fetch_batches(data_dir, allow_download, progress)
+    folder = fetch_batches(data_dir, allow_download, progress, remote)
     train = [read_batch(folder / f) for f in TRAIN_FILES]
     test = [read_batch(folder / f) for f in TEST_FILES]
     return (
