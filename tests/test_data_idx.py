@@ -7,6 +7,8 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnlab.data.idx import read_idx, read_idx_pair, write_idx
 from cnnlab.errors import DataError
@@ -124,3 +126,18 @@ def test_missing_and_empty_files(tmp_path):
 def test_writer_refuses_unstorable_dtype(tmp_path):
     with pytest.raises(DataError, match="cannot store dtype"):
         write_idx(tmp_path / "x", np.zeros(3, dtype=np.uint64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    dtype=st.sampled_from(["uint8", "int8", "int16", "int32", "float32", "float64"]),
+    shape=st.lists(st.integers(0, 5), min_size=1, max_size=4),
+    compress=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_round_trip_property(tmp_path_factory, dtype, shape, compress, seed):
+    array = (np.random.default_rng(seed).standard_normal(shape) * 1000).astype(dtype)
+    path = write_idx(tmp_path_factory.mktemp("idx") / "x", array, compress=compress)
+    back = read_idx(path)
+    assert back.shape == tuple(shape) and back.dtype == array.dtype
+    np.testing.assert_array_equal(back, array)

@@ -213,6 +213,11 @@ def test_bytes_input_and_upload_name():
         load_image(b"")
 
 
+def test_missing_file_named(tmp_path):
+    with pytest.raises(DataError, match="missing.png: cannot read"):
+        load_image(tmp_path / "missing.png")
+
+
 def test_bad_channels_value(tmp_path):
     path = _save(Image.new("L", (4, 4)), tmp_path / "x.png")
     with pytest.raises(DataError, match="channels must be 1"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -48,45 +49,52 @@ def _describe_unknown(head: bytes) -> str:
     return "not an image"
 
 
-def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Open, check and fully decode an image; EXIF orientation applied. DataError names the file."""
-    label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
-    try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    except OSError as error:
-        raise DataError(f"{label}: cannot read ({error.strerror or error})") from None
-    allowed = ", ".join(ALLOWED_FORMATS)
+def _open_header(handle: BinaryIO, label: str) -> Image.Image:
+    """Pillow's lazy open (header only), restricted to the allowed formats, size-checked."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            image = Image.open(handle, formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
         raise DataError(
             f"{label}: image is too large to decode safely (over {2 * MAX_PIXELS:,} pixels); "
             f"the limit is {MAX_PIXELS:,} pixels: shrink it first"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        kind = _describe_unknown(data[:16])
+        handle.seek(0)
+        kind = _describe_unknown(handle.read(16))
         raise DataError(
-            f"{label}: {kind}, which cnnlab cannot read; accepted formats are {allowed}: "
-            "convert it (e.g. save it as PNG) or remove it"
+            f"{label}: {kind}, which cnnlab cannot read; accepted formats are "
+            f"{', '.join(ALLOWED_FORMATS)}: convert it (e.g. save it as PNG) or remove it"
         ) from None
     width, height = image.size
-    if width * height > MAX_PIXELS:  # checked from the header, before any pixel is decoded
+    if width * height > MAX_PIXELS:  # from the header, before any pixel is decoded
         raise DataError(
             f"{label}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{MAX_PIXELS:,}; refused before decoding: shrink it first"
         )
     if width == 0 or height == 0:
         raise DataError(f"{label}: image has no pixels ({width}x{height})")
+    return image
+
+
+def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """Open, check and fully decode an image; EXIF orientation applied. DataError names the file."""
+    label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
     try:
-        image.load()
-        return ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise DataError(
-            f"{label}: truncated or damaged {image.format} image ({error}); "
-            "re-export or re-download it, or remove it"
-        ) from None
+        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    except OSError as error:
+        raise DataError(f"{label}: cannot read ({error.strerror or error})") from None
+    with handle:
+        image = _open_header(handle, label)
+        try:
+            image.load()
+            return ImageOps.exif_transpose(image)  # a decoded copy: the file can close
+        except Exception as error:  # noqa: BLE001 (untrusted bytes: any decoder failure is a bad file)
+            raise DataError(
+                f"{label}: truncated or damaged {image.format} image ({error}); "
+                "re-export or re-download it, or remove it"
+            ) from None
 
 
 def _composite(image: Image.Image, background: int) -> Image.Image:
