@@ -71,7 +71,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Load a data set and save its sample grid."""
-    options = {"skip_bad": True} if args.skip_bad else {}
+    options: dict = {"skip_bad": True} if args.skip_bad else {}
+    if args.name == "shapes":  # generated: make only what the grid shows
+        n = args.per_class * len(get_entry("shapes").classes)
+        options = {"train_size": n, "test_size": n}
     ds = load_dataset(
         args.name, data_dir=args.data_dir, seed=args.seed, download=not args.no_download, **options
     )

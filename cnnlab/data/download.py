@@ -48,6 +48,14 @@ def verify(path: str | Path, checksum: str) -> bool:
     return file_digest(path, _checksum_kind(checksum)) == checksum.lower()
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Leave no empty cache folder behind after a failed download."""
+    try:
+        folder.rmdir()  # fails (and is ignored) unless empty
+    except OSError:
+        pass
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -153,10 +161,12 @@ def download(
             break
         except DownloadError:
             if attempt == retries:
-                raise  # the .part stays: the next call resumes it
+                _remove_if_empty(dest.parent)
+                raise  # a .part stays: the next call resumes it
     if checksum is not None and not verify(part, checksum):
         got = file_digest(part, _checksum_kind(checksum))
         part.unlink(missing_ok=True)
+        _remove_if_empty(dest.parent)
         raise DataError(
             f"{url}: checksum mismatch ({_checksum_kind(checksum)} {got}, expected {checksum}); "
             "the download was deleted. Try again later or another mirror; if it keeps failing the "
