@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -49,6 +50,8 @@ def write_results(name: str, payload: dict) -> Path:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(),
+            # Other work on the machine skews every timing: keep the load beside the numbers.
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         },
         **payload,
     }

@@ -9,6 +9,7 @@ model's training step (batch 128, forward + backward + Adam).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -107,7 +108,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
     repeats, steps, batches = (3, 10, 30) if args.quick else (7, 30, 200)
-    results = {"threads": torch.get_num_threads()}
+    results = {
+        "threads": torch.get_num_threads(),
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+    }
+    if results["load_average_at_start"] > 0.5:
+        print(
+            f"note: load average {results['load_average_at_start']} at start; other work skews these timings\n"
+        )
     results["fashion_mnist_load"] = bench_fashion(repeats)
     results["shapes_generate"] = bench_shapes(repeats)
     results["augment"] = []

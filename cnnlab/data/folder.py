@@ -92,12 +92,15 @@ def _labelled_files(root: Path, classes: list[str], allow_empty: bool = False) -
 
 
 def cache_key(files: list[tuple[Path, int]], root: Path, options: FolderOptions) -> str:
-    """Hash of relative paths, labels, sizes, mtimes and options."""
+    """Hash of the root, relative paths, labels, sizes, mtimes and options."""
     entries = []
     for path, label in files:
         st = path.stat()
         entries.append([str(path.relative_to(root)), label, st.st_size, st.st_mtime_ns])
-    blob = json.dumps({"v": CACHE_VERSION, "files": entries, "options": asdict(options)}, sort_keys=True)
+    blob = json.dumps(
+        {"v": CACHE_VERSION, "root": str(root), "files": entries, "options": asdict(options)},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:40]
 
 

@@ -167,7 +167,12 @@ def load_image(
     background: int = 255,
     name: str | None = None,
 ) -> torch.Tensor:
-    """Path or bytes -> checked image -> uint8 tensor (C, H, W) with `channels` (1, 3, or as stored) and `size`."""
+    """Path or bytes -> checked image -> uint8 tensor (C, H, W).
+
+    channels: 1, 3, or None (1 when the image looks gray, else 3); size: an int for a
+    square, (H, W), or None to keep the image's own size; background: the gray level
+    (0..255) that transparent pixels are composited onto.
+    """
     image = normalise_mode(open_image(source, name=name), background=background)
     if channels is None and image.mode == "RGB" and looks_grayscale(image):
         image = image.convert("L")
