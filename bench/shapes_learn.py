@@ -75,7 +75,7 @@ def main() -> None:
         "history": history,
         "final_accuracy": history[-1]["test_accuracy"],
     }
-    print(f"written {write_results('shapes_learn', result)}")
+    print(f"written {write_results(f'shapes_learn_seed{args.seed}', result)}")
 
 
 if __name__ == "__main__":
