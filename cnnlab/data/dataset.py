@@ -1,0 +1,145 @@
+"""The in-memory data set: uint8 image tensors, int64 labels, class names and normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import DataError
+
+
+@dataclass
+class Dataset:
+    """One data set in memory: images (N, C, H, W) uint8, labels (N,) int64, per split."""
+
+    name: str
+    classes: list[str]
+    train_images: torch.Tensor  # (N, C, H, W) uint8, contiguous
+    train_labels: torch.Tensor  # (N,) int64
+    test_images: torch.Tensor  # (M, C, H, W) uint8
+    test_labels: torch.Tensor  # (M,) int64
+    mean: tuple[float, ...] = ()  # per channel, [0, 1] units, from the train images
+    std: tuple[float, ...] = ()
+    flip_ok: bool = False  # does a horizontal flip keep every label true?
+    source: str = ""  # where the data came from (a folder, "generated", a URL)
+    skipped: list[str] = field(default_factory=list)  # bad files left out (folder, skip_bad=True)
+
+    def __post_init__(self) -> None:
+        for images, labels in ((self.train_images, self.train_labels), (self.test_images, self.test_labels)):
+            assert images.dtype == torch.uint8 and images.ndim == 4, (images.dtype, images.shape)
+            assert labels.dtype == torch.int64 and labels.shape == (images.shape[0],)
+        assert self.train_images.shape[1:] == self.test_images.shape[1:]
+        self.train_images = self.train_images.contiguous()
+        self.test_images = self.test_images.contiguous()
+        if not self.mean:
+            self.mean, self.std = channel_stats(self.train_images)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        c, h, w = self.train_images.shape[1:]
+        return (int(c), int(h), int(w))
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes (labels run 0..num_classes-1)."""
+        return len(self.classes)
+
+    def __repr__(self) -> str:
+        c, h, w = self.image_shape
+        return (
+            f"Dataset({self.name!r}, {self.num_classes} classes, {c}x{h}x{w}, "
+            f"train={len(self.train_labels)}, test={len(self.test_labels)})"
+        )
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units."""
+    n, c = images.shape[:2]
+    if n == 0:
+        return (0.0,) * c, (1.0,) * c
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, n, chunk):  # chunks keep the float copy small
+        x = images[start : start + chunk].to(torch.float64).div_(255.0)
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += x.square().sum(dim=(0, 2, 3))
+    count = n * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean.square()).clamp_min(1e-12).sqrt()
+    return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def stratified_pick(labels: torch.Tensor, counts: torch.Tensor, seed: int) -> torch.Tensor:
+    """Sorted indices taking counts[k] random examples of each class k (deterministic for a seed)."""
+    n = labels.numel()
+    perm = torch.randperm(n, generator=_generator(seed))
+    order = perm[torch.argsort(labels[perm], stable=True)]  # grouped by class, random within
+    per_class = torch.bincount(labels, minlength=counts.numel())
+    starts = torch.cumsum(per_class, 0) - per_class
+    sorted_labels = labels[order]
+    rank = torch.arange(n) - starts[sorted_labels]  # position within its class
+    return torch.sort(order[rank < counts[sorted_labels]]).values
+
+
+def split_validation(
+    images: torch.Tensor, labels: torch.Tensor, fraction: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split off `fraction` of each class as validation: (train_x, train_y, val_x, val_y), deterministic."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation fraction {fraction} must lie strictly between 0 and 1 (e.g. 0.1)")
+    per_class = torch.bincount(labels)
+    # At least one validation example per class that has two, and at least one left to train on.
+    want = torch.round(per_class.double() * fraction).long()
+    want = torch.where(per_class >= 2, want.clamp(1), want).clamp(max=(per_class - 1).clamp(min=0))
+    val_idx = stratified_pick(labels, want, seed)
+    mask = torch.ones(labels.numel(), dtype=torch.bool)
+    mask[val_idx] = False
+    train_idx = torch.nonzero(mask).squeeze(1)
+    return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
+
+
+def subset(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic class-balanced subset of `size` examples (all of them if size >= N)."""
+    n = labels.numel()
+    if size >= n:
+        return images, labels
+    if size <= 0:
+        raise DataError(f"subset size {size} must be positive")
+    per_class = torch.bincount(labels)
+    # Share `size` in proportion to the class counts; hand out the rounding remainder largest-first.
+    exact = per_class.double() * size / n
+    want = exact.floor().long()
+    rest = size - int(want.sum())
+    if rest:
+        want[torch.argsort(exact - want, descending=True)[:rest]] += 1
+    idx = stratified_pick(labels, want, seed)
+    return images[idx], labels[idx]
+
+
+def convert_images(images: torch.Tensor, channels: int | None = None, size: int | None = None) -> torch.Tensor:
+    """Change uint8 images (N, C, H, W) to `channels` (1 or 3) and a square `size`, batched."""
+    out = images
+    if channels is not None and channels != out.shape[1]:
+        if channels == 3 and out.shape[1] == 1:
+            out = out.expand(-1, 3, -1, -1)
+        elif channels == 1 and out.shape[1] == 3:
+            # ITU-R 601 luma, as PIL's convert("L").
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            out = (out.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        else:
+            raise DataError(f"cannot convert {out.shape[1]}-channel images to {channels} channels; use 1 or 3")
+    if size is not None and tuple(out.shape[2:]) != (size, size):
+        chunks = []
+        for start in range(0, out.shape[0], 4096):  # bounded float memory
+            x = out[start : start + 4096].float()
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            chunks.append(x.round().clamp(0, 255).to(torch.uint8))
+        out = torch.cat(chunks) if chunks else out.new_zeros((0, out.shape[1], size, size))
+    return out.contiguous()

@@ -1,0 +1,179 @@
+"""One checked path from image bytes or a file to a normalised uint8 tensor (C, H, W).
+
+Training folders, prediction and the web server's uploads all come through here, so
+they share one pixel limit, one format allowlist and one way of handling modes.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnlab.errors import DataError
+
+MAX_PIXELS = 50_000_000  # 50 megapixels: ~7000x7000; anything larger is refused before decoding
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+# Pillow warns above MAX_IMAGE_PIXELS and raises above twice that, while opening; we refuse first.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+# Leading bytes of formats we refuse, so the message can say what the file is.
+_KNOWN_OTHER = (
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%!PS", "PostScript/EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "Photoshop PSD"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+    (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
+)
+
+
+def _describe_unknown(head: bytes) -> str:
+    """What a file we cannot open looks like, from its first bytes."""
+    for magic, kind in _KNOWN_OTHER:
+        if head.startswith(magic):
+            return f"a {kind} file"
+    if head[4:8] == b"ftyp":
+        return "an HEIC/AVIF/MP4 file"
+    if not head:
+        return "an empty file"
+    return "not an image"
+
+
+def _open_header(handle: BinaryIO, label: str) -> Image.Image:
+    """Pillow's lazy open (header only), restricted to the allowed formats, size-checked."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(handle, formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError:
+        raise DataError(
+            f"{label}: image is too large to decode safely (over {2 * MAX_PIXELS:,} pixels); "
+            f"the limit is {MAX_PIXELS:,} pixels: shrink it first"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        handle.seek(0)
+        kind = _describe_unknown(handle.read(16))
+        raise DataError(
+            f"{label}: {kind}, which cnnlab cannot read; accepted formats are "
+            f"{', '.join(ALLOWED_FORMATS)}: convert it (e.g. save it as PNG) or remove it"
+        ) from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:  # from the header, before any pixel is decoded
+        raise DataError(
+            f"{label}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{MAX_PIXELS:,}; refused before decoding: shrink it first"
+        )
+    if width == 0 or height == 0:
+        raise DataError(f"{label}: image has no pixels ({width}x{height})")
+    return image
+
+
+def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """Open, check and fully decode an image; EXIF orientation applied. DataError names the file."""
+    label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    except OSError as error:
+        raise DataError(f"{label}: cannot read ({error.strerror or error})") from None
+    with handle:
+        image = _open_header(handle, label)
+        try:
+            image.load()
+            return ImageOps.exif_transpose(image)  # a decoded copy: the file can close
+        except Exception as error:  # noqa: BLE001 (untrusted bytes: any decoder failure is a bad file)
+            raise DataError(
+                f"{label}: truncated or damaged {image.format} image ({error}); "
+                "re-export or re-download it, or remove it"
+            ) from None
+
+
+def _composite(image: Image.Image, background: int) -> Image.Image:
+    """Flatten an image with alpha onto a plain `background` gray level (0 black .. 255 white)."""
+    rgba = image.convert("RGBA")
+    base = Image.new("RGBA", rgba.size, (background, background, background, 255))
+    return Image.alpha_composite(base, rgba).convert("RGB")
+
+
+def _sixteen_bit_to_l(image: Image.Image) -> Image.Image:
+    """16-bit (I;16*) or 32-bit integer (I) grayscale -> 8-bit L, scaling 0..65535 to 0..255."""
+    # Allowed formats give mode I only for 16-bit PNGs, so both modes mean a 0..65535 range.
+    array = np.asarray(image).astype(np.int64)
+    scaled = (np.clip(array, 0, 65535) * 255 + 32767) // 65535
+    return Image.fromarray(scaled.astype(np.uint8), mode="L")
+
+
+def normalise_mode(image: Image.Image, background: int = 255) -> Image.Image:
+    """Any Pillow mode -> "L" (grayscale) or "RGB"; alpha composited onto `background`."""
+    mode = image.mode
+    if mode == "L":
+        return image
+    if mode == "RGB":
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        return _sixteen_bit_to_l(image)
+    if mode == "F":
+        return Image.fromarray(np.clip(np.asarray(image), 0, 255).round().astype(np.uint8), mode="L")
+    if mode == "LA" or mode == "La":
+        rgb = _composite(image.convert("RGBA"), background)
+        return rgb.convert("L")
+    if mode == "P" and "transparency" in image.info or mode in ("RGBA", "RGBa", "PA"):
+        return _composite(image, background)
+    return image.convert("RGB")  # P without transparency, CMYK, YCbCr, LAB, HSV
+
+
+def looks_grayscale(image: Image.Image) -> bool:
+    """True for "L" images and for RGB images whose three channels are equal everywhere."""
+    if image.mode == "L":
+        return True
+    array = np.asarray(image)
+    return bool((array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all())
+
+
+def to_tensor(image: Image.Image, channels: int | None = None, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """A normalised ("L" or "RGB") image -> uint8 tensor (C, H, W), converted and resized as asked."""
+    if channels == 1 and image.mode != "L":
+        image = image.convert("L")  # ITU-R 601 luma
+    elif channels == 3 and image.mode != "RGB":
+        image = image.convert("RGB")
+    elif channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
+    if size is not None:
+        w, h = (size, size) if isinstance(size, int) else (size[1], size[0])
+        if image.size != (w, h):
+            # Squash to the target size (no crop); LANCZOS keeps thin strokes when shrinking.
+            image = image.resize((w, h), Image.Resampling.LANCZOS)
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()  # (C, H, W) uint8
+
+
+def load_image(
+    source: str | Path | bytes,
+    channels: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    background: int = 255,
+    name: str | None = None,
+) -> torch.Tensor:
+    """Path or bytes -> checked image -> uint8 tensor (C, H, W).
+
+    channels: 1, 3, or None (1 when the image looks gray, else 3); size: an int for a
+    square, (H, W), or None to keep the image's own size; background: the gray level
+    (0..255) that transparent pixels are composited onto.
+    """
+    image = normalise_mode(open_image(source, name=name), background=background)
+    if channels is None and image.mode == "RGB" and looks_grayscale(image):
+        image = image.convert("L")
+    return to_tensor(image, channels=channels, size=size)
