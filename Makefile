@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/cnnlab summary default
+	$(VENV)/bin/cnnlab train
 
 test: setup
 	$(PY) -m pytest

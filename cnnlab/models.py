@@ -19,7 +19,15 @@ from torch import nn
 from cnnlab.analysis import ModelReport, analyze, layer_names
 from cnnlab.errors import SpecError
 from cnnlab.layers import build_layer, layer_from_module
-from cnnlab.spec import LAYER_KINDS, ModelSpec, load_spec_toml, parse_spec, resolve_kind
+from cnnlab.spec import (
+    LAYER_KINDS,
+    LayerSpec,
+    ModelSpec,
+    format_shape,
+    load_spec_toml,
+    parse_spec,
+    resolve_kind,
+)
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,39 @@ class CnnModel(nn.Sequential):
     def to_spec(self) -> ModelSpec:
         """The spec read back from the built modules themselves."""
         return ModelSpec(tuple(layer_from_module(m) for m in self.children()), self.input_shape)
+
+
+def adapt_to_data(
+    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int
+) -> tuple[ModelSpec, list[str]]:
+    """The spec on the data's input shape with its last fc giving one output per class.
+
+    Presets end in fc(10); a data set of 8 classes needs fc(8). Returns the new
+    spec and notes saying what changed.
+    """
+    notes = []
+    if spec.input_shape and tuple(spec.input_shape) != tuple(input_shape):
+        notes.append(
+            f"input {format_shape(spec.input_shape)} -> {format_shape(input_shape)} (the data's images)"
+        )
+    layers = list(spec.layers)
+    fc_indices = [i for i, layer in enumerate(layers) if layer.kind == "fc"]
+    if not fc_indices:
+        raise SpecError(
+            f"the model must end in fc(N) to classify {num_classes} classes; add e.g. 'flatten fc({num_classes})'"
+        )
+    last = fc_indices[-1]
+    if any(layer.kind in ("conv", "flatten", "gap", "gmp") for layer in layers[last + 1 :]):
+        raise SpecError(
+            "the last fc must be the model's output layer (only activations, dropout or softmax after it)"
+        )
+    if layers[last].params["out"] != num_classes:
+        params = dict(layers[last].params, out=num_classes)
+        notes.append(
+            f"{layers[last].text()} -> {LayerSpec('fc', params).text()} for the data's {num_classes} classes"
+        )
+        layers[last] = LayerSpec("fc", params)
+    return ModelSpec(tuple(layers), tuple(input_shape)), notes
 
 
 def build_model(

@@ -21,20 +21,28 @@ def _check_member(archive: Path, member: tarfile.TarInfo, target: Path) -> None:
     name = member.name
     where = f"{archive}: member {name!r}"
     if member.issym() or member.islnk():
-        raise DataError(f"{where} is a link (to {member.linkname!r}); refused: links can point outside the folder")
+        raise DataError(
+            f"{where} is a link (to {member.linkname!r}); refused: links can point outside the folder"
+        )
     if not (member.isfile() or member.isdir()):
         raise DataError(f"{where} is a device, FIFO or other special file; refused")
     path = PurePosixPath(name)
     if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise DataError(f"{where} has an absolute path; refused: it would write outside the target folder")
+        raise DataError(
+            f"{where} has an absolute path; refused: it would write outside the target folder"
+        )
     if ".." in path.parts or "\\" in name:
-        raise DataError(f"{where} climbs out with '..'; refused: it would write outside the target folder")
+        raise DataError(
+            f"{where} climbs out with '..'; refused: it would write outside the target folder"
+        )
     resolved = (target / path).resolve()
     if not resolved.is_relative_to(target.resolve()):
         raise DataError(f"{where} resolves outside {target}; refused")
 
 
-def safe_extract(archive: str | Path, target: str | Path, only: set[str] | None = None) -> list[Path]:
+def safe_extract(
+    archive: str | Path, target: str | Path, only: set[str] | None = None
+) -> list[Path]:
     """Extract tar `archive` (any compression) into `target`; returns the files written.
 
     With `only`, extract just members whose names are in it. Extraction goes to a
@@ -72,5 +80,7 @@ def safe_extract(archive: str | Path, target: str | Path, only: set[str] | None 
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except (tarfile.TarError, EOFError, OSError) as error:
-        raise DataError(f"{archive}: damaged or not a tar archive ({error}); delete it and download it again") from None
+        raise DataError(
+            f"{archive}: damaged or not a tar archive ({error}); delete it and download it again"
+        ) from None
     return [target / rel for rel in written]

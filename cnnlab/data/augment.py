@@ -42,7 +42,9 @@ class AugmentPolicy:
             if value is True:
                 parts.append(f.name)
             elif value:
-                parts.append(f"{f.name}={value:g}" if isinstance(value, float) else f"{f.name}={value}")
+                parts.append(
+                    f"{f.name}={value:g}" if isinstance(value, float) else f"{f.name}={value}"
+                )
         return ",".join(parts) or "none"
 
 
@@ -68,7 +70,9 @@ def _parse_item(item: str) -> tuple[str, object]:
     name = _ALIASES.get(name.strip(), name.strip())
     if name not in _ITEMS:
         known = ", ".join(["none", "standard", *_ITEMS])
-        raise ConfigError(f"augmentation {name!r} is unknown; known: {known} (e.g. 'translate=2,flip')")
+        raise ConfigError(
+            f"augmentation {name!r} is unknown; known: {known} (e.g. 'translate=2,flip')"
+        )
     kind, lo, hi = _ITEMS[name]
     if kind is bool:
         if raw.strip() in ("", "1", "true", "yes", "on"):
@@ -77,17 +81,27 @@ def _parse_item(item: str) -> tuple[str, object]:
             return name, False
         raise ConfigError(f"augmentation '{item}': flip takes no value (write 'flip')")
     if not raw.strip():
-        raise ConfigError(f"augmentation '{item}' needs a value, e.g. '{name}={int(hi) // 8 or 0.1}'")
+        raise ConfigError(
+            f"augmentation '{item}' needs a value, e.g. '{name}={int(hi) // 8 or 0.1}'"
+        )
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(f"augmentation '{item}': {raw!r} is not a{'n integer' if kind is int else ' number'}") from None
+        raise ConfigError(
+            f"augmentation '{item}': {raw!r} is not a{'n integer' if kind is int else ' number'}"
+        ) from None
     if not lo <= value <= hi:
         raise ConfigError(f"augmentation '{item}': {name} must lie between {lo:g} and {hi:g}")
     return name, value
 
 
-def parse_policy(text: str, dataset: Dataset | None = None, *, flip_ok: bool | None = None, image_size: int | None = None) -> AugmentPolicy:
+def parse_policy(
+    text: str,
+    dataset: Dataset | None = None,
+    *,
+    flip_ok: bool | None = None,
+    image_size: int | None = None,
+) -> AugmentPolicy:
     """Parse "none", "standard" or "name=value,..." into an AugmentPolicy (ConfigError when wrong)."""
     if dataset is not None:
         flip_ok = dataset.flip_ok if flip_ok is None else flip_ok
@@ -133,7 +147,9 @@ def _cutout(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     top = torch.randint(0, h, (n, 1), generator=g) - size // 2
     left = torch.randint(0, w, (n, 1), generator=g) - size // 2
     ys, xs = torch.arange(h), torch.arange(w)
-    inside = ((ys >= top) & (ys < top + size))[:, :, None] & ((xs >= left) & (xs < left + size))[:, None, :]
+    inside = ((ys >= top) & (ys < top + size))[:, :, None] & ((xs >= left) & (xs < left + size))[
+        :, None, :
+    ]
     return x.masked_fill(inside.unsqueeze(1), 0)
 
 
@@ -152,7 +168,9 @@ def _affine(x: torch.Tensor, degrees: float, scale: float, g: torch.Generator) -
     return out if x.is_floating_point() else out.round_().clamp_(0, 255).to(x.dtype)
 
 
-def augment_batch(images: torch.Tensor, policy: AugmentPolicy, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor, policy: AugmentPolicy, generator: torch.Generator
+) -> torch.Tensor:
     """Augment a batch (N, C, H, W), uint8 or float; same shape and dtype out, deterministic for the generator."""
     if policy.is_identity:
         return images

@@ -36,7 +36,9 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     labels = records[:, 0].astype(np.int64)
     if labels.max() >= len(CLASSES):
         i = int(np.argmax(labels >= len(CLASSES)))
-        raise DataError(f"{path}: label {labels[i]} in record {i} is outside 0..9; the file is damaged")
+        raise DataError(
+            f"{path}: label {labels[i]} in record {i} is outside 0..9; the file is damaged"
+        )
     images = records[:, 1:].reshape(PER_FILE, 3, 32, 32)
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
 

@@ -27,7 +27,10 @@ class Dataset:
     skipped: list[str] = field(default_factory=list)  # bad files left out (folder, skip_bad=True)
 
     def __post_init__(self) -> None:
-        for images, labels in ((self.train_images, self.train_labels), (self.test_images, self.test_labels)):
+        for images, labels in (
+            (self.train_images, self.train_labels),
+            (self.test_images, self.test_labels),
+        ):
             assert images.dtype == torch.uint8 and images.ndim == 4, (images.dtype, images.shape)
             assert labels.dtype == torch.int64 and labels.shape == (images.shape[0],)
         assert self.train_images.shape[1:] == self.test_images.shape[1:]
@@ -55,7 +58,9 @@ class Dataset:
         )
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(
+    images: torch.Tensor, chunk: int = 8192
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images (N, C, H, W), in [0, 1] units."""
     n, c = images.shape[:2]
     if n == 0:
@@ -93,7 +98,9 @@ def split_validation(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split off `fraction` of each class as validation: (train_x, train_y, val_x, val_y), deterministic."""
     if not 0.0 < fraction < 1.0:
-        raise DataError(f"validation fraction {fraction} must lie strictly between 0 and 1 (e.g. 0.1)")
+        raise DataError(
+            f"validation fraction {fraction} must lie strictly between 0 and 1 (e.g. 0.1)"
+        )
     per_class = torch.bincount(labels)
     # At least one validation example per class that has two, and at least one left to train on.
     want = torch.round(per_class.double() * fraction).long()
@@ -105,7 +112,9 @@ def split_validation(
     return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
 
 
-def subset(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def subset(
+    images: torch.Tensor, labels: torch.Tensor, size: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A deterministic class-balanced subset of `size` examples (all of them if size >= N)."""
     n = labels.numel()
     if size >= n:
@@ -123,7 +132,9 @@ def subset(images: torch.Tensor, labels: torch.Tensor, size: int, seed: int = 0)
     return images[idx], labels[idx]
 
 
-def convert_images(images: torch.Tensor, channels: int | None = None, size: int | None = None) -> torch.Tensor:
+def convert_images(
+    images: torch.Tensor, channels: int | None = None, size: int | None = None
+) -> torch.Tensor:
     """Change uint8 images (N, C, H, W) to `channels` (1 or 3) and a square `size`, batched."""
     out = images
     if channels is not None and channels != out.shape[1]:
@@ -134,12 +145,16 @@ def convert_images(images: torch.Tensor, channels: int | None = None, size: int 
             weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
             out = (out.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
         else:
-            raise DataError(f"cannot convert {out.shape[1]}-channel images to {channels} channels; use 1 or 3")
+            raise DataError(
+                f"cannot convert {out.shape[1]}-channel images to {channels} channels; use 1 or 3"
+            )
     if size is not None and tuple(out.shape[2:]) != (size, size):
         chunks = []
         for start in range(0, out.shape[0], 4096):  # bounded float memory
             x = out[start : start + 4096].float()
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
             chunks.append(x.round().clamp(0, 255).to(torch.uint8))
         out = torch.cat(chunks) if chunks else out.new_zeros((0, out.shape[1], size, size))
     return out.contiguous()

@@ -7,10 +7,10 @@ deletes the .part; an interrupted transfer keeps it so the next try resumes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -50,10 +50,8 @@ def verify(path: str | Path, checksum: str) -> bool:
 
 def _remove_if_empty(folder: Path) -> None:
     """Leave no empty cache folder behind after a failed download."""
-    try:
+    with contextlib.suppress(OSError):
         folder.rmdir()  # fails (and is ignored) unless empty
-    except OSError:
-        pass
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -69,7 +67,9 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _progress_callback(label: str, enabled: bool | None) -> tuple[Callable[[int, int | None], None], Callable[[], None]]:
+def _progress_callback(
+    label: str, enabled: bool | None
+) -> tuple[Callable[[int, int | None], None], Callable[[], None]]:
     """(update(done, total), close()) showing a rich bar on a terminal, or doing nothing."""
     if enabled is None:
         enabled = sys.stderr.isatty()
@@ -77,7 +77,13 @@ def _progress_callback(label: str, enabled: bool | None) -> tuple[Callable[[int,
         return (lambda done, total: None), (lambda: None)
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    progress = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True)
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+    )
     progress.start()
     task = progress.add_task(label, total=None)
 
@@ -105,7 +111,7 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool | None) -> No
         if error.code == 416 and start:  # range past the end: the .part is already whole
             return
         raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, TimeoutError, socket.timeout, OSError) as error:
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise DownloadError(f"{url}: cannot connect ({reason})") from None
     with response:
@@ -121,7 +127,7 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool | None) -> No
                 while True:
                     try:
                         block = response.read(CHUNK)
-                    except (TimeoutError, socket.timeout, OSError, http.client.HTTPException) as error:
+                    except (TimeoutError, OSError, http.client.HTTPException) as error:
                         raise DownloadError(
                             f"{url}: transfer cut off after {done:,} bytes ({error}); run again to resume"
                         ) from None
@@ -135,7 +141,9 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool | None) -> No
         finally:
             close()
     if total is not None and done < total:
-        raise DownloadError(f"{url}: connection closed after {done:,} of {total:,} bytes; run again to resume")
+        raise DownloadError(
+            f"{url}: connection closed after {done:,} of {total:,} bytes; run again to resume"
+        )
 
 
 def download(

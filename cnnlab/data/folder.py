@@ -60,7 +60,11 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; expected {root}/<class>/<image files>")
     train_root = root / "train" if (root / "train").is_dir() else root
-    test_root = next((root / n for n in ("test", "val") if (root / n).is_dir()), None) if train_root != root else None
+    test_root = (
+        next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
+        if train_root != root
+        else None
+    )
     classes = [p.name for p in _class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(
@@ -80,7 +84,9 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
     return classes, train, test
 
 
-def _labelled_files(root: Path, classes: list[str], allow_empty: bool = False) -> list[tuple[Path, int]]:
+def _labelled_files(
+    root: Path, classes: list[str], allow_empty: bool = False
+) -> list[tuple[Path, int]]:
     out = []
     for label, name in enumerate(classes):
         folder = root / name
@@ -132,8 +138,12 @@ def _decode_all(files: list[tuple[Path, int]], options: FolderOptions) -> tuple[
     return [r for r, _ in results], [e for _, e in results if e is not None]
 
 
-def _stack(decoded: list, files: list[tuple[Path, int]], channels: int, where: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    keep = [(pair, label) for pair, (_, label) in zip(decoded, files, strict=True) if pair is not None]
+def _stack(
+    decoded: list, files: list[tuple[Path, int]], channels: int, where: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
+    keep = [
+        (pair, label) for pair, (_, label) in zip(decoded, files, strict=True) if pair is not None
+    ]
     if not keep:
         raise DataError(f"{where}: no usable images left after leaving out the bad files")
     pick = 0 if channels == 1 else 1
@@ -234,7 +244,17 @@ def load_folder(
     empty = [classes[c] for c in range(len(classes)) if not (train_y == c).any()]
     if empty:
         raise DataError(f"{root}: no usable training images left for class(es) {', '.join(empty)}")
-    ds = Dataset(f"folder:{root}", classes, train_x, train_y, test_x, test_y, flip_ok=flip_ok, source=str(root), skipped=errors)
+    ds = Dataset(
+        f"folder:{root}",
+        classes,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        flip_ok=flip_ok,
+        source=str(root),
+        skipped=errors,
+    )
     if use_cache:
         _write_cache(cache_path, ds)
     return ds

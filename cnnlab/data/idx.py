@@ -92,13 +92,17 @@ def read_idx(path: str | Path) -> np.ndarray:
     return parse_idx(_read_bytes(path), str(path))
 
 
-def write_idx(path: str | Path, array: np.ndarray | torch.Tensor, compress: bool | None = None) -> Path:
+def write_idx(
+    path: str | Path, array: np.ndarray | torch.Tensor, compress: bool | None = None
+) -> Path:
     """Write `array` as an IDX file; gzip when `compress` or (if None) when the name ends in .gz."""
     path = Path(path)
     array = array.numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
     key = array.dtype.newbyteorder("=").str
     if key not in CODES:
-        raise DataError(f"{path}: IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or float64")
+        raise DataError(
+            f"{path}: IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or float64"
+        )
     code = CODES[key]
     header = bytes([0, 0, code, array.ndim]) + b"".join(
         int(n).to_bytes(4, "big") for n in array.shape

@@ -124,7 +124,9 @@ def normalise_mode(image: Image.Image, background: int = 255) -> Image.Image:
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         return _sixteen_bit_to_l(image)
     if mode == "F":
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).round().astype(np.uint8), mode="L")
+        return Image.fromarray(
+            np.clip(np.asarray(image), 0, 255).round().astype(np.uint8), mode="L"
+        )
     if mode == "LA" or mode == "La":
         rgb = _composite(image.convert("RGBA"), background)
         return rgb.convert("L")
@@ -141,7 +143,9 @@ def looks_grayscale(image: Image.Image) -> bool:
     return bool((array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all())
 
 
-def to_tensor(image: Image.Image, channels: int | None = None, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+def to_tensor(
+    image: Image.Image, channels: int | None = None, size: int | tuple[int, int] | None = None
+) -> torch.Tensor:
     """A normalised ("L" or "RGB") image -> uint8 tensor (C, H, W), converted and resized as asked."""
     if channels == 1 and image.mode != "L":
         image = image.convert("L")  # ITU-R 601 luma

@@ -17,7 +17,9 @@ def sample_indices(labels: torch.Tensor, num_classes: int, per_class: int) -> li
     return [torch.nonzero(labels == c).squeeze(1)[:per_class].tolist() for c in range(num_classes)]
 
 
-def save_sample_grid(ds: Dataset, out: str | Path, per_class: int = 10, split: str = "train") -> Path:
+def save_sample_grid(
+    ds: Dataset, out: str | Path, per_class: int = 10, split: str = "train"
+) -> Path:
     """Save a PNG with one labelled row of `per_class` images per class; returns the path."""
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', not {split!r}")
@@ -44,7 +46,9 @@ def save_sample_grid(ds: Dataset, out: str | Path, per_class: int = 10, split: s
     fig.subplots_adjust(left=0.16, right=0.99, top=0.94, bottom=0.01, wspace=0.05, hspace=0.1)
     out = Path(out)
     if out.parent and not out.parent.exists():
-        raise DataError(f"{out}: folder {out.parent} does not exist; create it or choose another --out")
+        raise DataError(
+            f"{out}: folder {out.parent} does not exist; create it or choose another --out"
+        )
     try:
         fig.savefig(out, format="png")
     except OSError as error:

@@ -31,7 +31,9 @@ class RemoteFiles:
         """{file name: path} when `folder` holds every file (gzip or raw), else None."""
         found = {}
         for filename, _ in self.files:
-            path = next((folder / c for c in self.candidates(filename) if (folder / c).is_file()), None)
+            path = next(
+                (folder / c for c in self.candidates(filename) if (folder / c).is_file()), None
+            )
             if path is None:
                 return None
             found[filename] = path
@@ -55,20 +57,34 @@ class RemoteFiles:
             f"or pass --data-dir DIR (files in DIR/{self.name}/ or DIR/); downloads come from {self.mirrors[0]}"
         )
 
-    def fetch(self, data_dir: str | Path | None = None, allow_download: bool = True, progress: bool | None = None) -> dict[str, Path]:
+    def fetch(
+        self,
+        data_dir: str | Path | None = None,
+        allow_download: bool = True,
+        progress: bool | None = None,
+    ) -> dict[str, Path]:
         """Local files if present, else downloaded into the cache (each checksum verified)."""
         found = self.locate(data_dir)
         if found is not None:
             return found
         if not allow_download:
-            raise DataError(f"{self.name}: files not found locally and downloading is off;\n{self.manual_help(data_dir)}")
+            raise DataError(
+                f"{self.name}: files not found locally and downloading is off;\n{self.manual_help(data_dir)}"
+            )
         folder = download_dir(self.name)
         paths = {}
         for filename, md5 in self.files:
             paths[filename] = self._download_one(filename, md5, folder, data_dir, progress)
         return paths
 
-    def _download_one(self, filename: str, md5: str, folder: Path, data_dir: str | Path | None, progress: bool | None) -> Path:
+    def _download_one(
+        self,
+        filename: str,
+        md5: str,
+        folder: Path,
+        data_dir: str | Path | None,
+        progress: bool | None,
+    ) -> Path:
         failures = []
         for base in self.mirrors:
             url = base.rstrip("/") + "/" + filename

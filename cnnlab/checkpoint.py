@@ -1,0 +1,209 @@
+"""Checkpoints without pickle: safetensors for tensors, JSON for everything else, every write atomic.
+
+A run folder holds:
+  model.safetensors   weights and BatchNorm buffers (state_dict names: conv1.weight, ...)
+  model.json          spec, input shape, classes, normalisation, metrics, versions: all that
+                      evaluate, predict, export and serve need to rebuild the model
+  resume.safetensors  the full training state in one file (weights, optimizer tensors, RNG
+                      states) with its JSON (epoch, step, scheduler, history) in the metadata,
+                      so a kill between two writes can never pair mismatched halves
+
+Files are written to a temporary name, fsynced and renamed over the old one:
+a process killed at any moment leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from cnnlab.errors import CheckpointError
+
+MODEL_FILE = "model.safetensors"
+MODEL_META = "model.json"
+RESUME_FILE = "resume.safetensors"
+RUN_FORMAT = "cnnlab-run/1"
+
+
+# --- atomic files ---------------------------------------------------------------
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """atomic_write_bytes for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """atomic_write_bytes for JSON."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- tensors --------------------------------------------------------------------
+
+
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
+) -> None:
+    """Tensors (made contiguous, on the CPU) and JSON metadata into one safetensors file, atomically."""
+    plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    header = {"json": json.dumps(metadata)} if metadata is not None else None
+    atomic_write_bytes(path, save(plain, metadata=header))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Tensors and JSON metadata from a safetensors file; anything else (a pickle too) is refused unread."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        with safe_open(path, framework="pt") as f:
+            header = f.metadata()
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({error}). cnnlab never unpickles files; "
+            "a damaged or foreign checkpoint cannot be used: train again, or resume from another run"
+        ) from None
+    metadata = None
+    if header and "json" in header:
+        try:
+            metadata = json.loads(header["json"])
+        except json.JSONDecodeError:
+            raise CheckpointError(
+                f"{path}: its metadata is not valid JSON; the file is damaged"
+            ) from None
+    return tensors, metadata
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from a file, or a CheckpointError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist: is this a cnnlab run folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        raise CheckpointError(f"{path} is damaged ({error})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object")
+    return data
+
+
+# --- state dicts ----------------------------------------------------------------
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "x".join(str(d) for d in t.shape) or "scalar"
+
+
+def check_state_dict(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str
+) -> None:
+    """Refuse weights that do not fit the model, saying which tensors differ and what that means."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    wrong = [
+        f"{name}: file {_shape(found[name])}, model {_shape(expected[name])}"
+        for name in expected
+        if name in found and found[name].shape != expected[name].shape
+    ]
+    if not (missing or extra or wrong):
+        return
+    details = []
+    if wrong:
+        details.append("different shapes: " + "; ".join(wrong[:4]))
+    if missing:
+        details.append("missing: " + ", ".join(missing[:6]))
+    if extra:
+        details.append("unexpected: " + ", ".join(extra[:6]))
+    hint = _class_count_hint(expected, found)
+    raise CheckpointError(
+        f"{source} does not fit this model ({'; '.join(details)}). It was saved from another "
+        f"architecture{hint}: use the run folder it came from, or train this model anew"
+    )
+
+
+def _class_count_hint(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """' or class count (10 in the file, 8 here)' when only the last layer's outputs differ."""
+    last = [name for name in expected if name.endswith(".weight")]
+    if not last:
+        return ""
+    name = last[-1]
+    if (
+        name in found
+        and found[name].shape[1:] == expected[name].shape[1:]
+        and found[name].shape[0] != expected[name].shape[0]
+    ):
+        return (
+            f" or class count ({found[name].shape[0]} in the file, {expected[name].shape[0]} here)"
+        )
+    return ""
+
+
+def optimizer_to_tensors(
+    optimizer: torch.optim.Optimizer,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as named tensors plus JSON (param groups, non-tensor values)."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                plain.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "plain": plain}
+
+
+def optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]
+) -> None:
+    """Load what optimizer_to_tensors saved."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for index, values in info.get("plain", {}).items():
+        state.setdefault(int(index), {}).update(values)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(f"the optimizer state does not fit this model ({error})") from None

@@ -1,0 +1,190 @@
+"""The training configuration: one flat dataclass with every default, then a TOML file, then key=value.
+
+Precedence (later wins): the defaults below, `--config FILE.toml`, command-line
+flags, `key=value` overrides. Unknown keys are errors that suggest the near name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as config.toml in the run folder."""
+
+    # what to train on
+    model: str = "default"  # preset, TOML file or one-line spec
+    data: str = "shapes"  # registered data set, folder:PATH or a folder path
+    data_dir: str = ""  # where to look for data set files first ("" = the usual places)
+    train_size: int = 0  # shapes only: generated training images (0 = the data set's default)
+    test_size: int = 0  # shapes only: generated test images (0 = default)
+    image_size: int = 0  # folders: resize to this square size (0 = the data set's default)
+    channels: int = 0  # folders: 1 or 3 (0 = decide from the data)
+    val_split: float = 0.0  # fraction of the training set held out for validation
+
+    # the recipe
+    epochs: int = 8
+    batch_size: int = 128  # total over all processes
+    optimizer: str = "sgd"
+    lr: float = 0.0  # peak learning rate (0 = the optimizer's default below)
+    momentum: float = 0.9  # sgd (Nesterov)
+    weight_decay: float = -1.0  # -1 = the optimizer's default below
+    schedule: str = "onecycle"
+    warmup_epochs: float = -1.0  # -1 = the schedule's default (onecycle: a fifth of the run)
+    step_every: int = 0  # step schedule: epochs between decays (0 = a third of the run)
+    gamma: float = 0.1  # step schedule: factor at each decay
+    label_smoothing: float = 0.1
+    augment: str = "standard"  # none, standard, or e.g. "translate=2,cutout=8"
+    early_stop: int = (
+        0  # stop after this many epochs without a better validation accuracy (0 = off)
+    )
+    seed: int = 0
+
+    # where and how
+    device: str = "auto"
+    threads: int = 0  # CPU threads per process (0 = all cores, shared between processes)
+    nproc: int = 1  # processes for torch.distributed data-parallel training
+    channels_last: bool = True
+    out: str = ""  # run folder ("" = runs/<model>-<data>-<time>)
+    stop_after: int = 0  # pause after this epoch with a resumable checkpoint (0 = run to the end)
+    quiet: bool = False
+
+    def resolved_lr(self) -> float:
+        """The peak learning rate: the given one, or the optimizer's default."""
+        if self.lr > 0:
+            return self.lr
+        return {"sgd": 0.1, "adam": 1e-3, "adamw": 2e-3}[self.optimizer]
+
+    def resolved_weight_decay(self) -> float:
+        """The weight decay: the given one, or the optimizer's default."""
+        if self.weight_decay >= 0:
+            return self.weight_decay
+        return {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05}[self.optimizer]
+
+    def resolved_warmup_epochs(self) -> float:
+        """Warm-up length in epochs: the given one, or the schedule's default."""
+        if self.warmup_epochs >= 0:
+            return self.warmup_epochs
+        return self.epochs / 5 if self.schedule == "onecycle" else 0.0
+
+    def to_toml(self) -> str:
+        """Every key and value, as TOML that `load_config` reads back."""
+        lines = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:
+                text = repr(value)
+            lines.append(f"{f.name} = {text}")
+        return "\n".join(lines) + "\n"
+
+
+FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
+
+
+def _convert(key: str, value: Any) -> Any:
+    """A TOML or command-line value converted to the key's type, or a ConfigError."""
+    wanted = FIELD_TYPES[key]
+    if wanted is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if wanted is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+    if wanted is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    return str(value)
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, list(FIELD_TYPES), n=2)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return ConfigError(f"unknown setting '{key}'.{hint} Settings: {', '.join(FIELD_TYPES)}")
+
+
+def apply(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """A copy of `config` with `values` set (converted and checked)."""
+    changes = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in FIELD_TYPES:
+            raise _unknown_key(key)
+        changes[key] = _convert(key, value)
+    return check(dataclasses.replace(config, **changes))
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """['lr=0.1', 'epochs=3'] -> {'lr': '0.1', 'epochs': '3'}."""
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"'{item}' is not key=value (e.g. lr=0.05)")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Read a TOML training config over `base` (default: the defaults)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    data = data.get("train", data)  # a [train] table or top-level keys
+    try:
+        return apply(base or TrainConfig(), data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def check(config: TrainConfig) -> TrainConfig:
+    """Refuse values that cannot work, naming the key and the fix."""
+    rules = [
+        (config.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+        (config.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+        (config.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+        (config.epochs >= 1, "epochs must be at least 1"),
+        (config.batch_size >= 1, "batch_size must be at least 1"),
+        (config.nproc >= 1, "nproc must be at least 1"),
+        (
+            config.batch_size % config.nproc == 0,
+            "batch_size must divide evenly among nproc processes",
+        ),
+        (0 <= config.val_split < 1, "val_split must be at least 0 and below 1"),
+        (0 <= config.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
+        (config.lr >= 0, "lr must be positive (or 0 for the optimizer's default)"),
+        (config.early_stop >= 0, "early_stop must be 0 (off) or a number of epochs"),
+        (config.stop_after >= 0, "stop_after must be 0 (off) or an epoch number"),
+        (config.threads >= 0, "threads must be 0 (all cores) or more"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+    return config
