@@ -27,6 +27,7 @@ from cnnlab.checkpoint import (
     read_json,
     save_tensors,
 )
+from cnnlab.config import TrainConfig, load_config
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models import CnnModel
 from cnnlab.spec import ModelSpec, parse_spec
@@ -92,6 +93,13 @@ class Run:
         check_state_dict(model.state_dict(), tensors, str(self.path / MODEL_FILE))
         model.load_state_dict(tensors)
         return model.to(device).eval()
+
+    def config(self) -> TrainConfig:
+        """The training settings of this run (config.toml)."""
+        path = self.path / CONFIG_FILE
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing; the run folder is incomplete")
+        return load_config(path)
 
     def epoch_metrics(self) -> list[dict[str, float]]:
         """The rows of metrics.csv as numbers (empty cells as NaN)."""

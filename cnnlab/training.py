@@ -38,7 +38,7 @@ from cnnlab.checkpoint import (
     save_tensors,
 )
 from cnnlab.config import TrainConfig, apply, load_config
-from cnnlab.data import load_dataset, split_validation
+from cnnlab.data import Dataset, load_dataset, split_validation
 from cnnlab.data.augment import augment_batch, parse_policy
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.inference import logits_in_batches, loss_and_accuracy, normalize
@@ -214,21 +214,10 @@ def prepare(
         folder / LOG_FILE if world.is_main else None, quiet=config.quiet or not world.is_main
     )
 
-    data = load_dataset(
-        config.data,
-        data_dir=config.data_dir or None,
-        image_size=config.image_size or None,
-        channels=config.channels or None,
-        train_size=config.train_size or None,
-        test_size=config.test_size or None,
-    )
-    train_x, train_y = data.train_images, data.train_labels
-    val = None
-    if config.val_split > 0:
-        train_x, train_y, val_x, val_y = split_validation(
-            train_x, train_y, config.val_split, seed=config.seed
-        )
-        val = (val_x.to(device), val_y.to(device))
+    data = dataset_from_config(config)
+    (train_x, train_y), val = training_and_validation(data, config)
+    if val is not None:
+        val = (val[0].to(device), val[1].to(device))
     spec, notes = adapt_to_data(resolve_model(config.model), data.image_shape, len(data.classes))
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     model = CnnModel(spec)
@@ -277,6 +266,30 @@ def prepare(
         best_weights=best_weights,
         report=report,
     )
+
+
+def dataset_from_config(config: TrainConfig, name: str | None = None) -> Dataset:
+    """The data set a config trains on (or `name` loaded with the same options)."""
+    return load_dataset(
+        name or config.data,
+        data_dir=config.data_dir or None,
+        image_size=config.image_size or None,
+        channels=config.channels or None,
+        train_size=config.train_size or None,
+        test_size=config.test_size or None,
+    )
+
+
+def training_and_validation(
+    data: Dataset, config: TrainConfig
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+    """(train images, labels) and, with val_split, the held-out (images, labels): deterministic per seed."""
+    if config.val_split <= 0:
+        return (data.train_images, data.train_labels), None
+    train_x, train_y, val_x, val_y = split_validation(
+        data.train_images, data.train_labels, config.val_split, seed=config.seed
+    )
+    return (train_x, train_y), (val_x, val_y)
 
 
 def default_folder(config: TrainConfig) -> Path:

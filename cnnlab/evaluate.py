@@ -1,0 +1,173 @@
+"""Scores of a trained model on a data split: accuracy, loss, confusion matrix, per-class scores, top losses.
+
+`evaluate_run` rebuilds the run's data exactly as training saw it (the same
+options and validation split) unless another data set is named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import DataError
+from cnnlab.inference import logits_in_batches
+from cnnlab.run import Run
+
+SPLITS = ("test", "val", "train")
+
+
+@dataclass
+class Evaluation:
+    """Logits and labels of one split, and every score derived from them."""
+
+    classes: list[str]
+    labels: torch.Tensor  # (N,) int64
+    logits: torch.Tensor  # (N, K) float32
+    data: str = ""
+    split: str = "test"
+
+    @cached_property
+    def probabilities(self) -> torch.Tensor:
+        """(N, K) softmax of the logits."""
+        return torch.softmax(self.logits, dim=1)
+
+    @cached_property
+    def predictions(self) -> torch.Tensor:
+        """(N,) top-1 class indices."""
+        return self.logits.argmax(1)
+
+    @cached_property
+    def losses(self) -> torch.Tensor:
+        """(N,) cross-entropy of each image."""
+        return F.cross_entropy(self.logits, self.labels, reduction="none")
+
+    @property
+    def size(self) -> int:
+        return len(self.labels)
+
+    @property
+    def accuracy(self) -> float:
+        return (
+            (self.predictions == self.labels).float().mean().item() if self.size else float("nan")
+        )
+
+    @property
+    def loss(self) -> float:
+        return self.losses.mean().item() if self.size else float("nan")
+
+    @cached_property
+    def confusion(self) -> torch.Tensor:
+        """(K, K) counts: row = true class, column = predicted class."""
+        k = len(self.classes)
+        flat = self.labels * k + self.predictions
+        return torch.bincount(flat, minlength=k * k).view(k, k)
+
+    def per_class(self) -> list[dict[str, Any]]:
+        """Precision, recall, F1 and support of each class (0 where undefined)."""
+        confusion = self.confusion.double()
+        correct = confusion.diag()
+        predicted = confusion.sum(0)
+        actual = confusion.sum(1)
+        rows = []
+        for i, name in enumerate(self.classes):
+            precision = (correct[i] / predicted[i]).item() if predicted[i] else 0.0
+            recall = (correct[i] / actual[i]).item() if actual[i] else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            rows.append(
+                {
+                    "class": name,
+                    "precision": precision,
+                    "recall": recall,
+                    "f1": f1,
+                    "support": int(actual[i]),
+                }
+            )
+        return rows
+
+    def most_confused(self, n: int = 5) -> list[dict[str, Any]]:
+        """The n largest off-diagonal cells: which true class is taken for which, how often."""
+        off = self.confusion.clone()
+        off.fill_diagonal_(0)
+        counts, flat = off.flatten().sort(descending=True)
+        k = len(self.classes)
+        return [
+            {"true": self.classes[i // k], "predicted": self.classes[i % k], "count": int(c)}
+            for c, i in zip(counts[:n].tolist(), flat[:n].tolist(), strict=True)
+            if c > 0
+        ]
+
+    def top_losses(self, n: int = 16) -> list[dict[str, Any]]:
+        """The n images with the highest loss: index, true and predicted class, probabilities, loss."""
+        order = self.losses.argsort(descending=True)[:n]
+        return [
+            {
+                "index": int(i),
+                "true": self.classes[int(self.labels[i])],
+                "predicted": self.classes[int(self.predictions[i])],
+                "probability": float(self.probabilities[i, self.predictions[i]]),
+                "true_probability": float(self.probabilities[i, self.labels[i]]),
+                "loss": float(self.losses[i]),
+            }
+            for i in order.tolist()
+        ]
+
+    def to_json(self, top: int = 16) -> dict[str, Any]:
+        """Everything above for machines."""
+        return {
+            "data": self.data,
+            "split": self.split,
+            "images": self.size,
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "classes": self.classes,
+            "confusion": self.confusion.tolist(),
+            "per_class": self.per_class(),
+            "most_confused": self.most_confused(),
+            "top_losses": self.top_losses(top),
+        }
+
+
+def split_images(
+    run: Run, data: str | None = None, split: str = "test"
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(images, labels, data name) of a split, as the run's training saw it."""
+    from cnnlab.training import dataset_from_config, training_and_validation
+
+    if split not in SPLITS:
+        raise DataError(f"split '{split}' is not one of {', '.join(SPLITS)}")
+    config = run.config()
+    dataset = dataset_from_config(config, data)
+    if dataset.image_shape != run.input_shape:
+        raise DataError(
+            f"{dataset.name} has {'x'.join(map(str, dataset.image_shape))} images, but the model of "
+            f"{run.path} takes {'x'.join(map(str, run.input_shape))}: evaluate it on data of that shape"
+        )
+    if list(dataset.classes) != run.classes:
+        raise DataError(
+            f"{dataset.name}'s classes ({', '.join(dataset.classes)}) are not the ones {run.path} was "
+            f"trained on ({', '.join(run.classes)})"
+        )
+    if split == "test":
+        return dataset.test_images, dataset.test_labels, dataset.name
+    train, val = training_and_validation(dataset, config)
+    if split == "val":
+        if val is None:
+            raise DataError(
+                f"{run.path} was trained without a validation split (val_split=0): use --split test"
+            )
+        return val[0], val[1], dataset.name
+    return train[0], train[1], dataset.name
+
+
+def evaluate_run(
+    run: Run, data: str | None = None, split: str = "test", device: str = "cpu"
+) -> tuple[Evaluation, torch.Tensor]:
+    """The run's model scored on a split; also returns the split's uint8 images (for galleries)."""
+    images, labels, name = split_images(run, data, split)
+    model = run.load_model(device)
+    logits = logits_in_batches(model, images, run.mean, run.std, device=device)
+    return Evaluation(run.classes, labels, logits, data=name, split=split), images
