@@ -118,8 +118,8 @@ def train(
     on_epoch_end: EpochCallback | None = None,
     on_step_end: StepCallback | None = None,
     **overrides: Any,
-) -> Run:
-    """Train a model and return its run folder, opened; the Python twin of `cnnlab train`.
+) -> Run | None:
+    """Train a model and return its run folder, opened (None on ranks other than 0); as `cnnlab train`.
 
     `cnnlab.train(model="tutorial", data="shapes", epochs=2)`; `resume` continues a
     run folder. `on_epoch_end(row)` gets each epoch's metrics and the live model
@@ -141,8 +141,8 @@ def run_training(
     resume: str | Path | None = None,
     on_epoch_end: EpochCallback | None = None,
     on_step_end: StepCallback | None = None,
-) -> Run:
-    """Train in this process (one rank of a distributed run, or the only one)."""
+) -> Run | None:
+    """Train in this process (one rank of a distributed run, or the only one); rank 0 returns the run."""
     world = distributed.world_from_env()
     device = pick_device(config.device, world)
     distributed.init(world, device)
@@ -156,7 +156,8 @@ def run_training(
         distributed.barrier()  # the others wait until rank 0 has written the run
     finally:
         distributed.shutdown()
-    return Run.open(prepared.folder)
+    # Only rank 0 writes; on other machines of a multi-node run the folder may not exist.
+    return Run.open(prepared.folder) if world.is_main else None
 
 
 # --- preparation ----------------------------------------------------------------

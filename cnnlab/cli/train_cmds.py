@@ -90,7 +90,9 @@ def run_train(args: argparse.Namespace) -> int:
     from cnnlab.training import train
 
     run = train(config_from_args(args), resume=args.resume)
-    return 130 if run.metrics.get("stopped") == "interrupted" else 0
+    if run is not None and run.metrics.get("stopped") == "interrupted":
+        return 130  # as a shell reports a command stopped by Ctrl-C
+    return 0
 
 
 def _percent(value) -> str:
