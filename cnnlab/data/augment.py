@@ -1,5 +1,8 @@
 """Batched augmentation: whole (N, C, H, W) tensors at once, random draws from one torch.Generator.
 
+The generator is a CPU one (its state is saved for exact resume); the draws are
+moved to the batch's device, so the same code augments batches on a GPU.
+
 A policy is written as text: "none", "standard" (the data set's sensible default), or
 items such as "translate=2,flip,cutout=8,affine=10,scale=0.1" ("standard,cutout=8"
 extends the default). Flipping is refused for data sets whose labels a mirror changes.
@@ -128,25 +131,27 @@ def _translate(x: torch.Tensor, t: int, g: torch.Generator) -> torch.Tensor:
     """Shift each image by its own (dy, dx) in [-t, t], filling with zeros."""
     n, c, h, w = x.shape
     padded = F.pad(x, (t, t, t, t)).reshape(n, c, -1)  # (N, C, (H+2t)*(W+2t))
-    dy = torch.randint(-t, t + 1, (n, 1), generator=g)
-    dx = torch.randint(-t, t + 1, (n, 1), generator=g)
-    rows = torch.arange(h) + t - dy  # (N, H): output row y reads padded row y + t - dy
-    cols = torch.arange(w) + t - dx  # (N, W)
+    dy = torch.randint(-t, t + 1, (n, 1), generator=g).to(x.device)
+    dx = torch.randint(-t, t + 1, (n, 1), generator=g).to(x.device)
+    rows = (
+        torch.arange(h, device=x.device) + t - dy
+    )  # (N, H): output row y reads padded row y + t - dy
+    cols = torch.arange(w, device=x.device) + t - dx  # (N, W)
     index = (rows[:, :, None] * (w + 2 * t) + cols[:, None, :]).reshape(n, 1, h * w)
     return padded.gather(2, index.expand(n, c, h * w)).reshape(n, c, h, w)
 
 
 def _flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    mask = torch.rand(x.shape[0], generator=g) < 0.5
+    mask = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
 
 
 def _cutout(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     """Zero one size x size square per image, centred anywhere (it may hang over the edge)."""
     n, _, h, w = x.shape
-    top = torch.randint(0, h, (n, 1), generator=g) - size // 2
-    left = torch.randint(0, w, (n, 1), generator=g) - size // 2
-    ys, xs = torch.arange(h), torch.arange(w)
+    top = torch.randint(0, h, (n, 1), generator=g).to(x.device) - size // 2
+    left = torch.randint(0, w, (n, 1), generator=g).to(x.device) - size // 2
+    ys, xs = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
     inside = ((ys >= top) & (ys < top + size))[:, :, None] & ((xs >= left) & (xs < left + size))[
         :, None, :
     ]
@@ -162,6 +167,7 @@ def _affine(x: torch.Tensor, degrees: float, scale: float, g: torch.Generator) -
     zero = torch.zeros(n)
     # theta maps output coordinates to input coordinates (normalised to [-1, 1]).
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    theta = theta.to(x.device)  # drawn on the CPU generator, applied where the batch lives
     source = x if x.is_floating_point() else x.float()
     grid = F.affine_grid(theta.to(source.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
