@@ -89,8 +89,11 @@ async def _send_json(send: Send, status: int, payload: dict, headers: dict | Non
 # --- middleware -------------------------------------------------------------------------
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(ApiError):
+    """Raised from `receive` once the body passes the limit; an ApiError, so never logged as a bug."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "request body is over the limit")
 
 
 class BodyLimit:

@@ -50,6 +50,9 @@ function clearCanvas() {
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   lastSource = null;
   sequence += 1;
+  clearTimeout(timer);
+  timer = null;
+  setBusy(false);
   $("prediction").textContent = "\u2014";
   $("bars").replaceChildren();
   $("maps").replaceChildren();
@@ -106,7 +109,16 @@ for (const id of ["center", "invert"]) {
 
 function schedule() {
   clearTimeout(timer);
-  timer = setTimeout(() => canvas.toBlob((blob) => analyse(blob, "drawing.png"), "image/png"), DEBOUNCE_MS);
+  setBusy(true);
+  timer = setTimeout(() => {
+    timer = null;
+    canvas.toBlob((blob) => analyse(blob, "drawing.png"), "image/png");
+  }, DEBOUNCE_MS);
+}
+
+// data-busy="0" once the latest drawing or file has its prediction and maps on the page
+function setBusy(busy) {
+  document.body.dataset.busy = busy ? "1" : "0";
 }
 
 // --- uploads -------------------------------------------------------------------------------
@@ -166,6 +178,7 @@ async function analyse(blob, name) {
   if (!blob || !model) return;
   lastSource = { blob, name };
   const mine = ++sequence;
+  setBusy(true);
   try {
     const prediction = await post("/api/predict", blob, name, { top_k: String(TOP_K) });
     if (mine !== sequence) return;
@@ -176,6 +189,8 @@ async function analyse(blob, name) {
     renderMaps(maps);
   } catch (error) {
     if (mine === sequence) setStatus(error.message, true);
+  } finally {
+    if (mine === sequence && timer === null) setBusy(false);
   }
 }
 
