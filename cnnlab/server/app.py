@@ -381,8 +381,13 @@ def create_app(predictor: Predictor, limits: Limits = Limits()) -> ASGIApp:
         center: bool = Query(False, description="MNIST-style crop, fit and centring"),
     ) -> dict[str, Any]:
         started = time.perf_counter()
-        image = await _read_image(request, predictor, Preprocess(invert, center), in_worker)
-        probabilities = (await in_worker(predictor.probabilities, image[None]))[0]
+        body, kind, name = await _read_body(request)
+
+        def compute() -> tuple[torch.Tensor, torch.Tensor]:  # one trip to a worker thread
+            image = _decode(predictor, body, kind, name, Preprocess(invert, center))
+            return image, predictor.probabilities(image[None])[0]
+
+        image, probabilities = await in_worker(compute)
         top = predictor.top_k(probabilities, top_k)
         return {
             "prediction": top[0]["class"],
@@ -406,9 +411,10 @@ def create_app(predictor: Predictor, limits: Limits = Limits()) -> ASGIApp:
         center: bool = Query(False),
         max_channels: int = Query(MAX_CHANNELS, ge=1, le=1024, description="channels per layer"),
     ) -> dict[str, Any]:
-        image = await _read_image(request, predictor, Preprocess(invert, center), in_worker)
+        body, kind, name = await _read_body(request)
 
         def compute() -> dict[str, Any]:
+            image = _decode(predictor, body, kind, name, Preprocess(invert, center))
             maps = feature_maps(predictor.model, predictor.normalized(image[None]))
             logits = maps[predictor.model.logit_layers - 1].values
             probabilities = torch.softmax(logits.view(1, -1), dim=1)[0]
@@ -428,19 +434,16 @@ def create_app(predictor: Predictor, limits: Limits = Limits()) -> ASGIApp:
     return app
 
 
-async def _read_image(
-    request: Request, predictor: Predictor, options: Preprocess, in_worker
-) -> torch.Tensor:
-    """The request's image as the model's uint8 (C, H, W) input, or an ApiError."""
+async def _read_body(request: Request) -> tuple[bytes, str, str]:
+    """(body bytes, "json" or "image", a name for messages) of a request carrying one image."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    name = "uploaded image"
     if media == "multipart/form-data":
-        source, name = await _read_upload(request)
+        data, name = await _read_upload(request)
+        kind = "image"
     elif media == "application/json":
-        body = await request.body()
-        source = await in_worker(_pixels_from_json, body)
+        data, kind, name = await request.body(), "json", "JSON pixels"
     elif media.startswith("image/") or media == "application/octet-stream":
-        source = await request.body()
+        data, kind, name = await request.body(), "image", "uploaded image"
     else:
         raise ApiError(
             415,
@@ -448,10 +451,18 @@ async def _read_image(
             "image in field 'file', the image bytes as image/png (or another image/* type), or "
             'application/json {"pixels": [[...], ...]}',
         )
-    if not source:
+    if not data:
         raise ApiError(400, f"{name}: the image is empty (0 bytes); send an image file")
+    return data, kind, name
+
+
+def _decode(
+    predictor: Predictor, body: bytes, kind: str, name: str, options: Preprocess
+) -> torch.Tensor:
+    """The model's uint8 (C, H, W) input from a request body (in a worker thread), or an ApiError."""
+    source = _pixels_from_json(body) if kind == "json" else body
     try:
-        return await in_worker(predictor.prepare, source, options, name)
+        return predictor.prepare(source, options, name)
     except DataError as error:
         raise ApiError(400, str(error)) from None
     except ConfigError as error:
