@@ -125,16 +125,20 @@ def refuse_pickled_payloads(data: bytes) -> None:
         raise CheckpointError(f"this is not a readable .pt2 archive ({error})") from None
 
 
-def latency_us(engine: Engine, x: torch.Tensor, repeats: int = 30, warmup: int = 5) -> float:
-    """Median wall time of one `engine.logits(x)` call, in microseconds."""
-    return _median_us(lambda: engine.logits(x), repeats, warmup)
+def latency_us(
+    engine: Engine, x: torch.Tensor, repeats: int = 30, warmup: int = 3, budget_s: float = 0.3
+) -> float:
+    """Median wall time of one `engine.logits(x)` call in microseconds, over at most `repeats`
+    calls or `budget_s` seconds (at least 5 calls), so a slow engine does not delay start-up."""
+    return _median_us(lambda: engine.logits(x), repeats, warmup, budget_s)
 
 
-def _median_us(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+def _median_us(fn: Callable[[], object], repeats: int, warmup: int, budget_s: float) -> float:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < repeats and (len(times) < 5 or time.perf_counter() < deadline):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)

@@ -285,3 +285,16 @@ def test_body_limit_with_and_without_content_length(tight_server):
     )
     assert multipart.status_code == 413
     assert httpx.get(f"{tight_server.url}/healthz").status_code == 200
+
+
+def test_serve_refuses_a_taken_port_and_bad_limits(run_dir, cli):
+    taken = bind_socket("127.0.0.1", 0)
+    try:
+        port = str(taken.getsockname()[1])
+        result = cli("serve", str(run_dir), "--port", port)
+        assert result.code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.err
+        assert "--port 0" in result.err
+    finally:
+        taken.close()
+    result = cli("serve", str(run_dir), "--max-in-flight", "0")
+    assert result.code == 2 and "--max-in-flight" in result.err

@@ -569,9 +569,9 @@ def serve(
     # single-image model gains little from splitting each layer over cores, while every
     # multi-threaded op waits for its slowest thread, badly so on a busy machine.
     torch.set_num_threads(1)
+    sock = bind_socket(host, port)  # first: a taken port fails before the model is loaded
     predictor = Predictor(run, engine, export_path, threads=1)
     app = create_app(predictor, limits)
-    sock = bind_socket(host, port)
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(
