@@ -40,7 +40,7 @@ bench-quick: setup
 	$(PY) -m bench.run --quick
 
 serve: setup
-	$(VENV)/bin/cnnlab serve runs/latest
+	$(VENV)/bin/cnnlab serve latest
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,145 @@
+"""Three ways to run a trained model on normalised images: eager torch, onnxruntime, a torch.export program.
+
+Every engine takes what `CnnModel.forward` takes, (N, C, H, W) float32 from
+`inference.normalize`, and returns what it returns: logits (N, classes), no
+softmax. So one preprocessing and one softmax serve them all (predict.py).
+
+A .pt2 file is a zip whose tensors may be pickles; torch.export.load would
+unpickle them. `Pt2Engine` refuses, unread, any archive holding a pickled
+payload; cnnlab writes its own without any (export.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import statistics
+import time
+import warnings
+import zipfile
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CheckpointError
+
+ENGINE_NAMES = ("eager", "onnx", "pt2")
+
+
+class Engine:
+    """Normalised images (N, C, H, W) float32 -> logits (N, classes) float32 on the CPU."""
+
+    name = "engine"
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class EagerEngine(Engine):
+    """The CnnModel itself, in eval mode, without autograd."""
+
+    name = "eager"
+
+    def __init__(self, model: nn.Module):
+        self.model = model.eval()
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(x).float()
+
+
+class OnnxEngine(Engine):
+    """An ONNX model in onnxruntime's CPU provider."""
+
+    name = "onnx"
+
+    def __init__(self, data: bytes, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: no warnings on stderr for every session
+        # Idle worker threads would otherwise spin for a while after each run, taking the
+        # cores from torch (feature maps, the eager engine) and from the server's threads.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 (onnxruntime raises its own exception types)
+            raise CheckpointError(f"onnxruntime cannot load this model: {error}") from None
+        self.input_name = self.session.get_inputs()[0].name
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().to(torch.float32).contiguous().numpy()
+        (out,) = self.session.run(None, {self.input_name: array})
+        return torch.from_numpy(out)
+
+
+class Pt2Engine(Engine):
+    """A torch.export program (.pt2), run as the module it unflattens to."""
+
+    name = "pt2"
+
+    def __init__(self, data: bytes):
+        refuse_pickled_payloads(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "under active development" notes
+            program = torch.export.load(io.BytesIO(data))
+        self.module = program.module()
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.module(x.to(torch.float32)).float()
+
+
+# What a pickle-free archive from torch.export.save holds (paths below its top folder).
+_SAFE_MEMBER = re.compile(
+    r"(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+    r"|models/\w+\.json|extra/[\w.-]+|data/sample_inputs/\w+\.pt"
+    r"|data/(weights|constants)/\w+_config\.json|data/weights/weight_\d+|data/constants/tensor_\d+)"
+)
+
+
+def refuse_pickled_payloads(data: bytes) -> None:
+    """Refuse, unread, a .pt2 archive holding anything torch.export.load would unpickle."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        for info in archive.infolist():
+            member = info.filename.split("/", 1)[-1]
+            if not _SAFE_MEMBER.fullmatch(member):
+                raise CheckpointError(f"it holds {member}, which may be code or a pickle")
+            if member.startswith("data/sample_inputs/") and info.file_size:
+                raise CheckpointError("it stores pickled example inputs")
+            if member.endswith("_config.json"):
+                config = json.loads(archive.read(info)).get("config", {})
+                if any(entry.get("use_pickle") for entry in config.values()):
+                    raise CheckpointError(f"{member} lists pickled tensors")
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"this .pt2 file cannot be loaded safely: {error}; cnnlab never unpickles files. "
+            "Export the run again with `cnnlab export RUN --format pt2`"
+        ) from None
+    except (zipfile.BadZipFile, ValueError, KeyError, AttributeError, OSError) as error:
+        raise CheckpointError(f"this is not a readable .pt2 archive ({error})") from None
+
+
+def latency_us(
+    engine: Engine, x: torch.Tensor, repeats: int = 30, warmup: int = 3, budget_s: float = 0.3
+) -> float:
+    """Median wall time of one `engine.logits(x)` call in microseconds, over at most `repeats`
+    calls or `budget_s` seconds (at least 5 calls), so a slow engine does not delay start-up."""
+    return _median_us(lambda: engine.logits(x), repeats, warmup, budget_s)
+
+
+def _median_us(fn: Callable[[], object], repeats: int, warmup: int, budget_s: float) -> float:
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < repeats and (len(times) < 5 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6

@@ -1,0 +1,329 @@
+"""Export a run's model to ONNX or a torch.export program (.pt2), checked to give the same answers.
+
+What an export is:
+  input   (N, C, H, W) float32, normalised exactly as in training: (pixel/255 - mean)/std per
+          channel (`inference.normalize`); N is dynamic. mean, std, classes and the input shape
+          are written into the file (ONNX metadata_props, pt2 extra/cnnlab.json) and beside it.
+  output  logits (N, classes): what `CnnModel.forward` returns. A final softmax layer of the
+          spec is left out, as forward leaves it out; apply softmax to get probabilities, as
+          `cnnlab predict` and `cnnlab serve` do for every engine.
+  graph   BatchNorm folded into the conv or fc before it (fold.py); dropout gone (eval mode).
+
+Before anything is written, the exported bytes are loaded in their runtime (onnxruntime,
+torch.export.load) and run on real images of the run's own test split; the largest
+absolute logit difference from the eager model must stay under 1e-4 and every predicted
+class must agree, else ExportError and no file. The file and a JSON sidecar
+(`model.onnx.json`: hashes of the file and of the weights it came from, the parity
+figures) are then written atomically. `predict`/`serve` refuse an export whose sidecar
+does not match the file or the run's current weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab import __version__
+from cnnlab.checkpoint import MODEL_FILE, atomic_write_bytes, atomic_write_json, read_json
+from cnnlab.engines import Engine, OnnxEngine, Pt2Engine
+from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.fold import fold_batchnorm, foldable_pairs
+from cnnlab.inference import logits_in_batches, normalize
+from cnnlab.models import CnnModel
+from cnnlab.run import Run
+
+EXPORT_FORMATS = ("onnx", "pt2")
+EXPORT_FORMAT_VERSION = "cnnlab-export/1"
+TOLERANCE = 1e-4  # largest allowed |logit difference| between the export and the eager model
+PARITY_IMAGES = 1000  # test images checked by default (evenly spread over the split)
+MIN_PARITY_IMAGES = 256  # topped up with random images when the split is smaller
+ONNX_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+MAX_BATCH = 65536  # torch.export needs an upper bound for the dynamic batch dimension
+_JSON_KEYS = ("classes", "input_shape", "mean", "std")  # metadata values that are JSON text
+
+
+class ExportError(CnnlabError):
+    """An export that failed or does not give the model's answers."""
+
+
+@dataclass
+class Parity:
+    """How closely an exported model reproduces the eager model's logits."""
+
+    images: int
+    source: str  # where the images came from
+    max_abs_diff: float
+    mismatches: int  # images whose predicted class differs
+    tolerance: float = TOLERANCE
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff < self.tolerance and self.mismatches == 0
+
+    def line(self) -> str:
+        verdict = "ok" if self.ok else "FAILED"
+        return (
+            f"parity {verdict}: {self.images} images ({self.source}): max |logit difference| "
+            f"{self.max_abs_diff:.2e} (limit {self.tolerance:.0e}), "
+            f"{self.images - self.mismatches}/{self.images} same predicted class"
+        )
+
+
+@dataclass
+class ExportResult:
+    """A written, checked export."""
+
+    path: Path
+    sidecar: Path
+    format: str
+    parity: Parity
+    folded: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    size_bytes: int = 0
+
+
+# --- paths and metadata -----------------------------------------------------------------
+
+
+def default_path(run: Run, fmt: str) -> Path:
+    """RUN/model.onnx or RUN/model.pt2."""
+    return run.path / f"model.{fmt}"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON written beside an export: model.onnx -> model.onnx.json."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_metadata(run: Run) -> dict[str, str]:
+    """What another runtime needs to use the file, as string key/values."""
+    return {
+        "cnnlab_format": EXPORT_FORMAT_VERSION,
+        "classes": json.dumps(run.classes),
+        "input_shape": json.dumps(list(run.input_shape)),
+        "mean": json.dumps(list(run.mean)),
+        "std": json.dumps(list(run.std)),
+        "input": "float32 (N, C, H, W): (pixel / 255 - mean) / std per channel, pixels 0..255",
+        "output": "logits (N, classes); softmax gives probabilities",
+        "spec": run.spec.text(),
+    }
+
+
+def _resolve_out(run: Run, fmt: str, out: str | Path | None) -> Path:
+    if out is None:
+        return default_path(run, fmt)
+    path = Path(out)
+    if path.is_dir():
+        return path / f"model.{fmt}"
+    if path.suffix.lower() != f".{fmt}":
+        raise ExportError(f"--out {path} does not end in .{fmt}: name it e.g. model.{fmt}")
+    return path
+
+
+# --- building the exported bytes -----------------------------------------------------------
+
+
+def onnx_bytes(model: CnnModel, metadata: dict[str, str] | None = None) -> bytes:
+    """The model as ONNX (opset 17, dynamic batch), with `metadata` in metadata_props."""
+    import onnx
+
+    example = torch.zeros(1, *model.input_shape)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The legacy (TorchScript) exporter warns that it is deprecated; the dynamo one needs
+        # onnxscript, which cnnlab does not install. Constant-folding notes are noise too.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(),
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in (metadata or {}).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "cnnlab"
+    proto.producer_version = __version__
+    return proto.SerializeToString()
+
+
+def pt2_bytes(model: CnnModel, metadata: dict[str, str] | None = None) -> bytes:
+    """The model as a torch.export program with a dynamic batch, saved without any pickle."""
+    example = torch.zeros(2, *model.input_shape)  # 2, not 1: a batch of 1 would be specialised
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
+    program.example_inputs = None  # they would be stored as a pickle
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={"cnnlab.json": json.dumps(metadata or {})})
+    return buffer.getvalue()
+
+
+def engine_from_bytes(fmt: str, data: bytes, threads: int | None = None) -> Engine:
+    """Load exported bytes in their runtime (`threads`: onnxruntime's per-call threads)."""
+    return OnnxEngine(data, threads) if fmt == "onnx" else Pt2Engine(data)
+
+
+# --- parity --------------------------------------------------------------------------------
+
+
+def parity_images(run: Run, limit: int = PARITY_IMAGES, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """(uint8 images (N, C, H, W), where they come from): the run's test split, else random."""
+    from cnnlab.evaluate import split_images
+
+    try:
+        images, _, name = split_images(run, None, "test")
+        source = f"{name} test split"
+    except CnnlabError as error:
+        images = torch.empty(0, *run.input_shape, dtype=torch.uint8)
+        source = f"the run's test data is not available ({error})"
+    if len(images) > limit:
+        images = images[torch.linspace(0, len(images) - 1, limit).long()]
+    if len(images) < MIN_PARITY_IMAGES:
+        extra = MIN_PARITY_IMAGES - len(images)
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randint(0, 256, (extra, *run.input_shape), generator=generator)
+        images = torch.cat([images, noise.to(torch.uint8)])
+        source += f" + {extra} random images"
+    return images, source
+
+
+def check_parity(
+    reference: torch.Tensor, logits: torch.Tensor, source: str, tolerance: float = TOLERANCE
+) -> Parity:
+    """Compare exported logits with the eager model's, image by image."""
+    if reference.shape != logits.shape:
+        raise ExportError(
+            f"the export gives logits of shape {tuple(logits.shape)}, "
+            f"the model {tuple(reference.shape)}"
+        )
+    diff = (reference - logits).abs().max().item() if len(reference) else 0.0
+    mismatches = int((reference.argmax(1) != logits.argmax(1)).sum()) if len(reference) else 0
+    return Parity(len(reference), source, float(diff), mismatches, tolerance)
+
+
+def engine_logits(
+    engine: Engine, images: torch.Tensor, run: Run, batch_size: int = 500
+) -> torch.Tensor:
+    """Logits of uint8 images through any engine, normalised as in training."""
+    outputs = [
+        engine.logits(normalize(images[start : start + batch_size], run.mean, run.std))
+        for start in range(0, len(images), batch_size)
+    ]
+    return torch.cat(outputs) if outputs else torch.empty(0, len(run.classes))
+
+
+# --- the export ----------------------------------------------------------------------------
+
+
+def export_run(
+    run: Run,
+    fmt: str,
+    out: str | Path | None = None,
+    parity_limit: int = PARITY_IMAGES,
+    tolerance: float = TOLERANCE,
+) -> ExportResult:
+    """Fold, export, check parity on real images, then write the file and its sidecar atomically."""
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"format '{fmt}' is not one of {', '.join(EXPORT_FORMATS)}")
+    started = time.perf_counter()
+    path = _resolve_out(run, fmt, out)
+    model = run.load_model()
+    folded = fold_batchnorm(model)
+    pairs = foldable_pairs(model)
+    metadata = model_metadata(run)
+    try:
+        data = onnx_bytes(folded, metadata) if fmt == "onnx" else pt2_bytes(folded, metadata)
+        engine = engine_from_bytes(fmt, data)
+    except CnnlabError:
+        raise
+    except Exception as error:  # noqa: BLE001 (exporters raise many kinds; the user gets the reason)
+        raise ExportError(f"{fmt} export of {run.path} failed: {error}") from None
+    images, source = parity_images(run, parity_limit)
+    reference = logits_in_batches(model, images, run.mean, run.std, batch_size=500)
+    parity = check_parity(reference, engine_logits(engine, images, run), source, tolerance)
+    if not parity.ok:
+        raise ExportError(
+            f"{parity.line()}; the {fmt} export does not give the model's answers, "
+            "so nothing was written. Try the other format, or report this model's spec"
+        )
+    atomic_write_bytes(path, data)
+    sidecar = sidecar_path(path)
+    atomic_write_json(
+        sidecar,
+        {
+            "format": EXPORT_FORMAT_VERSION,
+            "kind": fmt,
+            "file": path.name,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "run": str(run.path),
+            "weights_sha256": sha256_file(run.path / MODEL_FILE),
+            **{
+                k: json.loads(v) if k in _JSON_KEYS else v
+                for k, v in metadata.items()
+                if k != "cnnlab_format"
+            },
+            "folded": [f"{bn} into {layer}" for layer, bn in pairs],
+            "parity": asdict(parity),
+            "onnx_opset": ONNX_OPSET if fmt == "onnx" else None,
+            "cnnlab_version": __version__,
+            "torch_version": torch.__version__,
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
+    return ExportResult(path, sidecar, fmt, parity, pairs, time.perf_counter() - started, len(data))
+
+
+# --- reading an export back ----------------------------------------------------------------
+
+
+def read_export(path: str | Path, run: Run) -> tuple[str, bytes, dict[str, Any]]:
+    """(format, bytes, sidecar) of an export of `run`, refusing one that is stale or not cnnlab's.
+
+    The file's SHA-256 must match its sidecar (so cnnlab opens only files it wrote, and a
+    .pt2 is never unpickled), and the sidecar's weights hash must match the run's weights.
+    """
+    path = Path(path)
+    again = f"export it again: cnnlab export {run.path} --format {path.suffix.lstrip('.')}"
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist: {again}")
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        raise CheckpointError(
+            f"{path} has no {sidecar.name} beside it, so cnnlab did not write it: {again}"
+        )
+    meta = read_json(sidecar)
+    fmt = meta.get("kind")
+    if meta.get("format") != EXPORT_FORMAT_VERSION or fmt not in EXPORT_FORMATS:
+        raise CheckpointError(f"{sidecar} is not a cnnlab export description: {again}")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        raise CheckpointError(f"{path} was changed after cnnlab wrote it: {again}")
+    if meta.get("weights_sha256") != sha256_file(run.path / MODEL_FILE):
+        raise CheckpointError(f"{path} was exported from other weights than {run.path}'s: {again}")
+    return fmt, data, meta

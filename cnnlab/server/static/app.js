@@ -1,0 +1,316 @@
+// cnnlab's page: draw (pointer events) or drop an image; the server predicts and returns every
+// layer's output. The canvas is sent as a PNG and resized on the server, the same way as an
+// uploaded file, so the page and `cnnlab predict` see identical model inputs.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const canvas = $("canvas");
+const ctx = canvas.getContext("2d");
+const DEBOUNCE_MS = 120;
+const TOP_K = 5;
+
+let model = null;
+let background = "#000";
+let ink = "#fff";
+let drawing = false;
+let last = null;
+let timer = null;
+let lastSource = null; // {blob, name}: what was analysed last, re-sent when an option changes
+let sequence = 0; // answers to older requests are dropped
+
+// --- model ---------------------------------------------------------------------------------
+
+async function loadModel() {
+  const response = await fetch("/api/model");
+  model = await response.json();
+  $("run-name").textContent = model.run;
+  const [c, h, w] = model.input_shape;
+  const accuracy = model.metrics.test_accuracy;
+  $("model-line").textContent =
+    `${model.spec}  |  input ${c}x${h}x${w}, ${model.classes.length} classes` +
+    (accuracy != null ? `, test accuracy ${(100 * accuracy).toFixed(2)}%` : "") +
+    `  |  engine: ${model.engine}`;
+  background = model.drawing.background === "black" ? "#000" : "#fff";
+  ink = model.drawing.ink === "white" ? "#fff" : "#000";
+  if (c === 3) {
+    $("ink-label").hidden = false;
+    $("ink").value = ink === "#fff" ? "#ffffff" : "#000000";
+  }
+  $("brush").value = String(Math.round(canvas.width / Math.max(h, w) * 2.5));
+  $("resize-note").textContent =
+    `Your drawing (${canvas.width}x${canvas.height}) is resized to ${h}x${w} on the server.`;
+  renderSummary(model.summary);
+  clearCanvas();
+}
+
+// --- drawing -------------------------------------------------------------------------------
+
+function clearCanvas() {
+  ctx.fillStyle = background;
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  lastSource = null;
+  sequence += 1;
+  clearTimeout(timer);
+  timer = null;
+  setBusy(false);
+  $("prediction").textContent = "\u2014";
+  $("bars").replaceChildren();
+  $("maps").replaceChildren();
+  $("seen").replaceChildren();
+  setStatus("");
+}
+
+function point(event) {
+  const rect = canvas.getBoundingClientRect();
+  return {
+    x: (event.clientX - rect.left) * (canvas.width / rect.width),
+    y: (event.clientY - rect.top) * (canvas.height / rect.height),
+  };
+}
+
+function stroke(from, to) {
+  ctx.strokeStyle = model && model.input_shape[0] === 3 ? $("ink").value : ink;
+  ctx.fillStyle = ctx.strokeStyle;
+  ctx.lineWidth = Number($("brush").value);
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.beginPath();
+  ctx.moveTo(from.x, from.y);
+  ctx.lineTo(to.x, to.y);
+  ctx.stroke();
+}
+
+canvas.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  canvas.setPointerCapture(event.pointerId);
+  drawing = true;
+  last = point(event);
+  stroke(last, last);
+  schedule();
+});
+canvas.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  const p = point(event);
+  stroke(last, p);
+  last = p;
+  schedule();
+});
+for (const type of ["pointerup", "pointercancel"]) {
+  canvas.addEventListener(type, () => {
+    if (!drawing) return;
+    drawing = false;
+    schedule();
+  });
+}
+$("clear").addEventListener("click", clearCanvas);
+for (const id of ["center", "invert"]) {
+  $(id).addEventListener("change", () => lastSource && analyse(lastSource.blob, lastSource.name));
+}
+
+function schedule() {
+  clearTimeout(timer);
+  setBusy(true);
+  timer = setTimeout(() => {
+    timer = null;
+    canvas.toBlob((blob) => analyse(blob, "drawing.png"), "image/png");
+  }, DEBOUNCE_MS);
+}
+
+// data-busy="0" once the latest drawing or file has its prediction and maps on the page
+function setBusy(busy) {
+  document.body.dataset.busy = busy ? "1" : "0";
+}
+
+// --- uploads -------------------------------------------------------------------------------
+
+function useFile(file) {
+  if (!file) return;
+  const url = URL.createObjectURL(file);
+  const picture = new Image();
+  picture.onload = () => {
+    // Shown on the canvas for reference; the file itself is what the server gets.
+    ctx.fillStyle = background;
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    const scale = Math.min(canvas.width / picture.width, canvas.height / picture.height);
+    const w = picture.width * scale;
+    const h = picture.height * scale;
+    ctx.drawImage(picture, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+    URL.revokeObjectURL(url);
+  };
+  picture.onerror = () => URL.revokeObjectURL(url);
+  picture.src = url;
+  analyse(file, file.name);
+}
+
+$("file-input").addEventListener("change", (event) => {
+  useFile(event.target.files[0]);
+  event.target.value = ""; // choosing the same file again fires "change" again
+});
+const drop = $("drop");
+drop.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  drop.classList.add("over");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  useFile(event.dataTransfer.files[0]);
+});
+
+// --- asking the server ---------------------------------------------------------------------
+
+async function post(path, blob, name, params) {
+  const form = new FormData();
+  form.append("file", blob, name);
+  const query = new URLSearchParams({
+    invert: $("invert").value,
+    center: $("center").checked ? "true" : "false",
+    ...params,
+  });
+  const response = await fetch(`${path}?${query}`, { method: "POST", body: form });
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  return data;
+}
+
+async function analyse(blob, name) {
+  if (!blob || !model) return;
+  lastSource = { blob, name };
+  const mine = ++sequence;
+  setBusy(true);
+  try {
+    const prediction = await post("/api/predict", blob, name, { top_k: String(TOP_K) });
+    if (mine !== sequence) return;
+    renderPrediction(prediction);
+    setStatus(`${prediction.engine}: ${prediction.milliseconds.toFixed(1)} ms on the server`);
+    const maps = await post("/api/featuremaps", blob, name, {});
+    if (mine !== sequence) return;
+    renderMaps(maps);
+  } catch (error) {
+    if (mine === sequence) setStatus(error.message, true);
+  } finally {
+    if (mine === sequence && timer === null) setBusy(false);
+  }
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+// --- rendering -----------------------------------------------------------------------------
+
+function el(tag, props = {}, children = []) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+const percent = (p) => `${(100 * p).toFixed(1)}%`;
+
+function renderPrediction(data) {
+  $("prediction").replaceChildren(data.prediction, " ", el("small", { textContent: percent(data.probability) }));
+  $("bars").replaceChildren(
+    ...data.top_k.map((item, i) =>
+      el("div", { className: i === 0 ? "bar top" : "bar" }, [
+        el("span", { className: "label", textContent: item.class }),
+        el("div", { className: "track" }, [
+          el("div", { className: "fill", style: `width: ${(100 * item.probability).toFixed(2)}%` }),
+        ]),
+        el("span", { className: "pct", textContent: percent(item.probability) }),
+      ]),
+    ),
+  );
+}
+
+function renderMaps(data) {
+  $("seen").replaceChildren(
+    el("img", { src: data.input.png, alt: `model input ${data.input.shape.join("x")}` }),
+  );
+  $("maps").replaceChildren(...data.layers.map(renderLayer));
+}
+
+function renderLayer(layer) {
+  const shown =
+    layer.png && layer.channels_shown < layer.shape[0] ? ` (first ${layer.channels_shown} channels)` : "";
+  const title = el("h3", {}, [
+    `${layer.index}. ${layer.name} `,
+    el("span", { className: "text", textContent: layer.layer }),
+    el("span", { className: "shape", textContent: `  ${layer.shape.join("x")}${shown}` }),
+  ]);
+  const figure = el("div", { className: "layer" }, [title]);
+  if (layer.png) {
+    const img = el("img", { src: layer.png, alt: `${layer.name} feature maps` });
+    img.onload = () => {
+      // Enlarge small maps with whole-pixel steps, up to about 360 px wide.
+      const zoom = Math.max(1, Math.min(8, Math.floor(360 / img.naturalWidth)));
+      img.style.width = `${img.naturalWidth * zoom}px`;
+    };
+    figure.append(img);
+  } else {
+    figure.classList.add("vector");
+    figure.append(vectorStrip(layer.values, layer.min, layer.max));
+  }
+  return figure;
+}
+
+function vectorStrip(values, low, high) {
+  // One column per value, height by value (zero line marked): flatten and fc outputs.
+  const width = Math.min(1100, Math.max(200, values.length * (values.length <= 64 ? 12 : 1)));
+  const strip = el("canvas", { width, height: 60 });
+  const g = strip.getContext("2d");
+  const lo = Math.min(low, 0);
+  const hi = Math.max(high, 0);
+  const span = hi - lo || 1;
+  const zero = 60 - ((0 - lo) / span) * 60;
+  const step = width / values.length;
+  g.fillStyle = "#2764c4";
+  values.forEach((v, i) => {
+    const y = 60 - ((v - lo) / span) * 60;
+    g.fillRect(i * step, Math.min(y, zero), Math.max(step - (step > 3 ? 1 : 0), 1), Math.abs(zero - y) || 1);
+  });
+  g.fillStyle = "#999";
+  g.fillRect(0, zero, width, 1);
+  return strip;
+}
+
+function renderSummary(summary) {
+  const head = el("thead", {}, [
+    el("tr", {}, ["#", "layer", "output", "how the size comes about", "params", "FLOPs", "RF"].map((t, i) =>
+      el("th", { textContent: t, className: i >= 4 && i <= 5 ? "num" : "" }),
+    )),
+  ]);
+  const rows = summary.layers.map((r) =>
+    el("tr", {}, [
+      el("td", { textContent: String(r.index) }),
+      el("td", { textContent: `${r.name}  ${r.layer}` }),
+      el("td", { textContent: r.out_shape.join("x") }),
+      el("td", { className: "how", textContent: [...r.notes, ...r.formulas].join("\n") }),
+      el("td", { className: "num", textContent: r.params.toLocaleString("en") }),
+      el("td", { className: "num", textContent: r.flops.toLocaleString("en") }),
+      el("td", {
+        textContent: r.receptive_field ? `${r.receptive_field[0]}/${r.jump[0]}` : "all",
+      }),
+    ]),
+  );
+  const foot = el("tfoot", {}, [
+    el("tr", {}, [
+      el("td"),
+      el("td", { textContent: "total" }),
+      el("td", { textContent: summary.output_shape.join("x") }),
+      el("td"),
+      el("td", { className: "num", textContent: summary.total_params.toLocaleString("en") }),
+      el("td", { className: "num", textContent: summary.total_flops.toLocaleString("en") }),
+      el("td"),
+    ]),
+  ]);
+  $("summary").replaceChildren(
+    el("caption", { className: "muted", textContent: summary.spec }),
+    head,
+    el("tbody", {}, rows),
+    foot,
+  );
+}
+
+loadModel().catch((error) => setStatus(`cannot load the model: ${error.message}`, true));

@@ -1,0 +1,178 @@
+"""The served page in real headless Chromium: draw with mouse and touch, upload, see bars and maps.
+
+Drives Debian's chromium through selenium against a real `cnnlab serve` process. Skips
+(with the reason) where Chromium or chromedriver is missing, and fails in CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import require_system_part
+from PIL import Image
+from serve_support import ServerProcess, png_bytes, trained_run
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+WAIT_S = 30
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    run = trained_run(tmp_path_factory)
+    srv = ServerProcess(run, run.parent / "serve.log")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_system_part(
+        Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
+        "Chromium and chromedriver",
+        "apt-get install chromium chromium-driver",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="cnnlab-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,1600",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait(driver, condition):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_S).until(condition)
+
+
+def _css(driver, selector):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def _settled(driver) -> bool:
+    """The latest drawing or file has its answers on the page (no request pending)."""
+    return driver.execute_script("return document.body.dataset.busy") == "0"
+
+
+def _open(driver, url):
+    driver.get(url)
+    _wait(driver, lambda d: len(_css(d, "#summary tbody tr")) > 0)
+
+
+def _stroke(driver, kind: str = "mouse"):
+    """A diagonal stroke across the canvas with a mouse or a finger (pointer events)."""
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    canvas = _css(driver, "#canvas")[0]
+    pointer = PointerInput(
+        interaction.POINTER_TOUCH if kind == "touch" else interaction.POINTER_MOUSE, kind
+    )
+    actions = ActionBuilder(driver, mouse=pointer)
+    actions.pointer_action.move_to(canvas, -80, -60).pointer_down()
+    for step in range(1, 13):
+        actions.pointer_action.move_to(canvas, -80 + step * 12, -60 + step * 9)
+    actions.pointer_action.pointer_up()
+    actions.perform()
+
+
+def _canvas_png(driver) -> bytes:
+    data_url = driver.execute_script(
+        "return document.getElementById('canvas').toDataURL('image/png')"
+    )
+    return base64.b64decode(data_url.split(",", 1)[1])
+
+
+def _screenshot_is_not_blank(driver, path: Path) -> np.ndarray:
+    driver.save_screenshot(str(path))
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(float)
+    assert pixels.std() > 20, "the screenshot is (nearly) one colour"
+    colours = len(np.unique(pixels.reshape(-1, 3)[::7], axis=0))
+    assert colours > 50, f"only {colours} colours in the screenshot"
+    return pixels
+
+
+def test_draw_and_see_the_prediction_bars_and_every_layer(server, browser, tmp_path):
+    _open(browser, server.url)
+    model = httpx.get(f"{server.url}/api/model").json()
+    assert len(_css(browser, "#summary tbody tr")) == len(model["summary"]["layers"])
+    _stroke(browser, "mouse")
+    _wait(browser, lambda d: _settled(d) and len(_css(d, "#bars .bar")) == 5)
+    _wait(browser, lambda d: len(_css(d, "#maps .layer")) == len(model["summary"]["layers"]))
+    # what the page shows is what the API says for the same drawing
+    drawn = _canvas_png(browser)
+    canvas = np.asarray(Image.open(io.BytesIO(drawn)).convert("L"))
+    assert canvas.max() == 255 and canvas.min() == 0  # white ink on a black ground
+    answer = httpx.post(
+        f"{server.url}/api/predict", files={"file": ("d.png", drawn, "image/png")}
+    ).json()
+    _wait(browser, lambda d: _css(d, "#prediction")[0].text.startswith(answer["prediction"]))
+    labels = [bar.text.split("\n")[0] for bar in _css(browser, "#bars .bar")]
+    assert labels == [c["class"] for c in answer["top_k"]]
+    titles = [
+        layer.find_element("css selector", "h3").text for layer in _css(browser, "#maps .layer")
+    ]
+    for title, row in zip(titles, model["summary"]["layers"], strict=True):
+        assert row["name"] in title and row["layer"] in title
+        assert "x".join(map(str, row["out_shape"])) in title
+    images = _css(browser, "#maps .layer img")
+    assert images and all(
+        browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        for img in images
+    )
+    _screenshot_is_not_blank(browser, tmp_path / "drawn.png")
+
+
+def test_touch_drawing_and_clear(server, browser):
+    _open(browser, server.url)
+    _stroke(browser, "touch")
+    _wait(browser, lambda d: _settled(d) and len(_css(d, "#bars .bar")) == 5)
+    assert np.asarray(Image.open(io.BytesIO(_canvas_png(browser))).convert("L")).max() == 255
+    _css(browser, "#clear")[0].click()
+    _wait(browser, lambda d: len(_css(d, "#bars .bar")) == 0)
+    assert np.asarray(Image.open(io.BytesIO(_canvas_png(browser))).convert("L")).max() == 0
+
+
+def test_upload_a_file_and_see_feature_maps(server, browser, tmp_path):
+    _open(browser, server.url)
+    picture = np.zeros((64, 64), dtype=np.uint8)
+    yy, xx = np.mgrid[0:64, 0:64]
+    picture[np.abs(np.hypot(yy - 32, xx - 32) - 20) < 3] = 255  # a ring
+    path = tmp_path / "ring.png"
+    path.write_bytes(png_bytes(picture))
+    _css(browser, "#file-input")[0].send_keys(str(path))
+    _wait(browser, lambda d: _settled(d) and len(_css(d, "#maps .layer img")) > 0)
+    answer = httpx.post(
+        f"{server.url}/api/predict", files={"file": ("ring.png", path.read_bytes(), "image/png")}
+    ).json()
+    _wait(browser, lambda d: _css(d, "#prediction")[0].text.startswith(answer["prediction"]))
+    seen = _css(browser, "#seen img")[0]
+    assert browser.execute_script("return arguments[0].naturalWidth", seen) == 28
+    pixels = _screenshot_is_not_blank(browser, tmp_path / "uploaded.png")
+    assert pixels.shape[0] > 500
