@@ -390,11 +390,15 @@ def _as_run(model: str):
     from cnnlab.models import PRESETS
     from cnnlab.run import RUNS_DIR, Run
 
+    def holds_run(folder: Path) -> bool:
+        try:
+            return (folder / MODEL_META).is_file()
+        except OSError:  # e.g. a spec longer than a file name may be
+            return False
+
     if model in PRESETS:
         return None
-    if model == "latest" or any(
-        (folder / MODEL_META).is_file() for folder in (Path(model), RUNS_DIR / model)
-    ):
+    if model == "latest" or holds_run(Path(model)) or holds_run(RUNS_DIR / model):
         return Run.open(model)
     return None
 
