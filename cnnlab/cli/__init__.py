@@ -13,7 +13,6 @@ from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
 # One module per command group; each adds its subcommands.
-COMMAND_MODULES: list[str] = ["model_cmds", "data_cmds", "train_cmds", "look_cmds", "use_cmds"]
 
 
 def build_parser() -> argparse.ArgumentParser:

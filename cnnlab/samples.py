@@ -1,0 +1,64 @@
+"""One image for a run, as its model takes it: an image file, or SPLIT:INDEX of the run's own data.
+
+`test:12` is image 12 of the run's test split (as `evaluate.split_images` gives
+it), so feature maps can be shown without any file. A file is decoded by the
+checked `data.images.load_image` at the run's channels and size; `normalize`
+(inference.py) then turns either into model input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cnnlab.data.images import load_image
+from cnnlab.errors import DataError
+from cnnlab.evaluate import SPLITS, split_images
+from cnnlab.inference import normalize
+from cnnlab.run import Run
+
+_SPLIT_INDEX = re.compile(rf"^({'|'.join(SPLITS)}):(-?\d+)$")
+
+
+@dataclass
+class Sample:
+    """A uint8 image (C, H, W) at the run's input shape, and its true class when known."""
+
+    image: torch.Tensor
+    source: str  # the file, or 'test:12'
+    label: str | None = None  # the true class of a data set image
+
+    @property
+    def stem(self) -> str:
+        """A file-name-safe name: 'photo' for photo.png, 'test-12' for test:12."""
+        if _SPLIT_INDEX.match(self.source):
+            return self.source.replace(":", "-")
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(self.source).stem) or "image"
+
+    def model_input(self, run: Run) -> torch.Tensor:
+        """(1, C, H, W) float, normalised with the run's mean and std."""
+        return normalize(self.image[None], run.mean, run.std)
+
+
+def load_sample(run: Run, source: str) -> Sample:
+    """An image file (checked decoder, resized to the run's input) or SPLIT:INDEX of the run's data."""
+    channels, height, width = run.input_shape
+    match = _SPLIT_INDEX.match(source)
+    if match and not Path(source).is_file():
+        split, index = match.group(1), int(match.group(2))
+        images, labels, name = split_images(run, None, split)
+        if not 0 <= index < len(images):
+            raise DataError(
+                f"{source}: the {split} split of {name} has {len(images)} images; "
+                f"use an index from 0 to {len(images) - 1}"
+            )
+        return Sample(images[index], source, run.classes[int(labels[index])])
+    if not Path(source).is_file():
+        raise DataError(
+            f"image {source} does not exist: give an image file (PNG, JPEG, ...) "
+            f"or SPLIT:INDEX of the run's data, e.g. test:0"
+        )
+    return Sample(load_image(source, channels=channels, size=(height, width)), source)
