@@ -12,7 +12,15 @@ import sys
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
-# One module per command group; each adds its subcommands.
+# One module per command group; each adds its subcommands (in this order in --help).
+COMMAND_MODULES: list[str] = [
+    "model_cmds",
+    "data_cmds",
+    "train_cmds",
+    "inside_cmds",
+    "look_cmds",
+    "use_cmds",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
