@@ -94,14 +94,22 @@ def resolve_model(
         spec = model
     elif model in PRESETS:
         spec = preset_spec(model)
-    elif model.endswith(".toml") or Path(model).is_file():
-        if not Path(model).is_file():
+    elif model.endswith(".toml") or _is_file(model):
+        if not _is_file(model):
             raise SpecError(f"model file {model} does not exist")
         spec = load_spec_toml(model)
     else:
         _refuse_unknown_word(model)
         spec = parse_spec(model)
     return spec.with_input(input_shape) if input_shape else spec
+
+
+def _is_file(text: str) -> bool:
+    """Whether `text` names an existing file; a long spec is no file name (and must not crash)."""
+    try:
+        return Path(text).is_file()
+    except OSError:  # e.g. ENAMETOOLONG for a one-line spec of over 255 characters
+        return False
 
 
 def _refuse_unknown_word(model: str) -> None:
