@@ -1,7 +1,8 @@
 """The training configuration: one flat dataclass with every default, then a TOML file, then key=value.
 
-Precedence (later wins): the defaults below, `--config FILE.toml`, command-line
-flags, `key=value` overrides. Unknown keys are errors that suggest the near name.
+Precedence (later wins): the defaults below, the recipe of the chosen model preset
+(`Preset.recipe` in models.py, e.g. `best`), `--config FILE.toml`, command-line flags,
+`key=value` overrides. Unknown keys are errors that suggest the near name.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cnnlab.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -47,6 +49,9 @@ class TrainConfig:
     gamma: float = 0.1  # step schedule: factor at each decay
     label_smoothing: float = 0.1
     augment: str = "standard"  # none, standard, or e.g. "translate=2,cutout=8"
+    tta: bool = (
+        False  # test-time augmentation: average each image's and its mirror's logits (flip_ok data)
+    )
     early_stop: int = (
         0  # stop after this many epochs without a better validation accuracy (0 = off)
     )
@@ -57,6 +62,9 @@ class TrainConfig:
     threads: int = 0  # CPU threads per process (0 = all cores, shared between processes)
     nproc: int = 1  # processes for torch.distributed data-parallel training
     channels_last: bool = True
+    # auto: bf16 autocast where the hardware computes bf16 natively (CUDA with bf16, CPUs with
+    # AVX512-BF16 or AMX), fp16 on older GPUs, else fp32; weights and optimizer stay fp32.
+    precision: str = "auto"
     out: str = ""  # run folder ("" = runs/<model>-<data>-<time>)
     stop_after: int = 0  # pause after this epoch with a resumable checkpoint (0 = run to the end)
     quiet: bool = False
@@ -126,15 +134,42 @@ def _unknown_key(key: str) -> ConfigError:
     return ConfigError(f"unknown setting '{key}'.{hint} Settings: {', '.join(FIELD_TYPES)}")
 
 
-def apply(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
-    """A copy of `config` with `values` set (converted and checked)."""
+def _converted(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings with known keys and values of the right type (ConfigError otherwise)."""
     changes = {}
     for key, value in values.items():
         key = key.replace("-", "_")
         if key not in FIELD_TYPES:
             raise _unknown_key(key)
         changes[key] = _convert(key, value)
-    return check(dataclasses.replace(config, **changes))
+    return changes
+
+
+def apply(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """A copy of `config` with `values` set (converted and checked)."""
+    return check(dataclasses.replace(config, **_converted(values)))
+
+
+def recipe_for(model: str) -> dict[str, Any]:
+    """The training settings a model preset recommends (`Preset.recipe`); {} for anything else."""
+    from cnnlab.models import PRESETS  # here, not at the top: models imports torch
+
+    preset = PRESETS.get(model)
+    return dict(preset.recipe) if preset is not None else {}
+
+
+def from_layers(*layers: dict[str, Any]) -> TrainConfig:
+    """The defaults, then the chosen model preset's recipe, then each layer of settings in order.
+
+    `from_layers(file_settings, flags, overrides)`: the model is whichever the layers name last
+    (default: "default"), so `--model best` brings best's recipe and any setting given
+    explicitly still wins over it.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(_converted(layer))
+    base = apply(TrainConfig(), recipe_for(merged.get("model", TrainConfig.model)))
+    return apply(base, merged)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -148,8 +183,8 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return values
 
 
-def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
-    """Read a TOML training config over `base` (default: the defaults)."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a TOML training config, converted and checked key by key."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -159,7 +194,16 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
     data = data.get("train", data)  # a [train] table or top-level keys
     try:
-        return apply(base or TrainConfig(), data)
+        return _converted(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Read a TOML training config over `base` (default: the defaults and its model's recipe)."""
+    values = read_config_file(path)
+    try:
+        return apply(base, values) if base is not None else from_layers(values)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
@@ -170,6 +214,7 @@ def check(config: TrainConfig) -> TrainConfig:
         (config.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (config.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
         (config.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+        (config.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
         (config.epochs >= 1, "epochs must be at least 1"),
         (config.batch_size >= 1, "batch_size must be at least 1"),
         (config.nproc >= 1, "nproc must be at least 1"),

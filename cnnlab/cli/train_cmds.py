@@ -8,7 +8,7 @@ import math
 from rich.table import Table
 
 from cnnlab.cli.console import console, print_json
-from cnnlab.config import TrainConfig, apply, load_config, parse_overrides
+from cnnlab.config import TrainConfig, from_layers, parse_overrides, read_config_file
 from cnnlab.run import RUNS_DIR, list_runs
 
 # flag -> config key; flags default to None so only what the user typed overrides the config file.
@@ -76,14 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then --config, then flags, then key=value."""
-    config = load_config(args.config) if args.config else TrainConfig()
+    """Defaults, then the model preset's recipe, then --config, then flags, then key=value."""
+    file_values = read_config_file(args.config) if args.config else {}
     flags = {
         key: getattr(args, key) for key, _, _ in FLAGS.values() if getattr(args, key) is not None
     }
     if args.quiet:
         flags["quiet"] = True
-    return apply(apply(config, flags), parse_overrides(args.overrides))
+    return from_layers(file_values, flags, parse_overrides(args.overrides))
 
 
 def run_train(args: argparse.Namespace) -> int:
