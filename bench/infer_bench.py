@@ -21,6 +21,7 @@ import copy
 import io
 import statistics
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,7 @@ BATCHES = (1, 64, 256, 1024)
 def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
     """A copy of an eval-mode Sequential with each conv directly followed by batchnorm folded into it."""
     children = list(copy.deepcopy(model).eval().named_children())
+    children = children[: getattr(model, "logit_layers", len(children))]  # logits, no softmax
     folded: list[tuple[str, nn.Module]] = []
     i = 0
     while i < len(children):
@@ -50,7 +52,7 @@ def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
             continue
         folded.append((name, module))
         i += 1
-    return nn.Sequential(dict(folded)).eval()
+    return nn.Sequential(OrderedDict(folded)).eval()
 
 
 def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:

@@ -7,6 +7,7 @@ Precedence (later wins): the defaults below, the recipe of the chosen model pres
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import tomllib
@@ -150,25 +151,36 @@ def apply(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
     return check(dataclasses.replace(config, **_converted(values)))
 
 
-def recipe_for(model: str) -> dict[str, Any]:
-    """The training settings a model preset recommends (`Preset.recipe`); {} for anything else."""
-    from cnnlab.models import PRESETS  # here, not at the top: models imports torch
+def recipe_for(model: str, data: str) -> dict[str, Any]:
+    """The training settings a model preset recommends for a data set; {} for a model not a preset."""
+    from cnnlab.data.registry import get_entry  # here, not at the top: these import torch
+    from cnnlab.errors import DataError
+    from cnnlab.models import PRESETS
 
     preset = PRESETS.get(model)
-    return dict(preset.recipe) if preset is not None else {}
+    if preset is None:
+        return {}
+    # Aliases: fashion_mnist -> fashion-mnist; a folder or unknown name gets the general recipe.
+    with contextlib.suppress(DataError):
+        data = get_entry(data).name
+    return preset.recipe_for(data)
 
 
 def from_layers(*layers: dict[str, Any]) -> TrainConfig:
     """The defaults, then the chosen model preset's recipe, then each layer of settings in order.
 
-    `from_layers(file_settings, flags, overrides)`: the model is whichever the layers name last
-    (default: "default"), so `--model best` brings best's recipe and any setting given
-    explicitly still wins over it.
+    `from_layers(file_settings, flags, overrides)`: the model and data are whichever the layers
+    name last (default: "default" on "shapes"), so `--model best` brings best's recipe,
+    `--data fashion-mnist` the default model's recipe for it, and any setting given explicitly
+    still wins over the recipe.
     """
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(_converted(layer))
-    base = apply(TrainConfig(), recipe_for(merged.get("model", TrainConfig.model)))
+    recipe = recipe_for(
+        merged.get("model", TrainConfig.model), merged.get("data", TrainConfig.data)
+    )
+    base = apply(TrainConfig(), recipe)
     return apply(base, merged)
 
 

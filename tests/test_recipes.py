@@ -49,6 +49,28 @@ def test_best_brings_its_recipe_and_explicit_settings_win(tmp_path):
     assert (config.lr, config.seed, config.label_smoothing) == (0.3, 4, 0.05)
 
 
+def test_the_default_model_has_a_recipe_per_data_set():
+    fashion = PRESETS["default"].data_recipes["fashion-mnist"]
+    for data in ("fashion-mnist", "fashion_mnist", "Fashion-MNIST"):  # aliases find it too
+        config = from_layers({"data": data})
+        assert (config.epochs, config.augment) == (fashion["epochs"], fashion["augment"]), data
+    assert from_layers({}) == TrainConfig()  # `cnnlab train` (shapes): the plain defaults
+    assert from_layers({"data": "folder:photos"}).epochs == TrainConfig().epochs
+    assert from_layers({"data": "fashion-mnist"}, {"epochs": 9}).epochs == 9
+    # Another model on the same data: that model's recipe (none here), not the default's.
+    assert from_layers({"data": "fashion-mnist", "model": "tutorial"}).epochs == TrainConfig().epochs
+
+
+def test_recipes_ask_for_mirror_tta_only_where_a_mirror_keeps_labels():
+    from cnnlab.data.registry import REGISTRY
+
+    for name in PRESETS:
+        for data, entry in REGISTRY.items():
+            config = from_layers({"model": name, "data": data})
+            assert not config.tta or entry.flip_ok, (name, data)
+    assert from_layers({"model": "best", "data": "fashion-mnist"}).tta
+
+
 def test_precision_setting_resolves_per_device():
     cpu = torch.device("cpu")
     assert autocast_dtype(cpu, "fp32") is None
@@ -110,3 +132,11 @@ def test_tta_is_refused_where_a_mirror_changes_labels(tmp_path):
             quiet=True,
             out=str(tmp_path / "run"),
         )
+
+
+def test_light_augmentation_is_the_mirror_only_where_labels_allow_it():
+    from cnnlab.data.augment import AugmentPolicy, parse_policy
+
+    assert parse_policy("light", flip_ok=True, image_size=28) == AugmentPolicy(flip=True)
+    assert parse_policy("light", flip_ok=False, image_size=28).is_identity  # no error, no flip
+    assert parse_policy("light,cutout=8", flip_ok=True) == AugmentPolicy(flip=True, cutout=8)

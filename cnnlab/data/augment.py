@@ -1,6 +1,7 @@
 """Batched augmentation: whole (N, C, H, W) tensors at once, random draws from one torch.Generator.
 
-A policy is written as text: "none", "standard" (the data set's sensible default), or
+A policy is written as text: "none", "standard" (the data set's sensible default), "light"
+(only the flip, where the data set allows it: what short training runs do best with), or
 items such as "translate=2,flip,cutout=8,affine=10,scale=0.1" ("standard,cutout=8"
 extends the default). Flipping is refused for data sets whose labels a mirror changes.
 """
@@ -69,7 +70,7 @@ def _parse_item(item: str) -> tuple[str, object]:
     name, _, raw = item.partition("=")
     name = _ALIASES.get(name.strip(), name.strip())
     if name not in _ITEMS:
-        known = ", ".join(["none", "standard", *_ITEMS])
+        known = ", ".join(["none", "standard", "light", *_ITEMS])
         raise ConfigError(
             f"augmentation {name!r} is unknown; known: {known} (e.g. 'translate=2,flip')"
         )
@@ -102,7 +103,7 @@ def parse_policy(
     flip_ok: bool | None = None,
     image_size: int | None = None,
 ) -> AugmentPolicy:
-    """Parse "none", "standard" or "name=value,..." into an AugmentPolicy (ConfigError when wrong)."""
+    """Parse "none", "standard", "light" or "name=value,..." into an AugmentPolicy (ConfigError when wrong)."""
     if dataset is not None:
         flip_ok = dataset.flip_ok if flip_ok is None else flip_ok
         image_size = dataset.image_shape[1] if image_size is None else image_size
@@ -112,6 +113,11 @@ def parse_policy(
             continue
         if item in ("standard", "default"):
             policy = standard_policy(image_size or 28, bool(flip_ok))
+            continue
+        if (
+            item == "light"
+        ):  # a shift slows short runs down; a mirror does not (docs/performance.md)
+            policy = replace(policy, flip=bool(flip_ok))
             continue
         name, value = _parse_item(item)
         policy = replace(policy, **{name: value})
