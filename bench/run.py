@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,7 +76,10 @@ def matmul_ceiling(repeats: int = 10) -> dict:
     }
 
 
-def run_cnnlab(label: str, extra: list[str]) -> dict:
+DEFAULT_RUN = RESULTS / "default-run"  # the last default run, kept for the inference bench
+
+
+def run_cnnlab(label: str, extra: list[str], keep: Path | None = None) -> dict:
     """`cnnlab train --data fashion-mnist [extra]` as its own process: wall time, accuracy, speed."""
     before = load()
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +94,9 @@ def run_cnnlab(label: str, extra: list[str]) -> dict:
         metrics = run.metrics
         config = run.config()
         flops = analyze(run.spec).total_flops
+        if keep is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(folder, keep)
     images_per_s = statistics.median(r["images_per_s"] for r in rows)
     accuracy = metrics["test_accuracy"]
     return {
@@ -158,21 +165,30 @@ def _spread(count: int, rounds: int) -> set[int]:
     return {round(i * rounds / count) for i in range(count)} if count else set()
 
 
-def bench(quick: bool, peer_epochs: int, cnnlab_runs: int, with_best: bool, keras: bool) -> dict:
+def bench(
+    quick: bool,
+    peer_epochs: int,
+    cnnlab_runs: int,
+    with_best: bool,
+    keras: bool,
+    peer_seconds: float = 30.0,
+) -> dict:
     """Everything, alternating; returns the results as one dictionary."""
     results: dict = {"mode": "quick" if quick else "full", "load_at_start": load()}
     results["ceiling_before"] = matmul_ceiling(5 if quick else 10)
     data = load_dataset("fashion-mnist")
     peers = make_peers(data, use_keras=keras)
-    cap = 30.0 if quick else 0.0
+    cap = peer_seconds if quick else 0.0
     rounds = 1 if quick else peer_epochs
     default_rounds = _spread(cnnlab_runs, rounds)
     default_runs, best = [], None
     for r in range(rounds):
+        if default_runs:  # what is measured so far, in case the run is stopped
+            _write(results, peers, default_runs, best)
         if r in default_rounds:
-            default_runs.append(run_cnnlab("cnnlab default", []))
+            default_runs.append(run_cnnlab("cnnlab default", [], keep=DEFAULT_RUN))
             _say(default_runs[-1])
-        if with_best and r == min(1, rounds - 1):
+        if with_best and r == rounds - 1:  # last: peers' early epochs first, all alike loaded
             best = run_cnnlab("cnnlab best", ["--model", "best"])
             _say(best)
         for peer in peers:
@@ -186,13 +202,27 @@ def bench(quick: bool, peer_epochs: int, cnnlab_runs: int, with_best: bool, kera
                     flush=True,
                 )
     results["ceiling_after"] = matmul_ceiling(5 if quick else 10)
+    return _collect(results, peers, default_runs, best)
+
+
+def _collect(results: dict, peers: list, default_runs: list[dict], best: dict | None) -> dict:
     results["cnnlab_default_runs"] = default_runs
     results["cnnlab_default"] = _median_run(default_runs)
     results["cnnlab_best"] = best
-    results["peers"] = [peer_summary(p) for p in peers]
+    results["peers"] = [peer_summary(p) for p in peers if p.history]
     results["load_at_end"] = load()
     results["goals"] = goals(results)
     return results
+
+
+def _write(results: dict, peers: list, default_runs: list[dict], best: dict | None) -> None:
+    """The partial results so far, as bench-partial.json/.md (full mode, after every round)."""
+    partial = _collect(
+        dict(results, ceiling_after=results["ceiling_before"]), peers, default_runs, best
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench-partial.md").write_text(markdown(partial))
+    write_results("bench-partial", partial)
 
 
 def _say(run: dict) -> None:
@@ -322,17 +352,23 @@ def main() -> None:
         "--no-keras", action="store_true", help="seed003 in PyTorch even with Keras"
     )
     parser.add_argument("--no-infer", action="store_true", help="skip the inference benchmark")
+    parser.add_argument("--peer-seconds", type=float, default=30.0, help="quick: cap per peer")
     args = parser.parse_args()
     if load() > 0.5:
         print(f"note: load average {load()} at start; other work skews these timings", flush=True)
     runs = args.cnnlab_runs or (1 if args.quick else 3)
     results = bench(
-        args.quick, args.peer_epochs, runs, not (args.quick or args.no_best), not args.no_keras
+        args.quick,
+        args.peer_epochs,
+        runs,
+        not (args.quick or args.no_best),
+        not args.no_keras,
+        args.peer_seconds,
     )
     if not args.no_infer:
         from bench import infer_bench
 
-        results["inference"] = infer_bench.bench(quick=args.quick)
+        results["inference"] = infer_bench.bench(quick=args.quick, run_folder=DEFAULT_RUN)
         results["inference_markdown"] = infer_bench.markdown(results["inference"])
     name = "bench-quick" if args.quick else "bench"
     text = markdown(results)
