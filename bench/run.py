@@ -12,7 +12,7 @@ What runs, interleaved so that other work on the machine hits every contender al
 - the peers of bench/peers.py, one epoch at a time, round-robin with the cnnlab runs; each epoch
   is followed by a test evaluation that is timed apart and NOT counted in "seconds to X%".
 
-Full mode: peers up to 10 epochs each (stopping early once at 93%), cnnlab default 3 times,
+Full mode: peers up to 10 epochs each (stopping once at --stop-at, 93%), cnnlab default 3 times,
 best once (about 45 minutes in all). Quick mode (under 5 minutes): cnnlab default once, each
 peer one epoch capped at 30 s (no time-to-accuracy for peers), no best; inference bench short.
 Writes bench/results/bench[-quick].json and .md, and prints the markdown table.
@@ -172,6 +172,7 @@ def bench(
     with_best: bool,
     keras: bool,
     peer_seconds: float = 30.0,
+    stop_at: float = THRESHOLDS[-1],
 ) -> dict:
     """Everything, alternating; returns the results as one dictionary."""
     results: dict = {"mode": "quick" if quick else "full", "load_at_start": load()}
@@ -192,7 +193,7 @@ def bench(
             best = run_cnnlab("cnnlab best", ["--model", "best"])
             _say(best)
         for peer in peers:
-            done = peer.history and peer.history[-1].test_accuracy >= THRESHOLDS[-1]
+            done = peer.history and peer.history[-1].test_accuracy >= stop_at
             if not done:
                 epoch = peer.step(max_seconds=cap)
                 epoch.load = load()
@@ -353,6 +354,9 @@ def main() -> None:
     )
     parser.add_argument("--no-infer", action="store_true", help="skip the inference benchmark")
     parser.add_argument("--peer-seconds", type=float, default=30.0, help="quick: cap per peer")
+    parser.add_argument(
+        "--stop-at", type=float, default=0.93, help="a peer stops once at this test accuracy"
+    )
     args = parser.parse_args()
     if load() > 0.5:
         print(f"note: load average {load()} at start; other work skews these timings", flush=True)
@@ -364,6 +368,7 @@ def main() -> None:
         not (args.quick or args.no_best),
         not args.no_keras,
         args.peer_seconds,
+        args.stop_at,
     )
     if not args.no_infer:
         from bench import infer_bench
