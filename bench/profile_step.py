@@ -4,8 +4,9 @@ Run: .venv/bin/python -m bench.profile_step [--model default] [--threads 2] [--s
 A step is what cnnlab's loop does: index a batch, augment it, normalise, forward under the
 recipe's autocast, cross-entropy, backward, optimizer step. Operator self-times are grouped into
 convolution forward/backward, BatchNorm, pooling, activations, optimizer, augmentation and data,
-and the rest; "Python and framework overhead" is wall time minus the operators' self time (on
-2 threads the operators' CPU time is divided by the threads to compare with wall time).
+and the rest; "Python, framework and profiler overhead" is the profiled step's wall time minus
+the operators' self time (measured on the calling thread, so it is wall time with the OpenMP
+team working inside it). The step is also cut into phases with record_function.
 Writes bench/results/profile_step.json and prints a table.
 """
 
@@ -109,8 +110,8 @@ def main() -> None:
             continue
         if event.key.startswith("Optimizer.") or event.key.startswith("ProfilerStep"):
             continue  # wrappers: their operators are counted below them
-        # CPU self time is summed over threads: divide to compare with wall time.
-        ms = event.self_cpu_time_total / 1000 / args.steps / args.threads
+        # Self time on the calling thread: wall time of the operator, its OpenMP team included.
+        ms = event.self_cpu_time_total / 1000 / args.steps
         groups[group_of(event.key)] = groups.get(group_of(event.key), 0.0) + ms
     wall_ms = wall_per_step * 1000
     # Shares are of the profiled step (the profiler itself slows a step down a little).
