@@ -58,7 +58,9 @@ def test_the_default_model_has_a_recipe_per_data_set():
     assert from_layers({"data": "folder:photos"}).epochs == TrainConfig().epochs
     assert from_layers({"data": "fashion-mnist"}, {"epochs": 9}).epochs == 9
     # Another model on the same data: that model's recipe (none here), not the default's.
-    assert from_layers({"data": "fashion-mnist", "model": "tutorial"}).epochs == TrainConfig().epochs
+    assert (
+        from_layers({"data": "fashion-mnist", "model": "tutorial"}).epochs == TrainConfig().epochs
+    )
 
 
 def test_recipes_ask_for_mirror_tta_only_where_a_mirror_keeps_labels():
