@@ -330,7 +330,8 @@ def _resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
             f"{folder} is not a cnnlab run folder (no {CONFIG_FILE}); `cnnlab runs` lists runs"
         )
     saved = load_config(folder / CONFIG_FILE)
-    defaults = TrainConfig()
+    # What the request was built on (the defaults and its preset's recipe): equal means unasked.
+    defaults = from_layers({"model": requested.model, "data": requested.data})
     changes = {key: getattr(requested, key) for key in PER_INVOCATION}
     for f in dataclasses.fields(TrainConfig):
         wanted = getattr(requested, f.name)

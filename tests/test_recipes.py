@@ -142,3 +142,16 @@ def test_light_augmentation_is_the_mirror_only_where_labels_allow_it():
     assert parse_policy("light", flip_ok=True, image_size=28) == AugmentPolicy(flip=True)
     assert parse_policy("light", flip_ok=False, image_size=28).is_identity  # no error, no flip
     assert parse_policy("light,cutout=8", flip_ok=True) == AugmentPolicy(flip=True, cutout=8)
+
+
+def test_resuming_with_the_data_named_again_keeps_the_runs_own_settings(tmp_path):
+    from cnnlab.run import CONFIG_FILE
+    from cnnlab.training import _resumed_config
+
+    # A fashion-mnist run trained for 8 epochs (not its recipe's 4); resumed with --data given.
+    saved = from_layers({"data": "fashion-mnist"}, {"epochs": 8, "out": str(tmp_path)})
+    (tmp_path / CONFIG_FILE).write_text(saved.to_toml())
+    resumed = _resumed_config(tmp_path, from_layers({"data": "fashion-mnist"}))
+    assert resumed.epochs == 8 and resumed.augment == saved.augment
+    asked = _resumed_config(tmp_path, from_layers({"data": "fashion-mnist"}, {"epochs": 10}))
+    assert asked.epochs == 10  # an explicit change the resume allows still applies
