@@ -13,7 +13,7 @@ What runs, interleaved so that other work on the machine hits every contender al
   is followed by a test evaluation that is timed apart and NOT counted in "seconds to X%".
 
 Full mode: peers up to 10 epochs each (stopping once at --stop-at, 93%), cnnlab default 3 times,
-best once (about 45 minutes in all). Quick mode (under 5 minutes): cnnlab default once, each
+best once (about 30 minutes in all at light load). Quick mode (under 5 minutes): cnnlab default once, each
 peer one epoch capped at 30 s (no time-to-accuracy for peers), no best; inference bench short.
 Writes bench/results/bench[-quick].json and .md, and prints the markdown table.
 """
