@@ -5,7 +5,15 @@ run = cnnlab.train(model="tutorial", data="shapes", epochs=2)
 run.metrics["test_accuracy"]
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# OpenMP threads that wait for work sleep instead of spinning. On a CPU shared with other
+# processes a spinning team waits on descheduled members: 2-thread training ran 5-13x slower
+# under a load of 5 (docs/performance.md). It is read once, when torch loads its OpenMP
+# runtime, so it must come before the first `import torch`; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def train(*args, **kwargs):

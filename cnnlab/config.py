@@ -1,11 +1,13 @@
 """The training configuration: one flat dataclass with every default, then a TOML file, then key=value.
 
-Precedence (later wins): the defaults below, `--config FILE.toml`, command-line
-flags, `key=value` overrides. Unknown keys are errors that suggest the near name.
+Precedence (later wins): the defaults below, the recipe of the chosen model preset
+(`Preset.recipe` in models.py, e.g. `best`), `--config FILE.toml`, command-line flags,
+`key=value` overrides. Unknown keys are errors that suggest the near name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import tomllib
@@ -18,6 +20,7 @@ from cnnlab.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -47,6 +50,9 @@ class TrainConfig:
     gamma: float = 0.1  # step schedule: factor at each decay
     label_smoothing: float = 0.1
     augment: str = "standard"  # none, standard, or e.g. "translate=2,cutout=8"
+    tta: bool = (
+        False  # test-time augmentation: average each image's and its mirror's logits (flip_ok data)
+    )
     early_stop: int = (
         0  # stop after this many epochs without a better validation accuracy (0 = off)
     )
@@ -57,6 +63,9 @@ class TrainConfig:
     threads: int = 0  # CPU threads per process (0 = all cores, shared between processes)
     nproc: int = 1  # processes for torch.distributed data-parallel training
     channels_last: bool = True
+    # auto: bf16 autocast where the hardware computes bf16 natively (CUDA with bf16, CPUs with
+    # AVX512-BF16 or AMX), fp16 on older GPUs, else fp32; weights and optimizer stay fp32.
+    precision: str = "auto"
     out: str = ""  # run folder ("" = runs/<model>-<data>-<time>)
     stop_after: int = 0  # pause after this epoch with a resumable checkpoint (0 = run to the end)
     quiet: bool = False
@@ -126,15 +135,53 @@ def _unknown_key(key: str) -> ConfigError:
     return ConfigError(f"unknown setting '{key}'.{hint} Settings: {', '.join(FIELD_TYPES)}")
 
 
-def apply(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
-    """A copy of `config` with `values` set (converted and checked)."""
+def _converted(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings with known keys and values of the right type (ConfigError otherwise)."""
     changes = {}
     for key, value in values.items():
         key = key.replace("-", "_")
         if key not in FIELD_TYPES:
             raise _unknown_key(key)
         changes[key] = _convert(key, value)
-    return check(dataclasses.replace(config, **changes))
+    return changes
+
+
+def apply(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
+    """A copy of `config` with `values` set (converted and checked)."""
+    return check(dataclasses.replace(config, **_converted(values)))
+
+
+def recipe_for(model: str, data: str) -> dict[str, Any]:
+    """The training settings a model preset recommends for a data set; {} for a model not a preset."""
+    from cnnlab.data.registry import get_entry  # here, not at the top: these import torch
+    from cnnlab.errors import DataError
+    from cnnlab.models import PRESETS
+
+    preset = PRESETS.get(model)
+    if preset is None:
+        return {}
+    # Aliases: fashion_mnist -> fashion-mnist; a folder or unknown name gets the general recipe.
+    with contextlib.suppress(DataError):
+        data = get_entry(data).name
+    return preset.recipe_for(data)
+
+
+def from_layers(*layers: dict[str, Any]) -> TrainConfig:
+    """The defaults, then the chosen model preset's recipe, then each layer of settings in order.
+
+    `from_layers(file_settings, flags, overrides)`: the model and data are whichever the layers
+    name last (default: "default" on "shapes"), so `--model best` brings best's recipe,
+    `--data fashion-mnist` the default model's recipe for it, and any setting given explicitly
+    still wins over the recipe.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(_converted(layer))
+    recipe = recipe_for(
+        merged.get("model", TrainConfig.model), merged.get("data", TrainConfig.data)
+    )
+    base = apply(TrainConfig(), recipe)
+    return apply(base, merged)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -148,8 +195,8 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return values
 
 
-def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
-    """Read a TOML training config over `base` (default: the defaults)."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a TOML training config, converted and checked key by key."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -159,7 +206,16 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
     data = data.get("train", data)  # a [train] table or top-level keys
     try:
-        return apply(base or TrainConfig(), data)
+        return _converted(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Read a TOML training config over `base` (default: the defaults and its model's recipe)."""
+    values = read_config_file(path)
+    try:
+        return apply(base, values) if base is not None else from_layers(values)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
@@ -170,6 +226,7 @@ def check(config: TrainConfig) -> TrainConfig:
         (config.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (config.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
         (config.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+        (config.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
         (config.epochs >= 1, "epochs must be at least 1"),
         (config.batch_size >= 1, "batch_size must be at least 1"),
         (config.nproc >= 1, "nproc must be at least 1"),

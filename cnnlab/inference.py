@@ -37,8 +37,13 @@ def logits_in_batches(
     batch_size: int = 1000,
     device: torch.device | str = "cpu",
     channels_last: bool = True,
+    tta: bool = False,
 ) -> torch.Tensor:
-    """Logits (N, classes) on the CPU for uint8 images (N, C, H, W), the model in eval mode."""
+    """Logits (N, classes) on the CPU for uint8 images (N, C, H, W), the model in eval mode.
+
+    `tta`: test-time augmentation, the mean of the logits of each image and its horizontal
+    mirror (only for data whose labels a mirror keeps: `Dataset.flip_ok`).
+    """
     was_training = model.training
     model.eval()
     outputs = []
@@ -46,7 +51,10 @@ def logits_in_batches(
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device, non_blocking=True)
         x = normalize(batch, mean, std).contiguous(memory_format=memory_format)
-        outputs.append(model(x).float().cpu())
+        logits = model(x).float()
+        if tta:
+            logits = (logits + model(x.flip(3)).float()) / 2
+        outputs.append(logits.cpu())
     model.train(was_training)
     if not outputs:
         return torch.empty(0, 0)

@@ -96,7 +96,7 @@ def test_policy_parser():
         translate=4, cutout=8
     )
     with pytest.raises(
-        ConfigError, match="augmentation 'blur' is unknown; known: none, standard, translate"
+        ConfigError, match="augmentation 'blur' is unknown; known: none, standard, light, translate"
     ):
         parse_policy("blur=2")
     with pytest.raises(ConfigError, match="needs a value"):

@@ -45,7 +45,14 @@ def test_svg_labels_every_layer_with_its_shape_from_analyze_and_torch(name, tmp_
 
 
 def test_blocks_group_shape_keeping_layers():
-    report = analyze(resolve_model("default"))
+    # conv-BN-ReLU-pool blocks, spelled out (the default preset pools before BatchNorm now)
+    report = analyze(
+        resolve_model(
+            "input(1x28x28) conv(32,3,padding=same) batchnorm relu maxpool(2) "
+            "conv(64,3,padding=same) batchnorm relu maxpool(2) "
+            "conv(128,3,padding=same) batchnorm relu maxpool(2) flatten fc(10)"
+        )
+    )
     blocks = diagram_blocks(report)
     assert [b.kind for b in blocks] == [
         "input",

@@ -232,6 +232,8 @@ def test_unknown_preset_suggests_the_near_name():
 
 
 def test_a_spec_longer_than_a_file_name_is_still_a_spec():
-    long_spec = "input(1x28x28) " + " ".join(["conv(4,3,padding=same) relu"] * 20) + " flatten fc(10)"
+    long_spec = (
+        "input(1x28x28) " + " ".join(["conv(4,3,padding=same) relu"] * 20) + " flatten fc(10)"
+    )
     assert len(long_spec) > 300
     assert len(resolve_model(long_spec).layers) == 42

@@ -8,7 +8,7 @@ import math
 from rich.table import Table
 
 from cnnlab.cli.console import console, print_json
-from cnnlab.config import TrainConfig, apply, load_config, parse_overrides
+from cnnlab.config import TrainConfig, from_layers, parse_overrides, read_config_file
 from cnnlab.run import RUNS_DIR, list_runs
 
 # flag -> config key; flags default to None so only what the user typed overrides the config file.
@@ -16,7 +16,7 @@ FLAGS = {
     "--model": ("model", str, "preset, TOML file or one-line spec (default: default)"),
     "--data": ("data", str, "data set name, folder:PATH or a folder (default: shapes)"),
     "--data-dir": ("data_dir", str, "where to look for data set files first"),
-    "--epochs": ("epochs", int, "epochs to train (default: 8)"),
+    "--epochs": ("epochs", int, "epochs to train (default: 8, or the preset's recipe)"),
     "--batch-size": ("batch_size", int, "images per step over all processes (default: 128)"),
     "--lr": ("lr", float, "peak learning rate (default: sgd 0.1, adam 1e-3, adamw 2e-3)"),
     "--optimizer": ("optimizer", str, "sgd (Nesterov), adam or adamw (default: sgd)"),
@@ -31,7 +31,7 @@ FLAGS = {
     "--augment": (
         "augment",
         str,
-        "none, standard, or e.g. translate=2,cutout=8 (default: standard)",
+        "none, standard, light (mirror only), or e.g. translate=2,cutout=8 (default: standard)",
     ),
     "--val-split": ("val_split", float, "fraction of the training set held out for validation"),
     "--early-stop": ("early_stop", int, "stop after N epochs without better validation accuracy"),
@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model into a run folder",
         description="Train a model. With no arguments: the default model on the built-in shapes data set. "
-        "Settings come from the defaults, then --config FILE.toml, then flags, then key=value overrides.",
+        "Settings come from the defaults, then the chosen preset's recipe for the data set, then "
+        "--config FILE.toml, then flags, then key=value overrides.",
     )
     for flag, (key, kind, text) in FLAGS.items():
         p.add_argument(flag, dest=key, type=kind, default=None, help=text)
@@ -76,14 +77,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then --config, then flags, then key=value."""
-    config = load_config(args.config) if args.config else TrainConfig()
+    """Defaults, then the model preset's recipe, then --config, then flags, then key=value."""
+    file_values = read_config_file(args.config) if args.config else {}
     flags = {
         key: getattr(args, key) for key, _, _ in FLAGS.values() if getattr(args, key) is not None
     }
     if args.quiet:
         flags["quiet"] = True
-    return apply(apply(config, flags), parse_overrides(args.overrides))
+    return from_layers(file_values, flags, parse_overrides(args.overrides))
 
 
 def run_train(args: argparse.Namespace) -> int:

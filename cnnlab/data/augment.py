@@ -3,7 +3,8 @@
 The generator is a CPU one (its state is saved for exact resume); the draws are
 moved to the batch's device, so the same code augments batches on a GPU.
 
-A policy is written as text: "none", "standard" (the data set's sensible default), or
+A policy is written as text: "none", "standard" (the data set's sensible default), "light"
+(only the flip, where the data set allows it: what short training runs do best with), or
 items such as "translate=2,flip,cutout=8,affine=10,scale=0.1" ("standard,cutout=8"
 extends the default). Flipping is refused for data sets whose labels a mirror changes.
 """
@@ -72,7 +73,7 @@ def _parse_item(item: str) -> tuple[str, object]:
     name, _, raw = item.partition("=")
     name = _ALIASES.get(name.strip(), name.strip())
     if name not in _ITEMS:
-        known = ", ".join(["none", "standard", *_ITEMS])
+        known = ", ".join(["none", "standard", "light", *_ITEMS])
         raise ConfigError(
             f"augmentation {name!r} is unknown; known: {known} (e.g. 'translate=2,flip')"
         )
@@ -105,7 +106,7 @@ def parse_policy(
     flip_ok: bool | None = None,
     image_size: int | None = None,
 ) -> AugmentPolicy:
-    """Parse "none", "standard" or "name=value,..." into an AugmentPolicy (ConfigError when wrong)."""
+    """Parse "none", "standard", "light" or "name=value,..." into an AugmentPolicy (ConfigError when wrong)."""
     if dataset is not None:
         flip_ok = dataset.flip_ok if flip_ok is None else flip_ok
         image_size = dataset.image_shape[1] if image_size is None else image_size
@@ -115,6 +116,11 @@ def parse_policy(
             continue
         if item in ("standard", "default"):
             policy = standard_policy(image_size or 28, bool(flip_ok))
+            continue
+        if (
+            item == "light"
+        ):  # a shift slows short runs down; a mirror does not (docs/performance.md)
+            policy = replace(policy, flip=bool(flip_ok))
             continue
         name, value = _parse_item(item)
         policy = replace(policy, **{name: value})
@@ -133,9 +139,8 @@ def _translate(x: torch.Tensor, t: int, g: torch.Generator) -> torch.Tensor:
     padded = F.pad(x, (t, t, t, t)).reshape(n, c, -1)  # (N, C, (H+2t)*(W+2t))
     dy = torch.randint(-t, t + 1, (n, 1), generator=g).to(x.device)
     dx = torch.randint(-t, t + 1, (n, 1), generator=g).to(x.device)
-    rows = (
-        torch.arange(h, device=x.device) + t - dy
-    )  # (N, H): output row y reads padded row y + t - dy
+    # (N, H): output row y reads padded row y + t - dy
+    rows = torch.arange(h, device=x.device) + t - dy
     cols = torch.arange(w, device=x.device) + t - dx  # (N, W)
     index = (rows[:, :, None] * (w + 2 * t) + cols[:, None, :]).reshape(n, 1, h * w)
     return padded.gather(2, index.expand(n, c, h * w)).reshape(n, c, h, w)

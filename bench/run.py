@@ -1,0 +1,387 @@
+"""`make bench`: cnnlab and its peers side by side on Fashion-MNIST, alternating, in one run.
+
+Run: .venv/bin/python -m bench.run [--quick]   (make bench / make bench-quick)
+
+What runs, interleaved so that other work on the machine hits every contender alike:
+- the matrix-multiply ceiling (before and after): fp32 `torch.mm` 2048x2048 (MKL), fp32 3x3
+  convolution (oneDNN, what conv layers use) and bf16 `torch.mm`, GFLOP/s;
+- `cnnlab train --data fashion-mnist` (the default model and recipe) as a separate process,
+  timed from start to exit: wall seconds include Python start-up, loading the data, training,
+  the test evaluation and writing the run folder; repeated, the median is reported;
+- `cnnlab train --model best --data fashion-mnist`, once (full mode only);
+- the peers of bench/peers.py, one epoch at a time, round-robin with the cnnlab runs; each epoch
+  is followed by a test evaluation that is timed apart and NOT counted in "seconds to X%".
+
+Full mode: peers up to 10 epochs each (stopping once at --stop-at, 93%), cnnlab default 3 times,
+best once (about 30 minutes in all at light load). Quick mode (under 5 minutes): cnnlab default once, each
+peer one epoch capped at 30 s (no time-to-accuracy for peers), no best; inference bench short.
+Writes bench/results/bench[-quick].json and .md, and prints the markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from bench.common import RESULTS, write_results
+from bench.peers import make_peers
+from cnnlab.analysis import analyze
+from cnnlab.data import load_dataset
+from cnnlab.run import Run
+
+THRESHOLDS = (0.91, 0.92, 0.93)
+
+
+def load() -> float:
+    """The 1-minute load average: above about 0.5 other work shares the cores."""
+    return round(os.getloadavg()[0], 2)
+
+
+def _median_gflops(fn, flops: float, repeats: int) -> float:
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return round(flops / statistics.median(times) / 1e9, 1)
+
+
+def matmul_ceiling(repeats: int = 10) -> dict:
+    """GFLOP/s of a large fp32 and bf16 matrix multiply and of a large fp32 3x3 convolution."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    x = torch.randn(128, 64, 14, 14).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(64, 64, 3, 3).contiguous(memory_format=torch.channels_last)
+    conv_flops = 2 * 128 * 14 * 14 * 64 * 64 * 9
+    return {
+        "load": load(),
+        "fp32_mm_gflops": _median_gflops(lambda: a @ b, 2 * n**3, repeats),
+        "fp32_conv3x3_gflops": _median_gflops(
+            lambda: F.conv2d(x, w, padding=1), conv_flops, repeats
+        ),
+        "bf16_mm_gflops": _median_gflops(lambda: a16 @ b16, 2 * n**3, repeats),
+    }
+
+
+DEFAULT_RUN = RESULTS / "default-run"  # the last default run, kept for the inference bench
+
+
+def run_cnnlab(label: str, extra: list[str], keep: Path | None = None) -> dict:
+    """`cnnlab train --data fashion-mnist [extra]` as its own process: wall time, accuracy, speed."""
+    before = load()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "run"
+        command = [sys.executable, "-m", "cnnlab", "train", "--data", "fashion-mnist"]
+        command += [*extra, "--out", str(folder), "--quiet"]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+        run = Run.open(folder)
+        rows = run.epoch_metrics()
+        metrics = run.metrics
+        config = run.config()
+        flops = analyze(run.spec).total_flops
+        if keep is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(folder, keep)
+    images_per_s = statistics.median(r["images_per_s"] for r in rows)
+    accuracy = metrics["test_accuracy"]
+    return {
+        "name": label,
+        "command": "cnnlab train --data fashion-mnist " + " ".join(extra),
+        "load_before": before,
+        "load_after": load(),
+        "wall_s": round(wall, 2),
+        "train_s": metrics["train_seconds"],
+        "epochs": metrics["epochs"],
+        "batch_size": config.batch_size,
+        "precision": metrics.get("precision", "float32"),
+        "seconds_per_epoch": round(statistics.median(r["seconds"] for r in rows), 2),
+        "images_per_s": round(images_per_s),
+        "forward_flops_per_image": flops,
+        "train_gflops": round(3 * flops * images_per_s / 1e9, 1),
+        "test_accuracy": accuracy,
+        "test_seconds": metrics.get("test_seconds"),
+        # A fixed schedule: the run reaches a threshold when its final accuracy does.
+        "wall_s_to": {f"{t:.0%}": round(wall, 2) if accuracy >= t else None for t in THRESHOLDS},
+    }
+
+
+def peer_summary(peer) -> dict:
+    """A peer's epochs and the training seconds (evaluation excluded) to each threshold."""
+    history = peer.history
+    cumulative, reached = 0.0, {}
+    for epoch in history:
+        cumulative += epoch.train_seconds
+        for t in THRESHOLDS:
+            if epoch.test_accuracy >= t and f"{t:.0%}" not in reached:
+                reached[f"{t:.0%}"] = round(cumulative, 1)
+    images = sum(e.images for e in history)
+    seconds = sum(e.train_seconds for e in history)
+    images_per_s = images / max(seconds, 1e-9)
+    return {
+        "name": peer.name,
+        "recipe": peer.description,
+        "batch_size": peer.batch_size,
+        "epochs": len(history),
+        "train_s": round(seconds, 1),
+        "eval_s_total": round(sum(e.eval_seconds for e in history), 1),
+        "seconds_per_epoch": round(statistics.median(e.train_seconds for e in history), 1),
+        "images_per_s": round(images_per_s),
+        "forward_flops_per_image": peer.flops_per_image,
+        "train_gflops": round(3 * peer.flops_per_image * images_per_s / 1e9, 1),
+        "test_accuracy": history[-1].test_accuracy,
+        "best_test_accuracy": max(e.test_accuracy for e in history),
+        "train_s_to": {f"{t:.0%}": reached.get(f"{t:.0%}") for t in THRESHOLDS},
+        "per_epoch": [
+            {
+                "epoch": e.epoch,
+                "train_s": round(e.train_seconds, 2),
+                "images": e.images,
+                "eval_s": round(e.eval_seconds, 2),
+                "test_accuracy": e.test_accuracy,
+                "load": e.load,
+            }
+            for e in history
+        ],
+    }
+
+
+def _spread(count: int, rounds: int) -> set[int]:
+    """`count` round numbers spread evenly over `rounds` (the first always included)."""
+    return {round(i * rounds / count) for i in range(count)} if count else set()
+
+
+def bench(
+    quick: bool,
+    peer_epochs: int,
+    cnnlab_runs: int,
+    with_best: bool,
+    keras: bool,
+    peer_seconds: float = 30.0,
+    stop_at: float = THRESHOLDS[-1],
+) -> dict:
+    """Everything, alternating; returns the results as one dictionary."""
+    results: dict = {"mode": "quick" if quick else "full", "load_at_start": load()}
+    results["ceiling_before"] = matmul_ceiling(5 if quick else 10)
+    data = load_dataset("fashion-mnist")
+    peers = make_peers(data, use_keras=keras)
+    cap = peer_seconds if quick else 0.0
+    rounds = 1 if quick else peer_epochs
+    default_rounds = _spread(cnnlab_runs, rounds)
+    default_runs, best = [], None
+    for r in range(rounds):
+        if default_runs:  # what is measured so far, in case the run is stopped
+            _write(results, peers, default_runs, best)
+        if r in default_rounds:
+            default_runs.append(run_cnnlab("cnnlab default", [], keep=DEFAULT_RUN))
+            _say(default_runs[-1])
+        if with_best and r == rounds - 1:  # last: peers' early epochs first, all alike loaded
+            best = run_cnnlab("cnnlab best", ["--model", "best"])
+            _say(best)
+        for peer in peers:
+            done = peer.history and peer.history[-1].test_accuracy >= stop_at
+            if not done:
+                epoch = peer.step(max_seconds=cap)
+                epoch.load = load()
+                print(
+                    f"{peer.name} epoch {epoch.epoch}: {epoch.test_accuracy:.2%} "
+                    f"{epoch.train_seconds:.1f}s (+{epoch.eval_seconds:.1f}s eval) load {epoch.load}",
+                    flush=True,
+                )
+    results["ceiling_after"] = matmul_ceiling(5 if quick else 10)
+    return _collect(results, peers, default_runs, best)
+
+
+def _collect(results: dict, peers: list, default_runs: list[dict], best: dict | None) -> dict:
+    results["cnnlab_default_runs"] = default_runs
+    results["cnnlab_default"] = _median_run(default_runs)
+    results["cnnlab_best"] = best
+    results["peers"] = [peer_summary(p) for p in peers if p.history]
+    results["load_at_end"] = load()
+    results["goals"] = goals(results)
+    return results
+
+
+def _write(results: dict, peers: list, default_runs: list[dict], best: dict | None) -> None:
+    """The partial results so far, as bench-partial.json/.md (full mode, after every round)."""
+    partial = _collect(
+        dict(results, ceiling_after=results["ceiling_before"]), peers, default_runs, best
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench-partial.md").write_text(markdown(partial))
+    write_results("bench-partial", partial)
+
+
+def _say(run: dict) -> None:
+    print(
+        f"{run['name']}: {run['test_accuracy']:.2%} in {run['wall_s']:.1f}s wall "
+        f"({run['train_s']:.1f}s training, {run['images_per_s']} img/s) load {run['load_before']}",
+        flush=True,
+    )
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median wall time (an actual run, so its figures belong together)."""
+    ordered = sorted(runs, key=lambda r: r["wall_s"])
+    return dict(ordered[(len(ordered) - 1) // 2], runs=len(runs))
+
+
+def _ceiling(results: dict) -> float:
+    """The larger fp32 ceiling measured (matmul or convolution), before or after."""
+    return max(
+        results[k][m]
+        for k in ("ceiling_before", "ceiling_after")
+        for m in ("fp32_mm_gflops", "fp32_conv3x3_gflops")
+    )
+
+
+def goals(results: dict) -> list[dict]:
+    """The issue's goals against what this run measured."""
+    default = results["cnnlab_default"]
+    out = [
+        {
+            "goal": "default: wall <= 60 s (evaluation included)",
+            "value": default["wall_s"],
+            "met": default["wall_s"] <= 60,
+        },
+        {
+            "goal": "default: test accuracy >= 92.0%",
+            "value": default["test_accuracy"],
+            "met": default["test_accuracy"] >= 0.92,
+        },
+    ]
+    to91 = [p["train_s_to"]["91%"] for p in results["peers"] if p["train_s_to"]["91%"]]
+    if to91 and results["mode"] == "full":
+        ratio = min(to91) / default["wall_s"]
+        out.append(
+            {
+                "goal": "default wall >= 8x faster than the fastest peer reaches 91%",
+                "value": round(ratio, 2),
+                "met": ratio >= 8 and default["test_accuracy"] >= 0.91,
+            }
+        )
+    best = results.get("cnnlab_best")
+    if best:
+        out.append(
+            {
+                "goal": "best: >= 94.0% within 600 s",
+                "value": [best["test_accuracy"], best["wall_s"]],
+                "met": best["test_accuracy"] >= 0.94 and best["wall_s"] <= 600,
+            }
+        )
+    mm = max(results[k]["fp32_mm_gflops"] for k in ("ceiling_before", "ceiling_after"))
+    out.append(
+        {
+            "goal": "default training step >= 60% of the fp32 matmul ceiling",
+            "value": round(default["train_gflops"] / mm, 3),
+            "met": default["train_gflops"] >= 0.6 * mm,
+        }
+    )
+    return out
+
+
+def _fmt_s(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def markdown(results: dict) -> str:
+    """The side-by-side table, the ceiling and the goals, as markdown."""
+    mm = max(results[k]["fp32_mm_gflops"] for k in ("ceiling_before", "ceiling_after"))
+    conv = _ceiling(results)
+    lines = [
+        f"# cnnlab vs peers on Fashion-MNIST ({results['mode']} mode)",
+        "",
+        f"Load average (1 min): {results['load_at_start']} at start, {results['load_at_end']} at end "
+        "(above ~0.5 other work shared the 2 cores). Ceiling before/after: fp32 matmul "
+        f"{results['ceiling_before']['fp32_mm_gflops']}/{results['ceiling_after']['fp32_mm_gflops']}, "
+        f"fp32 3x3 conv {results['ceiling_before']['fp32_conv3x3_gflops']}/"
+        f"{results['ceiling_after']['fp32_conv3x3_gflops']}, bf16 matmul "
+        f"{results['ceiling_before']['bf16_mm_gflops']}/{results['ceiling_after']['bf16_mm_gflops']} GFLOP/s.",
+        "",
+        "cnnlab: wall seconds of the whole `cnnlab train` process (start-up, data, training, test). "
+        "Peers: training seconds to the first epoch at or above the accuracy (evaluation excluded, "
+        "so the peers are favoured).",
+        "",
+        "| contender | epochs | batch | s/epoch | train img/s | GFLOP/s (% fp32 mm / % conv) "
+        "| test acc | s to 91% | s to 92% | s to 93% | total s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = []
+    for key in ("cnnlab_default", "cnnlab_best"):
+        r = results.get(key)
+        if r:
+            reach = r["wall_s_to"]
+            rows.append((r["name"], r, reach, r["wall_s"]))
+    for p in results["peers"]:
+        rows.append((p["name"], p, p["train_s_to"], p["train_s"] + p["eval_s_total"]))
+    for name, r, reach, total in rows:
+        g = r["train_gflops"]
+        lines.append(
+            f"| {name} | {r['epochs']} | {r['batch_size']} | {r['seconds_per_epoch']} "
+            f"| {r['images_per_s']:,} | {g} ({g / mm:.0%} / {g / conv:.0%}) | {r['test_accuracy']:.2%} "
+            f"| {_fmt_s(reach['91%'])} | {_fmt_s(reach['92%'])} | {_fmt_s(reach['93%'])} | {total:.1f} |"
+        )
+    lines += ["", "| goal | measured | met |", "|---|---|---|"]
+    for goal in results["goals"]:
+        lines.append(f"| {goal['goal']} | {goal['value']} | {'yes' if goal['met'] else 'NO'} |")
+    if results.get("inference"):
+        lines += ["", results["inference_markdown"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="under 5 minutes: short peer runs")
+    parser.add_argument("--peer-epochs", type=int, default=10, help="most epochs per peer (full)")
+    parser.add_argument("--cnnlab-runs", type=int, default=0, help="default runs (0: 3, quick 1)")
+    parser.add_argument("--no-best", action="store_true", help="skip the best recipe (full mode)")
+    parser.add_argument(
+        "--no-keras", action="store_true", help="seed003 in PyTorch even with Keras"
+    )
+    parser.add_argument("--no-infer", action="store_true", help="skip the inference benchmark")
+    parser.add_argument("--peer-seconds", type=float, default=30.0, help="quick: cap per peer")
+    parser.add_argument(
+        "--stop-at", type=float, default=0.93, help="a peer stops once at this test accuracy"
+    )
+    args = parser.parse_args()
+    if load() > 0.5:
+        print(f"note: load average {load()} at start; other work skews these timings", flush=True)
+    runs = args.cnnlab_runs or (1 if args.quick else 3)
+    results = bench(
+        args.quick,
+        args.peer_epochs,
+        runs,
+        not (args.quick or args.no_best),
+        not args.no_keras,
+        args.peer_seconds,
+        args.stop_at,
+    )
+    if not args.no_infer:
+        from bench import infer_bench
+
+        results["inference"] = infer_bench.bench(quick=args.quick, run_folder=DEFAULT_RUN)
+        results["inference_markdown"] = infer_bench.markdown(results["inference"])
+    name = "bench-quick" if args.quick else "bench"
+    text = markdown(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(text)
+    print("\n" + text)
+    print(f"written {write_results(name, results)} and {RESULTS / (name + '.md')}")
+
+
+if __name__ == "__main__":
+    main()
