@@ -169,5 +169,7 @@ def evaluate_run(
     """The run's model scored on a split; also returns the split's uint8 images (for galleries)."""
     images, labels, name = split_images(run, data, split)
     model = run.load_model(device)
-    logits = logits_in_batches(model, images, run.mean, run.std, device=device)
+    # Scored as training scored it: a run trained with tta=true is evaluated with the mirror too.
+    tta = run.config().tta
+    logits = logits_in_batches(model, images, run.mean, run.std, device=device, tta=tta)
     return Evaluation(run.classes, labels, logits, data=name, split=split), images

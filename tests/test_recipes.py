@@ -11,6 +11,7 @@ from cnnlab.cli import build_parser
 from cnnlab.cli.train_cmds import config_from_args
 from cnnlab.config import TrainConfig, apply, from_layers
 from cnnlab.errors import ConfigError
+from cnnlab.evaluate import evaluate_run
 from cnnlab.inference import logits_in_batches, normalize
 from cnnlab.models import PRESETS, build_model
 from cnnlab.training import autocast_dtype, cpu_has_native_bf16
@@ -117,6 +118,11 @@ def test_bf16_training_with_tta_writes_an_ordinary_run(bf16_tta_run):
     assert 0.25 < run.metrics["test_accuracy"] <= 1.0
     weights = run.load_model().state_dict()
     assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+
+
+def test_eval_scores_a_tta_run_as_training_scored_it(bf16_tta_run):
+    evaluation, _ = evaluate_run(bf16_tta_run)
+    assert evaluation.accuracy == pytest.approx(bf16_tta_run.metrics["test_accuracy"], abs=1e-6)
 
 
 def test_tta_is_refused_where_a_mirror_changes_labels(tmp_path):
