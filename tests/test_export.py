@@ -144,7 +144,7 @@ def test_export_writes_file_and_sidecar_and_prints_parity(run_dir, tmp_path, cli
     result = cli("export", str(run_dir), "--out", str(out))
     assert result.code == 0, result.err
     assert "parity ok" in result.out
-    assert "batchnorm1 into conv1" in result.out
+    assert "batchnorm3 into conv3" in result.out
     assert "400 images (shapes test split)" in result.out
     meta = json.loads(sidecar_path(out).read_text())
     assert meta["kind"] == "onnx" and meta["output"].startswith("logits")
