@@ -31,12 +31,10 @@ class LayerReport:
     params: int = 0
     params_formula: str = ""
     macs: int = 0  # multiply-adds per image
-    flops: int = (
-        0  # per image: 2 per multiply-add; 1 per compared/added window element or activation
-    )
-    rf: tuple[int, int] | None = (
-        None  # receptive field (height, width) in input pixels; None = the whole input
-    )
+    # per image: 2 per multiply-add; 1 per compared/added window element or activation
+    flops: int = 0
+    # receptive field (height, width) in input pixels; None = the whole input
+    rf: tuple[int, int] | None = None
     jump: tuple[int, int] | None = None  # input pixels between neighbouring outputs (height, width)
     rf_formula: str = ""
     notes: list[str] = field(default_factory=list)

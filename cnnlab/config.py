@@ -50,12 +50,10 @@ class TrainConfig:
     gamma: float = 0.1  # step schedule: factor at each decay
     label_smoothing: float = 0.1
     augment: str = "standard"  # none, standard, or e.g. "translate=2,cutout=8"
-    tta: bool = (
-        False  # test-time augmentation: average each image's and its mirror's logits (flip_ok data)
-    )
-    early_stop: int = (
-        0  # stop after this many epochs without a better validation accuracy (0 = off)
-    )
+    # test-time augmentation: average each image's and its mirror's logits (flip_ok data only)
+    tta: bool = False
+    # stop after this many epochs without a better validation accuracy (0 = off)
+    early_stop: int = 0
     seed: int = 0
 
     # where and how

@@ -117,9 +117,8 @@ def parse_policy(
         if item in ("standard", "default"):
             policy = standard_policy(image_size or 28, bool(flip_ok))
             continue
-        if (
-            item == "light"
-        ):  # a shift slows short runs down; a mirror does not (docs/performance.md)
+        # A shift slows short runs down; a mirror does not (docs/performance.md).
+        if item == "light":
             policy = replace(policy, flip=bool(flip_ok))
             continue
         name, value = _parse_item(item)
