@@ -33,10 +33,16 @@ format: setup
 	$(VENV)/bin/ruff format cnnlab tests bench
 	$(VENV)/bin/ruff check --fix cnnlab tests bench
 
-bench: setup
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) -m bench.run
 
-bench-quick: setup
+bench-quick: $(BENCH_STAMP)
 	$(PY) -m bench.run --quick
 
 serve: setup
