@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_data_support import FASHION_FILES, data_cli, isolated_cache, require_fashion_mnist  # noqa: F401
+from test_data_support import FASHION_FILES, isolated_cache, require_fashion_mnist  # noqa: F401
 
 from cnnlab.data import list_datasets, load_dataset, split_validation
 from cnnlab.data.idx import write_idx
@@ -162,19 +162,19 @@ def test_fashion_mnist_via_data_dir_pointing_at_the_files(tmp_path):
 # --- the CLI ------------------------------------------------------------------------------
 
 
-def test_cli_lists_data_sets(data_cli):
-    result = data_cli("datasets")
+def test_cli_lists_data_sets(cli):
+    result = cli("datasets")
     assert result.code == 0, result.err
     line = next(ln for ln in result.out.splitlines() if ln.startswith("shapes "))
     assert re.search(r"1x28x28\s+24000\s+4000\s+yes\s+yes\s+generated", line), line
     assert "circle, triangle, square" in result.out and "folder:PATH" in result.out
-    as_json = json.loads(data_cli("datasets", "--json").out)
+    as_json = json.loads(cli("datasets", "--json").out)
     assert {d["name"] for d in as_json} >= {"shapes", "cifar10"}
 
 
-def test_cli_show_writes_a_labelled_non_blank_grid(data_cli, tmp_path):
+def test_cli_show_writes_a_labelled_non_blank_grid(cli, tmp_path):
     out = tmp_path / "grid.png"
-    result = data_cli("datasets", "show", "shapes", "--out", str(out), "--per-class", "4")
+    result = cli("datasets", "show", "shapes", "--out", str(out), "--per-class", "4")
     assert result.code == 0, result.err
     assert f"wrote {out}" in result.out
     pixels = np.asarray(Image.open(out).convert("L"), dtype=np.float64)
@@ -182,34 +182,28 @@ def test_cli_show_writes_a_labelled_non_blank_grid(data_cli, tmp_path):
     assert pixels.std() > 40 and (pixels < 30).mean() > 0.1 and (pixels > 225).mean() > 0.1
 
 
-def test_cli_errors_are_messages_not_tracebacks(data_cli, tmp_path):
-    result = data_cli("datasets", "show", "nope", "--out", str(tmp_path / "x.png"))
+def test_cli_errors_are_messages_not_tracebacks(cli, tmp_path):
+    result = cli("datasets", "show", "nope", "--out", str(tmp_path / "x.png"))
     assert (
         result.code == 2
         and "unknown data set 'nope'" in result.err
         and "Traceback" not in result.err
     )
-    result = data_cli(
-        "datasets", "show", "mnist", "--no-download", "--out", str(tmp_path / "x.png")
-    )
+    result = cli("datasets", "show", "mnist", "--no-download", "--out", str(tmp_path / "x.png"))
     assert result.code == 2 and "train-images-idx3-ubyte.gz" in result.err
-    result = data_cli(
-        "datasets", "show", "shapes", "--out", str(tmp_path / "no" / "such" / "x.png")
-    )
+    result = cli("datasets", "show", "shapes", "--out", str(tmp_path / "no" / "such" / "x.png"))
     assert result.code == 2 and "does not exist" in result.err
 
 
-def test_cli_show_folder_with_skip_bad(data_cli, tmp_path):
+def test_cli_show_folder_with_skip_bad(cli, tmp_path):
     for name, value in (("a", 20), ("b", 230)):
         (tmp_path / "f" / name).mkdir(parents=True)
         for i in range(3):
             Image.new("L", (10, 10), value).save(tmp_path / "f" / name / f"{i}.png")
     (tmp_path / "f" / "a" / "junk.txt").write_text("x")
-    failed = data_cli(
-        "datasets", "show", f"folder:{tmp_path / 'f'}", "--out", str(tmp_path / "g.png")
-    )
+    failed = cli("datasets", "show", f"folder:{tmp_path / 'f'}", "--out", str(tmp_path / "g.png"))
     assert failed.code == 2 and "junk.txt" in failed.err and "--skip-bad" in failed.err
-    ok = data_cli(
+    ok = cli(
         "datasets",
         "show",
         f"folder:{tmp_path / 'f'}",
@@ -220,7 +214,7 @@ def test_cli_show_folder_with_skip_bad(data_cli, tmp_path):
     assert ok.code == 0 and "skipped:" in ok.out and (tmp_path / "g.png").is_file()
 
 
-def test_readme_names_every_data_set_and_its_commands_run(data_cli, tmp_path, monkeypatch):
+def test_readme_names_every_data_set_and_its_commands_run(cli, tmp_path, monkeypatch):
     text = README.read_text()
     section = text[text.index("## Data sets") :]
     section = section[: section.find("\n## ", 4)] if "\n## " in section[4:] else section
@@ -241,5 +235,5 @@ def test_readme_names_every_data_set_and_its_commands_run(data_cli, tmp_path, mo
             continue  # would download
         if any(arg in REGISTRY and REGISTRY[arg].name not in ("shapes",) for arg in argv):
             continue  # needs files this machine may not have
-        result = data_cli(*argv)
+        result = cli(*argv)
         assert result.code == 0, (command, result.err)

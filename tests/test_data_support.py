@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.cli import main
 from cnnlab.data.paths import SYSTEM_ROOT
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -44,28 +43,6 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv("CNNLAB_DATA", raising=False)
     return cache / "cnnlab"
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def data_cli(capsys):
-    """data_cli('datasets') -> CliResult(code, stdout, stderr), run in this process."""
-
-    def run(*argv: str) -> CliResult:
-        try:
-            code = main(list(argv))
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return run
 
 
 @dataclass
