@@ -112,20 +112,26 @@ def _number(token: str) -> Number:
     return float(token) if any(c in token for c in ".eE") else int(token)
 
 
-def parse_size(text: str, what: str) -> Pair:
-    """'5' -> (5, 5); '4x6' or '4,6' -> (4, 6)."""
+def _int_pair(text: str) -> tuple[int, int] | None:
+    """'5' -> (5, 5); '4x6', '4,6' or '(4,6)' -> (4, 6); anything else -> None."""
     parts = re.split(r"[x,X]", text.strip().strip("()"))
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        values = []
+        return None
     if len(values) == 1:
         values *= 2
-    if len(values) != 2 or min(values) < 1:
+    return (values[0], values[1]) if len(values) == 2 else None
+
+
+def parse_size(text: str, what: str) -> Pair:
+    """'5' -> (5, 5); '4x6' or '4,6' -> (4, 6)."""
+    values = _int_pair(text)
+    if values is None or min(values) < 1:
         raise ConfigError(
             f"{what} '{text}' must be N or HxW with positive whole numbers, e.g. 3 or 2x3"
         )
-    return values[0], values[1]
+    return values
 
 
 def random_matrices(
@@ -189,16 +195,10 @@ def parse_padding(text: str | None) -> Pair | str:
     word = text.strip().lower()
     if word in ("same", "valid"):
         return "same" if word == "same" else (0, 0)
-    parts = re.split(r"[x,X]", word.strip("()"))
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 0:
+    values = _int_pair(word)
+    if values is None or min(values) < 0:
         raise ConfigError(f"--padding '{text}' must be a number >= 0, PxQ, same or valid")
-    return values[0], values[1]
+    return values
 
 
 # --- padding --------------------------------------------------------------------

@@ -546,6 +546,20 @@ def _diverged(p: Prepared, epoch: int, step: int, loss: float) -> TrainingDiverg
     )
 
 
+def _scored(p: Prepared, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(mean loss, accuracy) of the model on uint8 images, run as the config says (tta included)."""
+    logits = logits_in_batches(
+        p.model,
+        images,
+        p.mean,
+        p.std,
+        device=p.device,
+        channels_last=p.config.channels_last,
+        tta=p.config.tta,
+    )
+    return loss_and_accuracy(logits, labels.cpu())
+
+
 def _epoch_row(
     p: Prepared,
     epoch: int,
@@ -563,16 +577,7 @@ def _epoch_row(
     loss_total, correct_total, seen_total = totals.tolist()
     val_loss = val_accuracy = float("nan")
     if p.val is not None:
-        logits = logits_in_batches(
-            p.model,
-            p.val[0],
-            p.mean,
-            p.std,
-            device=p.device,
-            channels_last=p.config.channels_last,
-            tta=p.config.tta,
-        )
-        val_loss, val_accuracy = loss_and_accuracy(logits, p.val[1].cpu())
+        val_loss, val_accuracy = _scored(p, *p.val)
     return {
         "epoch": epoch,
         "train_loss": loss_total / max(seen_total, 1),
@@ -697,16 +702,7 @@ def _finish(p: Prepared, outcome: str, ranks_identical: bool | None) -> None:
     if p.best_weights is not None:
         p.model.load_state_dict(p.best_weights)
     started = time.perf_counter()
-    logits = logits_in_batches(
-        p.model,
-        p.test[0],
-        p.mean,
-        p.std,
-        device=p.device,
-        channels_last=p.config.channels_last,
-        tta=p.config.tta,
-    )
-    test_loss, test_accuracy = loss_and_accuracy(logits, p.test[1])
+    test_loss, test_accuracy = _scored(p, *p.test)
     metrics = _model_metrics(
         p,
         stopped=outcome,
