@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from bench.common import median_time, reference_model, write_results
 from cnnlab.data import load_dataset
 from cnnlab.data.augment import augment_batch, parse_policy
-from cnnlab.data.shapes_gen import DEFAULT_TEST, DEFAULT_TRAIN, generate_shapes
+from cnnlab.data.synthetic import DEFAULT_TEST, DEFAULT_TRAIN, generate_shapes
 from cnnlab.errors import DataError
 
 BATCH = 128

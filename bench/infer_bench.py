@@ -28,10 +28,10 @@ from torch import nn
 
 from bench.common import reference_model, write_results
 from cnnlab.data import load_dataset
-from cnnlab.fold import fold_batchnorm
-from cnnlab.inference import normalize
-from cnnlab.models import build_model
-from cnnlab.run import Run
+from cnnlab.model.cnn import build_model
+from cnnlab.model.fold import fold_batchnorm
+from cnnlab.model.inference import normalize
+from cnnlab.run.folder import Run
 
 BATCHES = (1, 64, 256, 1024)
 

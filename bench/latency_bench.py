@@ -21,10 +21,10 @@ from PIL import Image
 
 from bench.common import write_results
 from bench.serve_support import bench_run, percentile, with_exports
-from cnnlab.evaluate import split_images
-from cnnlab.export import engine_from_bytes, read_export
-from cnnlab.inference import normalize
-from cnnlab.predict import Predictor, probe_images
+from cnnlab.deploy.export import engine_from_bytes, read_export
+from cnnlab.deploy.predict import Predictor, probe_images
+from cnnlab.evaluate.scores import split_images
+from cnnlab.model.inference import normalize
 
 
 def _times_us(fn, repeats: int, warmup: int = 20) -> list[float]:

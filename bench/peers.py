@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.common import reference_model
-from cnnlab.analysis import analyze
-from cnnlab.spec import parse_spec
+from cnnlab.spec.analysis import analyze
+from cnnlab.spec.language import parse_spec
 
 # The peers' architectures as cnnlab specs, only to count their FLOPs with analysis.analyze.
 SPECS = {

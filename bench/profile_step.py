@@ -21,13 +21,14 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from bench.common import write_results
-from cnnlab.config import from_layers
 from cnnlab.data import load_dataset
 from cnnlab.data.augment import augment_batch, parse_policy
-from cnnlab.inference import normalize
-from cnnlab.models import adapt_to_data, build_model, resolve_model
-from cnnlab.schedule import make_optimizer
-from cnnlab.training import _autocast, autocast_dtype
+from cnnlab.model.cnn import adapt_to_data, build_model
+from cnnlab.model.inference import normalize
+from cnnlab.model.presets import resolve_model
+from cnnlab.training.config import from_layers
+from cnnlab.training.loop import _autocast, autocast_dtype
+from cnnlab.training.schedule import make_optimizer
 
 PHASES = (
     "phase: batch (index, augment, normalise)",

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 
 from bench.common import RESULTS, write_results
 from bench.peers import make_peers
-from cnnlab.analysis import analyze
 from cnnlab.data import load_dataset
-from cnnlab.run import Run
+from cnnlab.run.folder import Run
+from cnnlab.spec.analysis import analyze
 
 THRESHOLDS = (0.91, 0.92, 0.93)
 

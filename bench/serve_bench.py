@@ -26,7 +26,7 @@ from PIL import Image
 
 from bench.common import write_results
 from bench.serve_support import bench_run, percentile, with_exports
-from cnnlab.evaluate import split_images
+from cnnlab.evaluate.scores import split_images
 
 BOUNDARY = "cnnlab-bench-boundary"
 

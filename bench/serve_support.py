@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 import cnnlab
-from cnnlab.export import export_run
-from cnnlab.run import Run
+from cnnlab.deploy.export import export_run
+from cnnlab.run.folder import Run
 
 
 def bench_run(run: str | None, model: str = "default") -> Run:

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def train(*args, **kwargs):
-    """Train a model and return its opened run folder; see cnnlab.training.train."""
-    from cnnlab.training import train as _train
+    """Train a model and return its opened run folder; see cnnlab.training.loop.train."""
+    from cnnlab.training.loop import train as _train
 
     return _train(*args, **kwargs)

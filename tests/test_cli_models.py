@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from cnnlab.models import PRESETS, build_model
+from cnnlab.model.cnn import build_model
+from cnnlab.model.presets import PRESETS
 
 
 def test_summary_tutorial_shows_the_seed_shapes_and_torchs_parameter_count(cli):

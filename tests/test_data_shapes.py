@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from cnnlab.data import load_dataset
-from cnnlab.data.shapes_gen import CLASSES, generate_shapes
+from cnnlab.data.synthetic import CLASSES, generate_shapes
 
 
 def test_deterministic_for_a_seed_and_different_across_seeds():

@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.analysis import analyze
-from cnnlab.diagram import diagram_blocks, diagram_figure, shape_label
-from cnnlab.models import PRESETS, build_model, resolve_model
-from cnnlab.plotting import save_figure
+from cnnlab.figures.canvas import save_figure
+from cnnlab.figures.diagram import diagram_blocks, diagram_figure, shape_label
+from cnnlab.model.cnn import build_model
+from cnnlab.model.presets import PRESETS, resolve_model
+from cnnlab.spec.analysis import analyze
 
 
 def svg_texts(path) -> list[str]:

@@ -14,9 +14,9 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.cli import main
-from cnnlab.evaluate import evaluate_run, split_images
-from cnnlab.run import Run
-from cnnlab.visualize import confusion_figure, gallery_figure
+from cnnlab.evaluate.scores import evaluate_run, split_images
+from cnnlab.figures.visualize import confusion_figure, gallery_figure
+from cnnlab.run.folder import Run
 
 TEST_SIZE = 400
 

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cnnlab import shapes
 from cnnlab.errors import CnnlabError, SpecError
-from cnnlab.explain import (
+from cnnlab.explain.kernels import KERNELS
+from cnnlab.explain.worked import (
     POOL_INPUT,
     SEED_INPUT,
     SEED_KERNEL,
@@ -24,9 +24,9 @@ from cnnlab.explain import (
     read_input,
     read_kernel,
 )
-from cnnlab.kernels import KERNELS
-from cnnlab.layers import MinPool2d, build_layer
-from cnnlab.spec import PADDING_MODES, make_layer
+from cnnlab.model.layers import MinPool2d, build_layer
+from cnnlab.spec import shapes
+from cnnlab.spec.language import PADDING_MODES, make_layer
 
 MANY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -18,10 +18,8 @@ from PIL import Image
 from serve_support import trained_run
 
 import cnnlab
-from cnnlab.engines import OnnxEngine, Pt2Engine, refuse_pickled_payloads
-from cnnlab.errors import CheckpointError, SpecError
-from cnnlab.evaluate import split_images
-from cnnlab.export import (
+from cnnlab.deploy.engines import OnnxEngine, Pt2Engine, refuse_pickled_payloads
+from cnnlab.deploy.export import (
     ExportError,
     engine_logits,
     export_run,
@@ -30,11 +28,14 @@ from cnnlab.export import (
     read_export,
     sidecar_path,
 )
-from cnnlab.fold import fold_batchnorm, foldable_pairs
-from cnnlab.inference import logits_in_batches
-from cnnlab.models import PRESETS, build_model
-from cnnlab.predict import Predictor
-from cnnlab.run import Run
+from cnnlab.deploy.predict import Predictor
+from cnnlab.errors import CheckpointError, SpecError
+from cnnlab.evaluate.scores import split_images
+from cnnlab.model.cnn import build_model
+from cnnlab.model.fold import fold_batchnorm, foldable_pairs
+from cnnlab.model.inference import logits_in_batches
+from cnnlab.model.presets import PRESETS
+from cnnlab.run.folder import Run
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +193,7 @@ def test_export_without_the_runs_data_checks_random_images(tmp_path):
     # A run whose config.toml is gone cannot rebuild its data: parity falls back to random images.
     torch.manual_seed(0)
     model = build_model("input(1x12x12) conv(4,3) batchnorm relu gap fc(3)").eval()
-    from cnnlab.run import model_meta, write_model
+    from cnnlab.run.folder import model_meta, write_model
 
     write_model(tmp_path, model, model_meta(model, ["a", "b", "c"], (0.5,), (0.25,), "none", {}))
     result = export_run(Run.open(tmp_path), "onnx")
@@ -296,7 +297,7 @@ def test_stale_or_changed_exports_are_refused(exported, tmp_path):
     model = run.load_model()
     with torch.no_grad():
         model.fc1.bias.add_(1.0)
-    from cnnlab.checkpoint import save_tensors
+    from cnnlab.run.checkpoint import save_tensors
 
     save_tensors(copy / "model.safetensors", model.state_dict())
     with pytest.raises(CheckpointError, match="exported from other weights"):

@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.explain import explain_conv
-from cnnlab.kernels import (
+from cnnlab.explain.kernels import (
     KERNELS,
     apply_kernel,
     demo_image,
@@ -21,6 +20,7 @@ from cnnlab.kernels import (
     kernels_figure,
     load_gray,
 )
+from cnnlab.explain.worked import explain_conv
 
 FLAT_VALUES = [0.0, 0.1, 1 / 3, 0.7, 200 / 255, 1.0]
 

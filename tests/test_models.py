@@ -7,10 +7,11 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cnnlab.analysis import analyze
 from cnnlab.errors import SpecError
-from cnnlab.models import PRESETS, CnnModel, build_model, preset_spec
-from cnnlab.spec import ModelSpec, make_layer
+from cnnlab.model.cnn import CnnModel, build_model
+from cnnlab.model.presets import PRESETS, preset_spec
+from cnnlab.spec.analysis import analyze
+from cnnlab.spec.language import ModelSpec, make_layer
 
 
 def _check_against_torch(model: CnnModel) -> None:

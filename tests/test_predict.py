@@ -11,9 +11,7 @@ import torch
 from PIL import Image
 from serve_support import image_bytes, trained_run
 
-from cnnlab.errors import ConfigError, DataError
-from cnnlab.evaluate import evaluate_run, split_images
-from cnnlab.predict import (
+from cnnlab.deploy.predict import (
     Predictor,
     Preprocess,
     border_is_light,
@@ -22,7 +20,9 @@ from cnnlab.predict import (
     prepare_image,
     should_invert,
 )
-from cnnlab.run import Run
+from cnnlab.errors import ConfigError, DataError
+from cnnlab.evaluate.scores import evaluate_run, split_images
+from cnnlab.run.folder import Run
 
 
 @pytest.fixture(scope="module")

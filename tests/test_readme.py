@@ -106,7 +106,7 @@ def test_every_cli_command_appears_in_the_readme():
 
 def test_every_preset_and_dataset_appears_in_the_readme():
     from cnnlab.data import list_datasets
-    from cnnlab.models import PRESETS
+    from cnnlab.model.presets import PRESETS
 
     text = README.read_text()
     for name in PRESETS:

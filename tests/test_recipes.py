@@ -9,12 +9,13 @@ from PIL import Image
 import cnnlab
 from cnnlab.cli import build_parser
 from cnnlab.cli.train_cmds import config_from_args
-from cnnlab.config import TrainConfig, apply, from_layers
 from cnnlab.errors import ConfigError
-from cnnlab.evaluate import evaluate_run
-from cnnlab.inference import logits_in_batches, normalize
-from cnnlab.models import PRESETS, build_model
-from cnnlab.training import autocast_dtype, cpu_has_native_bf16
+from cnnlab.evaluate.scores import evaluate_run
+from cnnlab.model.cnn import build_model
+from cnnlab.model.inference import logits_in_batches, normalize
+from cnnlab.model.presets import PRESETS
+from cnnlab.training.config import TrainConfig, apply, from_layers
+from cnnlab.training.loop import autocast_dtype, cpu_has_native_bf16
 
 SMALL = dict(data="shapes", train_size=1200, test_size=400, batch_size=32, quiet=True)
 SMALL_MODEL = (
@@ -151,8 +152,8 @@ def test_light_augmentation_is_the_mirror_only_where_labels_allow_it():
 
 
 def test_resuming_with_the_data_named_again_keeps_the_runs_own_settings(tmp_path):
-    from cnnlab.run import CONFIG_FILE
-    from cnnlab.training import _resumed_config
+    from cnnlab.run.folder import CONFIG_FILE
+    from cnnlab.training.loop import _resumed_config
 
     # A fashion-mnist run trained for 8 epochs (not its recipe's 4); resumed with --data given.
     saved = from_layers({"data": "fashion-mnist"}, {"epochs": 8, "out": str(tmp_path)})

@@ -22,14 +22,14 @@ import torch
 import uvicorn
 from serve_support import decode_png_data_url, png_bytes, trained_run
 
-from cnnlab.evaluate import split_images
-from cnnlab.featuremaps import feature_maps
-from cnnlab.models import build_model
-from cnnlab.predict import Predictor
-from cnnlab.run import Run
+from cnnlab.deploy.predict import Predictor
+from cnnlab.evaluate.featuremaps import feature_maps
+from cnnlab.evaluate.scores import split_images
+from cnnlab.model.cnn import build_model
+from cnnlab.run.folder import Run
 from cnnlab.server.app import STATIC_DIR, Limits, bind_socket, create_app
 from cnnlab.server.maps import MAX_VALUES
-from cnnlab.summary import summary_json
+from cnnlab.spec.summary import summary_json
 
 
 class ThreadServer:

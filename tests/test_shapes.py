@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from cnnlab import shapes
-from cnnlab.analysis import analyze
 from cnnlab.errors import SpecError
-from cnnlab.layers import MinPool2d, SameConv2d, build_layer
-from cnnlab.spec import ModelSpec, make_layer, parse_spec
+from cnnlab.model.layers import MinPool2d, SameConv2d, build_layer
+from cnnlab.spec import shapes
+from cnnlab.spec.analysis import analyze
+from cnnlab.spec.language import ModelSpec, make_layer, parse_spec
 
 MANY = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,8 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnlab.errors import SpecError
-from cnnlab.models import PRESETS, build_model, preset_spec, resolve_model
-from cnnlab.spec import LAYER_KINDS, ModelSpec, load_spec_toml, make_layer, parse_shape, parse_spec
+from cnnlab.model.cnn import build_model
+from cnnlab.model.presets import PRESETS, preset_spec, resolve_model
+from cnnlab.spec.language import (
+    LAYER_KINDS,
+    ModelSpec,
+    load_spec_toml,
+    make_layer,
+    parse_shape,
+    parse_spec,
+)
 
 ISSUE_EXAMPLE = "conv(32,3,padding=same) relu maxpool(2) conv(64,3,padding=same) relu maxpool(2) flatten dropout(0.5) fc(10)"
 

@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 import cnnlab
-from cnnlab.checkpoint import RESUME_FILE, load_tensors
-from cnnlab.config import TrainConfig, load_config
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.run import Run
-from cnnlab.training import TrainingDiverged
+from cnnlab.run.checkpoint import RESUME_FILE, load_tensors
+from cnnlab.run.folder import Run
+from cnnlab.training.config import TrainConfig, load_config
+from cnnlab.training.loop import TrainingDiverged
 
 # Small and quick: a few thousand generated shapes, a small model with every kind of randomness
 # (dropout, augmentation, batchnorm statistics).

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.analysis import analyze
 from cnnlab.errors import SpecError
-from cnnlab.models import build_model
-from cnnlab.spec import parse_spec
+from cnnlab.model.cnn import build_model
+from cnnlab.spec.analysis import analyze
+from cnnlab.spec.language import parse_spec
 
 SEED_004 = (
     "input(3x32x32) conv(16,3,stride=2,padding=1) relu maxpool(2,2) conv(32,3,stride=1,padding=1) relu "
@@ -101,7 +101,7 @@ def test_invalid_models_are_explained(text, expected):
 )
 def test_torch_refuses_what_the_validator_refuses(text):
     """The validator is not stricter than torch: each of these fails in torch too (at run time)."""
-    from cnnlab.layers import build_layer
+    from cnnlab.model.layers import build_layer
 
     spec = parse_spec(text)
     c, h, w = spec.input_shape

@@ -13,11 +13,16 @@ import torch
 from PIL import Image
 
 import cnnlab
-from cnnlab.featuremaps import FeatureMap, feature_maps
-from cnnlab.grids import ZERO_WEIGHT, default_columns, feature_map_grid, filter_grid, tile_images
-from cnnlab.run import Run
-from cnnlab.samples import load_sample
-from cnnlab.visualize import (
+from cnnlab.evaluate.featuremaps import FeatureMap, feature_maps
+from cnnlab.evaluate.grids import (
+    ZERO_WEIGHT,
+    default_columns,
+    feature_map_grid,
+    filter_grid,
+    tile_images,
+)
+from cnnlab.evaluate.samples import load_sample
+from cnnlab.figures.visualize import (
     MAP_KINDS,
     conv_filters,
     curves_figure,
@@ -26,6 +31,7 @@ from cnnlab.visualize import (
     filters_figure,
     output_layers,
 )
+from cnnlab.run.folder import Run
 
 # Every kind of map layer, two conv layers with more than one input channel, a 3-channel input
 # would need colour data: the colour path is tested on a hand-made weight below.
@@ -156,7 +162,7 @@ def test_rgb_filter_grid_is_one_colour_tile_per_filter():
 
 def test_grids_need_no_matplotlib():
     """The server draws PNGs from grids.py alone."""
-    code = "import sys, cnnlab.grids; print('matplotlib' in sys.modules)"
+    code = "import sys, cnnlab.evaluate.grids; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from rich.table import Table
 
-from cnnlab.cli.console import console, print_json
+from cnnlab.cli.common import console, print_json
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.evaluate import SPLITS
+from cnnlab.evaluate.scores import SPLITS
 
 RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
 
@@ -43,7 +43,7 @@ def _image_outputs(p: argparse.ArgumentParser, default: str) -> None:
 
 def _paths(args: argparse.Namespace, default: Path) -> list[Path]:
     """--out files (format by extension or --format), else `default` with --format's suffix."""
-    from cnnlab.plotting import output_paths
+    from cnnlab.figures.canvas import output_paths
 
     return output_paths(args.out, args.format, str(default.with_suffix("")))
 
@@ -115,11 +115,11 @@ def eval_folder(run_path: Path, data: str | None, split: str) -> Path:
 
 def run_eval(args: argparse.Namespace) -> int:
     """`cnnlab eval`: scores, tables, confusion image and JSON, top-loss gallery."""
-    from cnnlab.checkpoint import atomic_write_json
-    from cnnlab.evaluate import evaluate_run
-    from cnnlab.plotting import save_figure
-    from cnnlab.run import Run
-    from cnnlab.visualize import confusion_figure, gallery_figure
+    from cnnlab.evaluate.scores import evaluate_run
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.visualize import confusion_figure, gallery_figure
+    from cnnlab.run.checkpoint import atomic_write_json
+    from cnnlab.run.folder import Run
 
     if args.top < 0:
         raise ConfigError(f"--top {args.top} must be 0 (no gallery) or more")
@@ -237,9 +237,9 @@ def _register_plot(subparsers: argparse._SubParsersAction) -> None:
 
 def run_plot(args: argparse.Namespace) -> int:
     """`cnnlab plot`: the curves image and a table of the epochs."""
-    from cnnlab.plotting import save_figure
-    from cnnlab.run import METRICS_FILE, Run
-    from cnnlab.visualize import curves_figure
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.visualize import curves_figure
+    from cnnlab.run.folder import METRICS_FILE, Run
 
     run = Run.open(args.run)
     paths = _paths(args, run.path / "curves.png")
@@ -328,9 +328,9 @@ def _choose_layers(
 
 def run_filters(args: argparse.Namespace) -> int:
     """`cnnlab filters`: one grid per conv layer."""
-    from cnnlab.plotting import save_figure
-    from cnnlab.run import Run
-    from cnnlab.visualize import conv_filters, filters_figure
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.visualize import conv_filters, filters_figure
+    from cnnlab.run.folder import Run
 
     run = Run.open(args.run)
     paths = _paths(args, run.path / "filters.png")
@@ -433,11 +433,11 @@ def run_featuremaps(args: argparse.Namespace) -> int:
     """`cnnlab featuremaps`: a grid per layer for one image, and its top predictions."""
     import torch
 
-    from cnnlab.featuremaps import feature_maps
-    from cnnlab.plotting import save_figure
-    from cnnlab.run import Run
-    from cnnlab.samples import load_sample
-    from cnnlab.visualize import default_map_layers, featuremaps_figure, output_layers
+    from cnnlab.evaluate.featuremaps import feature_maps
+    from cnnlab.evaluate.samples import load_sample
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.visualize import default_map_layers, featuremaps_figure, output_layers
+    from cnnlab.run.folder import Run
 
     run = Run.open(args.run)
     if args.top < 1:

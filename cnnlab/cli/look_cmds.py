@@ -9,11 +9,11 @@ import argparse
 
 from rich.table import Table
 
-from cnnlab import explain
-from cnnlab.cli.console import console, print_json
+from cnnlab.cli.common import console, print_json
 from cnnlab.cli.model_cmds import MODEL_HELP
 from cnnlab.errors import ConfigError
-from cnnlab.spec import PADDING_MODES, parse_shape
+from cnnlab.explain import worked as explain
+from cnnlab.spec.language import PADDING_MODES, parse_shape
 
 SEED_HELP = "seed for random:HxW inputs and kernels (default 0)"
 INPUT_HELP = (
@@ -284,8 +284,8 @@ def _register_kernels(subparsers: argparse._SubParsersAction) -> None:
 
 def run_kernels(args: argparse.Namespace) -> int:
     """`cnnlab kernels`: the kernel gallery, statistics, or --list."""
-    from cnnlab import kernels as k
-    from cnnlab.plotting import output_paths, save_figure
+    from cnnlab.explain import kernels as k
+    from cnnlab.figures.canvas import output_paths, save_figure
 
     if args.list:
         return _list_kernels(args.json)
@@ -337,7 +337,7 @@ def run_kernels(args: argparse.Namespace) -> int:
 
 
 def _list_kernels(as_json: bool) -> int:
-    from cnnlab.kernels import KERNELS
+    from cnnlab.explain.kernels import KERNELS
 
     if as_json:
         print_json(
@@ -386,9 +386,9 @@ def _as_run(model: str):
     'latest'); None for presets, specs and TOML files."""
     from pathlib import Path
 
-    from cnnlab.checkpoint import MODEL_META
-    from cnnlab.models import PRESETS
-    from cnnlab.run import RUNS_DIR, Run
+    from cnnlab.model.presets import PRESETS
+    from cnnlab.run.checkpoint import MODEL_META
+    from cnnlab.run.folder import RUNS_DIR, Run
 
     def holds_run(folder: Path) -> bool:
         try:
@@ -405,10 +405,10 @@ def _as_run(model: str):
 
 def run_diagram(args: argparse.Namespace) -> int:
     """`cnnlab diagram`: draw a model's architecture (a preset, spec, TOML file or run folder)."""
-    from cnnlab.analysis import analyze
-    from cnnlab.diagram import diagram_blocks, diagram_figure, shape_label
-    from cnnlab.models import resolve_model
-    from cnnlab.plotting import output_paths, save_figure
+    from cnnlab.figures.canvas import output_paths, save_figure
+    from cnnlab.figures.diagram import diagram_blocks, diagram_figure, shape_label
+    from cnnlab.model.presets import resolve_model
+    from cnnlab.spec.analysis import analyze
 
     run = _as_run(args.model)
     title = None

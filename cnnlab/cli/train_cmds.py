@@ -7,9 +7,9 @@ import math
 
 from rich.table import Table
 
-from cnnlab.cli.console import console, print_json
-from cnnlab.config import TrainConfig, from_layers, parse_overrides, read_config_file
-from cnnlab.run import RUNS_DIR, list_runs
+from cnnlab.cli.common import console, print_json
+from cnnlab.run.folder import RUNS_DIR, list_runs
+from cnnlab.training.config import TrainConfig, from_layers, parse_overrides, read_config_file
 
 # flag -> config key; flags default to None so only what the user typed overrides the config file.
 FLAGS = {
@@ -88,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from cnnlab.training import train
+    from cnnlab.training.loop import train
 
     run = train(config_from_args(args), resume=args.resume)
     if run is not None and run.metrics.get("stopped") == "interrupted":

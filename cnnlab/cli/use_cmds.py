@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cnnlab.cli.console import print_json
+from cnnlab.cli.common import print_json
 from cnnlab.errors import ConfigError
 
 RUN_HELP = "a run folder, a name under runs/, or 'latest'"
@@ -20,7 +20,7 @@ ENGINE_HELP = (
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the predict, export and serve commands."""
-    from cnnlab.predict import ENGINE_CHOICES, INVERT_CHOICES
+    from cnnlab.deploy.predict import ENGINE_CHOICES, INVERT_CHOICES
 
     p = subparsers.add_parser(
         "predict",
@@ -110,8 +110,8 @@ def _check_top_k(k: int) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Classify files; print a line (or JSON) per file; exit 1 if any file failed."""
-    from cnnlab.predict import Predictor, Preprocess, expand_paths, predict_files
-    from cnnlab.run import Run
+    from cnnlab.deploy.predict import Predictor, Preprocess, expand_paths, predict_files
+    from cnnlab.run.folder import Run
 
     _check_top_k(args.top_k)
     options = Preprocess(invert=args.invert, center=args.center)
@@ -176,8 +176,8 @@ def _folder_accuracy(results, classes: list[str]) -> dict | None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export, check parity, write; print what was written and the parity figures."""
-    from cnnlab.export import export_run
-    from cnnlab.run import Run
+    from cnnlab.deploy.export import export_run
+    from cnnlab.run.folder import Run
 
     run = Run.open(args.run)
     result = export_run(run, args.format, args.out, parity_limit=args.parity_images)
@@ -211,7 +211,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Start the HTTP server and block until Ctrl-C."""
-    from cnnlab.run import Run
+    from cnnlab.run.folder import Run
     from cnnlab.server.app import Limits, serve
 
     if args.max_body_mb <= 0 or args.max_in_flight < 1 or args.timeout <= 0:

@@ -41,12 +41,12 @@ from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cnnlab import __version__
+from cnnlab.deploy.predict import Predictor, Preprocess, pixels_to_png
 from cnnlab.errors import CnnlabError, ConfigError, DataError
-from cnnlab.featuremaps import feature_maps
-from cnnlab.predict import Predictor, Preprocess, pixels_to_png
-from cnnlab.run import Run
+from cnnlab.evaluate.featuremaps import feature_maps
+from cnnlab.run.folder import Run
 from cnnlab.server.maps import MAX_CHANNELS, input_json, layer_json
-from cnnlab.summary import summary_json
+from cnnlab.spec.summary import summary_json
 
 STATIC_DIR = Path(__file__).parent / "static"
 EXEMPT_PATHS = ("/healthz", "/readyz")  # answered even when the server is busy

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab.featuremaps import FeatureMap
+from cnnlab.evaluate.featuremaps import FeatureMap
 
 GAP = 1  # pixels between tiles
 GAP_LEVEL = 64  # their gray level: visible against black and white tiles

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from cnnlab import shapes
 from cnnlab.errors import SpecError
-from cnnlab.spec import LayerSpec, ModelSpec, format_shape
+from cnnlab.spec import shapes
+from cnnlab.spec.language import LayerSpec, ModelSpec, format_shape
 
 Shape = tuple[int, ...]  # per image: (C, H, W) before flatten, (F,) after
 BYTES_PER_VALUE = 4  # float32 activations

@@ -20,9 +20,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon, Rectangle
 
-from cnnlab.analysis import LayerReport, ModelReport, Shape, analyze
-from cnnlab.plotting import new_figure
-from cnnlab.spec import ModelSpec
+from cnnlab.figures.canvas import new_figure
+from cnnlab.spec.analysis import LayerReport, ModelReport, Shape, analyze
+from cnnlab.spec.language import ModelSpec
 
 # Layers that keep their input's shape: drawn inside the box of the layer before them.
 SHAPE_KEEPING = frozenset(

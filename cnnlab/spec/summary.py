@@ -10,8 +10,8 @@ from typing import Any
 
 from rich.table import Table
 
-from cnnlab.analysis import ModelReport, describe_shape
-from cnnlab.spec import LAYER_KINDS
+from cnnlab.spec.analysis import ModelReport, describe_shape
+from cnnlab.spec.language import LAYER_KINDS
 
 
 def _pair_text(pair: tuple[int, int]) -> str:

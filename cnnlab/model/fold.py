@@ -13,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from cnnlab.models import CnnModel
+from cnnlab.model.cnn import CnnModel
 
 _FOLDABLE = (nn.Conv2d, nn.Linear)  # SameConv2d is an nn.Conv2d
 _BATCHNORMS = (nn.BatchNorm2d, nn.BatchNorm1d)

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from cnnlab.config import TrainConfig
+from cnnlab.training.config import TrainConfig
 
 
 def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:

@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 
 from cnnlab.data.images import MAX_PIXELS, load_image
-from cnnlab.engines import EagerEngine, Engine, latency_us
+from cnnlab.deploy.engines import EagerEngine, Engine, latency_us
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
-from cnnlab.inference import normalize
-from cnnlab.run import Run
+from cnnlab.model.inference import normalize
+from cnnlab.run.folder import Run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 INVERT_CHOICES = ("no", "yes", "auto")
@@ -210,7 +210,7 @@ def select_engine(
     An export is used only if its sidecar matches the file and the run's weights and it
     reproduces the eager logits (within 1e-4) on fixed probe images.
     """
-    from cnnlab.export import EXPORT_FORMATS, default_path, engine_from_bytes, read_export
+    from cnnlab.deploy.export import EXPORT_FORMATS, default_path, engine_from_bytes, read_export
 
     if name not in ENGINE_CHOICES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, not '{name}'")

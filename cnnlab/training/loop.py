@@ -27,8 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab import distributed
-from cnnlab.checkpoint import (
+from cnnlab.data import Dataset, load_dataset, split_validation
+from cnnlab.data.augment import augment_batch, parse_policy
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
+from cnnlab.model.cnn import CnnModel, adapt_to_data
+from cnnlab.model.inference import logits_in_batches, loss_and_accuracy, normalize
+from cnnlab.model.presets import PRESETS, resolve_model
+from cnnlab.run.checkpoint import (
     RESUME_FILE,
     atomic_write_text,
     check_state_dict,
@@ -37,15 +42,19 @@ from cnnlab.checkpoint import (
     optimizer_to_tensors,
     save_tensors,
 )
-from cnnlab.config import TrainConfig, apply, from_layers, load_config
-from cnnlab.data import Dataset, load_dataset, split_validation
-from cnnlab.data.augment import augment_batch, parse_policy
-from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
-from cnnlab.inference import logits_in_batches, loss_and_accuracy, normalize
-from cnnlab.models import PRESETS, CnnModel, adapt_to_data, resolve_model
-from cnnlab.progress import TrainingProgress
-from cnnlab.run import CONFIG_FILE, LOG_FILE, METRICS_FILE, RUNS_DIR, Run, model_meta, write_model
-from cnnlab.schedule import lr_factor, make_optimizer, set_lr
+from cnnlab.run.folder import (
+    CONFIG_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    RUNS_DIR,
+    Run,
+    model_meta,
+    write_model,
+)
+from cnnlab.training import distributed
+from cnnlab.training.config import TrainConfig, apply, from_layers, load_config
+from cnnlab.training.progress import TrainingProgress
+from cnnlab.training.schedule import lr_factor, make_optimizer, set_lr
 
 METRIC_COLUMNS = (
     "epoch",

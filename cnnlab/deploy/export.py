@@ -32,13 +32,13 @@ from typing import Any
 import torch
 
 from cnnlab import __version__
-from cnnlab.checkpoint import MODEL_FILE, atomic_write_bytes, atomic_write_json, read_json
-from cnnlab.engines import Engine, OnnxEngine, Pt2Engine
+from cnnlab.deploy.engines import Engine, OnnxEngine, Pt2Engine
 from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.fold import fold_batchnorm, foldable_pairs
-from cnnlab.inference import logits_in_batches, normalize
-from cnnlab.models import CnnModel
-from cnnlab.run import Run
+from cnnlab.model.cnn import CnnModel
+from cnnlab.model.fold import fold_batchnorm, foldable_pairs
+from cnnlab.model.inference import logits_in_batches, normalize
+from cnnlab.run.checkpoint import MODEL_FILE, atomic_write_bytes, atomic_write_json, read_json
+from cnnlab.run.folder import Run
 
 EXPORT_FORMATS = ("onnx", "pt2")
 EXPORT_FORMAT_VERSION = "cnnlab-export/1"
@@ -194,7 +194,7 @@ def engine_from_bytes(fmt: str, data: bytes, threads: int | None = None) -> Engi
 
 def parity_images(run: Run, limit: int = PARITY_IMAGES, seed: int = 0) -> tuple[torch.Tensor, str]:
     """(uint8 images (N, C, H, W), where they come from): the run's test split, else random."""
-    from cnnlab.evaluate import split_images
+    from cnnlab.evaluate.scores import split_images
 
     try:
         images, _, name = split_images(run, None, "test")

@@ -21,11 +21,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from cnnlab.analysis import describe_shape
-from cnnlab.featuremaps import FeatureMap
-from cnnlab.grids import Grid, feature_map_grid, filter_grid, tile_images
-from cnnlab.models import CnnModel
-from cnnlab.plotting import new_figure
+from cnnlab.evaluate.featuremaps import FeatureMap
+from cnnlab.evaluate.grids import Grid, feature_map_grid, filter_grid, tile_images
+from cnnlab.figures.canvas import new_figure
+from cnnlab.model.cnn import CnnModel
+from cnnlab.spec.analysis import describe_shape
 
 # (panel title, y label, [(metrics.csv column, line label)])
 CURVE_PANELS = (

@@ -153,7 +153,7 @@ def recipe_for(model: str, data: str) -> dict[str, Any]:
     """The training settings a model preset recommends for a data set; {} for a model not a preset."""
     from cnnlab.data.registry import get_entry  # here, not at the top: these import torch
     from cnnlab.errors import DataError
-    from cnnlab.models import PRESETS
+    from cnnlab.model.presets import PRESETS
 
     preset = PRESETS.get(model)
     if preset is None:

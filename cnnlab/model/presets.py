@@ -1,9 +1,7 @@
-"""Preset models by name, the resolution of a MODEL argument, and the built torch model.
+"""Preset models by name (each with its training recipe) and the resolution of a MODEL argument.
 
 A MODEL argument is a preset name (`cnnlab models` lists them), a TOML file,
-or a one-line spec. `build_model` validates the spec (analysis.py) before
-creating any tensor, then builds an `nn.Sequential` whose children are named
-conv1, relu1, maxpool1, ... so weights and feature maps read as the spec does.
+or a one-line spec. Pure: no torch (model/cnn.py builds the modules).
 """
 
 from __future__ import annotations
@@ -14,17 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from cnnlab.analysis import ModelReport, analyze, layer_names
 from cnnlab.errors import SpecError
-from cnnlab.layers import build_layer, layer_from_module
-from cnnlab.spec import (
+from cnnlab.spec.language import (
     LAYER_KINDS,
-    LayerSpec,
     ModelSpec,
-    format_shape,
     load_spec_toml,
     parse_spec,
     resolve_kind,
@@ -157,80 +148,3 @@ def _refuse_unknown_word(model: str) -> None:
         f"Presets: {', '.join(PRESETS)} (see `cnnlab models`); "
         "a spec looks like 'conv(32,3) relu maxpool(2) flatten fc(10)'"
     )
-
-
-class CnnModel(nn.Sequential):
-    """A model built from a validated spec; input (N, C, H, W) float -> logits (N, classes).
-
-    `forward` stops before a final softmax so training can use the stable
-    cross-entropy on logits; `probabilities` applies it. Every layer, softmax
-    included, stays a named child for feature maps.
-    """
-
-    def __init__(self, spec: ModelSpec, input_shape: tuple[int, int, int] | None = None):
-        report = analyze(spec, input_shape)
-        names = layer_names(report.spec)
-        super().__init__()
-        for name, layer_report in zip(names, report.layers, strict=True):
-            self.add_module(name, build_layer(layer_report.layer, layer_report.in_shape))
-        self.spec: ModelSpec = report.spec
-        self.report: ModelReport = report
-        last = report.spec.layers[-1].kind
-        self.logit_layers = len(report.spec.layers) - (1 if last == "softmax" else 0)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.spec.input_shape
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for module in list(self.children())[: self.logit_layers]:
-            x = module(x)
-        return x
-
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax of the logits: (N, classes), each row sums to 1."""
-        return torch.softmax(self.forward(x), dim=1)
-
-    def to_spec(self) -> ModelSpec:
-        """The spec read back from the built modules themselves."""
-        return ModelSpec(tuple(layer_from_module(m) for m in self.children()), self.input_shape)
-
-
-def adapt_to_data(
-    spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int
-) -> tuple[ModelSpec, list[str]]:
-    """The spec on the data's input shape with its last fc giving one output per class.
-
-    Presets end in fc(10); a data set of 8 classes needs fc(8). Returns the new
-    spec and notes saying what changed.
-    """
-    notes = []
-    if spec.input_shape and tuple(spec.input_shape) != tuple(input_shape):
-        notes.append(
-            f"input {format_shape(spec.input_shape)} -> {format_shape(input_shape)} (the data's images)"
-        )
-    layers = list(spec.layers)
-    fc_indices = [i for i, layer in enumerate(layers) if layer.kind == "fc"]
-    if not fc_indices:
-        raise SpecError(
-            f"the model must end in fc(N) to classify {num_classes} classes; add e.g. 'flatten fc({num_classes})'"
-        )
-    last = fc_indices[-1]
-    if any(layer.kind in ("conv", "flatten", "gap", "gmp") for layer in layers[last + 1 :]):
-        raise SpecError(
-            "the last fc must be the model's output layer (only activations, dropout or softmax after it)"
-        )
-    if layers[last].params["out"] != num_classes:
-        params = dict(layers[last].params, out=num_classes)
-        notes.append(
-            f"{layers[last].text()} -> {LayerSpec('fc', params).text()} for the data's {num_classes} classes"
-        )
-        layers[last] = LayerSpec("fc", params)
-    return ModelSpec(tuple(layers), tuple(input_shape)), notes
-
-
-def build_model(
-    model: str | ModelSpec, input_shape: tuple[int, int, int] | None = None
-) -> CnnModel:
-    """Validate and build: a preset name, TOML path, one-line spec or ModelSpec -> CnnModel."""
-    return CnnModel(resolve_model(model, input_shape))

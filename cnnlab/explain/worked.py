@@ -26,10 +26,10 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cnnlab import shapes
-from cnnlab.analysis import LayerReport, analyze
 from cnnlab.errors import ConfigError, SpecError
-from cnnlab.spec import PADDING_MODES, ModelSpec, make_layer
+from cnnlab.spec import shapes
+from cnnlab.spec.analysis import LayerReport, analyze
+from cnnlab.spec.language import PADDING_MODES, ModelSpec, make_layer
 
 Number = int | float
 Matrix = list[list[Number]]
@@ -168,7 +168,7 @@ def read_kernel(text: str | None, channels: int, seed: int) -> list[Matrix]:
     """Per-channel kernels from --kernel: a literal, a named kernel, 'random:KxK' or None (seed 001's)."""
     if text is None:
         return [SEED_KERNEL] * channels
-    from cnnlab.kernels import get_kernel, is_kernel_name
+    from cnnlab.explain.kernels import get_kernel, is_kernel_name
 
     if is_kernel_name(text):
         return [get_kernel(text).matrix] * channels

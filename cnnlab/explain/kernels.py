@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from cnnlab import shapes
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.plotting import new_figure
+from cnnlab.figures.canvas import new_figure
+from cnnlab.spec import shapes
 
 MAX_SIDE = 256  # images are shrunk to fit max_side x max_side pixels
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab import shapes
-from cnnlab.spec import LayerSpec, make_layer
+from cnnlab.spec import shapes
+from cnnlab.spec.language import LayerSpec, make_layer
 
 
 class MinPool2d(nn.MaxPool2d):

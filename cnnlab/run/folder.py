@@ -17,7 +17,9 @@ from typing import Any
 import torch
 
 from cnnlab import __version__
-from cnnlab.checkpoint import (
+from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.model.cnn import CnnModel
+from cnnlab.run.checkpoint import (
     MODEL_FILE,
     MODEL_META,
     RUN_FORMAT,
@@ -27,10 +29,8 @@ from cnnlab.checkpoint import (
     read_json,
     save_tensors,
 )
-from cnnlab.config import TrainConfig, load_config
-from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.models import CnnModel
-from cnnlab.spec import ModelSpec, parse_spec
+from cnnlab.spec.language import ModelSpec, parse_spec
+from cnnlab.training.config import TrainConfig, load_config
 
 RUNS_DIR = Path("runs")
 METRICS_FILE = "metrics.csv"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cnnlab.models import CnnModel
+from cnnlab.model.cnn import CnnModel
 
 
 @dataclass

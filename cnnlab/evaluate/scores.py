@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import DataError
-from cnnlab.inference import logits_in_batches
-from cnnlab.run import Run
+from cnnlab.model.inference import logits_in_batches
+from cnnlab.run.folder import Run
 
 SPLITS = ("test", "val", "train")
 
@@ -135,7 +135,7 @@ def split_images(
     run: Run, data: str | None = None, split: str = "test"
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(images, labels, data name) of a split, as the run's training saw it."""
-    from cnnlab.training import dataset_from_config, training_and_validation
+    from cnnlab.training.loop import dataset_from_config, training_and_validation
 
     if split not in SPLITS:
         raise DataError(f"split '{split}' is not one of {', '.join(SPLITS)}")

@@ -16,9 +16,9 @@ import torch
 
 from cnnlab.data.images import load_image
 from cnnlab.errors import DataError
-from cnnlab.evaluate import SPLITS, split_images
-from cnnlab.inference import normalize
-from cnnlab.run import Run
+from cnnlab.evaluate.scores import SPLITS, split_images
+from cnnlab.model.inference import normalize
+from cnnlab.run.folder import Run
 
 _SPLIT_INDEX = re.compile(rf"^({'|'.join(SPLITS)}):(-?\d+)$")
 

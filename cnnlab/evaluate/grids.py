@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cnnlab.featuremaps import FeatureMap
+from cnnlab.evaluate.featuremaps import FeatureMap
 
 FILL = 255  # separator pixels: white
 ZERO_WEIGHT = 128  # the grey of a 0 weight in filter grids
