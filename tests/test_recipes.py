@@ -8,7 +8,7 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.cli import build_parser
-from cnnlab.cli.train_cmds import config_from_args
+from cnnlab.cli.train import config_from_args
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.scores import evaluate_run
 from cnnlab.model.cnn import build_model

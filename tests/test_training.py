@@ -175,7 +175,7 @@ def test_config_file_flags_and_overrides_apply_in_order(tmp_path, cli):
     path = tmp_path / "train.toml"
     path.write_text('epochs = 5\nlr = 0.2\noptimizer = "adam"\n')
     from cnnlab.cli import build_parser
-    from cnnlab.cli.train_cmds import config_from_args
+    from cnnlab.cli.train import config_from_args
 
     args = build_parser().parse_args(["train", "--config", str(path), "--lr", "0.3", "epochs=7"])
     config = config_from_args(args)

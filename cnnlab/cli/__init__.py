@@ -12,14 +12,22 @@ import sys
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
-# One module per command group; each adds its subcommands (in this order in --help).
+# One module per command (or family: models = summary, models, spec; train = train, runs),
+# named after it; each adds its subcommands (in this order in --help).
 COMMAND_MODULES: list[str] = [
-    "model_cmds",
-    "data_cmds",
-    "train_cmds",
-    "inside_cmds",
-    "look_cmds",
-    "use_cmds",
+    "models",
+    "datasets",
+    "train",
+    "eval",
+    "plot",
+    "filters",
+    "featuremaps",
+    "explain",
+    "kernels",
+    "diagram",
+    "predict",
+    "export",
+    "serve",
 ]
 
 

@@ -1,35 +1,30 @@
-"""`cnnlab explain`, `cnnlab kernels`, `cnnlab diagram`: the arithmetic, kernels and diagrams.
-
-Parse, call `explain.py`, `kernels.py` or `diagram.py`, print or save. Nothing is computed here.
-"""
+"""`cnnlab explain`: convolution, pooling, padding and stride worked step by step on small matrices."""
 
 from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
-from cnnlab.cli.common import console, print_json
-from cnnlab.cli.model_cmds import MODEL_HELP
+from cnnlab.cli.common import (
+    console,
+    print_json,
+)
 from cnnlab.errors import ConfigError
 from cnnlab.explain import worked as explain
-from cnnlab.spec.language import PADDING_MODES, parse_shape
+from cnnlab.spec.language import PADDING_MODES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the explain command and its subcommands."""
+    _register_explain(subparsers)
+
 
 SEED_HELP = "seed for random:HxW inputs and kernels (default 0)"
+
+
 INPUT_HELP = (
     "a matrix literal '[[1,0,1],[0,1,0],[1,0,1]]' (or '1 0 1; 0 1 0; 1 0 1'), "
     "a list of matrices (one per channel), or random:HxW"
 )
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the explain, kernels and diagram commands."""
-    _register_explain(subparsers)
-    _register_kernels(subparsers)
-    _register_diagram(subparsers)
-
-
-# --- explain --------------------------------------------------------------------
 
 
 def _common(p: argparse.ArgumentParser, steps: bool = True) -> None:
@@ -240,204 +235,4 @@ def run_explain_stride(args: argparse.Namespace) -> int:
         print_json(ex.to_json())
     else:
         _print(explain.render_stride(ex, args.brief))
-    return 0
-
-
-# --- kernels --------------------------------------------------------------------
-
-
-def _add_image_outputs(p: argparse.ArgumentParser, default_stem: str) -> None:
-    p.add_argument(
-        "--out",
-        action="append",
-        metavar="FILE",
-        help=f"image to write, .png or .svg; repeat for both (default {default_stem}.png)",
-    )
-    p.add_argument(
-        "--format", choices=("png", "svg"), help="image format when FILE has no extension"
-    )
-
-
-def _register_kernels(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "kernels",
-        help="the classic kernels (edge, Sobel, sharpen, blur, ...) applied to an image",
-        description="Apply the seeds' classic kernels to an image (converted to grayscale, "
-        "shrunk to fit --max-size) with conv2d, and draw the results side by side with each "
-        "kernel's matrix. IMAGE 'demo' is a built-in test picture.",
-        epilog="examples: cnnlab kernels --list | cnnlab kernels photo.jpg --out kernels.png | "
-        "cnnlab kernels demo --kernel sobel-x --kernel sobel-y --out sobel.svg",
-    )
-    p.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...) or 'demo'")
-    p.add_argument("--list", action="store_true", help="print every kernel's matrix")
-    p.add_argument(
-        "--kernel",
-        action="append",
-        metavar="NAME",
-        help="only this kernel (repeatable); prints its output statistics",
-    )
-    p.add_argument("--max-size", type=int, default=256, metavar="PX", help="largest side (256)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_image_outputs(p, "kernels")
-    p.set_defaults(handler=run_kernels)
-
-
-def run_kernels(args: argparse.Namespace) -> int:
-    """`cnnlab kernels`: the kernel gallery, statistics, or --list."""
-    from cnnlab.explain import kernels as k
-    from cnnlab.figures.canvas import output_paths, save_figure
-
-    if args.list:
-        return _list_kernels(args.json)
-    if not args.image:
-        raise ConfigError(
-            "give an image file (or 'demo' for the built-in picture), or --list for the kernels"
-        )
-    if args.max_size < 8:
-        raise ConfigError(f"--max-size {args.max_size} is too small: use at least 8 pixels")
-    paths = output_paths(args.out, args.format, "kernels")
-    image = k.demo_image() if args.image == "demo" else k.load_gray(args.image, args.max_size)
-    chosen = (
-        [k.get_kernel(name) for name in args.kernel] if args.kernel else list(k.KERNELS.values())
-    )
-    stats = {kernel.name: k.kernel_stats(k.apply_kernel(image, kernel)) for kernel in chosen}
-    figure = k.kernels_figure(image, [kernel.name for kernel in chosen], title=args.image)
-    for path in paths:
-        save_figure(figure, path)
-    if args.json:
-        print_json(
-            {
-                "image": args.image,
-                "size": list(image.shape),
-                "kernels": stats,
-                "written": [str(p) for p in paths],
-            }
-        )
-        return 0
-    h, w = image.shape
-    out = console()
-    out.print(
-        f"{args.image}: {h}x{w} grayscale in [0, 1]; each kernel applied with conv2d, "
-        "same padding (replicate)",
-        highlight=False,
-    )
-    table = Table()
-    for column in ("kernel", "min", "max", "mean", "std"):
-        table.add_column(column, justify="left" if column == "kernel" else "right")
-    for name, s in stats.items():
-        table.add_row(name, *(f"{s[key]:.4f}" for key in ("min", "max", "mean", "std")))
-    out.print(table)
-    if args.kernel:
-        for kernel in chosen:
-            out.print(f"{kernel.name}: {kernel.description}", highlight=False)
-            out.print(kernel.text(), highlight=False, markup=False)
-    for path in paths:
-        out.print(f"wrote {path} ({len(chosen)} panel(s))", highlight=False)
-    return 0
-
-
-def _list_kernels(as_json: bool) -> int:
-    from cnnlab.explain.kernels import KERNELS
-
-    if as_json:
-        print_json(
-            {
-                k.name: {"matrix": k.matrix, "divisor": k.divisor, "description": k.description}
-                for k in KERNELS.values()
-            }
-        )
-        return 0
-    out = console()
-    for kernel in KERNELS.values():
-        out.print(f"{kernel.name}: {kernel.description}", style="bold", highlight=False)
-        out.print(kernel.text(), highlight=False, markup=False)
-        out.print("")
-    return 0
-
-
-# --- diagram --------------------------------------------------------------------
-
-
-def _register_diagram(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "diagram",
-        help="draw a model's (or a trained run's) architecture: a box per feature map",
-        description="Draw the architecture: one box per feature map (height ~ H, thickness ~ "
-        "channels), labelled with its layers and output shape C x H x W, arrows between. "
-        "MODEL may also be a run folder (or 'latest'): its title then names the run and its "
-        "test accuracy, and the image goes to RUN/diagram.png unless --out says otherwise.",
-        epilog="examples: cnnlab diagram lenet5 --out lenet5.svg | cnnlab diagram "
-        '"conv(8,3) relu maxpool(2) flatten fc(10)" --input 1x28x28 --out m.png --out m.svg | '
-        "cnnlab diagram runs/tut",
-    )
-    p.add_argument("model", help=f"{MODEL_HELP}, or a run folder")
-    p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="input shape, e.g. 1x28x28")
-    p.add_argument(
-        "--every-layer",
-        action="store_true",
-        help="one box per layer (default: batchnorm, activations and dropout join the box before)",
-    )
-    _add_image_outputs(p, "model")
-    p.set_defaults(handler=run_diagram)
-
-
-def _as_run(model: str):
-    """The Run when MODEL names a run folder (a path or a name under runs/ with model.json, or
-    'latest'); None for presets, specs and TOML files."""
-    from pathlib import Path
-
-    from cnnlab.model.presets import PRESETS
-    from cnnlab.run.checkpoint import MODEL_META
-    from cnnlab.run.folder import RUNS_DIR, Run
-
-    def holds_run(folder: Path) -> bool:
-        try:
-            return (folder / MODEL_META).is_file()
-        except OSError:  # e.g. a spec longer than a file name may be
-            return False
-
-    if model in PRESETS:
-        return None
-    if model == "latest" or holds_run(Path(model)) or holds_run(RUNS_DIR / model):
-        return Run.open(model)
-    return None
-
-
-def run_diagram(args: argparse.Namespace) -> int:
-    """`cnnlab diagram`: draw a model's architecture (a preset, spec, TOML file or run folder)."""
-    from cnnlab.figures.canvas import output_paths, save_figure
-    from cnnlab.figures.diagram import diagram_blocks, diagram_figure, shape_label
-    from cnnlab.model.presets import resolve_model
-    from cnnlab.spec.analysis import analyze
-
-    run = _as_run(args.model)
-    title = None
-    if run is not None:
-        if args.input:
-            raise ConfigError(
-                f"{run.path} was trained on {'x'.join(map(str, run.input_shape))} images; "
-                "its input cannot change: drop --input"
-            )
-        report = analyze(run.spec)
-        accuracy = run.metrics.get("test_accuracy")
-        score = f"test accuracy {accuracy:.2%}" if accuracy is not None else "not tested yet"
-        title = f"run {run.name} ({run.meta.get('data', '?')}, {score}): {run.spec.text()}"
-        paths = output_paths(args.out, args.format, str(run.path / "diagram"))
-    else:
-        report = analyze(resolve_model(args.model, args.input))
-        paths = output_paths(args.out, args.format, "model")
-    figure = diagram_figure(report, every_layer=args.every_layer, title=title)
-    for path in paths:
-        save_figure(figure, path)
-    out = console()
-    if title:
-        out.print(title, highlight=False, markup=False, soft_wrap=True)
-    for block in diagram_blocks(report, args.every_layer):
-        out.print(
-            f"{shape_label(block.shape):>16}  {' | '.join(block.lines())}",
-            highlight=False,
-            markup=False,
-        )
-    for path in paths:
-        out.print(f"wrote {path}", highlight=False)
     return 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from rich.table import Table
 
-from cnnlab.cli.common import console, print_json
+from cnnlab.cli.common import console, percent, print_json
 from cnnlab.run.folder import RUNS_DIR, list_runs
 from cnnlab.training.config import TrainConfig, from_layers, parse_overrides, read_config_file
 
@@ -96,12 +95,6 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _percent(value) -> str:
-    return (
-        "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2%}"
-    )
-
-
 def run_runs(args: argparse.Namespace) -> int:
     rows = []
     for run in list_runs(args.root):
@@ -135,7 +128,7 @@ def run_runs(args: argparse.Namespace) -> int:
             r["run"],
             r["data"],
             str(r["epochs"]),
-            _percent(r["test_accuracy"]),
+            percent(r["test_accuracy"]),
             f"{r['train_seconds']:.1f}" if r["train_seconds"] is not None else "",
             r["stopped"],
             r["saved"],

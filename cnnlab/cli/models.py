@@ -6,13 +6,11 @@ import argparse
 
 from rich.table import Table
 
-from cnnlab.cli.common import console, print_json
+from cnnlab.cli.common import MODEL_HELP, console, print_json
 from cnnlab.model.presets import PRESETS, preset_spec, resolve_model
 from cnnlab.spec.analysis import analyze, describe_shape
 from cnnlab.spec.language import parse_shape
 from cnnlab.spec.summary import explain_lines, summary_json, summary_table, totals_lines
-
-MODEL_HELP = "a preset name (see `cnnlab models`), a TOML file, or a one-line spec in quotes"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

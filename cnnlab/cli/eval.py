@@ -1,0 +1,170 @@
+"""`cnnlab eval`: accuracy, confusion, per-class scores and top losses of a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from cnnlab.cli.common import (
+    RUN_HELP,
+    console,
+    percent,
+    print_json,
+    print_written,
+    say,
+    titled_table,
+)
+from cnnlab.errors import ConfigError
+from cnnlab.evaluate.scores import SPLITS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the eval command."""
+    _register_eval(subparsers)
+
+
+def _register_eval(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="score a trained run: accuracy, per-class precision/recall/F1, confusion, top losses",
+        description="Score a run's model on a split of its data (or another data set with the "
+        "same classes and image shape): accuracy, per-class precision, recall and F1, the most "
+        "confused pairs; write the confusion matrix (image and JSON) and a gallery of the "
+        "images with the highest loss.",
+        epilog="examples: cnnlab eval runs/tut | cnnlab eval latest --split val --json | "
+        "cnnlab eval runs/tut --out report --format svg --top 32",
+    )
+    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("--data", help="another data set with the run's classes (default: the run's)")
+    p.add_argument("--split", choices=SPLITS, default="test", help="which split (default test)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder for confusion.png, evaluation.json, top_losses.png (default RUN/eval/)",
+    )
+    p.add_argument("--format", choices=("png", "svg"), default="png", help="image format (png)")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=16,
+        metavar="N",
+        help="images in the top-loss gallery (16; 0: none)",
+    )
+    p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+    p.set_defaults(handler=run_eval)
+
+
+def eval_folder(run_path: Path, data: str | None, split: str) -> Path:
+    """RUN/eval for the run's test split; RUN/eval-val, RUN/eval-mnist-train, ... otherwise."""
+    parts = ["eval"]
+    if data:
+        parts.append(re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data.removeprefix("folder:")).name))
+    if split != "test":
+        parts.append(split)
+    return run_path / "-".join(parts)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """`cnnlab eval`: scores, tables, confusion image and JSON, top-loss gallery."""
+    from cnnlab.evaluate.scores import evaluate_run
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.visualize import confusion_figure, gallery_figure
+    from cnnlab.run.checkpoint import atomic_write_json
+    from cnnlab.run.folder import Run
+
+    if args.top < 0:
+        raise ConfigError(f"--top {args.top} must be 0 (no gallery) or more")
+    run = Run.open(args.run)
+    folder = Path(args.out) if args.out else eval_folder(run.path, args.data, args.split)
+    evaluation, images = evaluate_run(run, args.data, args.split)
+    if evaluation.size == 0:
+        raise ConfigError(f"the {args.split} split of {evaluation.data} is empty: nothing to score")
+    result = evaluation.to_json(top=args.top)
+    heading = f"{run.name} on {evaluation.data} {args.split}"
+    accuracy_line = (
+        f"accuracy {evaluation.accuracy:.2%} "
+        f"({int(evaluation.confusion.diag().sum())}/{evaluation.size})"
+    )
+
+    written = {"json": folder / "evaluation.json"}
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(written["json"], result)
+    written["confusion"] = save_figure(
+        confusion_figure(evaluation.confusion, evaluation.classes, f"{heading}: {accuracy_line}"),
+        folder / f"confusion.{args.format}",
+    )
+    if args.top:
+        written["top_losses"] = save_figure(
+            gallery_figure(
+                images,
+                result["top_losses"],
+                f"{heading}: the {len(result['top_losses'])} images with the highest loss",
+            ),
+            folder / f"top_losses.{args.format}",
+        )
+
+    if args.json:
+        print_json(
+            {**result, "run": str(run.path), "written": {k: str(v) for k, v in written.items()}}
+        )
+        return 0
+    _print_evaluation(heading, accuracy_line, evaluation, result)
+    print_written([written["confusion"]], f"{len(evaluation.classes)}x{len(evaluation.classes)}")
+    print_written([written["json"]])
+    if "top_losses" in written:
+        print_written([written["top_losses"]], f"{len(result['top_losses'])} images")
+    return 0
+
+
+def _print_evaluation(heading: str, accuracy_line: str, evaluation, result: dict) -> None:
+    out = console()
+    say(f"{heading}: {evaluation.size} images")
+    say(f"{accuracy_line}, loss {evaluation.loss:.4f}")
+    table = titled_table(
+        "per class",
+        ["class", "precision", "recall", "F1", "support"],
+        {"precision", "recall", "F1", "support"},
+    )
+    for row in result["per_class"]:
+        table.add_row(
+            row["class"],
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
+    out.print(table)
+    if result["most_confused"]:
+        supports = {row["class"]: row["support"] for row in result["per_class"]}
+        table = titled_table(
+            "most confused (true class taken for another)",
+            ["true", "predicted", "count", "of the true class"],
+            {"count", "of the true class"},
+        )
+        for pair in result["most_confused"]:
+            table.add_row(
+                pair["true"],
+                pair["predicted"],
+                str(pair["count"]),
+                percent(pair["count"] / supports[pair["true"]]),
+            )
+        out.print(table)
+    else:
+        say("no confusions: every image was classified correctly")
+    if result["top_losses"]:
+        table = titled_table(
+            "highest losses",
+            ["index", "true", "predicted", "p(predicted)", "p(true)", "loss"],
+            {"index", "p(predicted)", "p(true)", "loss"},
+        )
+        for item in result["top_losses"][:5]:
+            table.add_row(
+                str(item["index"]),
+                item["true"],
+                item["predicted"],
+                f"{item['probability']:.3f}",
+                f"{item['true_probability']:.3f}",
+                f"{item['loss']:.3f}",
+            )
+        out.print(table)

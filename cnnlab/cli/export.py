@@ -1,0 +1,75 @@
+"""`cnnlab export`: a run's model to ONNX or a torch.export program, parity-checked."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.cli.common import (
+    RUN_HELP,
+    print_json,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the export command."""
+    _register_export(subparsers)
+
+
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a run's model to ONNX or a torch.export program, parity-checked",
+        description="Export a run's model with BatchNorm folded in. Input: float32 (N, C, H, W) "
+        "normalised as in training; output: logits (no softmax). The export is run on the run's "
+        "own test images and must match the model (max |logit difference| < 1e-4, same classes), "
+        "else nothing is written. Writes RUN/model.onnx (or .pt2) and a .json beside it.",
+        epilog="examples: cnnlab export latest | cnnlab export runs/demo --format pt2 | "
+        "cnnlab export latest --out deploy/digits.onnx",
+    )
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
+    p.add_argument("--format", choices=("onnx", "pt2"), default="onnx", help="default: onnx")
+    p.add_argument("--out", metavar="PATH", help="file or folder (default: next to the run)")
+    p.add_argument(
+        "--parity-images",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="test images to check parity on (default 1000; at least 256 are used)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export, check parity, write; print what was written and the parity figures."""
+    from cnnlab.deploy.export import export_run
+    from cnnlab.run.folder import Run
+
+    run = Run.open(args.run)
+    result = export_run(run, args.format, args.out, parity_limit=args.parity_images)
+    if args.json:
+        from dataclasses import asdict
+
+        print_json(
+            {
+                "path": str(result.path),
+                "sidecar": str(result.sidecar),
+                "format": result.format,
+                "bytes": result.size_bytes,
+                "folded": [f"{bn} into {layer}" for layer, bn in result.folded],
+                "parity": {**asdict(result.parity), "ok": result.parity.ok},
+                "seconds": round(result.seconds, 3),
+                "output": "logits",
+            }
+        )
+        return 0
+    folded = ", ".join(f"{bn} into {layer}" for layer, bn in result.folded) or "none"
+    print(f"folded BatchNorm: {folded}")
+    print(result.parity.line())
+    print(
+        f"wrote {result.path} ({result.size_bytes / 1024:,.0f} KiB, {result.format}) and "
+        f"{result.sidecar.name}: input float32 (N, {', '.join(map(str, run.input_shape))}) "
+        f"normalised with mean {list(run.mean)} std {list(run.std)}; output logits "
+        f"(softmax for probabilities), in {result.seconds:.1f}s"
+    )
+    return 0

@@ -1,0 +1,151 @@
+"""`cnnlab featuremaps`: every layer's output for one image, as grids or numbers."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cnnlab.cli.common import (
+    RUN_HELP,
+    choose_layers,
+    console,
+    image_outputs,
+    output_files,
+    print_json,
+    print_written,
+    say,
+    split_names,
+    titled_table,
+)
+from cnnlab.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the featuremaps command."""
+    _register_featuremaps(subparsers)
+
+
+def _register_featuremaps(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "featuremaps",
+        help="the activation maps of every conv, activation and pooling layer for one image",
+        description="Run one image through a run's model and draw what every conv, activation "
+        "and pooling layer outputs: a grid per layer, a tile per channel, each scaled to its own "
+        "range (dark = the channel's lowest value, yellow = its highest). Also prints the top "
+        "predictions.",
+        epilog="examples: cnnlab featuremaps runs/tut test:0 | cnnlab featuremaps runs/tut "
+        "photo.png --layers conv1,relu1 | cnnlab featuremaps latest test:7 --layers all --json",
+    )
+    p.add_argument("run", help=RUN_HELP)
+    p.add_argument(
+        "image", help="an image file (PNG, JPEG, ...) or SPLIT:INDEX of the run's data, e.g. test:0"
+    )
+    p.add_argument(
+        "--layers",
+        action="append",
+        metavar="NAMES",
+        help="e.g. conv1,relu1; 'all' for every layer (default: conv, activation, pooling)",
+    )
+    p.add_argument("--top", type=int, default=3, metavar="K", help="top-K predictions (3)")
+    image_outputs(p, "RUN/featuremaps/IMAGE.png")
+    p.add_argument("--json", action="store_true", help="print layers and predictions as JSON")
+    p.set_defaults(handler=run_featuremaps)
+
+
+def _map_row(fm: Any) -> dict[str, Any]:
+    values = fm.values
+    return {
+        "layer": fm.name,
+        "spec": fm.layer,
+        "kind": fm.kind,
+        "shape": list(values.shape),
+        "min": values.min().item(),
+        "max": values.max().item(),
+        "mean": values.mean().item(),
+        "zeros": (values == 0).float().mean().item(),
+    }
+
+
+def run_featuremaps(args: argparse.Namespace) -> int:
+    """`cnnlab featuremaps`: a grid per layer for one image, and its top predictions."""
+    import torch
+
+    from cnnlab.evaluate.featuremaps import feature_maps
+    from cnnlab.evaluate.samples import load_sample
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.visualize import default_map_layers, featuremaps_figure, output_layers
+    from cnnlab.run.folder import Run
+
+    run = Run.open(args.run)
+    if args.top < 1:
+        raise ConfigError(f"--top {args.top} must be at least 1")
+    sample = load_sample(run, args.image)
+    paths = output_files(args, run.path / "featuremaps" / f"{sample.stem}.png")
+    model = run.load_model()
+    x = sample.model_input(run)
+    maps = feature_maps(model, x)
+    wanted = split_names(args.layers)
+    if wanted == ["all"]:
+        shown = maps
+    elif wanted:
+        names = [m.name for m in maps]
+        chosen = choose_layers(names, wanted, names)
+        shown = [m for m in maps if m.name in chosen]
+    else:
+        shown = default_map_layers(maps)
+    with torch.inference_mode():
+        probabilities = torch.softmax(model(x), dim=1)[0]
+    top = probabilities.topk(min(args.top, len(run.classes)))
+    predictions = [
+        {"class": run.classes[i], "probability": p}
+        for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+    ]
+    described = sample.source + (f" (true class {sample.label})" if sample.label else "")
+    title = (
+        f"{run.name}: feature maps of {described}; predicted "
+        f"{predictions[0]['class']} {predictions[0]['probability']:.1%}"
+    )
+    labels = {name: run.classes for name in output_layers(maps)}
+    figure = featuremaps_figure(sample.image, shown, title, labels)
+    for path in paths:
+        save_figure(figure, path)
+    rows = [_map_row(fm) for fm in shown]
+    if args.json:
+        print_json(
+            {
+                "run": str(run.path),
+                "image": sample.source,
+                "true": sample.label,
+                "layers": rows,
+                "top": predictions,
+                "written": [str(p) for p in paths],
+            }
+        )
+        return 0
+    out = console()
+    c, h, w = sample.image.shape
+    say(f"{sample.source}: {c}x{h}x{w}" + (f", true class {sample.label}" if sample.label else ""))
+    table = titled_table(
+        "feature maps",
+        ["layer", "spec", "output", "min", "max", "mean", "zeros"],
+        {"output", "min", "max", "mean", "zeros"},
+    )
+    for row in rows:
+        table.add_row(
+            row["layer"],
+            row["spec"],
+            "x".join(map(str, row["shape"])),
+            f"{row['min']:.3f}",
+            f"{row['max']:.3f}",
+            f"{row['mean']:.3f}",
+            f"{row['zeros']:.0%}",
+        )
+    out.print(table)
+    table = titled_table(
+        f"top {len(predictions)}", ["#", "class", "probability"], {"#", "probability"}
+    )
+    for rank, prediction in enumerate(predictions, 1):
+        table.add_row(str(rank), prediction["class"], f"{prediction['probability']:.2%}")
+    out.print(table)
+    print_written(paths, f"{len(shown)} layer(s) and the input")
+    return 0

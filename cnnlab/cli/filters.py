@@ -1,0 +1,109 @@
+"""`cnnlab filters`: the learned convolution filters of a run as image grids."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.cli.common import (
+    RUN_HELP,
+    choose_layers,
+    console,
+    image_outputs,
+    output_files,
+    print_json,
+    print_written,
+    split_names,
+    titled_table,
+)
+from cnnlab.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the filters command."""
+    _register_filters(subparsers)
+
+
+def _register_filters(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "filters",
+        help="the learned kernels of each conv layer as image grids",
+        description="Draw the learned kernels (filters) of a run's conv layers: one section per "
+        "layer, a row per filter and a column per input channel (first layers of colour "
+        "models: one RGB tile per filter). Blue is negative, white 0, red positive.",
+        epilog="examples: cnnlab filters runs/tut | cnnlab filters runs/tut --layer conv1 "
+        "--out conv1.png | cnnlab filters latest --per-channel",
+    )
+    p.add_argument("run", help=RUN_HELP)
+    p.add_argument(
+        "--layer",
+        action="append",
+        metavar="NAME",
+        help="only these conv layers (repeat or comma-separate: conv1,conv2; default all)",
+    )
+    p.add_argument(
+        "--per-channel",
+        action="store_true",
+        help="colour models: a tile per input channel instead of one RGB tile per filter",
+    )
+    image_outputs(p, "RUN/filters.png")
+    p.add_argument("--json", action="store_true", help="print the layers as JSON")
+    p.set_defaults(handler=run_filters)
+
+
+def run_filters(args: argparse.Namespace) -> int:
+    """`cnnlab filters`: one grid per conv layer."""
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.visualize import conv_filters, filters_figure
+    from cnnlab.run.folder import Run
+
+    run = Run.open(args.run)
+    paths = output_files(args, run.path / "filters.png")
+    model = run.load_model()
+    layers = conv_filters(model)
+    if not layers:
+        raise ConfigError(
+            f"the model of {run.path} has no conv layer: there are no filters to draw"
+        )
+    wanted = split_names(args.layer)
+    if wanted:
+        all_names = [name for name, _ in model.named_children()]
+        chosen = choose_layers([f.name for f in layers], wanted, all_names, "conv")
+        layers = [f for f in layers if f.name in chosen]
+    figure = filters_figure(layers, rgb=not args.per_channel, title=f"{run.name}: learned filters")
+    for path in paths:
+        save_figure(figure, path)
+    rows = [
+        {
+            "layer": f.name,
+            "spec": f.layer,
+            "weight_shape": list(f.weight.shape),
+            "tiles": f.weight.shape[0]
+            if (f.can_be_rgb() and not args.per_channel)
+            else f.weight.shape[0] * f.weight.shape[1],
+            "min": f.weight.min().item(),
+            "max": f.weight.max().item(),
+            "std": f.weight.std().item(),
+        }
+        for f in layers
+    ]
+    if args.json:
+        print_json({"run": str(run.path), "layers": rows, "written": [str(p) for p in paths]})
+        return 0
+    table = titled_table(
+        f"{run.name}: learned filters",
+        ["layer", "spec", "weights (O x I x kh x kw)", "tiles", "min", "max", "std"],
+        {"tiles", "min", "max", "std"},
+    )
+    for row in rows:
+        table.add_row(
+            row["layer"],
+            row["spec"],
+            " x ".join(map(str, row["weight_shape"])),
+            str(row["tiles"]),
+            f"{row['min']:.3f}",
+            f"{row['max']:.3f}",
+            f"{row['std']:.3f}",
+        )
+    console().print(table)
+    print_written(paths, f"{len(rows)} layer(s)")
+    return 0

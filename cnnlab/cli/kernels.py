@@ -1,0 +1,130 @@
+"""`cnnlab kernels`: the classic kernels of the seeds (edge, sharpen, blur, ...) applied to an image."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from cnnlab.cli.common import (
+    console,
+    print_json,
+)
+from cnnlab.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the kernels command."""
+    _register_kernels(subparsers)
+
+
+SEED_HELP = "seed for random:HxW inputs and kernels (default 0)"
+
+
+def _add_image_outputs(p: argparse.ArgumentParser, default_stem: str) -> None:
+    p.add_argument(
+        "--out",
+        action="append",
+        metavar="FILE",
+        help=f"image to write, .png or .svg; repeat for both (default {default_stem}.png)",
+    )
+    p.add_argument(
+        "--format", choices=("png", "svg"), help="image format when FILE has no extension"
+    )
+
+
+def _register_kernels(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "kernels",
+        help="the classic kernels (edge, Sobel, sharpen, blur, ...) applied to an image",
+        description="Apply the seeds' classic kernels to an image (converted to grayscale, "
+        "shrunk to fit --max-size) with conv2d, and draw the results side by side with each "
+        "kernel's matrix. IMAGE 'demo' is a built-in test picture.",
+        epilog="examples: cnnlab kernels --list | cnnlab kernels photo.jpg --out kernels.png | "
+        "cnnlab kernels demo --kernel sobel-x --kernel sobel-y --out sobel.svg",
+    )
+    p.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...) or 'demo'")
+    p.add_argument("--list", action="store_true", help="print every kernel's matrix")
+    p.add_argument(
+        "--kernel",
+        action="append",
+        metavar="NAME",
+        help="only this kernel (repeatable); prints its output statistics",
+    )
+    p.add_argument("--max-size", type=int, default=256, metavar="PX", help="largest side (256)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_image_outputs(p, "kernels")
+    p.set_defaults(handler=run_kernels)
+
+
+def run_kernels(args: argparse.Namespace) -> int:
+    """`cnnlab kernels`: the kernel gallery, statistics, or --list."""
+    from cnnlab.explain import kernels as k
+    from cnnlab.figures.canvas import output_paths, save_figure
+
+    if args.list:
+        return _list_kernels(args.json)
+    if not args.image:
+        raise ConfigError(
+            "give an image file (or 'demo' for the built-in picture), or --list for the kernels"
+        )
+    if args.max_size < 8:
+        raise ConfigError(f"--max-size {args.max_size} is too small: use at least 8 pixels")
+    paths = output_paths(args.out, args.format, "kernels")
+    image = k.demo_image() if args.image == "demo" else k.load_gray(args.image, args.max_size)
+    chosen = (
+        [k.get_kernel(name) for name in args.kernel] if args.kernel else list(k.KERNELS.values())
+    )
+    stats = {kernel.name: k.kernel_stats(k.apply_kernel(image, kernel)) for kernel in chosen}
+    figure = k.kernels_figure(image, [kernel.name for kernel in chosen], title=args.image)
+    for path in paths:
+        save_figure(figure, path)
+    if args.json:
+        print_json(
+            {
+                "image": args.image,
+                "size": list(image.shape),
+                "kernels": stats,
+                "written": [str(p) for p in paths],
+            }
+        )
+        return 0
+    h, w = image.shape
+    out = console()
+    out.print(
+        f"{args.image}: {h}x{w} grayscale in [0, 1]; each kernel applied with conv2d, "
+        "same padding (replicate)",
+        highlight=False,
+    )
+    table = Table()
+    for column in ("kernel", "min", "max", "mean", "std"):
+        table.add_column(column, justify="left" if column == "kernel" else "right")
+    for name, s in stats.items():
+        table.add_row(name, *(f"{s[key]:.4f}" for key in ("min", "max", "mean", "std")))
+    out.print(table)
+    if args.kernel:
+        for kernel in chosen:
+            out.print(f"{kernel.name}: {kernel.description}", highlight=False)
+            out.print(kernel.text(), highlight=False, markup=False)
+    for path in paths:
+        out.print(f"wrote {path} ({len(chosen)} panel(s))", highlight=False)
+    return 0
+
+
+def _list_kernels(as_json: bool) -> int:
+    from cnnlab.explain.kernels import KERNELS
+
+    if as_json:
+        print_json(
+            {
+                k.name: {"matrix": k.matrix, "divisor": k.divisor, "description": k.description}
+                for k in KERNELS.values()
+            }
+        )
+        return 0
+    out = console()
+    for kernel in KERNELS.values():
+        out.print(f"{kernel.name}: {kernel.description}", style="bold", highlight=False)
+        out.print(kernel.text(), highlight=False, markup=False)
+        out.print("")
+    return 0

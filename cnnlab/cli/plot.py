@@ -1,0 +1,81 @@
+"""`cnnlab plot`: the training curves of a run."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from cnnlab.cli.common import (
+    RUN_HELP,
+    console,
+    image_outputs,
+    output_files,
+    percent,
+    print_json,
+    print_written,
+    say,
+    titled_table,
+)
+from cnnlab.errors import CheckpointError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the plot command."""
+    _register_plot(subparsers)
+
+
+def _register_plot(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "plot",
+        help="training curves of a run: loss, accuracy and learning rate per epoch",
+        description="Draw a run's training curves from its metrics.csv: loss and accuracy "
+        "(train, and validation where the run held some out) and the learning rate, per epoch.",
+        epilog="examples: cnnlab plot runs/tut | cnnlab plot latest --out curves.svg",
+    )
+    p.add_argument("run", help=RUN_HELP)
+    image_outputs(p, "RUN/curves.png")
+    p.add_argument("--json", action="store_true", help="print the epochs as JSON")
+    p.set_defaults(handler=run_plot)
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """`cnnlab plot`: the curves image and a table of the epochs."""
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.visualize import curves_figure
+    from cnnlab.run.folder import METRICS_FILE, Run
+
+    run = Run.open(args.run)
+    paths = output_files(args, run.path / "curves.png")
+    rows = run.epoch_metrics()
+    if not rows:
+        raise CheckpointError(
+            f"{run.path / METRICS_FILE} has no epochs yet: train the run for at least one epoch"
+        )
+    test_accuracy = run.metrics.get("test_accuracy")
+    figure = curves_figure(rows, f"{run.name}: {run.spec.text(with_input=False)}", test_accuracy)
+    for path in paths:
+        save_figure(figure, path)
+    if args.json:
+        clean = [{k: (None if math.isnan(v) else v) for k, v in row.items()} for row in rows]
+        print_json({"run": str(run.path), "epochs": clean, "written": [str(p) for p in paths]})
+        return 0
+    table = titled_table(
+        f"{run.name}: {len(rows)} epoch(s)",
+        ["epoch", "train loss", "train acc", "val loss", "val acc", "lr"],
+        {"epoch", "train loss", "train acc", "val loss", "val acc", "lr"},
+    )
+    for row in rows:
+        table.add_row(
+            str(int(row["epoch"])),
+            f"{row['train_loss']:.4f}",
+            percent(row["train_accuracy"]),
+            "" if math.isnan(row.get("val_loss", math.nan)) else f"{row['val_loss']:.4f}",
+            percent(row.get("val_accuracy", math.nan)),
+            f"{row['lr']:.3g}",
+        )
+    out = console()
+    out.print(table)
+    if test_accuracy is not None:
+        say(f"test accuracy {percent(test_accuracy)}")
+    print_written(paths, f"{len(rows)} point(s) per line")
+    return 0

@@ -1,0 +1,124 @@
+"""`cnnlab predict`: classify image files or folders with a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cnnlab.cli.common import (
+    ENGINE_HELP,
+    RUN_HELP,
+    print_json,
+)
+from cnnlab.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the predict command."""
+    _register_predict(subparsers)
+
+
+def _register_predict(subparsers: argparse._SubParsersAction) -> None:
+    from cnnlab.deploy.predict import ENGINE_CHOICES, INVERT_CHOICES
+
+    p = subparsers.add_parser(
+        "predict",
+        help="classify image files or folders with a trained run",
+        description="Classify images: any common format, size and mode, preprocessed exactly as "
+        "in training. Folders are searched recursively for image files. A bad file is reported "
+        "and the others go on; the exit status is 1 if any failed.",
+        epilog="examples: cnnlab predict latest photo.png | "
+        "cnnlab predict runs/demo digits/ --top-k 3 --json | "
+        "cnnlab predict latest seven.jpg --invert auto --center",
+    )
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
+    p.add_argument("files", nargs="+", metavar="FILE|FOLDER", help="images or folders of images")
+    p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes shown (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--invert",
+        choices=INVERT_CHOICES,
+        default="no",
+        help="make dark-on-light images light-on-dark; auto: when the border is light and the "
+        "model was trained on dark backgrounds (default: no)",
+    )
+    p.add_argument(
+        "--center",
+        action="store_true",
+        help="MNIST-style: crop to the ink, fit into 20x20 keeping the aspect, centre by centre of "
+        "mass in 28x28 (grayscale models; for photos of digits)",
+    )
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help=ENGINE_HELP)
+    p.add_argument("--export", metavar="FILE", help="an export file other than RUN/model.onnx|pt2")
+    p.set_defaults(handler=run_predict)
+
+
+def _check_top_k(k: int) -> None:
+    if k < 1:
+        raise ConfigError(f"--top-k must be at least 1, not {k}")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Classify files; print a line (or JSON) per file; exit 1 if any file failed."""
+    from cnnlab.deploy.predict import Predictor, Preprocess, expand_paths, predict_files
+    from cnnlab.run.folder import Run
+
+    _check_top_k(args.top_k)
+    options = Preprocess(invert=args.invert, center=args.center)
+    run = Run.open(args.run)
+    if args.center and run.input_shape[0] != 1:
+        raise ConfigError(
+            f"--center is for grayscale models; {run.path} takes "
+            f"{'x'.join(map(str, run.input_shape))} images"
+        )
+    files, problems = expand_paths(args.files)
+    predictor = Predictor(run, args.engine, args.export)
+    if not args.json:
+        print(predictor.choice.line(), file=sys.stderr)
+    results = list(problems)
+    for result in predict_files(predictor, files, args.top_k, options):
+        results.append(result)
+        if args.json:
+            continue
+        if result.ok:
+            best, *others = result.top_k
+            rest = ", ".join(f"{o['class']} {o['probability']:.1%}" for o in others)
+            print(
+                f"{result.path}: {best['class']} {best['probability']:.1%}"
+                + (f"  ({rest})" if rest else "")
+            )
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        print(f"error: {result.error}", file=sys.stderr)
+    accuracy = _folder_accuracy(results, run.classes)
+    if args.json:
+        print_json(
+            {
+                "run": str(run.path),
+                "engine": predictor.choice.name,
+                "files": len(results),
+                "failed": len(failed),
+                "folder_accuracy": accuracy,
+                "results": [r.to_json() for r in results],
+            }
+        )
+    else:
+        predicted = len(results) - len(failed)
+        summary = f"{predicted} of {len(results)} images predicted"
+        if failed:
+            summary += f", {len(failed)} failed"
+        if accuracy is not None:
+            summary += f"; accuracy by folder name {accuracy['accuracy']:.2%} ({accuracy['correct']}/{accuracy['images']})"
+        print(summary, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _folder_accuracy(results, classes: list[str]) -> dict | None:
+    """When every predicted file lies in a folder named after a class: the share predicted right."""
+
+    done = [r for r in results if r.ok]
+    if not done or any(Path(r.path).parent.name not in classes for r in done):
+        return None
+    correct = sum(Path(r.path).parent.name == r.top_k[0]["class"] for r in done)
+    return {"images": len(done), "correct": correct, "accuracy": correct / len(done)}

@@ -1,0 +1,66 @@
+"""`cnnlab serve`: the drawing page and the JSON API of a run over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.cli.common import (
+    ENGINE_HELP,
+    RUN_HELP,
+)
+from cnnlab.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the serve command."""
+    _register_serve(subparsers)
+
+
+def _register_serve(subparsers: argparse._SubParsersAction) -> None:
+    from cnnlab.deploy.predict import ENGINE_CHOICES
+
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a run: a page to draw on and see every layer, and a JSON API",
+        description="Serve a run over HTTP: GET / is a page where you draw or drop an image and "
+        "see the prediction and every layer's feature maps; /docs lists the JSON API.",
+        epilog="examples: cnnlab serve latest | cnnlab serve runs/demo --port 8080 --engine onnx",
+    )
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help=ENGINE_HELP)
+    p.add_argument("--export", metavar="FILE", help="an export file other than RUN/model.onnx|pt2")
+    p.add_argument(
+        "--max-body-mb", type=float, default=16.0, help="largest request body (default 16 MB)"
+    )
+    p.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=64,
+        help="requests handled at once; more get 503 (default 64)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per request; then 504 (default 10)"
+    )
+    p.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Start the HTTP server and block until Ctrl-C."""
+    from cnnlab.run.folder import Run
+    from cnnlab.server.app import Limits, serve
+
+    if args.max_body_mb <= 0 or args.max_in_flight < 1 or args.timeout <= 0:
+        raise ConfigError(
+            "--max-body-mb and --timeout must be positive, --max-in-flight at least 1"
+        )
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, not {args.port}")
+    limits = Limits(
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_in_flight=args.max_in_flight,
+        timeout_s=args.timeout,
+    )
+    serve(Run.open(args.run), args.host, args.port, args.engine, args.export, limits)
+    return 0
