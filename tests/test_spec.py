@@ -9,14 +9,9 @@ from hypothesis import strategies as st
 from cnnlab.errors import SpecError
 from cnnlab.model.cnn import build_model
 from cnnlab.model.presets import PRESETS, preset_spec, resolve_model
-from cnnlab.spec.language import (
-    LAYER_KINDS,
-    ModelSpec,
-    load_spec_toml,
-    make_layer,
-    parse_shape,
-    parse_spec,
-)
+from cnnlab.spec.kinds import LAYER_KINDS
+from cnnlab.spec.language import ModelSpec, make_layer, parse_shape, parse_spec
+from cnnlab.spec.toml import load_spec_toml, spec_to_toml
 
 ISSUE_EXAMPLE = "conv(32,3,padding=same) relu maxpool(2) conv(64,3,padding=same) relu maxpool(2) flatten dropout(0.5) fc(10)"
 
@@ -93,7 +88,7 @@ def test_every_preset_round_trips_through_text_toml_and_the_built_model(name, tm
     spec = preset_spec(name)
     assert parse_spec(spec.text()) == spec
     path = tmp_path / f"{name}.toml"
-    path.write_text(spec.to_toml())
+    path.write_text(spec_to_toml(spec))
     assert load_spec_toml(path) == spec
     model = build_model(spec)
     from_modules = model.to_spec()

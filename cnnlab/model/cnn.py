@@ -14,6 +14,7 @@ from cnnlab.errors import SpecError
 from cnnlab.model.layers import build_layer, layer_from_module
 from cnnlab.model.presets import resolve_model
 from cnnlab.spec.analysis import ModelReport, analyze, layer_names
+from cnnlab.spec.kinds import LAYER_KINDS
 from cnnlab.spec.language import LayerSpec, ModelSpec, format_shape
 
 
@@ -74,7 +75,7 @@ def adapt_to_data(
             f"the model must end in fc(N) to classify {num_classes} classes; add e.g. 'flatten fc({num_classes})'"
         )
     last = fc_indices[-1]
-    if any(layer.kind in ("conv", "flatten", "gap", "gmp") for layer in layers[last + 1 :]):
+    if any(LAYER_KINDS[layer.kind].changes_layout for layer in layers[last + 1 :]):
         raise SpecError(
             "the last fc must be the model's output layer (only activations, dropout or softmax after it)"
         )

@@ -4,6 +4,8 @@ torch lacks min pooling, 'same' padding with a stride above 1 and global
 pooling that yields a vector; those are defined here. `build_layer` turns a
 `LayerSpec` (with the input shape `analysis.py` worked out for it) into an
 `nn.Module`; `layer_from_module` maps a built module back to its `LayerSpec`.
+Both tables are checked against `spec/kinds.py` at import; a kind without
+parameters needs only its builder (the way back is the class the builder makes).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.spec import shapes
+from cnnlab.spec.kinds import LAYER_KINDS, require_every_kind
 from cnnlab.spec.language import LayerSpec, make_layer
 
 
@@ -133,6 +136,7 @@ _BUILDERS: dict[str, Callable[[dict, InputShape], nn.Module]] = {
     "fc": lambda p, s: nn.Linear(s[0], p["out"], bias=p["bias"]),
     "softmax": lambda p, s: nn.Softmax(dim=1),
 }
+require_every_kind(_BUILDERS, "model.layers._BUILDERS")
 
 
 def build_layer(layer: LayerSpec, in_shape: InputShape) -> nn.Module:
@@ -147,59 +151,67 @@ def _pair(value) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def _conv_spec(m: nn.Conv2d) -> LayerSpec:
+Arguments = tuple[list, dict]  # make_layer's positional and named raw values
+
+
+def _conv_args(m: nn.Conv2d) -> Arguments:
     padding = m.padding if isinstance(m.padding, str) else _pair(m.padding)
     if isinstance(m, SameConv2d):
         padding = "same"
-    return make_layer(
-        "conv",
-        [m.out_channels, _pair(m.kernel_size)],
-        dict(
-            stride=_pair(m.stride),
-            padding=padding,
-            dilation=_pair(m.dilation),
-            groups=m.groups,
-            bias=m.bias is not None,
-            padding_mode=m.padding_mode,
-        ),
+    named = dict(
+        stride=_pair(m.stride),
+        padding=padding,
+        dilation=_pair(m.dilation),
+        groups=m.groups,
+        bias=m.bias is not None,
+        padding_mode=m.padding_mode,
     )
+    return [m.out_channels, _pair(m.kernel_size)], named
 
 
-def _pool_spec(kind: str, m: nn.Module) -> LayerSpec:
+def _pool_args(m: nn.Module) -> Arguments:
     named = dict(stride=_pair(m.stride), padding=_pair(m.padding), ceil_mode=bool(m.ceil_mode))
-    if kind == "avgpool":
+    if isinstance(m, nn.AvgPool2d):
         named["count_include_pad"] = bool(m.count_include_pad)
     else:
         named["dilation"] = _pair(m.dilation)
-    return make_layer(kind, [_pair(m.kernel_size)], named)
+    return [_pair(m.kernel_size)], named
 
 
-# Order matters: subclasses before their torch parents.
-_REVERSE: list[tuple[type[nn.Module], Callable[[nn.Module], LayerSpec]]] = [
-    (nn.Conv2d, _conv_spec),
-    (MinPool2d, lambda m: _pool_spec("minpool", m)),
-    (nn.MaxPool2d, lambda m: _pool_spec("maxpool", m)),
-    (nn.AvgPool2d, lambda m: _pool_spec("avgpool", m)),
-    (GlobalAvgPool2d, lambda m: make_layer("gap")),
-    (GlobalMaxPool2d, lambda m: make_layer("gmp")),
-    (nn.BatchNorm2d, lambda m: make_layer("batchnorm", [], dict(eps=m.eps, momentum=m.momentum))),
-    (nn.BatchNorm1d, lambda m: make_layer("batchnorm", [], dict(eps=m.eps, momentum=m.momentum))),
-    (nn.ReLU, lambda m: make_layer("relu")),
-    (nn.LeakyReLU, lambda m: make_layer("leakyrelu", [m.negative_slope])),
-    (nn.Sigmoid, lambda m: make_layer("sigmoid")),
-    (nn.Tanh, lambda m: make_layer("tanh")),
-    (nn.GELU, lambda m: make_layer("gelu")),
-    (nn.Dropout, lambda m: make_layer("dropout", [m.p])),
-    (nn.Flatten, lambda m: make_layer("flatten")),
+def _no_args(m: nn.Module) -> Arguments:
+    return [], {}
+
+
+def _batchnorm_args(m: nn.Module) -> Arguments:
+    return [], dict(eps=m.eps, momentum=m.momentum)
+
+
+def _parameterless() -> list[tuple[type[nn.Module], str, Callable[[nn.Module], Arguments]]]:
+    """The way back for every kind without parameters: the class its builder makes."""
+    kinds = [kind for kind in LAYER_KINDS.values() if not kind.params]
+    return [(type(_BUILDERS[kind.name]({}, (1, 1, 1))), kind.name, _no_args) for kind in kinds]
+
+
+# (module class, kind, its arguments); order matters: subclasses before their torch parents.
+_REVERSE: list[tuple[type[nn.Module], str, Callable[[nn.Module], Arguments]]] = [
+    (nn.Conv2d, "conv", _conv_args),
+    (MinPool2d, "minpool", _pool_args),
+    (nn.MaxPool2d, "maxpool", _pool_args),
+    (nn.AvgPool2d, "avgpool", _pool_args),
+    (nn.BatchNorm2d, "batchnorm", _batchnorm_args),
+    (nn.BatchNorm1d, "batchnorm", _batchnorm_args),
+    (nn.LeakyReLU, "leakyrelu", lambda m: ([m.negative_slope], {})),
+    (nn.Dropout, "dropout", lambda m: ([m.p], {})),
     # fc's input size is left to be inferred, as in a spec that does not declare it.
-    (nn.Linear, lambda m: make_layer("fc", [m.out_features], {"bias": m.bias is not None})),
-    (nn.Softmax, lambda m: make_layer("softmax")),
+    (nn.Linear, "fc", lambda m: ([m.out_features], {"bias": m.bias is not None})),
+    *_parameterless(),  # relu, sigmoid, tanh, gelu, flatten, softmax, gap, gmp
 ]
+require_every_kind({kind for _, kind, _ in _REVERSE}, "model.layers._REVERSE")
 
 
 def layer_from_module(module: nn.Module) -> LayerSpec:
     """The spec of a built layer; a TypeError for modules cnnlab does not describe."""
-    for cls, to_spec in _REVERSE:
+    for cls, kind, arguments in _REVERSE:
         if isinstance(module, cls):
-            return to_spec(module)
+            return make_layer(kind, *arguments(module))
     raise TypeError(f"cnnlab has no spec for {type(module).__name__}")

@@ -13,13 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import SpecError
-from cnnlab.spec.language import (
-    LAYER_KINDS,
-    ModelSpec,
-    load_spec_toml,
-    parse_spec,
-    resolve_kind,
-)
+from cnnlab.spec.kinds import LAYER_KINDS, resolve_kind
+from cnnlab.spec.language import ModelSpec, parse_spec
+from cnnlab.spec.toml import load_spec_toml
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from cnnlab.errors import SpecError
 from cnnlab.spec import shapes
+from cnnlab.spec.kinds import require_every_kind
 from cnnlab.spec.language import LayerSpec, ModelSpec, format_shape
 
 Shape = tuple[int, ...]  # per image: (C, H, W) before flatten, (F,) after
@@ -386,3 +387,4 @@ _ANALYZERS = {
     "fc": _fc,
     "softmax": _elementwise(3),  # exp, sum, divide
 }
+require_every_kind(_ANALYZERS, "spec.analysis._ANALYZERS")

@@ -1,236 +1,22 @@
-"""The model spec language: one-line text and TOML, parsed to the same `ModelSpec`.
-
-One-line form (layers separated by spaces; the input shape optional):
+"""The one-line spec language: the parser, `LayerSpec`/`ModelSpec` and their canonical text.
 
     input(1x28x28) conv(32,3,padding=same) relu maxpool(2) flatten dropout(0.5) fc(10)
 
-TOML form:
-
-    input = [1, 28, 28]
-    [[layers]]
-    type = "conv"
-    out = 32
-    kernel = 3
-    padding = "same"
-
-Both normalise every parameter (defaults filled in, kernels as (h, w) pairs),
-so two spellings of one model compare equal. This module is pure Python:
-shapes are worked out in `analysis.py`, torch modules are built in `layers.py`.
+`make_layer` checks and normalises every parameter (defaults filled in,
+kernels as (h, w) pairs) against the kind's entry in `kinds.py`, so two
+spellings of one model compare equal; a parse error names the column and draws
+a caret under it. The TOML spelling is read and written in `toml.py`, shapes
+are worked out in `analysis.py`, torch modules are built in `model/layers.py`.
+Pure Python; no torch.
 """
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import SpecError
-
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One layer parameter: its name, type, default and other accepted names."""
-
-    name: str
-    type: str  # count | pair | padding | pool_padding | fraction | float | bool | choice | optional_count
-    default: Any = None
-    required: bool = False
-    choices: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-    help: str = ""
-    shown: bool = False  # always written in the canonical text, even at its default
-
-
-@dataclass(frozen=True)
-class LayerKind:
-    """A layer type of the spec language."""
-
-    name: str
-    summary: str
-    params: tuple[Param, ...] = ()
-    positional: tuple[str, ...] = ()  # order of parameters given without a name
-    aliases: tuple[str, ...] = ()
-
-    def param(self, name: str) -> Param | None:
-        """The parameter called `name` (or one of its aliases)."""
-        for p in self.params:
-            if name == p.name or name in p.aliases:
-                return p
-        return None
-
-
-def _pool_params(extra: tuple[Param, ...]) -> tuple[Param, ...]:
-    return (
-        Param(
-            "kernel",
-            "pair",
-            required=True,
-            aliases=("kernel_size", "pool_size"),
-            help="window size",
-        ),
-        Param("stride", "pair", None, aliases=("strides",), help="step (default: the kernel size)"),
-        Param("padding", "pool_padding", (0, 0), help="pixels added on each side"),
-        *extra,
-        Param("ceil_mode", "bool", False, help="round the output size up"),
-    )
-
-
-LAYER_KINDS: dict[str, LayerKind] = {
-    kind.name: kind
-    for kind in (
-        LayerKind(
-            "conv",
-            "2-D convolution: C_out filters of C_in/groups x k_h x k_w slide over the input",
-            (
-                Param(
-                    "out",
-                    "count",
-                    required=True,
-                    aliases=("out_channels", "filters"),
-                    help="output channels (filters)",
-                ),
-                Param(
-                    "kernel",
-                    "pair",
-                    required=True,
-                    aliases=("kernel_size",),
-                    help="filter size k or (k_h,k_w)",
-                ),
-                Param("stride", "pair", (1, 1), aliases=("strides",), help="step between windows"),
-                Param("padding", "padding", (0, 0), help="p, (p_h,p_w), same or valid"),
-                Param(
-                    "dilation",
-                    "pair",
-                    (1, 1),
-                    aliases=("dilation_rate",),
-                    help="gap between kernel taps",
-                ),
-                Param("groups", "count", 1, help="channel groups (C_in and C_out must divide)"),
-                Param("bias", "bool", True, aliases=("use_bias",), help="add a learned bias"),
-                Param(
-                    "padding_mode",
-                    "choice",
-                    "zeros",
-                    choices=PADDING_MODES,
-                    help="what the padding holds",
-                ),
-            ),
-            positional=("out", "kernel", "stride", "padding"),
-            aliases=("conv2d", "convolution"),
-        ),
-        LayerKind(
-            "maxpool",
-            "max pooling: the largest value of each window",
-            _pool_params((Param("dilation", "pair", (1, 1), help="gap between window taps"),)),
-            positional=("kernel", "stride", "padding"),
-            aliases=("maxpool2d", "max_pool", "maxpooling2d"),
-        ),
-        LayerKind(
-            "minpool",
-            "min pooling: the smallest value of each window (-maxpool(-x))",
-            _pool_params((Param("dilation", "pair", (1, 1), help="gap between window taps"),)),
-            positional=("kernel", "stride", "padding"),
-            aliases=("minpool2d", "min_pool"),
-        ),
-        LayerKind(
-            "avgpool",
-            "average pooling: the mean of each window",
-            _pool_params(
-                (Param("count_include_pad", "bool", True, help="padding zeros count in the mean"),)
-            ),
-            positional=("kernel", "stride", "padding"),
-            aliases=("avgpool2d", "avg_pool", "averagepooling2d"),
-        ),
-        LayerKind(
-            "gap",
-            "global average pooling: the mean of each channel (C x H x W -> C)",
-            aliases=("globalavgpool", "global_avg_pool", "globalaveragepooling2d"),
-        ),
-        LayerKind(
-            "gmp",
-            "global max pooling: the largest value of each channel (C x H x W -> C)",
-            aliases=("globalmaxpool", "global_max_pool", "globalmaxpooling2d"),
-        ),
-        LayerKind(
-            "batchnorm",
-            "batch normalisation: per-channel (x - mean)/std * gamma + beta",
-            (
-                Param("eps", "float", 1e-5, help="added to the variance"),
-                Param(
-                    "momentum",
-                    "fraction",
-                    0.1,
-                    help="weight of the newest batch in the running stats",
-                ),
-            ),
-            aliases=("bn", "batchnorm2d", "batchnormalization"),
-        ),
-        LayerKind("relu", "max(0, x)"),
-        LayerKind(
-            "leakyrelu",
-            "x if x > 0 else slope*x",
-            (
-                Param(
-                    "slope",
-                    "float",
-                    0.01,
-                    aliases=("negative_slope", "alpha"),
-                    help="slope below 0",
-                    shown=True,
-                ),
-            ),
-            positional=("slope",),
-            aliases=("leaky_relu", "lrelu"),
-        ),
-        LayerKind("sigmoid", "1/(1 + e^-x)"),
-        LayerKind("tanh", "(e^x - e^-x)/(e^x + e^-x)"),
-        LayerKind("gelu", "x * Phi(x), Phi the normal CDF"),
-        LayerKind(
-            "dropout",
-            "during training, zero each value with probability p (and scale the rest by 1/(1-p))",
-            (
-                Param(
-                    "p",
-                    "fraction",
-                    0.5,
-                    aliases=("rate",),
-                    help="probability of dropping",
-                    shown=True,
-                ),
-            ),
-            positional=("p",),
-        ),
-        LayerKind("flatten", "C x H x W -> C*H*W per image (the batch dimension stays)"),
-        LayerKind(
-            "fc",
-            "fully connected: every output is a weighted sum of every input",
-            (
-                Param(
-                    "out", "count", required=True, aliases=("out_features", "units"), help="outputs"
-                ),
-                Param(
-                    "in",
-                    "optional_count",
-                    None,
-                    aliases=("in_features",),
-                    help="inputs (checked; inferred if omitted)",
-                ),
-                Param("bias", "bool", True, aliases=("use_bias",), help="add a learned bias"),
-            ),
-            positional=("out",),
-            aliases=("linear", "dense", "fullyconnected"),
-        ),
-        LayerKind("softmax", "e^x_i / sum_j e^x_j: class probabilities that sum to 1"),
-    )
-}
-
-_KIND_BY_ALIAS: dict[str, str] = {
-    alias: kind.name for kind in LAYER_KINDS.values() for alias in (kind.name, *kind.aliases)
-}
+from cnnlab.spec.kinds import LAYER_KINDS, LayerKind, Param, resolve_kind
 
 
 @dataclass(frozen=True)
@@ -240,16 +26,20 @@ class LayerSpec:
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
 
+    def written(self) -> list[tuple[Param, Any]]:
+        """The parameters a canonical spelling writes: required, always shown, or off their default."""
+        return [
+            (p, self.params[p.name])
+            for p in LAYER_KINDS[self.kind].params
+            if p.required or p.shown or not _is_default(self, p, self.params[p.name])
+        ]
+
     def text(self) -> str:
         """Canonical one-line text, e.g. 'conv(32, 3, padding=same)'."""
-        kind = LAYER_KINDS[self.kind]
-        parts = []
-        for p in kind.params:
-            value = self.params[p.name]
-            if p.required or p.shown:
-                parts.append(_format_value(value))
-            elif not _is_default(self, p, value):
-                parts.append(f"{p.name}={_format_value(value)}")
+        parts = [
+            _format_value(value) if p.required or p.shown else f"{p.name}={_format_value(value)}"
+            for p, value in self.written()
+        ]
         return f"{self.kind}({', '.join(parts)})" if parts else self.kind
 
 
@@ -270,21 +60,6 @@ class ModelSpec:
     def with_input(self, input_shape: tuple[int, int, int]) -> ModelSpec:
         """The same layers on another input shape."""
         return ModelSpec(self.layers, tuple(input_shape))
-
-    def to_toml(self) -> str:
-        """The TOML spelling of this spec; `load_spec_toml` reads it back to an equal spec."""
-        lines = []
-        if self.input_shape:
-            lines += [f"input = [{', '.join(str(n) for n in self.input_shape)}]", ""]
-        for layer in self.layers:
-            lines.append("[[layers]]")
-            lines.append(f'type = "{layer.kind}"')
-            for p in LAYER_KINDS[layer.kind].params:
-                value = layer.params[p.name]
-                if p.required or p.shown or not _is_default(layer, p, value):
-                    lines.append(f"{p.name} = {_toml_value(value)}")
-            lines.append("")
-        return "\n".join(lines)
 
 
 def format_shape(shape: tuple[int, ...]) -> str:
@@ -311,7 +86,8 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def _is_default(layer: LayerSpec, p: Param, value: Any) -> bool:
-    if p.name == "stride" and p.default is None:  # pooling: stride defaults to the kernel
+    # A pooling window's stride defaults to its kernel, so a stride equal to the kernel is the default.
+    if p.name == "stride" and LAYER_KINDS[layer.kind].window_pooling:
         return value == layer.params["kernel"]
     return value == p.default
 
@@ -328,18 +104,6 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        if len(value) == 2 and value[0] == value[1]:
-            return str(value[0])
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return repr(value) if isinstance(value, float) else str(value)
-
-
 def _describe(value: Any) -> str:
     return f"'{value}'" if isinstance(value, str) else repr(value)
 
@@ -347,54 +111,19 @@ def _describe(value: Any) -> str:
 def _normalise(kind: LayerKind, p: Param, value: Any) -> Any:
     """Check one raw parameter value against its type and return it normalised."""
     where = f"{kind.name}: {p.name}={_describe(value)}"
-
-    def count(v: Any, minimum: int = 1) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            least = "a positive whole number" if minimum == 1 else "a whole number >= 0"
-            raise SpecError(f"{where} must be {least} ({p.help})")
-        return v
-
-    def pair(v: Any, minimum: int = 1) -> tuple[int, int]:
-        if isinstance(v, list | tuple):
-            if len(v) != 2:
-                raise SpecError(
-                    f"{where} must be one number or two (height, width), e.g. 3 or (3,5)"
-                )
-            return count(v[0], minimum), count(v[1], minimum)
-        n = count(v, minimum)
-        return n, n
-
     t = p.type
-    if t == "count":
-        return count(value)
-    if t == "optional_count":
-        return None if value is None else count(value)
-    if t == "pair":
-        return pair(value)
-    if t == "pool_padding":
-        return pair(value, minimum=0)
+    if t == "optional_count" and value is None:
+        return None
+    if t in ("count", "optional_count"):
+        return _count(where, p, value)
+    if t in ("pair", "pool_padding"):
+        return _pair(where, p, value, minimum=1 if t == "pair" else 0)
     if t == "padding":
-        if isinstance(value, str):
-            if value.lower() == "same":
-                return "same"
-            if value.lower() == "valid":
-                return (0, 0)
-            raise SpecError(f"{where} must be a number, (p_h,p_w), same or valid")
-        return pair(value, minimum=0)
+        return _padding(where, p, value)
     if t in ("float", "fraction"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SpecError(f"{where} must be a number ({p.help})")
-        if t == "fraction" and not 0 <= value < 1:
-            raise SpecError(f"{where} must be at least 0 and below 1 ({p.help})")
-        if t == "float" and p.name == "eps" and value <= 0:
-            raise SpecError(f"{where} must be above 0 ({p.help})")
-        return float(value)
+        return _number(where, p, value)
     if t == "bool":
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if isinstance(value, bool):
-            return value
-        raise SpecError(f"{where} must be true or false")
+        return _bool(where, value)
     if t == "choice":
         if not isinstance(value, str) or value.lower() not in p.choices:
             raise SpecError(f"{where} must be one of: {', '.join(p.choices)}")
@@ -402,14 +131,50 @@ def _normalise(kind: LayerKind, p: Param, value: Any) -> Any:
     raise AssertionError(f"unknown parameter type {t}")
 
 
-def resolve_kind(name: str) -> LayerKind:
-    """The layer kind for a name or alias (any case); a SpecError suggests near names."""
-    key = name.lower()
-    if key in _KIND_BY_ALIAS:
-        return LAYER_KINDS[_KIND_BY_ALIAS[key]]
-    close = difflib.get_close_matches(key, list(_KIND_BY_ALIAS), n=3)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    raise SpecError(f"unknown layer '{name}'.{hint} Layers: {', '.join(LAYER_KINDS)}")
+def _count(where: str, p: Param, v: Any, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        least = "a positive whole number" if minimum == 1 else "a whole number >= 0"
+        raise SpecError(f"{where} must be {least} ({p.help})")
+    return v
+
+
+def _pair(where: str, p: Param, v: Any, minimum: int = 1) -> tuple[int, int]:
+    """k or (k_h, k_w) -> (k_h, k_w)."""
+    if isinstance(v, list | tuple):
+        if len(v) != 2:
+            raise SpecError(f"{where} must be one number or two (height, width), e.g. 3 or (3,5)")
+        return _count(where, p, v[0], minimum), _count(where, p, v[1], minimum)
+    n = _count(where, p, v, minimum)
+    return n, n
+
+
+def _padding(where: str, p: Param, value: Any) -> str | tuple[int, int]:
+    """'same' stays a word (worked out per input size); 'valid' is (0, 0)."""
+    if isinstance(value, str):
+        if value.lower() == "same":
+            return "same"
+        if value.lower() == "valid":
+            return (0, 0)
+        raise SpecError(f"{where} must be a number, (p_h,p_w), same or valid")
+    return _pair(where, p, value, minimum=0)
+
+
+def _number(where: str, p: Param, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{where} must be a number ({p.help})")
+    if p.type == "fraction" and not 0 <= value < 1:
+        raise SpecError(f"{where} must be at least 0 and below 1 ({p.help})")
+    if p.type == "float" and p.name == "eps" and value <= 0:
+        raise SpecError(f"{where} must be above 0 ({p.help})")
+    return float(value)
+
+
+def _bool(where: str, value: Any) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, bool):
+        return value
+    raise SpecError(f"{where} must be true or false")
 
 
 def make_layer(
@@ -417,8 +182,22 @@ def make_layer(
 ) -> LayerSpec:
     """Build a normalised LayerSpec from raw values, checking every parameter."""
     kind = resolve_kind(name)
-    named = dict(named or {})
-    values: dict[str, Any] = {}
+    values = _raw_values(kind, positional, dict(named or {}))
+    params: dict[str, Any] = {}
+    for p in kind.params:
+        if p.name in values:
+            params[p.name] = _normalise(kind, p, values[p.name])
+        elif p.required:
+            raise SpecError(f"{kind.name} needs {p.name} ({p.help}), e.g. {kind.example_text()}")
+        else:
+            params[p.name] = p.default
+    if kind.window_pooling and params["stride"] is None:
+        params["stride"] = params["kernel"]
+    return LayerSpec(kind.name, params)
+
+
+def _raw_values(kind: LayerKind, positional: list[Any], named: dict[str, Any]) -> dict[str, Any]:
+    """Positional and named values under their parameters' own names, not yet checked."""
     if len(positional) > len(kind.positional):
         if not kind.positional:
             raise SpecError(f"{kind.name} takes no parameters, got {len(positional)}")
@@ -426,8 +205,7 @@ def make_layer(
             f"{kind.name} takes at most {len(kind.positional)} parameters without names "
             f"({', '.join(kind.positional)}), got {len(positional)}: name the rest, e.g. dilation=2"
         )
-    for pname, value in zip(kind.positional, positional, strict=False):
-        values[pname] = value
+    values = dict(zip(kind.positional, positional, strict=False))
     for key, value in named.items():
         p = kind.param(key)
         if p is None:
@@ -436,24 +214,7 @@ def make_layer(
         if p.name in values:
             raise SpecError(f"{kind.name}: {p.name} is given twice")
         values[p.name] = value
-    params: dict[str, Any] = {}
-    for p in kind.params:
-        if p.name in values:
-            params[p.name] = _normalise(kind, p, values[p.name])
-        elif p.required:
-            raise SpecError(
-                f"{kind.name} needs {p.name} ({p.help}), e.g. {kind.name}({_example(kind)})"
-            )
-        else:
-            params[p.name] = p.default
-    if kind.name in ("maxpool", "minpool", "avgpool") and params["stride"] is None:
-        params["stride"] = params["kernel"]
-    return LayerSpec(kind.name, params)
-
-
-def _example(kind: LayerKind) -> str:
-    examples = {"conv": "32, 3", "fc": "10", "maxpool": "2", "minpool": "2", "avgpool": "2"}
-    return examples.get(kind.name, "")
+    return values
 
 
 # --- one-line parser ------------------------------------------------------------
@@ -623,48 +384,3 @@ class _Parser:
 def parse_spec(text: str) -> ModelSpec:
     """Parse the one-line form; a SpecError names the column of the problem."""
     return _Parser(text).parse()
-
-
-# --- TOML -----------------------------------------------------------------------
-
-
-def spec_from_toml_dict(data: dict[str, Any], source: str = "TOML") -> ModelSpec:
-    """A spec from the parsed TOML mapping: 'input' (optional) and 'layers' (a list of tables)."""
-    unknown = set(data) - {"input", "layers", "name", "description"}
-    if unknown:
-        raise SpecError(
-            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; use input and [[layers]]"
-        )
-    raw_layers = data.get("layers")
-    if not isinstance(raw_layers, list) or not raw_layers:
-        raise SpecError(
-            f'{source}: no [[layers]] tables; each needs type = "conv" (or relu, fc, ...)'
-        )
-    input_shape = None
-    if "input" in data:
-        raw = data["input"]
-        raw = format_shape(raw) if isinstance(raw, list) else str(raw)
-        input_shape = parse_shape(raw)
-    layers = []
-    for index, table in enumerate(raw_layers, start=1):
-        table = dict(table)
-        kind = table.pop("type", None)
-        if not isinstance(kind, str):
-            raise SpecError(f'{source}: layer {index} has no type = "..." (e.g. type = "conv")')
-        try:
-            layers.append(make_layer(kind, [], table))
-        except SpecError as error:
-            raise SpecError(f"{source}: layer {index}: {error}") from None
-    return ModelSpec(tuple(layers), input_shape)
-
-
-def load_spec_toml(path: str | Path) -> ModelSpec:
-    """Read a TOML model file."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path}: not valid TOML ({error})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: cannot read the model file ({error})") from None
-    return spec_from_toml_dict(data, str(path))

@@ -11,7 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from cnnlab.spec.analysis import ModelReport, describe_shape
-from cnnlab.spec.language import LAYER_KINDS
+from cnnlab.spec.kinds import LAYER_KINDS
 
 
 def _pair_text(pair: tuple[int, int]) -> str:

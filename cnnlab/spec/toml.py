@@ -1,0 +1,87 @@
+"""The TOML spelling of a model spec: reading (`load_spec_toml`) and writing (`spec_to_toml`).
+
+    input = [1, 28, 28]
+    [[layers]]
+    type = "conv"
+    out = 32
+    kernel = 3
+    padding = "same"
+
+Each [[layers]] table holds `type` (a kind or alias) and the parameters by name
+(aliases accepted), checked by `language.make_layer`, so a TOML file and its
+one-line spelling parse to equal specs. Written with `tomli_w`. Pure; no torch.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from cnnlab.errors import SpecError
+from cnnlab.spec.language import ModelSpec, format_shape, make_layer, parse_shape
+
+TOP_KEYS = {"input", "layers", "name", "description"}
+
+
+def spec_from_toml_dict(data: dict[str, Any], source: str = "TOML") -> ModelSpec:
+    """A spec from the parsed TOML mapping: 'input' (optional) and 'layers' (a list of tables)."""
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise SpecError(
+            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; use input and [[layers]]"
+        )
+    raw_layers = data.get("layers")
+    if not isinstance(raw_layers, list) or not raw_layers:
+        raise SpecError(
+            f'{source}: no [[layers]] tables; each needs type = "conv" (or relu, fc, ...)'
+        )
+    input_shape = None
+    if "input" in data:
+        raw = data["input"]
+        raw = format_shape(raw) if isinstance(raw, list) else str(raw)
+        input_shape = parse_shape(raw)
+    layers = []
+    for index, table in enumerate(raw_layers, start=1):
+        table = dict(table)
+        kind = table.pop("type", None)
+        if not isinstance(kind, str):
+            raise SpecError(f'{source}: layer {index} has no type = "..." (e.g. type = "conv")')
+        try:
+            layers.append(make_layer(kind, [], table))
+        except SpecError as error:
+            raise SpecError(f"{source}: layer {index}: {error}") from None
+    return ModelSpec(tuple(layers), input_shape)
+
+
+def load_spec_toml(path: str | Path) -> ModelSpec:
+    """Read a TOML model file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{path}: not valid TOML ({error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot read the model file ({error})") from None
+    return spec_from_toml_dict(data, str(path))
+
+
+def spec_to_toml(spec: ModelSpec) -> str:
+    """The TOML spelling of `spec`, writing what the canonical text writes; `load_spec_toml` reads it back equal."""
+    data: dict[str, Any] = {}
+    if spec.input_shape:
+        data["input"] = list(spec.input_shape)
+    data["layers"] = [
+        {"type": layer.kind, **{p.name: _toml_value(value) for p, value in layer.written()}}
+        for layer in spec.layers
+    ]
+    return tomli_w.dumps(data)
+
+
+def _toml_value(value: Any) -> Any:
+    """(3, 3) -> 3 and (3, 5) -> [3, 5], as a person writes them; other values as they are."""
+    if isinstance(value, tuple):
+        return value[0] if len(value) == 2 and value[0] == value[1] else list(value)
+    return value
