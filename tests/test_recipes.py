@@ -14,8 +14,8 @@ from cnnlab.evaluate.scores import evaluate_run
 from cnnlab.model.cnn import build_model
 from cnnlab.model.inference import logits_in_batches, normalize
 from cnnlab.model.presets import PRESETS
-from cnnlab.training.config import TrainConfig, apply, from_layers
-from cnnlab.training.loop import autocast_dtype, cpu_has_native_bf16
+from cnnlab.training.config import TrainConfig, apply, config_of, resolve_config
+from cnnlab.training.setup import autocast_dtype, cpu_has_native_bf16
 
 SMALL = dict(data="shapes", train_size=1200, test_size=400, batch_size=32, quiet=True)
 SMALL_MODEL = (
@@ -26,7 +26,7 @@ SMALL_MODEL = (
 
 def test_every_preset_recipe_is_a_valid_config():
     for name, preset in PRESETS.items():
-        config = from_layers({"model": name})  # raises ConfigError for a bad key or value
+        config = resolve_config({"model": name})  # raises ConfigError for a bad key or value
         for key, value in preset.recipe.items():
             assert getattr(config, key) == apply(TrainConfig(), {key: value}).__dict__[key], (
                 name,
@@ -37,10 +37,10 @@ def test_every_preset_recipe_is_a_valid_config():
 def test_best_brings_its_recipe_and_explicit_settings_win(tmp_path):
     recipe = PRESETS["best"].recipe
     assert recipe["epochs"] != TrainConfig().epochs  # best trains longer than the default
-    assert from_layers({"model": "best"}).epochs == recipe["epochs"]
-    assert from_layers({"model": "best"}, {"epochs": 2}).epochs == 2
+    assert resolve_config({"model": "best"}).epochs == recipe["epochs"]
+    assert resolve_config({"model": "best"}, {"epochs": 2}).epochs == 2
     # A spec or another preset without a recipe keeps the plain defaults.
-    assert from_layers({"model": "tutorial"}) == apply(TrainConfig(), {"model": "tutorial"})
+    assert resolve_config({"model": "tutorial"}) == apply(TrainConfig(), {"model": "tutorial"})
     # Through the command line: the recipe comes from the model named in a config file, and
     # flags and key=value overrides still win over it.
     path = tmp_path / "best.toml"
@@ -54,14 +54,15 @@ def test_best_brings_its_recipe_and_explicit_settings_win(tmp_path):
 def test_the_default_model_has_a_recipe_per_data_set():
     fashion = PRESETS["default"].data_recipes["fashion-mnist"]
     for data in ("fashion-mnist", "fashion_mnist", "Fashion-MNIST"):  # aliases find it too
-        config = from_layers({"data": data})
+        config = resolve_config({"data": data})
         assert (config.epochs, config.augment) == (fashion["epochs"], fashion["augment"]), data
-    assert from_layers({}) == TrainConfig()  # `cnnlab train` (shapes): the plain defaults
-    assert from_layers({"data": "folder:photos"}).epochs == TrainConfig().epochs
-    assert from_layers({"data": "fashion-mnist"}, {"epochs": 9}).epochs == 9
+    assert resolve_config({}) == TrainConfig()  # `cnnlab train` (shapes): the plain defaults
+    assert resolve_config({"data": "folder:photos"}).epochs == TrainConfig().epochs
+    assert resolve_config({"data": "fashion-mnist"}, {"epochs": 9}).epochs == 9
     # Another model on the same data: that model's recipe (none here), not the default's.
     assert (
-        from_layers({"data": "fashion-mnist", "model": "tutorial"}).epochs == TrainConfig().epochs
+        resolve_config({"data": "fashion-mnist", "model": "tutorial"}).epochs
+        == TrainConfig().epochs
     )
 
 
@@ -70,9 +71,9 @@ def test_recipes_ask_for_mirror_tta_only_where_a_mirror_keeps_labels():
 
     for name in PRESETS:
         for data, entry in REGISTRY.items():
-            config = from_layers({"model": name, "data": data})
+            config = resolve_config({"model": name, "data": data})
             assert not config.tta or entry.flip_ok, (name, data)
-    assert from_layers({"model": "best", "data": "fashion-mnist"}).tta
+    assert resolve_config({"model": "best", "data": "fashion-mnist"}).tta
 
 
 def test_precision_setting_resolves_per_device():
@@ -114,7 +115,7 @@ def bf16_tta_run(tmp_path_factory):
 def test_bf16_training_with_tta_writes_an_ordinary_run(bf16_tta_run):
     run = bf16_tta_run
     assert run.metrics["precision"] == "bfloat16"
-    assert run.config().tta is True and run.config().precision == "bf16"
+    assert config_of(run).tta is True and config_of(run).precision == "bf16"
     # 10 classes; 2 short epochs land near 40% in fp32 and bf16 alike: well above chance.
     assert 0.25 < run.metrics["test_accuracy"] <= 1.0
     weights = run.load_model().state_dict()
@@ -152,13 +153,13 @@ def test_light_augmentation_is_the_mirror_only_where_labels_allow_it():
 
 
 def test_resuming_with_the_data_named_again_keeps_the_runs_own_settings(tmp_path):
-    from cnnlab.run.folder import CONFIG_FILE
-    from cnnlab.training.loop import _resumed_config
+    from cnnlab.run.files import CONFIG_FILE
+    from cnnlab.training.setup import resumed_config
 
     # A fashion-mnist run trained for 8 epochs (not its recipe's 4); resumed with --data given.
-    saved = from_layers({"data": "fashion-mnist"}, {"epochs": 8, "out": str(tmp_path)})
+    saved = resolve_config({"data": "fashion-mnist"}, {"epochs": 8, "out": str(tmp_path)})
     (tmp_path / CONFIG_FILE).write_text(saved.to_toml())
-    resumed = _resumed_config(tmp_path, from_layers({"data": "fashion-mnist"}))
+    resumed = resumed_config(tmp_path, resolve_config({"data": "fashion-mnist"}))
     assert resumed.epochs == 8 and resumed.augment == saved.augment
-    asked = _resumed_config(tmp_path, from_layers({"data": "fashion-mnist"}, {"epochs": 10}))
+    asked = resumed_config(tmp_path, resolve_config({"data": "fashion-mnist"}, {"epochs": 10}))
     assert asked.epochs == 10  # an explicit change the resume allows still applies

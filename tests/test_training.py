@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 import cnnlab
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.run.checkpoint import RESUME_FILE, load_tensors
+from cnnlab.run.checkpoint import load_tensors
+from cnnlab.run.files import RESUME_FILE
 from cnnlab.run.folder import Run
 from cnnlab.training.config import TrainConfig, load_config
 from cnnlab.training.loop import TrainingDiverged
@@ -261,3 +262,61 @@ def test_two_processes_train_like_one_with_the_same_total_batch(tmp_path):
     assert double.metrics["epochs"] == 5 and double.metrics["processes"] == 2
     assert abs(double.metrics["test_accuracy"] - single.metrics["test_accuracy"]) <= 0.01
     assert double.metrics["ranks_identical"] is True  # every rank's weights hashed and compared
+
+
+# --- the run folder's one writer and the one atomic write ----------------------------------
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    from cnnlab import fileio
+
+    path = tmp_path / "model.json"
+    fileio.atomic_write_text(path, "old\n")
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fileio.os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        fileio.atomic_write_text(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.json"]  # the temporary is gone
+
+
+def test_sha256_file_is_hashlibs_digest_of_the_bytes(tmp_path):
+    import hashlib
+
+    from cnnlab.fileio import sha256_file
+
+    data = os.urandom(3 << 20)  # over one read chunk
+    (tmp_path / "blob").write_bytes(data)
+    assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+
+
+def test_metrics_csv_has_one_row_per_epoch_and_empty_cells_for_nan(tmp_path):
+    from cnnlab.run.writer import write_metrics
+
+    row = dict(epoch=1, train_loss=0.123456789, train_accuracy=0.5, val_loss=float("nan"),
+               val_accuracy=float("nan"), lr=0.1, seconds=2.0, images_per_s=1234.5)  # fmt: skip
+    write_metrics(tmp_path, [row, {**row, "epoch": 2}])
+    assert (tmp_path / "metrics.csv").read_text() == (
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds,images_per_s\n"
+        "1,0.123457,0.5,,,0.1,2,1234.5\n"
+        "2,0.123457,0.5,,,0.1,2,1234.5\n"
+    )
+    rows = Run(tmp_path, {}).epoch_metrics()
+    assert rows[1]["epoch"] == 2.0 and str(rows[0]["val_loss"]) == "nan"
+
+
+def test_config_of_a_run_is_the_config_it_was_trained_with(tmp_path):
+    from cnnlab.run.writer import write_config
+    from cnnlab.training.config import config_of, resolve_config
+
+    config = resolve_config({"data": "fashion-mnist", "epochs": 3, "tta": True})
+    write_config(tmp_path, config.to_toml())
+    run = Run(tmp_path, {})
+    assert run.config_values()["epochs"] == 3  # the run layer reads plain values
+    assert config_of(run) == config
+    (tmp_path / "config.toml").unlink()
+    with pytest.raises(CheckpointError, match="config.toml is missing"):
+        config_of(run)

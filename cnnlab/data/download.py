@@ -8,7 +8,6 @@ deletes the .part; an interrupted transfer keeps it so the next try resumes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import sys
@@ -18,21 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab.errors import DataError
+from cnnlab.fileio import file_digest, fsync_dir
 
 CHUNK = 1 << 16  # bytes per read
 
 
 class DownloadError(DataError):
     """A download that failed for network reasons (offline, timeout, HTTP error, cut short)."""
-
-
-def file_digest(path: str | Path, algorithm: str) -> str:
-    """Hex digest of a file (md5, sha256, ...), read in chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _checksum_kind(checksum: str) -> str:
@@ -52,19 +43,6 @@ def _remove_if_empty(folder: Path) -> None:
     """Leave no empty cache folder behind after a failed download."""
     with contextlib.suppress(OSError):
         folder.rmdir()  # fails (and is ignored) unless empty
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _progress_callback(
@@ -181,5 +159,5 @@ def download(
             "file on the server has changed"
         )
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return dest

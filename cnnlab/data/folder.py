@@ -10,6 +10,7 @@ sizes, modification times) and the options, so a changed file means a fresh deco
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,12 +20,13 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from cnnlab.data.dataset import Dataset, split_validation
 from cnnlab.data.images import looks_grayscale, normalise_mode, open_image, to_tensor
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import DataError
+from cnnlab.fileio import atomic_write_bytes
 
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
 GRAY_SIZE, RGB_SIZE = 28, 32  # default sizes: MNIST-like for grayscale, CIFAR-like for colour
@@ -195,13 +197,10 @@ def _write_cache(path: Path, ds: Dataset) -> None:
         "source": ds.source,
         "skipped": json.dumps(ds.skipped),
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)  # atomic: readers see the old cache or the whole new one
-    except OSError:
-        pass  # an unwritable cache only costs a decode next time
+    # Atomic: readers see the old cache or the whole new one. An unwritable cache only costs
+    # a decode next time.
+    with contextlib.suppress(OSError):
+        atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
 def load_folder(

@@ -1,1 +1,1 @@
-"""run"""
+"""The run folder, the one hand-off: files (names, model.json schema), checkpoint, writer, folder (reading)."""

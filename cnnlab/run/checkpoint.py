@@ -1,22 +1,14 @@
-"""Checkpoints without pickle: safetensors for tensors, JSON for everything else, every write atomic.
+"""Checkpoints without pickle: safetensors for tensors, JSON for everything else.
 
-A run folder holds:
-  model.safetensors   weights and BatchNorm buffers (state_dict names: conv1.weight, ...)
-  model.json          spec, input shape, classes, normalisation, metrics, versions: all that
-                      evaluate, predict, export and serve need to rebuild the model
-  resume.safetensors  the full training state in one file (weights, optimizer tensors, RNG
-                      states) with its JSON (epoch, step, scheduler, history) in the metadata,
-                      so a kill between two writes can never pair mismatched halves
-
-Files are written to a temporary name, fsynced and renamed over the old one:
-a process killed at any moment leaves the previous checkpoint whole.
+`save_tensors` writes tensors with JSON metadata in one atomic file (fileio);
+`load_tensors` refuses anything that is not safetensors unread. Also here: the
+state-dict check that explains mismatched weights, and an optimizer's state as
+named tensors (so it can travel in safetensors too).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,54 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from cnnlab.errors import CheckpointError
-
-MODEL_FILE = "model.safetensors"
-MODEL_META = "model.json"
-RESUME_FILE = "resume.safetensors"
-RUN_FORMAT = "cnnlab-run/1"
-
-
-# --- atomic files ---------------------------------------------------------------
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """atomic_write_bytes for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    """atomic_write_bytes for JSON."""
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable (POSIX)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
+from cnnlab.fileio import atomic_write_bytes
 
 # --- tensors --------------------------------------------------------------------
 
@@ -129,6 +74,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
 
 
 def _shape(t: torch.Tensor) -> str:
+    """'32x3x3x3', or 'scalar'."""
     return "x".join(str(d) for d in t.shape) or "scalar"
 
 

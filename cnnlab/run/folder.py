@@ -1,5 +1,6 @@
-"""A run folder: the single hand-off from training to evaluation, prediction, export and serving.
+"""Reading a run folder, the single hand-off from training to evaluation, prediction, export and serving.
 
+The names of its files live in run/files.py and its one writer is run/writer.py.
 `Run.open(path)` reads `model.json`; `run.load_model()` rebuilds the model from
 its spec and loads `model.safetensors`, refusing weights that do not fit.
 Nothing else is needed: the spec, input shape, class names and normalisation
@@ -9,33 +10,25 @@ travel with the weights.
 from __future__ import annotations
 
 import csv
-import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnnlab import __version__
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.model.cnn import CnnModel
-from cnnlab.run.checkpoint import (
+from cnnlab.run.checkpoint import check_state_dict, load_tensors, read_json
+from cnnlab.run.files import (
+    CONFIG_FILE,
+    METRICS_FILE,
     MODEL_FILE,
     MODEL_META,
-    RUN_FORMAT,
-    atomic_write_json,
-    check_state_dict,
-    load_tensors,
-    read_json,
-    save_tensors,
+    RUNS_DIR,
+    check_meta,
 )
 from cnnlab.spec.language import ModelSpec, parse_spec
-from cnnlab.training.config import TrainConfig, load_config
-
-RUNS_DIR = Path("runs")
-METRICS_FILE = "metrics.csv"
-CONFIG_FILE = "config.toml"
-LOG_FILE = "train.log"
 
 
 @dataclass
@@ -50,35 +43,42 @@ class Run:
         """Read and check model.json of a run folder (a path, a name under runs/, or 'latest')."""
         folder = resolve_run(path)
         meta = read_json(folder / MODEL_META)
-        _check_meta(meta, folder / MODEL_META)
+        check_meta(meta, folder / MODEL_META)
         return cls(folder, meta)
 
     @property
     def name(self) -> str:
+        """The folder's name."""
         return self.path.name
 
     @property
     def spec(self) -> ModelSpec:
+        """The model's spec, parsed."""
         return parse_spec(self.meta["spec"])
 
     @property
     def classes(self) -> list[str]:
+        """Class names, in output order."""
         return list(self.meta["classes"])
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
         return tuple(self.meta["input_shape"])
 
     @property
     def mean(self) -> tuple[float, ...]:
+        """Per-channel mean that normalisation subtracts (images scaled to 0..1)."""
         return tuple(self.meta["mean"])
 
     @property
     def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation that normalisation divides by."""
         return tuple(self.meta["std"])
 
     @property
     def metrics(self) -> dict[str, Any]:
+        """The metrics saved with the model (test accuracy, epochs, ...)."""
         return dict(self.meta.get("metrics", {}))
 
     def load_model(self, device: str | torch.device = "cpu") -> CnnModel:
@@ -94,12 +94,16 @@ class Run:
         model.load_state_dict(tensors)
         return model.to(device).eval()
 
-    def config(self) -> TrainConfig:
-        """The training settings of this run (config.toml)."""
+    def config_values(self) -> dict[str, Any]:
+        """The training settings of this run as config.toml holds them (training.config.config_of
+        turns them into a TrainConfig)."""
         path = self.path / CONFIG_FILE
         if not path.is_file():
             raise CheckpointError(f"{path} is missing; the run folder is incomplete")
-        return load_config(path)
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: not valid TOML ({error})") from None
 
     def epoch_metrics(self) -> list[dict[str, float]]:
         """The rows of metrics.csv as numbers (empty cells as NaN)."""
@@ -111,71 +115,6 @@ class Run:
                 {k: float(v) if v != "" else float("nan") for k, v in row.items()}
                 for row in csv.DictReader(f)
             ]
-
-
-_REQUIRED = {
-    "format": str,
-    "spec": str,
-    "input_shape": list,
-    "classes": list,
-    "mean": list,
-    "std": list,
-}
-
-
-def _check_meta(meta: dict[str, Any], source: Path) -> None:
-    for key, kind in _REQUIRED.items():
-        if not isinstance(meta.get(key), kind):
-            raise CheckpointError(
-                f"{source}: '{key}' is missing or of the wrong type; the run folder is damaged"
-            )
-    if meta["format"] != RUN_FORMAT:
-        raise CheckpointError(
-            f"{source}: format {meta['format']!r} is not {RUN_FORMAT!r}; upgrade cnnlab"
-        )
-    try:
-        spec = parse_spec(meta["spec"])
-    except CnnlabError as error:
-        raise CheckpointError(f"{source}: its spec does not parse ({error})") from None
-    if list(spec.input_shape or ()) != meta["input_shape"]:
-        raise CheckpointError(
-            f"{source}: input_shape does not match the spec; the run folder is damaged"
-        )
-    channels = meta["input_shape"][0]
-    if len(meta["mean"]) != channels or len(meta["std"]) != channels:
-        raise CheckpointError(
-            f"{source}: mean/std must have one value per input channel ({channels})"
-        )
-
-
-def write_model(folder: Path, model: CnnModel, meta: dict[str, Any]) -> None:
-    """model.safetensors then model.json, each atomically."""
-    save_tensors(folder / MODEL_FILE, model.state_dict())
-    atomic_write_json(folder / MODEL_META, meta)
-
-
-def model_meta(
-    model: CnnModel,
-    classes: list[str],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    data: str,
-    metrics: dict[str, Any],
-) -> dict[str, Any]:
-    """What model.json holds."""
-    return {
-        "format": RUN_FORMAT,
-        "spec": model.spec.text(),
-        "input_shape": list(model.input_shape),
-        "classes": list(classes),
-        "mean": [float(m) for m in mean],
-        "std": [float(s) for s in std],
-        "data": data,
-        "metrics": metrics,
-        "cnnlab_version": __version__,
-        "torch_version": torch.__version__,
-        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 def resolve_run(path: str | Path) -> Path:

@@ -1,1 +1,1 @@
-"""training"""
+"""Training: config (settings), schedule, setup (device, data, model), loop (the fit), state, distributed, progress."""

@@ -13,9 +13,12 @@ import difflib
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cnnlab.run.folder import Run
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
@@ -164,17 +167,17 @@ def recipe_for(model: str, data: str) -> dict[str, Any]:
     return preset.recipe_for(data)
 
 
-def from_layers(*layers: dict[str, Any]) -> TrainConfig:
-    """The defaults, then the chosen model preset's recipe, then each layer of settings in order.
+def resolve_config(*settings: dict[str, Any]) -> TrainConfig:
+    """The defaults, then the chosen model preset's recipe, then each dict of settings in order.
 
-    `from_layers(file_settings, flags, overrides)`: the model and data are whichever the layers
+    `resolve_config(file_settings, flags, overrides)`: the model and data are whichever the dicts
     name last (default: "default" on "shapes"), so `--model best` brings best's recipe,
     `--data fashion-mnist` the default model's recipe for it, and any setting given explicitly
     still wins over the recipe.
     """
     merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update(_converted(layer))
+    for values in settings:
+        merged.update(_converted(values))
     recipe = recipe_for(
         merged.get("model", TrainConfig.model), merged.get("data", TrainConfig.data)
     )
@@ -213,9 +216,20 @@ def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfi
     """Read a TOML training config over `base` (default: the defaults and its model's recipe)."""
     values = read_config_file(path)
     try:
-        return apply(base, values) if base is not None else from_layers(values)
+        return apply(base, values) if base is not None else resolve_config(values)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def config_of(run: Run) -> TrainConfig:
+    """The TrainConfig a run was trained with (its config.toml)."""
+    from cnnlab.run.files import CONFIG_FILE  # here, not at the top: it imports torch
+
+    values = run.config_values()
+    try:
+        return resolve_config(values.get("train", values))
+    except ConfigError as error:
+        raise ConfigError(f"{run.path / CONFIG_FILE}: {error}") from None
 
 
 def check(config: TrainConfig) -> TrainConfig:

@@ -123,6 +123,13 @@ def spawn(config_toml: str, nproc: int, resume: str | None) -> None:
     Fresh interpreters rather than multiprocessing's spawn: a user's script is
     never re-imported, so `cnnlab.train(nproc=2)` works without a __main__ guard.
     Rank 0 talks to the terminal; the other ranks' output is shown only if they fail.
+
+    Hand-written rather than torch.distributed.run (torchrun), which cannot keep three
+    behaviours: on Ctrl-C its agent forwards a second SIGINT to ranks that already got the
+    terminal's (a second Ctrl-C stops a rank at once, unsaved) and re-raises it as a
+    SignalException traceback; a rank that saved and exited 130 counts as failed
+    (ChildFailedError report, exit 1 instead of 130); and it sets OMP_NUM_THREADS=1 in the
+    launcher's own os.environ, which `cnnlab.train(nproc=2)` must leave untouched.
     """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="cnnlab-ddp-") as tmp:

@@ -1,0 +1,247 @@
+"""Everything training needs before its first step, built once and returned as explicit objects.
+
+The device and the precision it computes in, CPU threads, the run folder (new,
+or resumed with the few changes a resume allows), the data with the run's
+train/validation split, and the model with its optimizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.data import Dataset, load_dataset, split_validation
+from cnnlab.data.augment import AugmentPolicy, parse_policy
+from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.model.cnn import CnnModel, adapt_to_data
+from cnnlab.model.presets import PRESETS, resolve_model
+from cnnlab.run.checkpoint import load_tensors
+from cnnlab.run.files import CONFIG_FILE, RESUME_FILE, RUNS_DIR
+from cnnlab.run.writer import claim_folder, write_config
+from cnnlab.spec.language import ModelSpec
+from cnnlab.training import distributed
+from cnnlab.training.config import TrainConfig, load_config, resolve_config
+from cnnlab.training.schedule import make_optimizer
+
+# Settings of this invocation only: a resumed run takes them from the request, not the run.
+PER_INVOCATION = {"stop_after", "quiet", "threads", "device", "nproc"}
+# Settings a resumed run may change when asked; the rest would make it a different run.
+RESUMABLE_CHANGES = PER_INVOCATION | {"epochs", "early_stop"}
+
+Pair = tuple[torch.Tensor, torch.Tensor]  # (N, C, H, W) uint8 images and (N,) int64 labels
+
+
+@dataclass(frozen=True)
+class OpenedRun:
+    """The run folder training writes to, the settings it trains with, and a resume's saved state."""
+
+    config: TrainConfig  # when resuming: the run's own settings with the allowed changes
+    folder: Path
+    saved: tuple[dict[str, torch.Tensor], dict[str, Any]] | None  # resume tensors and JSON
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The data a run trains, validates and tests on, as whole tensors."""
+
+    name: str
+    classes: list[str]
+    image_shape: tuple[int, int, int]  # (C, H, W)
+    mean: tuple[float, ...]  # per channel, of images scaled to 0..1
+    std: tuple[float, ...]
+    train: Pair  # on the training device
+    val: Pair | None  # on the training device; None without val_split
+    test: Pair  # on the CPU: scored in batches at the end
+    policy: AugmentPolicy
+
+
+@dataclass(frozen=True)
+class Learner:
+    """What training changes in place: the model, its optimizer, the augmentation RNG."""
+
+    model: CnnModel
+    optimizer: torch.optim.Optimizer
+    augment_generator: torch.Generator
+
+
+# --- device and precision ------------------------------------------------------------
+
+
+def pick_device(name: str, world: distributed.World) -> torch.device:
+    """auto: CUDA, then MPS, then the CPU; a requested device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "device cuda was asked for, but torch sees no CUDA GPU: use --device auto or cpu"
+            )
+        return torch.device("cuda", world.local_rank % torch.cuda.device_count())
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            "device mps was asked for, but it is not available: use --device auto or cpu"
+        )
+    return torch.device(name)
+
+
+def default_threads(world: distributed.World) -> int:
+    """The machine's cores shared among the processes on it."""
+    return max(1, (os.cpu_count() or 1) // world.local_size)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 convolutions run about twice as fast as fp32 (else oneDNN emulates bf16)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu helpers
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The dtype autocast computes in for `precision` on `device`; None = plain fp32."""
+    if precision == "fp32" or device.type not in ("cpu", "cuda"):
+        return None
+    if device.type == "cuda":
+        bf16 = precision == "bf16" or torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float16
+    return torch.bfloat16 if precision == "bf16" or cpu_has_native_bf16() else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed precision for the forward pass (weights and optimizer stay fp32); none for dtype None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+# --- the run folder ------------------------------------------------------------------
+
+
+def open_run(config: TrainConfig, resume: str | Path | None, world: distributed.World) -> OpenedRun:
+    """A resumed run with its saved state, or a new folder claimed and its config.toml written."""
+    if resume:
+        folder = Path(resume)
+        config = resumed_config(folder, config)
+        tensors, info = load_tensors(folder / RESUME_FILE)
+        if not info:
+            raise CheckpointError(
+                f"{folder / RESUME_FILE} holds no training state; it cannot be resumed"
+            )
+        return OpenedRun(config, folder, (tensors, info))
+    folder = Path(config.out) if config.out else default_folder(config)
+    if world.is_main:
+        claim_folder(folder)
+        write_config(folder, dataclasses.replace(config, out=str(folder)).to_toml())
+    return OpenedRun(config, folder, None)
+
+
+def default_folder(config: TrainConfig) -> Path:
+    """runs/<model>-<data>-<time>: readable, and new for every run."""
+    model = (
+        config.model
+        if config.model in PRESETS
+        else Path(config.model).stem
+        if config.model.endswith(".toml")
+        else "custom"
+    )
+    data = re.sub(
+        r"[^A-Za-z0-9_-]+", "-", Path(config.data.removeprefix("folder:")).name or config.data
+    )
+    return RUNS_DIR / f"{model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
+    """The run's own config with the few changes a resumed run allows."""
+    if not (folder / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"{folder} is not a cnnlab run folder (no {CONFIG_FILE}); `cnnlab runs` lists runs"
+        )
+    saved = load_config(folder / CONFIG_FILE)
+    # What the request was built on (the defaults and its preset's recipe): equal means unasked.
+    defaults = resolve_config({"model": requested.model, "data": requested.data})
+    changes = {key: getattr(requested, key) for key in PER_INVOCATION}
+    for f in dataclasses.fields(TrainConfig):
+        wanted = getattr(requested, f.name)
+        if (
+            wanted == getattr(defaults, f.name)
+            or wanted == getattr(saved, f.name)
+            or f.name == "out"
+        ):
+            continue
+        if f.name not in RESUMABLE_CHANGES:
+            raise ConfigError(
+                f"{f.name} cannot change when resuming (the run was trained with {f.name}={getattr(saved, f.name)!r}); "
+                f"start a new run for {f.name}={wanted!r}"
+            )
+        changes[f.name] = wanted
+    return dataclasses.replace(saved, **changes)
+
+
+# --- data and model ------------------------------------------------------------------
+
+
+def dataset_from_config(config: TrainConfig, name: str | None = None) -> Dataset:
+    """The data set a config trains on (or `name` loaded with the same options)."""
+    return load_dataset(
+        name or config.data,
+        data_dir=config.data_dir or None,
+        image_size=config.image_size or None,
+        channels=config.channels or None,
+        train_size=config.train_size or None,
+        test_size=config.test_size or None,
+    )
+
+
+def training_and_validation(data: Dataset, config: TrainConfig) -> tuple[Pair, Pair | None]:
+    """(train images, labels) and, with val_split, the held-out (images, labels): deterministic per seed."""
+    if config.val_split <= 0:
+        return (data.train_images, data.train_labels), None
+    train_x, train_y, val_x, val_y = split_validation(
+        data.train_images, data.train_labels, config.val_split, seed=config.seed
+    )
+    return (train_x, train_y), (val_x, val_y)
+
+
+def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
+    """The config's data set, split as the run splits it, the training part on `device`."""
+    data = dataset_from_config(config)
+    if config.tta and not data.flip_ok:
+        raise ConfigError(
+            f"{data.name}: tta averages each image with its mirror, but a mirror changes labels in "
+            "this data set (a mirrored digit or glyph is another class); drop tta=true"
+        )
+    (train_x, train_y), val = training_and_validation(data, config)
+    return TrainingData(
+        name=data.name,
+        classes=list(data.classes),
+        image_shape=tuple(data.image_shape),
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+        train=(train_x.to(device), train_y.to(device)),
+        val=(val[0].to(device), val[1].to(device)) if val is not None else None,
+        test=(data.test_images, data.test_labels),
+        policy=parse_policy(config.augment, data),
+    )
+
+
+def build_learner(
+    config: TrainConfig, data: TrainingData, device: torch.device
+) -> tuple[Learner, ModelSpec, list[str]]:
+    """The model (its spec fitted to the data, with notes on what was adapted) and its optimizer."""
+    spec, notes = adapt_to_data(resolve_model(config.model), data.image_shape, len(data.classes))
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed only
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = CnnModel(spec).to(device, memory_format=memory_format)
+    learner = Learner(model, make_optimizer(model, config), torch.Generator(device="cpu"))
+    return learner, spec, notes
