@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,23 +12,25 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cnnlab.errors import CnnlabError, SpecError
-from cnnlab.explain.kernels import KERNELS
-from cnnlab.explain.worked import (
+from cnnlab.errors import CnnlabError, ConfigError, SpecError
+from cnnlab.explain.inputs import (
     POOL_INPUT,
     SEED_INPUT,
     SEED_KERNEL,
-    explain_conv,
-    explain_padding,
-    explain_pool,
-    pad_matrix,
     parse_matrices,
+    parse_padding,
+    parse_padding_modes,
+    parse_size,
+    parse_strides,
     read_input,
     read_kernel,
 )
+from cnnlab.explain.kernels import KERNELS
+from cnnlab.explain.worked import explain_conv, explain_padding, explain_pool, pad_matrix
 from cnnlab.model.layers import MinPool2d, build_layer
 from cnnlab.spec import shapes
-from cnnlab.spec.language import PADDING_MODES, make_layer
+from cnnlab.spec.kinds import PADDING_MODES
+from cnnlab.spec.language import make_layer
 
 MANY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -432,3 +436,67 @@ def test_matrix_literal_forms():
     assert parse_matrices("[[0.5, 1], [2, 3]]") == [[[0.5, 1], [2, 3]]]
     with pytest.raises(CnnlabError):
         parse_matrices("[1, 2, 3]")
+
+
+# --- options read with the spec's own parameter rules ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("3", (3, 3)), ("2x3", (2, 3)), ("2X3", (2, 3)), ("2,3", (2, 3)), ("(2,3)", (2, 3))],
+)
+def test_sizes_read_as_a_layer_spec_reads_them(text, expected):
+    assert parse_size(text, "--stride") == expected
+    assert make_layer("maxpool", [expected]).params["kernel"] == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "1.5", "1x2x3", "a", "", "2x0"])
+def test_bad_sizes_name_the_option(text):
+    with pytest.raises(ConfigError, match=f"--dilation '{text}' must be N or HxW"):
+        parse_size(text, "--dilation")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, (0, 0)),
+        ("0", (0, 0)),
+        ("1", (1, 1)),
+        ("1x2", (1, 2)),
+        ("same", "same"),
+        (" SAME ", "same"),
+        ("valid", (0, 0)),
+    ],
+)
+def test_padding_means_what_conv_padding_means(text, expected):
+    assert parse_padding(text) == expected
+    if text is not None:
+        spec = make_layer("conv", [1, 3], {"padding": expected}).params["padding"]
+        assert spec == expected
+
+
+@pytest.mark.parametrize("text", ["-1", "1.5", "foo", "1x2x3"])
+def test_bad_padding_names_the_option(text):
+    with pytest.raises(ConfigError, match=f"--padding '{text}' must be a number >= 0"):
+        parse_padding(text)
+
+
+def test_mode_and_stride_lists():
+    assert parse_padding_modes(None) == list(PADDING_MODES)
+    assert parse_padding_modes("Zeros, circular") == ["zeros", "circular"]
+    with pytest.raises(ConfigError, match="--padding-mode 'foo'"):
+        parse_padding_modes("foo")
+    assert parse_strides("1,2,3") == [1, 2, 3]
+    for bad in ("0,1", "a", ""):
+        with pytest.raises(ConfigError, match="--stride"):
+            parse_strides(bad)
+
+
+def test_the_arithmetic_loads_neither_torch_nor_matplotlib():
+    """`cnnlab explain` works out its steps in pure Python; only named kernels bring in torch."""
+    code = (
+        "import sys, cnnlab.explain.worked, cnnlab.explain.inputs, cnnlab.explain.render; "
+        "print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"

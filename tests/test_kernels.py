@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -12,15 +14,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.explain.kernels import (
-    KERNELS,
-    apply_kernel,
-    demo_image,
-    get_kernel,
-    kernels_figure,
-    load_gray,
-)
+from cnnlab.explain.kernels import KERNELS, apply_kernel, demo_image, get_kernel, load_gray
 from cnnlab.explain.worked import explain_conv
+from cnnlab.figures.kernels import kernels_figure
 
 FLAT_VALUES = [0.0, 0.1, 1 / 3, 0.7, 200 / 255, 1.0]
 
@@ -156,6 +152,26 @@ def test_load_gray_refuses_what_is_not_an_image(tmp_path):
     text.write_text("not an image")
     with pytest.raises(DataError, match="not an image"):
         load_gray(text)
+
+
+def test_load_gray_goes_through_the_checked_decoder(tmp_path, monkeypatch):
+    """The format allowlist and the pixel limit of cnnlab.data.images hold for kernels too."""
+    tiff = tmp_path / "scan.tif"
+    Image.new("L", (20, 20), 128).save(tiff)  # Pillow reads TIFF, cnnlab does not
+    with pytest.raises(DataError, match="a TIFF file, which cnnlab cannot read"):
+        load_gray(tiff)
+    big = tmp_path / "big.png"
+    Image.new("L", (40, 30), 0).save(big)
+    monkeypatch.setattr("cnnlab.data.images.MAX_PIXELS", 1000)
+    with pytest.raises(DataError, match="refused before decoding"):
+        load_gray(big)
+
+
+def test_the_kernels_need_no_matplotlib():
+    """Kernels are torch and data; only cnnlab.figures.kernels draws them."""
+    code = "import sys, cnnlab.explain.kernels; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_figure_has_one_panel_per_kernel_with_its_matrix():

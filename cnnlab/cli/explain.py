@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
-from cnnlab.cli.common import (
-    console,
-    print_json,
-)
+from cnnlab.cli.common import console, print_json
 from cnnlab.errors import ConfigError
-from cnnlab.explain import worked as explain
-from cnnlab.spec.language import PADDING_MODES
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the explain command and its subcommands."""
-    _register_explain(subparsers)
-
+from cnnlab.explain import inputs, render, worked
+from cnnlab.spec.kinds import PADDING_MODES
 
 SEED_HELP = "seed for random:HxW inputs and kernels (default 0)"
-
-
 INPUT_HELP = (
     "a matrix literal '[[1,0,1],[0,1,0],[1,0,1]]' (or '1 0 1; 0 1 0; 1 0 1'), "
     "a list of matrices (one per channel), or random:HxW"
 )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the explain command and its subcommands."""
+    p = subparsers.add_parser(
+        "explain",
+        help="convolution, pooling, padding and stride worked out step by step on small matrices",
+        description="Work out convolution, pooling, padding or stride on small matrices, "
+        "window by window. With no options, `explain conv` is seed 001's 5x5 example.",
+    )
+    sub = p.add_subparsers(dest="topic", metavar="TOPIC", required=True)
+    _register_conv(sub)
+    _register_pool(sub)
+    _register_padding(sub)
+    _register_stride(sub)
 
 
 def _common(p: argparse.ArgumentParser, steps: bool = True) -> None:
@@ -36,21 +42,13 @@ def _common(p: argparse.ArgumentParser, steps: bool = True) -> None:
         p.add_argument(
             "--max-steps",
             type=int,
-            default=explain.DEFAULT_MAX_STEPS,
+            default=render.DEFAULT_MAX_STEPS,
             metavar="N",
-            help=f"show at most N steps (default {explain.DEFAULT_MAX_STEPS}; 0: all)",
+            help=f"show at most N steps (default {render.DEFAULT_MAX_STEPS}; 0: all)",
         )
 
 
-def _register_explain(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "explain",
-        help="convolution, pooling, padding and stride worked out step by step on small matrices",
-        description="Work out convolution, pooling, padding or stride on small matrices, "
-        "window by window. With no options, `explain conv` is seed 001's 5x5 example.",
-    )
-    sub = p.add_subparsers(dest="topic", metavar="TOPIC", required=True)
-
+def _register_conv(sub: argparse._SubParsersAction) -> None:
     conv = sub.add_parser(
         "conv",
         help="each window: values, products, sum; the output map growing",
@@ -74,6 +72,8 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
     conv.add_argument("--dilation", default="1", metavar="D", help="gap between kernel taps")
     conv.set_defaults(handler=run_explain_conv)
 
+
+def _register_pool(sub: argparse._SubParsersAction) -> None:
     pool = sub.add_parser(
         "pool",
         help="max, min and avg pooling of each window, side by side",
@@ -91,6 +91,8 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
     pool.add_argument("--dilation", default="1", metavar="D", help="gap between taps (max, min)")
     pool.set_defaults(handler=run_explain_pool)
 
+
+def _register_padding(sub: argparse._SubParsersAction) -> None:
     padding = sub.add_parser(
         "padding",
         help="zeros, reflect, replicate and circular padding side by side",
@@ -109,6 +111,8 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
     )
     padding.set_defaults(handler=run_explain_padding)
 
+
+def _register_stride(sub: argparse._SubParsersAction) -> None:
     stride = sub.add_parser(
         "stride",
         help="the same input and kernel at stride 1 and 2: window positions and sizes",
@@ -127,11 +131,16 @@ def _register_explain(subparsers: argparse._SubParsersAction) -> None:
     stride.set_defaults(handler=run_explain_stride)
 
 
-def _print(renderables: list) -> None:
-    """Print without wrapping long arithmetic lines (they stay one line when piped)."""
+def _show(args: argparse.Namespace, ex: Any, renderables: Callable[[], list]) -> int:
+    """JSON with --json; else the rendering (a thunk: --max-steps is checked only then)."""
+    if args.json:
+        print_json(ex.to_json())
+        return 0
     out = console()
-    for renderable in renderables:
+    for renderable in renderables():
+        # no wrapping: long arithmetic lines stay one line when piped
         out.print(renderable, soft_wrap=True, highlight=False)
+    return 0
 
 
 def _max_steps(args: argparse.Namespace) -> int:
@@ -148,91 +157,61 @@ def _channels(args: argparse.Namespace) -> int | None:
 
 def run_explain_conv(args: argparse.Namespace) -> int:
     """`cnnlab explain conv`: a convolution step by step."""
-    inputs = explain.read_input(args.input, _channels(args), args.seed, explain.SEED_INPUT)
-    kernels = explain.read_kernel(args.kernel, len(inputs), args.seed)
-    ex = explain.explain_conv(
-        inputs,
-        kernels,
-        explain.parse_size(args.stride, "--stride"),
-        explain.parse_padding(args.padding),
-        explain.parse_size(args.dilation, "--dilation"),
+    matrices = inputs.read_input(args.input, _channels(args), args.seed, inputs.SEED_INPUT)
+    ex = worked.explain_conv(
+        matrices,
+        inputs.read_kernel(args.kernel, len(matrices), args.seed),
+        inputs.parse_size(args.stride, "--stride"),
+        inputs.parse_padding(args.padding),
+        inputs.parse_size(args.dilation, "--dilation"),
         args.padding_mode,
     )
-    if args.json:
-        print_json(ex.to_json())
-    else:
-        _print(explain.render_conv(ex, args.brief, _max_steps(args)))
-    return 0
+    return _show(args, ex, lambda: render.render_conv(ex, args.brief, _max_steps(args)))
 
 
 def run_explain_pool(args: argparse.Namespace) -> int:
     """`cnnlab explain pool`: max/min/avg pooling step by step."""
-    inputs = explain.read_input(args.input, _channels(args), args.seed, explain.POOL_INPUT)
-    padding = explain.parse_padding(args.padding)
+    matrices = inputs.read_input(args.input, _channels(args), args.seed, inputs.POOL_INPUT)
+    padding = inputs.parse_padding(args.padding)
     if padding == "same":
         raise ConfigError("pooling takes a number of padding pixels (P or PHxPW), not same")
-    kernel = explain.parse_size(args.kernel, "--kernel")
-    ex = explain.explain_pool(
-        inputs,
-        explain.parse_modes(args.mode),
+    kernel = inputs.parse_size(args.kernel, "--kernel")
+    ex = worked.explain_pool(
+        matrices,
+        inputs.parse_modes(args.mode),
         kernel,
-        explain.parse_size(args.stride, "--stride") if args.stride else kernel,
+        inputs.parse_size(args.stride, "--stride") if args.stride else kernel,
         padding,
-        explain.parse_size(args.dilation, "--dilation"),
+        inputs.parse_size(args.dilation, "--dilation"),
     )
-    if args.json:
-        print_json(ex.to_json())
-    else:
-        _print(explain.render_pool(ex, args.brief, _max_steps(args)))
-    return 0
+    return _show(args, ex, lambda: render.render_pool(ex, args.brief, _max_steps(args)))
 
 
 def run_explain_padding(args: argparse.Namespace) -> int:
     """`cnnlab explain padding`: the four padding modes side by side."""
-    matrix = explain.read_input(args.input, None, args.seed, explain.PADDING_INPUT)
-    if len(matrix) != 1:
+    matrices = inputs.read_input(args.input, None, args.seed, inputs.PADDING_INPUT)
+    if len(matrices) != 1:
         raise ConfigError("explain padding takes one matrix (channels are padded alike)")
-    modes = list(PADDING_MODES)
-    if args.padding_mode:
-        modes = [m.strip().lower() for m in args.padding_mode.split(",") if m.strip()]
-        bad = [m for m in modes if m not in PADDING_MODES]
-        if bad or not modes:
-            raise ConfigError(
-                f"--padding-mode '{args.padding_mode}': choose among {', '.join(PADDING_MODES)}"
-            )
-    ex = explain.explain_padding(
-        matrix[0],
-        explain.parse_padding(args.padding),
+    modes = inputs.parse_padding_modes(args.padding_mode)
+    ex = worked.explain_padding(
+        matrices[0],
+        inputs.parse_padding(args.padding),
         modes,
-        explain.parse_size(args.kernel_size, "--kernel-size"),
+        inputs.parse_size(args.kernel_size, "--kernel-size"),
     )
-    if args.json:
-        print_json(ex.to_json())
-    else:
-        _print(explain.render_padding(ex, args.brief))
-    return 0
+    return _show(args, ex, lambda: render.render_padding(ex, args.brief))
 
 
 def run_explain_stride(args: argparse.Namespace) -> int:
     """`cnnlab explain stride`: one input and kernel at several strides."""
-    inputs = explain.read_input(args.input, _channels(args), args.seed, explain.SEED_INPUT)
-    kernels = explain.read_kernel(args.kernel, len(inputs), args.seed)
-    try:
-        strides = [int(s) for s in args.stride.split(",") if s.strip()]
-    except ValueError:
-        strides = []
-    if not strides or min(strides) < 1:
-        raise ConfigError(f"--stride '{args.stride}' must be positive whole numbers, e.g. 1,2")
-    ex = explain.explain_stride(
-        inputs,
+    matrices = inputs.read_input(args.input, _channels(args), args.seed, inputs.SEED_INPUT)
+    kernels = inputs.read_kernel(args.kernel, len(matrices), args.seed)
+    ex = worked.explain_stride(
+        matrices,
         kernels,
-        strides,
-        explain.parse_padding(args.padding),
-        explain.parse_size(args.dilation, "--dilation"),
+        inputs.parse_strides(args.stride),
+        inputs.parse_padding(args.padding),
+        inputs.parse_size(args.dilation, "--dilation"),
         args.padding_mode,
     )
-    if args.json:
-        print_json(ex.to_json())
-    else:
-        _print(explain.render_stride(ex, args.brief))
-    return 0
+    return _show(args, ex, lambda: render.render_stride(ex, args.brief))

@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.table import Table
 
-from cnnlab.cli.common import (
-    console,
-    print_json,
-)
+from cnnlab.cli.common import console, image_outputs, output_files, print_json
 from cnnlab.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the kernels command."""
-    _register_kernels(subparsers)
-
-
-SEED_HELP = "seed for random:HxW inputs and kernels (default 0)"
-
-
-def _add_image_outputs(p: argparse.ArgumentParser, default_stem: str) -> None:
-    p.add_argument(
-        "--out",
-        action="append",
-        metavar="FILE",
-        help=f"image to write, .png or .svg; repeat for both (default {default_stem}.png)",
-    )
-    p.add_argument(
-        "--format", choices=("png", "svg"), help="image format when FILE has no extension"
-    )
-
-
-def _register_kernels(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "kernels",
         help="the classic kernels (edge, Sobel, sharpen, blur, ...) applied to an image",
@@ -53,14 +32,15 @@ def _register_kernels(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-size", type=int, default=256, metavar="PX", help="largest side (256)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    _add_image_outputs(p, "kernels")
+    image_outputs(p, "kernels.png")
     p.set_defaults(handler=run_kernels)
 
 
 def run_kernels(args: argparse.Namespace) -> int:
     """`cnnlab kernels`: the kernel gallery, statistics, or --list."""
     from cnnlab.explain import kernels as k
-    from cnnlab.figures.canvas import output_paths, save_figure
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.kernels import kernels_figure
 
     if args.list:
         return _list_kernels(args.json)
@@ -70,13 +50,13 @@ def run_kernels(args: argparse.Namespace) -> int:
         )
     if args.max_size < 8:
         raise ConfigError(f"--max-size {args.max_size} is too small: use at least 8 pixels")
-    paths = output_paths(args.out, args.format, "kernels")
+    paths = output_files(args, Path("kernels.png"))  # checked before any work
     image = k.demo_image() if args.image == "demo" else k.load_gray(args.image, args.max_size)
     chosen = (
         [k.get_kernel(name) for name in args.kernel] if args.kernel else list(k.KERNELS.values())
     )
     stats = {kernel.name: k.kernel_stats(k.apply_kernel(image, kernel)) for kernel in chosen}
-    figure = k.kernels_figure(image, [kernel.name for kernel in chosen], title=args.image)
+    figure = kernels_figure(image, [kernel.name for kernel in chosen], title=args.image)
     for path in paths:
         save_figure(figure, path)
     if args.json:
@@ -88,8 +68,16 @@ def run_kernels(args: argparse.Namespace) -> int:
                 "written": [str(p) for p in paths],
             }
         )
-        return 0
-    h, w = image.shape
+    else:
+        _print_stats(args, image.shape, stats, chosen, paths)
+    return 0
+
+
+def _print_stats(
+    args: argparse.Namespace, size: tuple, stats: dict, chosen: list, paths: list[Path]
+) -> None:
+    """The statistics table, the chosen kernels' matrices (with --kernel), the files written."""
+    h, w = size
     out = console()
     out.print(
         f"{args.image}: {h}x{w} grayscale in [0, 1]; each kernel applied with conv2d, "
@@ -108,7 +96,6 @@ def run_kernels(args: argparse.Namespace) -> int:
             out.print(kernel.text(), highlight=False, markup=False)
     for path in paths:
         out.print(f"wrote {path} ({len(chosen)} panel(s))", highlight=False)
-    return 0
 
 
 def _list_kernels(as_json: bool) -> int:

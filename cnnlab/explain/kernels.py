@@ -1,7 +1,9 @@
 """The classic image kernels of the seeds (edge, sharpen, blur, ...) as data, applied to real images.
 
 `KERNELS` is the registry (name -> weights, description) that `cnnlab kernels`
-draws and `cnnlab explain conv --kernel NAME` steps through. Kernels are applied
+applies and `cnnlab explain conv --kernel NAME` steps through; the panels are
+drawn by `cnnlab.figures.kernels`. Images are decoded by `cnnlab.data.images`
+(the checked decoder: format allowlist, pixel limit). Kernels are applied
 as a CNN applies a filter: torch's conv2d (cross-correlation, no flip), with
 'same' padding from `shapes.same_padding` in replicate mode, so a flat image
 stays flat up to its border and the output has the input's size.
@@ -10,17 +12,15 @@ stays flat up to its border and the output has the input's size.
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 
+from cnnlab.data.images import open_image
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.figures.canvas import new_figure
 from cnnlab.spec import shapes
 
 MAX_SIDE = 256  # images are shrunk to fit max_side x max_side pixels
@@ -166,16 +166,12 @@ def is_kernel_name(text: str) -> bool:
 
 
 def load_gray(path: str | Path, max_side: int = MAX_SIDE) -> torch.Tensor:
-    """An image file (any format Pillow reads) -> (H, W) float32 in [0, 1], shrunk to fit max_side."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file (PNG, JPEG, BMP, GIF, WebP) -> (H, W) float32 in [0, 1], shrunk to fit max_side."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L")
-    except FileNotFoundError:
-        raise DataError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{path} is not an image Pillow can read ({error})") from None
+    if not Path(path).exists():
+        raise DataError(f"image {path} does not exist")
+    gray = open_image(path).convert("L")  # ITU-R 601 luma, as Pillow converts
     gray.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # keeps the aspect ratio
     return (
         torch.frombuffer(bytearray(gray.tobytes()), dtype=torch.uint8)
@@ -223,45 +219,3 @@ def kernel_stats(output: torch.Tensor) -> dict[str, float]:
         "mean": float(output.mean()),
         "std": float(output.std(correction=0)),
     }
-
-
-def display_values(output: torch.Tensor, kernel: Kernel) -> torch.Tensor:
-    """What a panel shows, in [0, 1]: zero-sum kernels (edges) as |response| scaled to the
-    largest; brightness-keeping kernels clipped to [0, 1]."""
-    if kernel.total == 0:
-        magnitude = output.abs()
-        peak = float(magnitude.max())
-        return magnitude / peak if peak > 0 else magnitude
-    return output.clamp(0.0, 1.0)
-
-
-def kernels_figure(
-    image: torch.Tensor, names: list[str] | None = None, title: str = "image"
-) -> Figure:
-    """One panel per kernel (identity shows the image itself), each kernel's matrix under it."""
-    chosen = [get_kernel(n) for n in names] if names else list(KERNELS.values())
-    cols = min(len(chosen), 5)
-    rows = math.ceil(len(chosen) / cols)
-    figure = new_figure(2.6 * cols, 3.5 * rows + 0.4)
-    h, w = image.shape
-    figure.suptitle(
-        f"{title}: {h}x{w} grayscale, each kernel applied with conv2d "
-        "(same padding, replicate border)",
-        fontsize=10,
-    )
-    for i, kernel in enumerate(chosen):
-        ax = figure.add_subplot(rows, cols, i + 1)
-        ax.imshow(
-            display_values(apply_kernel(image, kernel), kernel).numpy(),
-            cmap="gray",
-            vmin=0.0,
-            vmax=1.0,
-            interpolation="nearest",
-        )
-        shown = "|response|" if kernel.total == 0 else "clipped to [0, 1]"
-        ax.set_title(f"{kernel.name}\n({shown})", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel(kernel.text(), family="monospace", fontsize=8)
-    figure.subplots_adjust(hspace=0.55, wspace=0.15)
-    return figure

@@ -1,0 +1,356 @@
+"""The worked steps of `worked.py` as rich terminal output: matrices, windows, sums.
+
+This module owns the look of `cnnlab explain`: each `render_*` turns an
+explanation (data) into a list of rich renderables, printed in order. Window
+cells are shown in [brackets] (and colour), padding dimmed, numbers through
+`worked.fmt`, so the text matches the JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cnnlab.explain.worked import (
+    ConvExplanation,
+    ConvStep,
+    Number,
+    PaddingExplanation,
+    Pads,
+    Pair,
+    PoolExplanation,
+    PoolStep,
+    StrideExplanation,
+    fmt,
+    pad_matrix,
+)
+
+WINDOW_STYLE = "bold yellow"
+PAD_STYLE = "dim"
+DEFAULT_MAX_STEPS = 25  # --max-steps default: a 5x5 output in full
+CROSS_CORRELATION_NOTE = (
+    "note: a CNN's 'convolution' is cross-correlation: the kernel slides as it is, "
+    "without the flip of the mathematical convolution (torch's conv2d does the same)"
+)
+
+
+def matrix_literal(matrix: list[list[Number | None]]) -> str:
+    """[[4, 3], [2, 4]] -> '[[4,3],[2,4]]': the form --input accepts."""
+    return "[" + ",".join("[" + ",".join(fmt(v) for v in row) + "]" for row in matrix) + "]"
+
+
+def partial_output(shape: Pair, filled: list[tuple[int, int, Number]]) -> list[list[Number | None]]:
+    """The output map with the values computed so far; None ('.') for the rest."""
+    out: list[list[Number | None]] = [[None] * shape[1] for _ in range(shape[0])]
+    for i, j, value in filled:
+        out[i][j] = value
+    return out
+
+
+def matrix_text(
+    matrix: list[list[Number | None]],
+    marked: set[tuple[int, int]] | frozenset = frozenset(),
+    pads: Pads | None = None,
+) -> Text:
+    """A matrix as aligned text; `marked` cells in [brackets] (and colour), padding dimmed."""
+    cells = [[fmt(v) for v in row] for row in matrix]
+    width = max(len(cell) for row in cells for cell in row)
+    h, w = len(matrix), len(matrix[0])
+    text = Text()
+    for r, row in enumerate(cells):
+        for c, cell in enumerate(row):
+            on_pad = pads is not None and (
+                r < pads[0] or r >= h - pads[1] or c < pads[2] or c >= w - pads[3]
+            )
+            if (r, c) in marked:
+                text.append(f"[{cell:>{width}}]", WINDOW_STYLE)
+            else:
+                text.append(f" {cell:>{width}} ", PAD_STYLE if on_pad else "")
+        if r < h - 1:
+            text.append("\n")
+    return text
+
+
+def side_by_side(captions: list[str], blocks: list[RenderableType]) -> Table:
+    """Blocks in one row, each under its caption."""
+    grid = Table.grid(padding=(0, 4))
+    for _ in blocks:
+        grid.add_column()
+    grid.add_row(*(Text(caption, "bold") for caption in captions))
+    grid.add_row(*blocks)
+    return grid
+
+
+def _line(text: str, style: str = "") -> Text:
+    return Text(text, style)
+
+
+def _pair_text(pair: Pair) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def _pads_text(pads: Pads) -> str:
+    top, bottom, left, right = pads
+    if top == bottom == left == right:
+        return str(top)
+    return f"top {top}, bottom {bottom}, left {left}, right {right}"
+
+
+def _span(cells: list[int]) -> str:
+    """[0, 1, 2] -> '0-2'; dilated taps [0, 2, 4] -> '0,2,4'."""
+    if len(cells) == 1:
+        return str(cells[0])
+    if cells[-1] - cells[0] == len(cells) - 1:
+        return f"{cells[0]}-{cells[-1]}"
+    return ",".join(str(c) for c in cells)
+
+
+def _window(rows: list[int], cols: list[int]) -> set[tuple[int, int]]:
+    return {(r, c) for r in rows for c in cols}
+
+
+def _steps(ex: Any, render_step: Callable, max_steps: int | None) -> list[RenderableType]:
+    """The first `max_steps` steps (all for 0 or None), then how many were left out."""
+    shown = len(ex.steps) if not max_steps else min(len(ex.steps), max_steps)
+    out: list[RenderableType] = []
+    for step in ex.steps[:shown]:
+        out += render_step(ex, step)
+    if shown < len(ex.steps):
+        out.append(_line(f"... {len(ex.steps) - shown} more steps (--max-steps 0 shows them all)"))
+    return out
+
+
+def render_conv(
+    ex: ConvExplanation, brief: bool = False, max_steps: int | None = DEFAULT_MAX_STEPS
+) -> list[RenderableType]:
+    """The convolution as terminal output: formula, padded input, each step, the output."""
+    channels = len(ex.inputs)
+    h, w = len(ex.inputs[0]), len(ex.inputs[0][0])
+    kh, kw = len(ex.kernels[0]), len(ex.kernels[0][0])
+    padding = ex.padding if isinstance(ex.padding, str) else _pair_text(ex.padding)
+    out: list[RenderableType] = [
+        _line(
+            f"convolution: {channels} channel(s) of {h}x{w}, kernel {kh}x{kw}, stride "
+            f"{_pair_text(ex.stride)}, padding {padding} ({ex.padding_mode}), dilation "
+            f"{_pair_text(ex.dilation)}",
+            "bold",
+        ),
+        _line(CROSS_CORRELATION_NOTE),
+    ]
+    out += [_line(f"padding: {note}") for note in ex.notes]
+    out += [_line(f"output size: {formula}") for formula in ex.formulas]
+    if not brief:
+        out += _conv_setup(ex)
+        out += _steps(ex, _conv_step, max_steps)
+    out += _conv_result(ex)
+    return out
+
+
+def _conv_setup(ex: ConvExplanation) -> list[RenderableType]:
+    out: list[RenderableType] = [_line("")]
+    kernels_differ = any(k != ex.kernels[0] for k in ex.kernels)
+    for c, (matrix, kernel) in enumerate(zip(ex.inputs, ex.kernels, strict=True)):
+        name = f"channel {c + 1} " if len(ex.inputs) > 1 else ""
+        captions, blocks = [f"{name}input"], [matrix_text(matrix)]
+        if c == 0 or kernels_differ:
+            captions.append(f"kernel {c + 1}" if kernels_differ else "kernel")
+            blocks.append(matrix_text(kernel))
+        if any(ex.pads):
+            captions.append(f"padded ({_pads_text(ex.pads)}, {ex.padding_mode})")
+            blocks.append(matrix_text(ex.padded[c], pads=ex.pads))
+        out.append(side_by_side(captions, blocks))
+    if len(ex.inputs) > 1 and not kernels_differ:
+        out.append(_line("the same kernel slides over every channel"))
+    return out
+
+
+def _conv_step(ex: ConvExplanation, step: ConvStep) -> list[RenderableType]:
+    filled = [(s.row, s.col, s.value) for s in ex.steps[: step.index]]
+    so_far = matrix_text(partial_output(ex.out_size, filled), {(step.row, step.col)})
+    out: list[RenderableType] = [
+        _line(""),
+        _line(
+            f"step {step.index}/{len(ex.steps)}: output[{step.row}][{step.col}], "
+            f"kernel on rows {_span(step.rows)}, columns {_span(step.cols)}",
+            "bold",
+        ),
+    ]
+    grid = Table.grid(padding=(0, 4))
+    for _ in range(4):
+        grid.add_column()
+    grid.add_row(
+        *(Text(c, "bold") for c in ("input (window in [ ])", "kernel", "products", "output so far"))
+    )
+    for term in step.terms:
+        source = ex.padded[term.channel]
+        grid.add_row(
+            matrix_text(source, _window(step.rows, step.cols), ex.pads if any(ex.pads) else None),
+            matrix_text(term.weights),
+            matrix_text(term.products),
+            so_far if term.channel == 0 else Text(""),
+        )
+    out.append(grid)
+    if len(step.terms) == 1:
+        out.append(_line(step.terms[0].text))
+    else:
+        out += [_line(f"channel {t.channel + 1}: {t.text}") for t in step.terms]
+        out.append(_line(f"sum over channels: {step.text}"))
+    return out
+
+
+def _conv_result(ex: ConvExplanation) -> list[RenderableType]:
+    out: list[RenderableType] = [_line("")]
+    oh, ow = ex.out_size
+    if len(ex.inputs) > 1:
+        captions = [f"channel {c + 1}" for c in range(len(ex.inputs))] + ["sum = output"]
+        blocks = [matrix_text(m) for m in ex.channel_outputs] + [matrix_text(ex.output)]
+        out.append(side_by_side(captions, blocks))
+        out.append(
+            _line(
+                "each channel is convolved with its own kernel slice; "
+                "the channel maps are added into one output map (one filter, no bias)"
+            )
+        )
+    else:
+        out.append(side_by_side([f"output ({oh}x{ow})"], [matrix_text(ex.output)]))
+    out.append(_line(f"output: {matrix_literal(ex.output)}", "bold"))
+    return out
+
+
+def render_pool(
+    ex: PoolExplanation, brief: bool = False, max_steps: int | None = DEFAULT_MAX_STEPS
+) -> list[RenderableType]:
+    """Pooling as terminal output: formula, each window with every mode's result, the outputs."""
+    h, w = len(ex.inputs[0]), len(ex.inputs[0][0])
+    out: list[RenderableType] = [
+        _line(
+            f"pooling ({', '.join(ex.modes)}): {len(ex.inputs)} channel(s) of {h}x{w}, window "
+            f"{_pair_text(ex.kernel)}, stride {_pair_text(ex.stride)}, padding "
+            f"{_pair_text(ex.padding)}, dilation {_pair_text(ex.dilation)}",
+            "bold",
+        ),
+        _line("each window shrinks to one number; channels are pooled separately (no weights)"),
+    ]
+    out += [_line(f"output size: {formula}") for formula in ex.formulas]
+    if any(ex.padding):
+        out.append(
+            _line(
+                "padding ('.'): -inf for max and +inf for min (it never wins), "
+                "0 for avg (counted in the mean, as torch's count_include_pad)"
+            )
+        )
+    if not brief:
+        out += _steps(ex, _pool_step, max_steps)
+    out.append(_line(""))
+    for c in range(len(ex.inputs)):
+        name = f"channel {c + 1}: " if len(ex.inputs) > 1 else ""
+        captions = [f"{name}input"] + [f"{mode} pooling" for mode in ex.modes]
+        blocks = [matrix_text(ex.inputs[c])] + [matrix_text(ex.outputs[m][c]) for m in ex.modes]
+        out.append(side_by_side(captions, blocks))
+        out += [
+            _line(f"{name}{mode}: {matrix_literal(ex.outputs[mode][c])}", "bold")
+            for mode in ex.modes
+        ]
+    return out
+
+
+def _pool_step(ex: PoolExplanation, step: PoolStep) -> list[RenderableType]:
+    p_h, p_w = ex.padding
+    pads = (p_h, p_h, p_w, p_w)
+    padded = pad_matrix(ex.inputs[step.channel], pads, "zeros", fill=None)
+    per_channel = ex.out_size[0] * ex.out_size[1]
+    first = step.channel * per_channel
+    name = f"channel {step.channel + 1}, " if len(ex.inputs) > 1 else ""
+    captions = ["input (window in [ ])"] + [f"{mode} so far" for mode in ex.modes]
+    blocks: list[RenderableType] = [
+        matrix_text(padded, _window(step.rows, step.cols), pads if any(pads) else None)
+    ]
+    for mode in ex.modes:
+        filled = [(s.row, s.col, s.results[mode].value) for s in ex.steps[first : step.index]]
+        blocks.append(matrix_text(partial_output(ex.out_size, filled), {(step.row, step.col)}))
+    return [
+        _line(""),
+        _line(
+            f"step {step.index}/{len(ex.steps)}: {name}output[{step.row}][{step.col}], "
+            f"window on rows {_span(step.rows)}, columns {_span(step.cols)}",
+            "bold",
+        ),
+        side_by_side(captions, blocks),
+        *(_line(f"{mode}: {step.results[mode].text}") for mode in ex.modes),
+    ]
+
+
+def render_padding(ex: PaddingExplanation, brief: bool = False) -> list[RenderableType]:
+    """The input padded in every mode, side by side, and what a kernel outputs on it."""
+    h, w = len(ex.input), len(ex.input[0])
+    padding = ex.padding if isinstance(ex.padding, str) else _pair_text(ex.padding)
+    out: list[RenderableType] = [
+        _line(f"padding {padding} around a {h}x{w} input: {_pads_text(ex.pads)} pixel(s)", "bold"),
+        _line(
+            "zeros: 0s; reflect: mirror without repeating the edge; replicate: repeat the edge; "
+            "circular: wrap around to the other side"
+        ),
+    ]
+    out += [_line(f"padding: {note}") for note in ex.notes]
+    kh, kw = ex.kernel
+    out += [_line(f"a {kh}x{kw} kernel then outputs: {formula}") for formula in ex.formulas]
+    oh, ow = ex.out_size
+    keeps = "the input's size" if (oh, ow) == (h, w) else f"{oh}x{ow} from {h}x{w}"
+    out.append(_line(f"output {oh}x{ow}: {keeps}"))
+    out.append(_line(""))
+    blocks: list[RenderableType] = [matrix_text(ex.input)]
+    captions = ["input"]
+    for view in ex.views:
+        captions.append(view.mode)
+        if view.matrix is None:
+            blocks.append(Text(f"impossible:\n{view.error}"))
+        else:
+            blocks.append(matrix_text(view.matrix, pads=ex.pads))
+    out.append(side_by_side(captions, blocks))
+    if not brief:
+        out += [
+            _line(f"{view.mode}: {matrix_literal(view.matrix)}")
+            for view in ex.views
+            if view.matrix is not None
+        ]
+    return out
+
+
+def render_stride(ex: StrideExplanation, brief: bool = False) -> list[RenderableType]:
+    """Each stride's window positions and output, on the same input and kernel."""
+    first = ex.runs[0]
+    h, w = len(first.inputs[0]), len(first.inputs[0][0])
+    kh, kw = len(first.kernels[0]), len(first.kernels[0][0])
+    out: list[RenderableType] = [
+        _line(
+            f"stride: the same {h}x{w} input and {kh}x{kw} kernel at stride "
+            f"{', '.join(str(s) for s in ex.strides)}",
+            "bold",
+        ),
+        _line(
+            "the stride is how far the kernel jumps between windows; larger strides give "
+            "smaller outputs"
+        ),
+    ]
+    for stride, run in zip(ex.strides, ex.runs, strict=True):
+        out.append(_line(""))
+        out.append(_line(f"stride {stride}", "bold"))
+        out += [_line(f"padding: {note}") for note in run.notes]
+        out += [_line(f"output size: {formula}") for formula in run.formulas]
+        starts = {(s.rows[0], s.cols[0]) for s in run.steps}
+        source = run.padded[0]
+        blocks: list[RenderableType] = [
+            matrix_text(source, starts, run.pads if any(run.pads) else None),
+            matrix_text(run.output),
+        ]
+        oh, ow = run.out_size
+        out.append(side_by_side(["window top-left corners in [ ]", f"output ({oh}x{ow})"], blocks))
+        if not brief:
+            windows = ", ".join(f"rows {_span(s.rows)} cols {_span(s.cols)}" for s in run.steps)
+            out.append(_line(f"{len(run.steps)} windows: {windows}"))
+        out.append(_line(f"output: {matrix_literal(run.output)}", "bold"))
+    return out
