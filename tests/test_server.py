@@ -23,12 +23,16 @@ import uvicorn
 from serve_support import decode_png_data_url, png_bytes, trained_run
 
 from cnnlab.deploy.predict import Predictor
+from cnnlab.errors import CheckpointError
 from cnnlab.evaluate.featuremaps import feature_maps
+from cnnlab.evaluate.grids import feature_map_grid
 from cnnlab.evaluate.scores import split_images
 from cnnlab.model.cnn import build_model
 from cnnlab.run.folder import Run
-from cnnlab.server.app import STATIC_DIR, Limits, bind_socket, create_app
-from cnnlab.server.maps import MAX_VALUES
+from cnnlab.server.app import STATIC_DIR, create_app
+from cnnlab.server.limits import Limits
+from cnnlab.server.maps import MAX_VALUES, layer_grid
+from cnnlab.server.serve import bind_socket
 from cnnlab.spec.summary import summary_json
 
 
@@ -189,11 +193,57 @@ def test_featuremaps_of_every_layer(server, predictor, sample):
     assert data["prediction"]["class"] == predictor.classes[int(logits.argmax())]
 
 
+def test_the_page_lays_out_each_layer_as_cnnlab_featuremaps_does(server, predictor, sample):
+    """One tiling and scaling rule: the page's grid of a layer is the CLI's (evaluate/grids.py)."""
+    _, png = sample
+    every = {"max_channels": 1024}  # the whole layer, as the CLI draws it (the page's default: 64)
+    data = httpx.post(
+        f"{server.url}/api/featuremaps", params=every, files={"file": ("x.png", png)}
+    ).json()
+    maps = feature_maps(predictor.model, predictor.normalized(predictor.prepare(png)[None]))
+    image_maps = [
+        (layer, fmap) for layer, fmap in zip(data["layers"], maps, strict=True) if fmap.is_image
+    ]
+    assert image_maps
+    for layer, fmap in image_maps:
+        cli = feature_map_grid(fmap)  # what `cnnlab featuremaps` draws for this layer
+        page = layer_grid(fmap, every["max_channels"])
+        assert layer["channels_shown"] == page.count == cli.count == fmap.values.shape[0]
+        assert (layer["rows"], layer["cols"]) == (cli.rows, cli.columns), layer["name"]
+        assert (page.rows, page.columns, page.tile_shape) == (cli.rows, cli.columns, cli.tile_shape)
+        assert np.array_equal(decode_png_data_url(layer["png"]), page.pixels)
+        tiles = ~cli.separators()  # same pixels in every tile; only the separators' gray differs
+        assert np.array_equal(page.pixels[tiles], cli.pixels[tiles]), layer["name"]
+
+
 def test_unknown_paths_and_methods_answer_json(server):
     missing = httpx.get(f"{server.url}/nothing-here")
     assert missing.status_code == 404 and missing.json()["error"] == "Not Found"
     wrong = httpx.get(f"{server.url}/api/predict")
     assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def test_a_damaged_run_folder_while_serving_is_a_500_not_the_clients_fault(run_dir, sample):
+    """A CheckpointError is a server-side fault: 500 JSON naming it, never a 4xx."""
+    predictor = Predictor(Run.open(run_dir), "eager")
+
+    def damaged(*args, **kwargs):
+        raise CheckpointError("model.safetensors is damaged: run cnnlab train again")
+
+    predictor.prepare = damaged  # the fault surfaces while a request is served
+    srv = ThreadServer(create_app(predictor))
+    try:
+        answer = httpx.post(
+            f"{srv.url}/api/predict", content=sample[1], headers={"content-type": "image/png"}
+        )
+    finally:
+        srv.stop()
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": "the server cannot use its model: "
+        "model.safetensors is damaged: run cnnlab train again",
+        "status": 500,
+    }
 
 
 # --- limits, for real -----------------------------------------------------------------------

@@ -49,7 +49,8 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     """Start the HTTP server and block until Ctrl-C."""
     from cnnlab.run.folder import Run
-    from cnnlab.server.app import Limits, serve
+    from cnnlab.server.limits import Limits
+    from cnnlab.server.serve import serve
 
     if args.max_body_mb <= 0 or args.max_in_flight < 1 or args.timeout <= 0:
         raise ConfigError(

@@ -1,7 +1,8 @@
 """Feature maps and filters as uint8 image grids: numpy only, no matplotlib.
 
-The CLI's figures (`visualize.py`) and the server's PNGs both draw these
-arrays, so a layer looks the same everywhere. A grid is tiles laid out row by
+The CLI's figures (`figures/filters.py`, `figures/maps.py`) and the server's PNGs
+(`server/maps.py`) both draw these arrays, so a layer is tiled and scaled the
+same everywhere. A grid is tiles laid out row by
 row with `pad` pixels of `fill` between them; the last row may be short (its
 empty cells are filled too).
 
@@ -108,15 +109,16 @@ def vector_as_map(values: torch.Tensor) -> torch.Tensor:
 
 
 def feature_map_grid(
-    fm: FeatureMap, columns: int | None = None, pad: int = 1, zoom: int = 1
+    fm: FeatureMap, columns: int | None = None, pad: int = 1, zoom: int = 1, fill: int = FILL
 ) -> Grid:
     """One layer's output as a gray grid: one tile per channel, each min-max scaled on its own.
 
     A (C, H, W) map gives C tiles of H x W; a flat (F,) output gives one
-    near-square tile (values row-major).
+    near-square tile (values row-major). The CLI's figures and the server's page
+    both lay out a layer with this; only the separators' gray `fill` may differ.
     """
     values = fm.values if fm.is_image else vector_as_map(fm.values)
-    return tile_images(minmax_uint8(values), columns, pad, FILL, zoom)
+    return tile_images(minmax_uint8(values), columns, pad, fill, zoom)
 
 
 def filter_grid(

@@ -1,15 +1,17 @@
 """Feature maps made small for the page: each layer as one PNG grid (or a list of numbers), with its shape.
 
-Each channel is scaled to 0..255 on its own (its min -> black, its max -> white), so a
-faint filter response is as visible as a strong one; the min and max are sent beside
-it. Maps stay at their true size (28x28 is 28x28 pixels); the page enlarges them.
+The grid is `evaluate/grids.py`'s `feature_map_grid`, the one `cnnlab featuremaps` draws:
+the same columns, tile size and per-channel scaling (each channel's min -> black, its
+max -> white, so a faint filter response is as visible as a strong one); the min and
+max are sent beside it. Maps stay at their true size (28x28 is 28x28 pixels); the page
+enlarges them.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
-import math
 from typing import Any
 
 import numpy as np
@@ -17,9 +19,9 @@ import torch
 from PIL import Image
 
 from cnnlab.evaluate.featuremaps import FeatureMap
+from cnnlab.evaluate.grids import Grid, feature_map_grid
 
-GAP = 1  # pixels between tiles
-GAP_LEVEL = 64  # their gray level: visible against black and white tiles
+GAP_LEVEL = 64  # the separators' gray level: visible against black and white tiles
 MAX_CHANNELS = 64  # channels drawn per layer (the first ones)
 MAX_VALUES = 4096  # numbers sent per vector layer (flatten, fc)
 
@@ -31,29 +33,10 @@ def png_data_url(array: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def scale_channels(values: torch.Tensor) -> np.ndarray:
-    """(C, H, W) float -> (C, H, W) uint8, each channel's min..max stretched to 0..255."""
-    flat = values.reshape(values.shape[0], -1)
-    low = flat.min(dim=1).values.view(-1, 1, 1)
-    span = (flat.max(dim=1).values.view(-1, 1, 1) - low).clamp_min(1e-12)
-    return ((values - low) / span * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def tile_grid(channels: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """(C, H, W) uint8 -> one (rows*(H+gap)-gap, cols*(W+gap)-gap) image, near-square; rows, cols."""
-    count, height, width = channels.shape
-    cols = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / cols)
-    grid = np.full(
-        (rows * (height + GAP) - GAP, cols * (width + GAP) - GAP), GAP_LEVEL, dtype=np.uint8
-    )
-    for i in range(count):
-        r, c = divmod(i, cols)
-        grid[
-            r * (height + GAP) : r * (height + GAP) + height,
-            c * (width + GAP) : c * (width + GAP) + width,
-        ] = channels[i]
-    return grid, rows, cols
+def layer_grid(fmap: FeatureMap, max_channels: int = MAX_CHANNELS) -> Grid:
+    """An image layer's (C, H, W) output as the page draws it: its first `max_channels` channels."""
+    shown = torch.nan_to_num(fmap.values[:max_channels])  # JSON and PNG have no NaN
+    return feature_map_grid(dataclasses.replace(fmap, values=shown), fill=GAP_LEVEL)
 
 
 def layer_json(index: int, fmap: FeatureMap, max_channels: int = MAX_CHANNELS) -> dict[str, Any]:
@@ -69,10 +52,12 @@ def layer_json(index: int, fmap: FeatureMap, max_channels: int = MAX_CHANNELS) -
         "max": float(values.max()) if values.numel() else 0.0,
     }
     if fmap.is_image:
-        shown = values[:max_channels]
-        grid, rows, cols = tile_grid(scale_channels(shown))
+        grid = layer_grid(fmap, max_channels)
         entry.update(
-            channels_shown=int(shown.shape[0]), rows=rows, cols=cols, png=png_data_url(grid)
+            channels_shown=grid.count,
+            rows=grid.rows,
+            cols=grid.columns,
+            png=png_data_url(grid.pixels),
         )
     else:
         shown = values[:MAX_VALUES]
