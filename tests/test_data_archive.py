@@ -156,3 +156,23 @@ def test_cifar_batch_wrong_length_or_label_refused(tmp_path):
     bad.write_bytes(_cifar_batch(labels))
     with pytest.raises(DataError, match="label 10 in record 42 is outside 0..9"):
         cifar.read_batch(bad)
+
+
+def test_refused_member_outside_only_still_refuses_everything(tmp_path):
+    # Every member is checked before any is written, wanted or not.
+    archive = tmp_path / "mixed.tar.gz"
+    make_tar(archive, [("file", "good.bin", b"ok"), ("file", "../escape.txt", b"x")])
+    with pytest.raises(DataError, match="climbs out with '..'"):
+        safe_extract(archive, tmp_path / "sandbox" / "out", only={"good.bin"})
+    assert [p.name for p in (tmp_path / "sandbox").iterdir()] == []
+
+
+def test_set_id_bits_and_group_write_dropped(tmp_path):
+    # The standard 'data' filter: a data file keeps no set-uid/set-gid bit and no go-w.
+    archive = tmp_path / "modes.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("tool.sh")
+        info.size, info.mode = 2, 0o6777
+        tar.addfile(info, io.BytesIO(b"#!"))
+    (written,) = safe_extract(archive, tmp_path / "out")
+    assert written.stat().st_mode & 0o7777 == 0o755

@@ -15,7 +15,7 @@ from PIL import Image
 import cnnlab
 from cnnlab.cli import main
 from cnnlab.evaluate.scores import evaluate_run, split_images
-from cnnlab.figures.visualize import confusion_figure, gallery_figure
+from cnnlab.figures.confusion import confusion_figure, gallery_figure
 from cnnlab.run.folder import Run
 
 TEST_SIZE = 400

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -18,15 +20,22 @@ from PIL import Image
 from serve_support import trained_run
 
 import cnnlab
-from cnnlab.deploy.engines import OnnxEngine, Pt2Engine, refuse_pickled_payloads
+from cnnlab.deploy.engines import (
+    PARITY_TOLERANCE,
+    OnnxEngine,
+    Pt2Engine,
+    read_export,
+    refuse_pickled_payloads,
+    sidecar_path,
+)
 from cnnlab.deploy.export import (
     ExportError,
+    Parity,
+    check_parity,
     engine_logits,
     export_run,
     onnx_bytes,
     pt2_bytes,
-    read_export,
-    sidecar_path,
 )
 from cnnlab.deploy.predict import Predictor
 from cnnlab.errors import CheckpointError, SpecError
@@ -193,7 +202,8 @@ def test_export_without_the_runs_data_checks_random_images(tmp_path):
     # A run whose config.toml is gone cannot rebuild its data: parity falls back to random images.
     torch.manual_seed(0)
     model = build_model("input(1x12x12) conv(4,3) batchnorm relu gap fc(3)").eval()
-    from cnnlab.run.folder import model_meta, write_model
+    from cnnlab.run.files import model_meta
+    from cnnlab.run.writer import write_model
 
     write_model(tmp_path, model, model_meta(model, ["a", "b", "c"], (0.5,), (0.25,), "none", {}))
     result = export_run(Run.open(tmp_path), "onnx")
@@ -328,3 +338,19 @@ def test_a_pt2_holding_pickles_is_refused_unread():
         Pt2Engine(buffer.getvalue())
     # cnnlab's own pt2 passes
     refuse_pickled_payloads(pt2_bytes(model))
+
+
+def test_one_parity_tolerance_for_writing_and_using_an_export():
+    # export (Parity, check_parity, export_run) and predict (the engine probe) share one limit.
+    reference = torch.zeros(2, 3)
+    assert check_parity(reference, reference + 0.99 * PARITY_TOLERANCE, "t").ok
+    assert not check_parity(reference, reference + 1.01 * PARITY_TOLERANCE, "t").ok
+    assert Parity(1, "t", 0.0, 0).tolerance == PARITY_TOLERANCE == 1e-4
+
+
+def test_predict_reads_exports_without_the_exporter():
+    # Reading an export (sidecar checks, engines) lives in engines.py: predict and serve
+    # never import the export code (onnx, torch.export tracing).
+    code = "import sys, cnnlab.deploy.predict; print('cnnlab.deploy.export' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

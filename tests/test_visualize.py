@@ -14,6 +14,7 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.evaluate.featuremaps import FeatureMap, feature_maps
+from cnnlab.evaluate.filters import conv_filters
 from cnnlab.evaluate.grids import (
     ZERO_WEIGHT,
     default_columns,
@@ -21,17 +22,13 @@ from cnnlab.evaluate.grids import (
     filter_grid,
     tile_images,
 )
+from cnnlab.evaluate.maplayers import default_map_layers, output_layers
 from cnnlab.evaluate.samples import load_sample
-from cnnlab.figures.visualize import (
-    MAP_KINDS,
-    conv_filters,
-    curves_figure,
-    default_map_layers,
-    featuremaps_figure,
-    filters_figure,
-    output_layers,
-)
+from cnnlab.figures.curves import curves_figure
+from cnnlab.figures.filters import filters_figure
+from cnnlab.figures.maps import featuremaps_figure
 from cnnlab.run.folder import Run
+from cnnlab.spec.kinds import LAYER_KINDS
 
 # Every kind of map layer, two conv layers with more than one input channel, a 3-channel input
 # would need colour data: the colour path is tested on a hand-made weight below.
@@ -216,7 +213,7 @@ def test_featuremaps_figure_has_a_grid_per_layer_and_a_tile_per_channel(run):
     assert [m.kind for m in shown] == [
         "conv", "relu", "maxpool", "conv", "leakyrelu", "avgpool", "conv", "tanh",
     ]  # fmt: skip
-    assert all(m.kind in MAP_KINDS for m in shown)
+    assert all(LAYER_KINDS[m.kind].shows_map for m in shown)
     figure = featuremaps_figure(sample.image, shown, "title")
     assert len(figure.axes) == 1 + len(shown)  # the input, then one section per layer
     np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), sample.image[0].numpy())

@@ -1,8 +1,11 @@
-"""Safe tar extraction: every member is checked before anything is written.
+"""Safe tar extraction: the standard library's 'data' filter, stricter on links and absolute paths.
 
-Refused: absolute paths, `..` components, symbolic and hard links, devices, FIFOs,
-and anything that would land outside the target folder. Only regular files and
-folders are written, by our own code (no tarfile.extractall).
+`tarfile`'s `filter="data"` (PEP 706) refuses members that would land outside
+the target folder, devices and FIFOs, and drops set-uid bits and owners. Two
+rules are stricter here: every link is refused (the filter allows links that
+stay inside), and absolute paths are refused (the filter would strip the
+leading '/'). Every member is checked before anything is written; extraction
+goes to a staging folder beside the target, moved into place at the end.
 """
 
 from __future__ import annotations
@@ -11,33 +14,79 @@ import os
 import shutil
 import tarfile
 import tempfile
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from cnnlab.errors import DataError
 
 
-def _check_member(archive: Path, member: tarfile.TarInfo, target: Path) -> None:
-    """Raise DataError when `member` is not a plain file or folder safely inside `target`."""
+def _where(archive: Path, member: tarfile.TarInfo) -> str:
+    return f"{archive}: member {member.name!r}"
+
+
+def _refuse_ours(archive: Path, member: tarfile.TarInfo) -> None:
+    """The rules stricter than the 'data' filter: no links at all, no absolute paths."""
     name = member.name
-    where = f"{archive}: member {name!r}"
     if member.issym() or member.islnk():
         raise DataError(
-            f"{where} is a link (to {member.linkname!r}); refused: links can point outside the folder"
+            f"{_where(archive, member)} is a link (to {member.linkname!r}); "
+            "refused: links can point outside the folder"
         )
-    if not (member.isfile() or member.isdir()):
-        raise DataError(f"{where} is a device, FIFO or other special file; refused")
-    path = PurePosixPath(name)
-    if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
         raise DataError(
-            f"{where} has an absolute path; refused: it would write outside the target folder"
+            f"{_where(archive, member)} has an absolute path; "
+            "refused: it would write outside the target folder"
         )
-    if ".." in path.parts or "\\" in name:
-        raise DataError(
-            f"{where} climbs out with '..'; refused: it would write outside the target folder"
-        )
-    resolved = (target / path).resolve()
-    if not resolved.is_relative_to(target.resolve()):
-        raise DataError(f"{where} resolves outside {target}; refused")
+
+
+def _filter_error(archive: Path, member: tarfile.TarInfo, error: tarfile.FilterError) -> DataError:
+    """The 'data' filter's refusal as a DataError naming the archive and the member."""
+    where = _where(archive, member)
+    if isinstance(error, tarfile.SpecialFileError):
+        return DataError(f"{where} is a device, FIFO or other special file; refused")
+    if isinstance(error, tarfile.OutsideDestinationError):
+        if ".." in PurePosixPath(member.name).parts:
+            return DataError(
+                f"{where} climbs out with '..'; refused: it would write outside the target folder"
+            )
+        return DataError(f"{where} resolves outside the target folder; refused")
+    return DataError(f"{where} refused by the tar 'data' filter ({error})")
+
+
+def _checker(archive: Path) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
+    """A tarfile extraction filter: our rules, then the standard 'data' filter."""
+
+    def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        _refuse_ours(archive, member)
+        try:
+            return tarfile.data_filter(member, dest)
+        except tarfile.FilterError as error:
+            raise _filter_error(archive, member, error) from None
+
+    return check
+
+
+def _extract_staged(
+    tar: tarfile.TarFile, archive: Path, target: Path, only: set[str] | None
+) -> list[PurePosixPath]:
+    """Check every member, extract the wanted ones into a staging folder, move files to `target`."""
+    check = _checker(archive)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        members = tar.getmembers()
+        for member in members:  # check all before writing any
+            check(member, str(staging))
+        chosen = [m for m in members if only is None or m.name in only]
+        tar.extractall(staging, members=chosen, filter=check)
+        written = [PurePosixPath(m.name) for m in chosen if m.isfile()]
+        target.mkdir(parents=True, exist_ok=True)
+        for rel in written:
+            final = target / rel
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / rel, final)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def safe_extract(
@@ -45,40 +94,14 @@ def safe_extract(
 ) -> list[Path]:
     """Extract tar `archive` (any compression) into `target`; returns the files written.
 
-    With `only`, extract just members whose names are in it. Extraction goes to a
-    temporary folder beside `target` first and is moved into place at the end, so a
-    refused or damaged archive leaves nothing behind.
+    With `only`, extract just members whose names are in it. A refused or damaged
+    archive leaves nothing behind.
     """
     archive, target = Path(archive), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:  # check all before writing any
-                _check_member(archive, member, target)
-            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            try:
-                written = []
-                for member in members:
-                    if only is not None and member.name not in only:
-                        continue
-                    out = staging / member.name
-                    if member.isdir():
-                        out.mkdir(parents=True, exist_ok=True)
-                        continue
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    source = tar.extractfile(member)
-                    assert source is not None  # regular files always have data
-                    with source, open(out, "wb") as handle:
-                        shutil.copyfileobj(source, handle)
-                    written.append(PurePosixPath(member.name))
-                target.mkdir(parents=True, exist_ok=True)
-                for rel in written:
-                    final = target / rel
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staging / rel, final)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            written = _extract_staged(tar, archive, target, only)
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DataError(
             f"{archive}: damaged or not a tar archive ({error}); delete it and download it again"

@@ -7,10 +7,16 @@ softmax. So one preprocessing and one softmax serve them all (predict.py).
 A .pt2 file is a zip whose tensors may be pickles; torch.export.load would
 unpickle them. `Pt2Engine` refuses, unread, any archive holding a pickled
 payload; cnnlab writes its own without any (export.py).
+
+Reading an export back is here too (`read_export`): export.py writes a file and
+its JSON sidecar; predict and serve open only a file whose sidecar matches it
+and the run's current weights. `PARITY_TOLERANCE` is the one limit on how far an
+export's logits may stray from the eager model's, when written and when used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -19,13 +25,22 @@ import time
 import warnings
 import zipfile
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from cnnlab.errors import CheckpointError
+from cnnlab.fileio import sha256_file
+from cnnlab.run.checkpoint import read_json
+from cnnlab.run.files import MODEL_FILE
+from cnnlab.run.folder import Run
 
 ENGINE_NAMES = ("eager", "onnx", "pt2")
+EXPORT_FORMATS = ("onnx", "pt2")
+EXPORT_FORMAT_VERSION = "cnnlab-export/1"  # the sidecar's "format"; a change of schema changes it
+PARITY_TOLERANCE = 1e-4  # largest allowed |logit difference| between an export and the eager model
 
 
 class Engine:
@@ -123,6 +138,55 @@ def refuse_pickled_payloads(data: bytes) -> None:
         ) from None
     except (zipfile.BadZipFile, ValueError, KeyError, AttributeError, OSError) as error:
         raise CheckpointError(f"this is not a readable .pt2 archive ({error})") from None
+
+
+def engine_from_bytes(fmt: str, data: bytes, threads: int | None = None) -> Engine:
+    """Load exported bytes in their runtime (`threads`: onnxruntime's per-call threads)."""
+    return OnnxEngine(data, threads) if fmt == "onnx" else Pt2Engine(data)
+
+
+# --- reading an export back ----------------------------------------------------------------
+
+
+def default_path(run: Run, fmt: str) -> Path:
+    """RUN/model.onnx or RUN/model.pt2."""
+    return run.path / f"model.{fmt}"
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON written beside an export: model.onnx -> model.onnx.json."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def read_export(path: str | Path, run: Run) -> tuple[str, bytes, dict[str, Any]]:
+    """(format, bytes, sidecar) of an export of `run`, refusing one that is stale or not cnnlab's.
+
+    The file's SHA-256 must match its sidecar (so cnnlab opens only files it wrote, and a
+    .pt2 is never unpickled), and the sidecar's weights hash must match the run's weights.
+    """
+    path = Path(path)
+    again = f"export it again: cnnlab export {run.path} --format {path.suffix.lstrip('.')}"
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist: {again}")
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        raise CheckpointError(
+            f"{path} has no {sidecar.name} beside it, so cnnlab did not write it: {again}"
+        )
+    meta = read_json(sidecar)
+    fmt = meta.get("kind")
+    if meta.get("format") != EXPORT_FORMAT_VERSION or fmt not in EXPORT_FORMATS:
+        raise CheckpointError(f"{sidecar} is not a cnnlab export description: {again}")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        raise CheckpointError(f"{path} was changed after cnnlab wrote it: {again}")
+    if meta.get("weights_sha256") != sha256_file(run.path / MODEL_FILE):
+        raise CheckpointError(f"{path} was exported from other weights than {run.path}'s: {again}")
+    return fmt, data, meta
+
+
+# --- timing --------------------------------------------------------------------------------
 
 
 def latency_us(

@@ -11,11 +11,11 @@ What an export is:
 
 Before anything is written, the exported bytes are loaded in their runtime (onnxruntime,
 torch.export.load) and run on real images of the run's own test split; the largest
-absolute logit difference from the eager model must stay under 1e-4 and every predicted
-class must agree, else ExportError and no file. The file and a JSON sidecar
+absolute logit difference from the eager model must stay under PARITY_TOLERANCE (1e-4,
+engines.py) and every predicted class must agree, else ExportError and no file. The file and a JSON sidecar
 (`model.onnx.json`: hashes of the file and of the weights it came from, the parity
 figures) are then written atomically. `predict`/`serve` refuse an export whose sidecar
-does not match the file or the run's current weights.
+does not match the file or the run's current weights (`engines.read_export`).
 """
 
 from __future__ import annotations
@@ -32,17 +32,23 @@ from typing import Any
 import torch
 
 from cnnlab import __version__
-from cnnlab.deploy.engines import Engine, OnnxEngine, Pt2Engine
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.deploy.engines import (
+    EXPORT_FORMAT_VERSION,
+    EXPORT_FORMATS,
+    PARITY_TOLERANCE,
+    Engine,
+    default_path,
+    engine_from_bytes,
+    sidecar_path,
+)
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.fold import fold_batchnorm, foldable_pairs
 from cnnlab.model.inference import logits_in_batches, normalize
-from cnnlab.run.checkpoint import MODEL_FILE, atomic_write_bytes, atomic_write_json, read_json
+from cnnlab.run.files import MODEL_FILE
 from cnnlab.run.folder import Run
 
-EXPORT_FORMATS = ("onnx", "pt2")
-EXPORT_FORMAT_VERSION = "cnnlab-export/1"
-TOLERANCE = 1e-4  # largest allowed |logit difference| between the export and the eager model
 PARITY_IMAGES = 1000  # test images checked by default (evenly spread over the split)
 MIN_PARITY_IMAGES = 256  # topped up with random images when the split is smaller
 ONNX_OPSET = 17
@@ -63,7 +69,7 @@ class Parity:
     source: str  # where the images came from
     max_abs_diff: float
     mismatches: int  # images whose predicted class differs
-    tolerance: float = TOLERANCE
+    tolerance: float = PARITY_TOLERANCE
 
     @property
     def ok(self) -> bool:
@@ -92,26 +98,6 @@ class ExportResult:
 
 
 # --- paths and metadata -----------------------------------------------------------------
-
-
-def default_path(run: Run, fmt: str) -> Path:
-    """RUN/model.onnx or RUN/model.pt2."""
-    return run.path / f"model.{fmt}"
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """The JSON written beside an export: model.onnx -> model.onnx.json."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_metadata(run: Run) -> dict[str, str]:
@@ -184,11 +170,6 @@ def pt2_bytes(model: CnnModel, metadata: dict[str, str] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def engine_from_bytes(fmt: str, data: bytes, threads: int | None = None) -> Engine:
-    """Load exported bytes in their runtime (`threads`: onnxruntime's per-call threads)."""
-    return OnnxEngine(data, threads) if fmt == "onnx" else Pt2Engine(data)
-
-
 # --- parity --------------------------------------------------------------------------------
 
 
@@ -214,7 +195,7 @@ def parity_images(run: Run, limit: int = PARITY_IMAGES, seed: int = 0) -> tuple[
 
 
 def check_parity(
-    reference: torch.Tensor, logits: torch.Tensor, source: str, tolerance: float = TOLERANCE
+    reference: torch.Tensor, logits: torch.Tensor, source: str, tolerance: float = PARITY_TOLERANCE
 ) -> Parity:
     """Compare exported logits with the eager model's, image by image."""
     if reference.shape != logits.shape:
@@ -238,6 +219,37 @@ def engine_logits(
     return torch.cat(outputs) if outputs else torch.empty(0, len(run.classes))
 
 
+def _sidecar_json(
+    run: Run,
+    fmt: str,
+    path: Path,
+    data: bytes,
+    metadata: dict[str, str],
+    pairs: list[tuple[str, str]],
+    parity: Parity,
+) -> dict[str, Any]:
+    """What model.onnx.json records: hashes of the file and its weights, metadata, parity."""
+    return {
+        "format": EXPORT_FORMAT_VERSION,
+        "kind": fmt,
+        "file": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "run": str(run.path),
+        "weights_sha256": sha256_file(run.path / MODEL_FILE),
+        **{
+            k: json.loads(v) if k in _JSON_KEYS else v
+            for k, v in metadata.items()
+            if k != "cnnlab_format"
+        },
+        "folded": [f"{bn} into {layer}" for layer, bn in pairs],
+        "parity": asdict(parity),
+        "onnx_opset": ONNX_OPSET if fmt == "onnx" else None,
+        "cnnlab_version": __version__,
+        "torch_version": torch.__version__,
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 # --- the export ----------------------------------------------------------------------------
 
 
@@ -246,7 +258,7 @@ def export_run(
     fmt: str,
     out: str | Path | None = None,
     parity_limit: int = PARITY_IMAGES,
-    tolerance: float = TOLERANCE,
+    tolerance: float = PARITY_TOLERANCE,
 ) -> ExportResult:
     """Fold, export, check parity on real images, then write the file and its sidecar atomically."""
     if fmt not in EXPORT_FORMATS:
@@ -274,56 +286,5 @@ def export_run(
         )
     atomic_write_bytes(path, data)
     sidecar = sidecar_path(path)
-    atomic_write_json(
-        sidecar,
-        {
-            "format": EXPORT_FORMAT_VERSION,
-            "kind": fmt,
-            "file": path.name,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "run": str(run.path),
-            "weights_sha256": sha256_file(run.path / MODEL_FILE),
-            **{
-                k: json.loads(v) if k in _JSON_KEYS else v
-                for k, v in metadata.items()
-                if k != "cnnlab_format"
-            },
-            "folded": [f"{bn} into {layer}" for layer, bn in pairs],
-            "parity": asdict(parity),
-            "onnx_opset": ONNX_OPSET if fmt == "onnx" else None,
-            "cnnlab_version": __version__,
-            "torch_version": torch.__version__,
-            "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    )
+    atomic_write_json(sidecar, _sidecar_json(run, fmt, path, data, metadata, pairs, parity))
     return ExportResult(path, sidecar, fmt, parity, pairs, time.perf_counter() - started, len(data))
-
-
-# --- reading an export back ----------------------------------------------------------------
-
-
-def read_export(path: str | Path, run: Run) -> tuple[str, bytes, dict[str, Any]]:
-    """(format, bytes, sidecar) of an export of `run`, refusing one that is stale or not cnnlab's.
-
-    The file's SHA-256 must match its sidecar (so cnnlab opens only files it wrote, and a
-    .pt2 is never unpickled), and the sidecar's weights hash must match the run's weights.
-    """
-    path = Path(path)
-    again = f"export it again: cnnlab export {run.path} --format {path.suffix.lstrip('.')}"
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist: {again}")
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        raise CheckpointError(
-            f"{path} has no {sidecar.name} beside it, so cnnlab did not write it: {again}"
-        )
-    meta = read_json(sidecar)
-    fmt = meta.get("kind")
-    if meta.get("format") != EXPORT_FORMAT_VERSION or fmt not in EXPORT_FORMATS:
-        raise CheckpointError(f"{sidecar} is not a cnnlab export description: {again}")
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-        raise CheckpointError(f"{path} was changed after cnnlab wrote it: {again}")
-    if meta.get("weights_sha256") != sha256_file(run.path / MODEL_FILE):
-        raise CheckpointError(f"{path} was exported from other weights than {run.path}'s: {again}")
-    return fmt, data, meta

@@ -9,7 +9,7 @@ data did. Options for photos of dark-on-light digits, as MNIST was made:
           bounding box, fit it into 20x20 keeping the aspect (for 28x28; 20/28 of the side in
           general), and place it so its centre of mass is at the centre of the image
 Probabilities are the softmax of the engine's logits; every engine (engines.py) returns
-logits, so eager, ONNX and pt2 give the same numbers to within 1e-4.
+logits, so eager, ONNX and pt2 give the same numbers to within engines.PARITY_TOLERANCE.
 """
 
 from __future__ import annotations
@@ -25,7 +25,16 @@ import torch
 from PIL import Image
 
 from cnnlab.data.images import MAX_PIXELS, load_image
-from cnnlab.deploy.engines import EagerEngine, Engine, latency_us
+from cnnlab.deploy.engines import (
+    EXPORT_FORMATS,
+    PARITY_TOLERANCE,
+    EagerEngine,
+    Engine,
+    default_path,
+    engine_from_bytes,
+    latency_us,
+    read_export,
+)
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.model.inference import normalize
 from cnnlab.run.folder import Run
@@ -36,7 +45,6 @@ ENGINE_CHOICES = ("auto", "eager", "onnx", "pt2")
 MNIST_BOX = 20 / 28  # MNIST fitted each digit into 20x20 of its 28x28 image
 INK_LEVEL = 64  # after the contrast stretch, pixels above this (of 255) count as ink
 MIN_CONTRAST = 16  # brightest minus median below this: no ink at all
-PROBE_TOLERANCE = 1e-4  # an export must match the eager model this closely to be used
 
 
 @dataclass(frozen=True)
@@ -192,10 +200,20 @@ def probe_images(input_shape: Sequence[int], count: int = 16) -> torch.Tensor:
 def _check_engine(engine: Engine, eager: Engine, x: torch.Tensor) -> None:
     reference, logits = eager.logits(x), engine.logits(x)
     diff = (reference - logits).abs().max().item()
-    if diff >= PROBE_TOLERANCE or not torch.equal(reference.argmax(1), logits.argmax(1)):
+    if diff >= PARITY_TOLERANCE or not torch.equal(reference.argmax(1), logits.argmax(1)):
         raise CheckpointError(
             f"the {engine.name} export differs from the model by up to {diff:.1e} in the logits"
         )
+
+
+def _export_paths(run: Run, name: str, export_path: str | Path | None) -> dict[str, Path]:
+    """The export file to try per format: auto tries each beside the run (or `export_path`)."""
+    if name != "auto":
+        return {name: Path(export_path) if export_path else default_path(run, name)}
+    paths = {fmt: default_path(run, fmt) for fmt in EXPORT_FORMATS}
+    if export_path and Path(export_path).suffix.lstrip(".") in paths:
+        paths[Path(export_path).suffix.lstrip(".")] = Path(export_path)
+    return paths
 
 
 def select_engine(
@@ -208,21 +226,14 @@ def select_engine(
     """The engine asked for; auto: the fastest of eager and each valid export beside the run.
 
     An export is used only if its sidecar matches the file and the run's weights and it
-    reproduces the eager logits (within 1e-4) on fixed probe images.
+    reproduces the eager logits (within PARITY_TOLERANCE) on fixed probe images.
     """
-    from cnnlab.deploy.export import EXPORT_FORMATS, default_path, engine_from_bytes, read_export
-
     if name not in ENGINE_CHOICES:
         raise ConfigError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, not '{name}'")
     probe = normalize(probe_images(run.input_shape), run.mean, run.std)
     if name == "eager":
         return eager, EngineChoice("eager")
-    if name == "auto":
-        paths = {fmt: default_path(run, fmt) for fmt in EXPORT_FORMATS}
-        if export_path and Path(export_path).suffix.lstrip(".") in paths:
-            paths[Path(export_path).suffix.lstrip(".")] = Path(export_path)
-    else:
-        paths = {name: Path(export_path) if export_path else default_path(run, name)}
+    paths = _export_paths(run, name, export_path)
     candidates: list[Engine] = [eager] if name == "auto" else []
     notes = []
     for fmt, path in paths.items():
@@ -377,3 +388,13 @@ def predict_files(
                 if result.ok:
                     result.top_k = predictor.top_k(next(good), top_k)
         yield from results
+
+
+def folder_accuracy(results: Sequence[FileResult], classes: Sequence[str]) -> dict[str, Any] | None:
+    """When every predicted file lies in a folder named after a class (digits/7/a.png): how many
+    top-1 classes match their folder; None otherwise."""
+    done = [r for r in results if r.ok]
+    if not done or any(Path(r.path).parent.name not in classes for r in done):
+        return None
+    correct = sum(Path(r.path).parent.name == r.top_k[0]["class"] for r in done)
+    return {"images": len(done), "correct": correct, "accuracy": correct / len(done)}

@@ -1,4 +1,5 @@
-"""The activation (feature) maps of every layer for one image: what each filter found.
+"""The activation (feature) maps of every layer for one image (what each filter found), their
+summary figures, and the image's most likely classes.
 
 Used by `cnnlab featuremaps` and by the server's page; both show exactly these.
 """
@@ -6,6 +7,7 @@ Used by `cnnlab featuremaps` and by the server's page; both show exactly these.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -23,7 +25,22 @@ class FeatureMap:
 
     @property
     def is_image(self) -> bool:
+        """True for (C, H, W) maps, False for flat vectors."""
         return self.values.ndim == 3
+
+    def stats(self) -> dict[str, Any]:
+        """Name, spec, kind, shape, value range, mean and share of exact zeros (0..1)."""
+        values = self.values
+        return {
+            "layer": self.name,
+            "spec": self.layer,
+            "kind": self.kind,
+            "shape": list(values.shape),
+            "min": values.min().item(),
+            "max": values.max().item(),
+            "mean": values.mean().item(),
+            "zeros": (values == 0).float().mean().item(),
+        }
 
 
 @torch.inference_mode()
@@ -41,3 +58,17 @@ def feature_maps(model: CnnModel, x: torch.Tensor) -> list[FeatureMap]:
         )
     model.train(was_training)
     return maps
+
+
+@torch.inference_mode()
+def top_classes(
+    model: CnnModel, x: torch.Tensor, classes: list[str], k: int
+) -> list[dict[str, Any]]:
+    """The k most likely classes of one normalised image x (1, C, H, W), best first:
+    [{"class": name, "probability": softmax probability}, ...] (at most len(classes))."""
+    probabilities = torch.softmax(model(x), dim=1)[0]  # (classes,)
+    top = probabilities.topk(min(k, len(classes)))
+    return [
+        {"class": classes[i], "probability": p}
+        for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+    ]

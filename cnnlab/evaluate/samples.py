@@ -1,9 +1,9 @@
 """One image for a run, as its model takes it: an image file, or SPLIT:INDEX of the run's own data.
 
-`test:12` is image 12 of the run's test split (as `evaluate.split_images` gives
-it), so feature maps can be shown without any file. A file is decoded by the
+`test:12` is image 12 of the run's test split (as `evaluate.scores.split_images`
+gives it), so feature maps can be shown without any file. A file is decoded by the
 checked `data.images.load_image` at the run's channels and size; `normalize`
-(inference.py) then turns either into model input.
+(model/inference.py) then turns either into model input.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from cnnlab.errors import DataError
 from cnnlab.model.inference import logits_in_batches
 from cnnlab.run.folder import Run
+from cnnlab.training.config import config_of
 
 SPLITS = ("test", "val", "train")
 
@@ -135,11 +136,11 @@ def split_images(
     run: Run, data: str | None = None, split: str = "test"
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(images, labels, data name) of a split, as the run's training saw it."""
-    from cnnlab.training.loop import dataset_from_config, training_and_validation
+    from cnnlab.training.setup import dataset_from_config, training_and_validation
 
     if split not in SPLITS:
         raise DataError(f"split '{split}' is not one of {', '.join(SPLITS)}")
-    config = run.config()
+    config = config_of(run)
     dataset = dataset_from_config(config, data)
     if dataset.image_shape != run.input_shape:
         raise DataError(
@@ -170,6 +171,6 @@ def evaluate_run(
     images, labels, name = split_images(run, data, split)
     model = run.load_model(device)
     # Scored as training scored it: a run trained with tta=true is evaluated with the mirror too.
-    tta = run.config().tta
+    tta = config_of(run).tta
     logits = logits_in_batches(model, images, run.mean, run.std, device=device, tta=tta)
     return Evaluation(run.classes, labels, logits, data=name, split=split), images

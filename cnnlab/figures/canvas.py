@@ -3,7 +3,8 @@
 Figures are `matplotlib.figure.Figure` objects with an Agg canvas, never pyplot:
 nothing is registered globally, so there is no window, no backend to select and
 no figure to forget to close. SVG keeps its text as text (svg.fonttype 'none'),
-so labels stay searchable and tests can read them back.
+so labels stay searchable and tests can read them back. A file that cannot be
+written (a missing or read-only folder) is a `FigureWriteError` naming the path.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
 
 FORMATS = ("png", "svg")
 DPI = 120  # PNG pixels per inch
+
+
+class FigureWriteError(CnnlabError):
+    """A figure file that cannot be written: its folder is missing, read-only or not a folder."""
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -65,15 +70,21 @@ def save_figure(figure: Figure, path: str | Path, fmt: str | None = None) -> Pat
     """Write `figure` as PNG or SVG (by extension or `fmt`), creating the folder; returns the path."""
     path = Path(path)
     fmt = figure_format(path, fmt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Text as <text> elements; a fixed hash salt and no date keep the SVG reproducible.
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "cnnlab"}):
-        figure.savefig(
-            path,
-            format=fmt,
-            dpi=DPI,
-            bbox_inches="tight",
-            facecolor="white",
-            metadata={"Date": None} if fmt == "svg" else None,
-        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Text as <text> elements; a fixed hash salt and no date keep the SVG reproducible.
+        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "cnnlab"}):
+            figure.savefig(
+                path,
+                format=fmt,
+                dpi=DPI,
+                bbox_inches="tight",
+                facecolor="white",
+                metadata={"Date": None} if fmt == "svg" else None,
+            )
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise FigureWriteError(
+            f"cannot write {path}: {reason}; choose a writable folder with --out"
+        ) from None
     return path

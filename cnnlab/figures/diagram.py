@@ -22,23 +22,10 @@ from matplotlib.patches import Polygon, Rectangle
 
 from cnnlab.figures.canvas import new_figure
 from cnnlab.spec.analysis import LayerReport, ModelReport, Shape, analyze
+from cnnlab.spec.kinds import LAYER_KINDS
 from cnnlab.spec.language import ModelSpec
 
-# Layers that keep their input's shape: drawn inside the box of the layer before them.
-SHAPE_KEEPING = frozenset(
-    {"batchnorm", "relu", "leakyrelu", "sigmoid", "tanh", "gelu", "dropout", "softmax"}
-)
-COLOURS = {
-    "input": "#d9d9d9",
-    "conv": "#9ecae1",
-    "maxpool": "#fdae6b",
-    "minpool": "#fdd0a2",
-    "avgpool": "#fdbe85",
-    "gap": "#c7e9c0",
-    "gmp": "#c7e9c0",
-    "flatten": "#e5e5e5",
-    "fc": "#bcbddc",
-}
+INPUT_COLOUR = "#d9d9d9"  # the input box; each layer kind has its own `colour`
 INCH_PER_UNIT = 0.7  # drawing units -> figure inches
 CHAR_UNITS = 0.085  # width of one 7-point monospace character, in drawing units
 MAX_FACE = 2.6  # tallest front face (the largest H), in units
@@ -68,7 +55,7 @@ def diagram_blocks(report: ModelReport, every_layer: bool = False) -> list[Block
     """The boxes to draw, input first; shape-keeping layers join the box before them."""
     blocks = [Block("input", tuple(report.input_shape))]
     for r in report.layers:
-        if r.layer.kind in SHAPE_KEEPING and not every_layer:
+        if LAYER_KINDS[r.layer.kind].shape_keeping and not every_layer:
             blocks[-1].layers.append(r)
         else:
             blocks.append(Block(r.layer.kind, tuple(r.out_shape), [r]))
@@ -148,34 +135,25 @@ def _draw_box(ax: Axes, x: float, g: _Geometry, colour: str) -> tuple[float, flo
     return x, x + g.width
 
 
-def diagram_figure(
-    model: ModelReport | ModelSpec, every_layer: bool = False, title: str | None = None
-) -> Figure:
-    """The architecture diagram of a model (a ModelReport, or a ModelSpec with its input shape)."""
-    report = model if isinstance(model, ModelReport) else analyze(model)
-    blocks = diagram_blocks(report, every_layer)
-    geometries = _geometries(blocks)
-    slots = [
+def _slots(blocks: list[Block], geometries: list[_Geometry]) -> list[float]:
+    """Each block's width in units: its box plus room, or its widest label line, at least 2."""
+    return [
         max(g.width + 0.9, CHAR_UNITS * max(len(line) for line in b.lines()) + 0.5, 2.0)
         for b, g in zip(blocks, geometries, strict=True)
     ]
-    total_w = sum(slots)
-    tallest = max(g.height for g in geometries)
-    label_lines = max(len(b.lines()) for b in blocks) + 1
-    bottom = -tallest / 2 - 0.35 - 0.24 * label_lines
-    top = tallest / 2 + 0.3
-    figure = new_figure(total_w * INCH_PER_UNIT, (top - bottom) * INCH_PER_UNIT + 1.1)
-    ax = figure.add_axes((0, 0, 1, 0.82))
-    ax.set_xlim(0, total_w)
-    ax.set_ylim(bottom, top)
-    ax.set_aspect("equal")
-    ax.axis("off")
 
+
+def _draw_blocks(
+    ax: Axes, blocks: list[Block], geometries: list[_Geometry], slots: list[float]
+) -> list[tuple[float, float]]:
+    """Every box centred in its slot, its shape and layers written below; returns box edges."""
+    tallest = max(g.height for g in geometries)
     edges = []
     x = 0.0
     for block, g, slot in zip(blocks, geometries, slots, strict=True):
         left = x + (slot - g.width) / 2
-        edges.append(_draw_box(ax, left, g, COLOURS.get(block.kind, "#e0e0e0")))
+        colour = INPUT_COLOUR if block.kind == "input" else LAYER_KINDS[block.kind].colour
+        edges.append(_draw_box(ax, left, g, colour))
         centre = x + slot / 2
         y = -tallest / 2 - 0.3
         ax.text(
@@ -185,6 +163,11 @@ def diagram_figure(
             y -= 0.24
             ax.text(centre, y, line, ha="center", va="top", fontsize=7, family="monospace")
         x += slot
+    return edges
+
+
+def _draw_arrows(ax: Axes, edges: list[tuple[float, float]]) -> None:
+    """An arrow from each box's right edge to the next box's left edge, along y = 0."""
     for (_, right), (next_left, _) in zip(edges, edges[1:], strict=False):
         ax.annotate(
             "",
@@ -193,7 +176,9 @@ def diagram_figure(
             arrowprops=dict(arrowstyle="->", color="#555555", lw=1.0),
         )
 
-    heading = title or report.spec.text()
+
+def _write_headings(figure: Figure, report: ModelReport, heading: str, total_w: float) -> None:
+    """The spec (wrapped) with parameters and FLOPs on top; the legend of the boxes below."""
     width_chars = max(int(total_w * INCH_PER_UNIT * 14), 40)  # about 14 characters per inch at 8 pt
     figure.suptitle(
         "\n".join(textwrap.wrap(heading, width_chars))
@@ -209,4 +194,27 @@ def diagram_figure(
         fontsize=7,
         color="#555555",
     )
+
+
+def diagram_figure(
+    model: ModelReport | ModelSpec, every_layer: bool = False, title: str | None = None
+) -> Figure:
+    """The architecture diagram of a model (a ModelReport, or a ModelSpec with its input shape)."""
+    report = model if isinstance(model, ModelReport) else analyze(model)
+    blocks = diagram_blocks(report, every_layer)
+    geometries = _geometries(blocks)
+    slots = _slots(blocks, geometries)
+    total_w = sum(slots)  # units
+    tallest = max(g.height for g in geometries)
+    label_lines = max(len(b.lines()) for b in blocks) + 1
+    bottom = -tallest / 2 - 0.35 - 0.24 * label_lines
+    top = tallest / 2 + 0.3
+    figure = new_figure(total_w * INCH_PER_UNIT, (top - bottom) * INCH_PER_UNIT + 1.1)
+    ax = figure.add_axes((0, 0, 1, 0.82))
+    ax.set_xlim(0, total_w)
+    ax.set_ylim(bottom, top)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    _draw_arrows(ax, _draw_blocks(ax, blocks, geometries, slots))
+    _write_headings(figure, report, title or report.spec.text(), total_w)
     return figure
