@@ -7,6 +7,7 @@ Each command group is one module with `register(subparsers)`; a command sets
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from cnnlab import __version__
@@ -33,8 +34,6 @@ COMMAND_MODULES: list[str] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `cnnlab` parser with every registered command."""
-    import importlib
-
     parser = argparse.ArgumentParser(
         prog="cnnlab",
         description="Convolutional neural networks for image classification: "

@@ -1,4 +1,5 @@
-"""What every CLI command shares: the console, JSON output, help strings, output-file options, percent and table helpers."""
+"""What every CLI command shares: the console, JSON output, help strings, output-file options,
+the percent formatter and table helpers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,15 @@ from rich.table import Table
 
 from cnnlab.errors import ConfigError
 
+RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
+
+MODEL_HELP = "a preset name (see `cnnlab models`), a TOML file, or a one-line spec in quotes"
+
+ENGINE_HELP = (
+    "eager (torch), onnx or pt2 (the export beside the run, see `cnnlab export`), or auto: "
+    "the fastest of eager and the valid exports present, measured at start (default: auto)"
+)
+
 
 def console() -> Console:
     """A console on stdout; when stdout is not a terminal, wide enough that tables do not wrap."""
@@ -28,19 +38,32 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
 
-RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
+def say(text: str) -> None:
+    """One plain line: no markup, no highlighting, never wrapped."""
+    console().print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-MODEL_HELP = "a preset name (see `cnnlab models`), a TOML file, or a one-line spec in quotes"
+def print_written(paths: list[Path], what: str = "") -> None:
+    """A 'wrote FILE (what)' line per file written."""
+    for path in paths:
+        say(f"wrote {path}{f' ({what})' if what else ''}")
 
 
-ENGINE_HELP = (
-    "eager (torch), onnx or pt2 (the export beside the run, see `cnnlab export`), or auto: "
-    "the fastest of eager and the valid exports present, measured at start (default: auto)"
-)
+def percent(value: float | None, places: int = 2) -> str:
+    """0.9731 -> '97.31%' (places decimals); '' for a missing or NaN value."""
+    return "" if value is None or math.isnan(value) else f"{value:.{places}%}"
+
+
+def titled_table(title: str, columns: list[str], right: set[str]) -> Table:
+    """A table with a left-aligned title; the columns named in `right` are right-aligned."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
+    return table
 
 
 def image_outputs(p: argparse.ArgumentParser, default: str) -> None:
+    """Add --out FILE (repeatable: .png and/or .svg) and --format; `default` names the file."""
     p.add_argument(
         "--out",
         action="append",
@@ -59,28 +82,8 @@ def output_files(args: argparse.Namespace, default: Path) -> list[Path]:
     return output_paths(args.out, args.format, str(default.with_suffix("")))
 
 
-def percent(value: float | None) -> str:
-    return "" if value is None or math.isnan(value) else f"{value:.2%}"
-
-
-def say(text: str) -> None:
-    """One plain line: no markup, no highlighting, never wrapped."""
-    console().print(text, highlight=False, markup=False, soft_wrap=True)
-
-
-def print_written(paths: list[Path], what: str = "") -> None:
-    for path in paths:
-        say(f"wrote {path}{f' ({what})' if what else ''}")
-
-
-def titled_table(title: str, columns: list[str], right: set[str]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, justify="right" if column in right else "left")
-    return table
-
-
 def split_names(values: list[str] | None) -> list[str]:
+    """Repeated and comma-separated names as one list: ['a,b', 'c'] -> ['a', 'b', 'c']."""
     return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
 
 

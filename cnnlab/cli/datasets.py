@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
 
+from cnnlab.cli.common import print_json
 from cnnlab.data import get_entry, list_datasets, load_dataset
 from cnnlab.data.preview import save_sample_grid
+
+DATA_DIR_HELP = "also look for data files in DIR/NAME/ and DIR/"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,9 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list data sets; show samples; fetch files",
         description="List the data sets cnnlab knows (and whether each is here), show a labelled sample grid, or fetch files.",
     )
-    parser.add_argument("--data-dir", help="also look for data files in DIR/NAME/ and DIR/")
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
-    parser.set_defaults(handler=cmd_list)
+    parser.set_defaults(handler=run_datasets)
     sub = parser.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND")
 
     show = sub.add_parser("show", help="save a labelled grid of sample images per class")
@@ -28,30 +30,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     show.add_argument("--out", required=True, help="PNG file to write")
     show.add_argument("--split", choices=["train", "test"], default="train")
-    show.add_argument("--per-class", type=int, default=10, help="images per class (default 10)")
+    show.add_argument(
+        "--per-class", type=int, default=10, help="images per class (default %(default)s)"
+    )
     show.add_argument("--seed", type=int, default=0, help="seed for generated data sets")
-    show.add_argument("--data-dir", help="also look for data files in DIR/NAME/ and DIR/")
+    show.add_argument("--data-dir", help=DATA_DIR_HELP)
     show.add_argument(
         "--no-download", action="store_true", help="fail instead of downloading missing files"
     )
     show.add_argument(
         "--skip-bad", action="store_true", help="folders: leave out unreadable files (listed)"
     )
-    show.set_defaults(handler=cmd_show)
+    show.set_defaults(handler=run_show)
 
     fetch = sub.add_parser(
         "fetch", help="download a data set's files into the cache (or find them locally)"
     )
     fetch.add_argument("name")
-    fetch.add_argument("--data-dir", help="also look for data files in DIR/NAME/ and DIR/")
-    fetch.set_defaults(handler=cmd_fetch)
+    fetch.add_argument("--data-dir", help=DATA_DIR_HELP)
+    fetch.set_defaults(handler=run_fetch)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def run_datasets(args: argparse.Namespace) -> int:
     """Print one line per data set: name, shape, sizes, classes, availability and where."""
     infos = list_datasets(args.data_dir)
     if args.json:
-        print(json.dumps([asdict(i) for i in infos], indent=2))
+        print_json([asdict(i) for i in infos])
         return 0
     header = f"{'name':<14} {'shape':<8} {'train':>6} {'test':>6}  {'flip':<4}  {'here':<4}  where"
     print(header)
@@ -69,7 +73,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def run_show(args: argparse.Namespace) -> int:
     """Load a data set and save its sample grid."""
     options: dict = {"skip_bad": True} if args.skip_bad else {}
     if args.name == "shapes":  # generated: make only what the grid shows
@@ -86,7 +90,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fetch(args: argparse.Namespace) -> int:
+def run_fetch(args: argparse.Namespace) -> int:
     """Make a data set available locally (download when needed) and say where it is."""
     entry = get_entry(args.name)
     ds = load_dataset(entry.name, data_dir=args.data_dir, train_size=None)

@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cnnlab.cli.common import (
-    MODEL_HELP,
-    console,
-)
+from cnnlab.cli.common import MODEL_HELP, image_outputs, output_files, percent, print_written, say
 from cnnlab.errors import ConfigError
 from cnnlab.spec.language import parse_shape
+
+if TYPE_CHECKING:
+    from cnnlab.run.folder import Run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the diagram command."""
-    _register_diagram(subparsers)
-
-
-def _add_image_outputs(p: argparse.ArgumentParser, default_stem: str) -> None:
-    p.add_argument(
-        "--out",
-        action="append",
-        metavar="FILE",
-        help=f"image to write, .png or .svg; repeat for both (default {default_stem}.png)",
-    )
-    p.add_argument(
-        "--format", choices=("png", "svg"), help="image format when FILE has no extension"
-    )
-
-
-def _register_diagram(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "diagram",
         help="draw a model's (or a trained run's) architecture: a box per feature map",
@@ -49,18 +34,16 @@ def _register_diagram(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="one box per layer (default: batchnorm, activations and dropout join the box before)",
     )
-    _add_image_outputs(p, "model")
+    image_outputs(p, "model.png")
     p.set_defaults(handler=run_diagram)
 
 
-def _as_run(model: str):
+def _as_run(model: str) -> Run | None:
     """The Run when MODEL names a run folder (a path or a name under runs/ with model.json, or
     'latest'); None for presets, specs and TOML files."""
-    from pathlib import Path
-
     from cnnlab.model.presets import PRESETS
-    from cnnlab.run.checkpoint import MODEL_META
-    from cnnlab.run.folder import RUNS_DIR, Run
+    from cnnlab.run.files import MODEL_META, RUNS_DIR
+    from cnnlab.run.folder import Run
 
     def holds_run(folder: Path) -> bool:
         try:
@@ -75,41 +58,40 @@ def _as_run(model: str):
     return None
 
 
+def _run_title(run: Run) -> str:
+    """'run NAME (DATA, test accuracy 97.31%): SPEC'."""
+    accuracy = run.metrics.get("test_accuracy")
+    score = f"test accuracy {percent(accuracy)}" if accuracy is not None else "not tested yet"
+    return f"run {run.name} ({run.meta.get('data', '?')}, {score}): {run.spec.text()}"
+
+
 def run_diagram(args: argparse.Namespace) -> int:
     """`cnnlab diagram`: draw a model's architecture (a preset, spec, TOML file or run folder)."""
-    from cnnlab.figures.canvas import output_paths, save_figure
+    from cnnlab.figures.canvas import save_figure
     from cnnlab.figures.diagram import diagram_blocks, diagram_figure, shape_label
     from cnnlab.model.presets import resolve_model
     from cnnlab.spec.analysis import analyze
 
     run = _as_run(args.model)
     title = None
-    if run is not None:
+    if run is None:
+        report = analyze(resolve_model(args.model, args.input))
+        paths = output_files(args, Path("model.png"))
+    else:
         if args.input:
             raise ConfigError(
                 f"{run.path} was trained on {'x'.join(map(str, run.input_shape))} images; "
                 "its input cannot change: drop --input"
             )
         report = analyze(run.spec)
-        accuracy = run.metrics.get("test_accuracy")
-        score = f"test accuracy {accuracy:.2%}" if accuracy is not None else "not tested yet"
-        title = f"run {run.name} ({run.meta.get('data', '?')}, {score}): {run.spec.text()}"
-        paths = output_paths(args.out, args.format, str(run.path / "diagram"))
-    else:
-        report = analyze(resolve_model(args.model, args.input))
-        paths = output_paths(args.out, args.format, "model")
+        title = _run_title(run)
+        paths = output_files(args, run.path / "diagram.png")
     figure = diagram_figure(report, every_layer=args.every_layer, title=title)
     for path in paths:
         save_figure(figure, path)
-    out = console()
     if title:
-        out.print(title, highlight=False, markup=False, soft_wrap=True)
+        say(title)
     for block in diagram_blocks(report, args.every_layer):
-        out.print(
-            f"{shape_label(block.shape):>16}  {' | '.join(block.lines())}",
-            highlight=False,
-            markup=False,
-        )
-    for path in paths:
-        out.print(f"wrote {path}", highlight=False)
+        say(f"{shape_label(block.shape):>16}  {' | '.join(block.lines())}")
+    print_written(paths)
     return 0

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
 
 from cnnlab.cli.common import (
     RUN_HELP,
@@ -18,13 +21,14 @@ from cnnlab.cli.common import (
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.scores import SPLITS
 
+if TYPE_CHECKING:
+    import torch
+
+    from cnnlab.evaluate.scores import Evaluation
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the eval command."""
-    _register_eval(subparsers)
-
-
-def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
         help="score a trained run: accuracy, per-class precision/recall/F1, confusion, top losses",
@@ -37,19 +41,23 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", help=RUN_HELP)
     p.add_argument("--data", help="another data set with the run's classes (default: the run's)")
-    p.add_argument("--split", choices=SPLITS, default="test", help="which split (default test)")
+    p.add_argument(
+        "--split", choices=SPLITS, default="test", help="which split (default %(default)s)"
+    )
     p.add_argument(
         "--out",
         metavar="DIR",
         help="folder for confusion.png, evaluation.json, top_losses.png (default RUN/eval/)",
     )
-    p.add_argument("--format", choices=("png", "svg"), default="png", help="image format (png)")
+    p.add_argument(
+        "--format", choices=("png", "svg"), default="png", help="image format (%(default)s)"
+    )
     p.add_argument(
         "--top",
         type=int,
         default=16,
         metavar="N",
-        help="images in the top-loss gallery (16; 0: none)",
+        help="images in the top-loss gallery (%(default)s; 0: none)",
     )
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     p.set_defaults(handler=run_eval)
@@ -68,9 +76,6 @@ def eval_folder(run_path: Path, data: str | None, split: str) -> Path:
 def run_eval(args: argparse.Namespace) -> int:
     """`cnnlab eval`: scores, tables, confusion image and JSON, top-loss gallery."""
     from cnnlab.evaluate.scores import evaluate_run
-    from cnnlab.figures.canvas import save_figure
-    from cnnlab.figures.visualize import confusion_figure, gallery_figure
-    from cnnlab.run.checkpoint import atomic_write_json
     from cnnlab.run.folder import Run
 
     if args.top < 0:
@@ -82,51 +87,79 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"the {args.split} split of {evaluation.data} is empty: nothing to score")
     result = evaluation.to_json(top=args.top)
     heading = f"{run.name} on {evaluation.data} {args.split}"
-    accuracy_line = (
-        f"accuracy {evaluation.accuracy:.2%} "
-        f"({int(evaluation.confusion.diag().sum())}/{evaluation.size})"
+    correct = int(evaluation.confusion.diag().sum())
+    accuracy_line = f"accuracy {percent(evaluation.accuracy)} ({correct}/{evaluation.size})"
+    written = _write_reports(
+        folder, args.format, evaluation, images, result, heading, accuracy_line
     )
-
-    written = {"json": folder / "evaluation.json"}
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(written["json"], result)
-    written["confusion"] = save_figure(
-        confusion_figure(evaluation.confusion, evaluation.classes, f"{heading}: {accuracy_line}"),
-        folder / f"confusion.{args.format}",
-    )
-    if args.top:
-        written["top_losses"] = save_figure(
-            gallery_figure(
-                images,
-                result["top_losses"],
-                f"{heading}: the {len(result['top_losses'])} images with the highest loss",
-            ),
-            folder / f"top_losses.{args.format}",
-        )
-
     if args.json:
         print_json(
             {**result, "run": str(run.path), "written": {k: str(v) for k, v in written.items()}}
         )
         return 0
     _print_evaluation(heading, accuracy_line, evaluation, result)
-    print_written([written["confusion"]], f"{len(evaluation.classes)}x{len(evaluation.classes)}")
+    classes = len(evaluation.classes)
+    print_written([written["confusion"]], f"{classes}x{classes}")
     print_written([written["json"]])
     if "top_losses" in written:
         print_written([written["top_losses"]], f"{len(result['top_losses'])} images")
     return 0
 
 
-def _print_evaluation(heading: str, accuracy_line: str, evaluation, result: dict) -> None:
+def _write_reports(
+    folder: Path,
+    image_format: str,
+    evaluation: Evaluation,
+    images: torch.Tensor,
+    result: dict,
+    heading: str,
+    accuracy_line: str,
+) -> dict[str, Path]:
+    """evaluation.json, the confusion image and (when asked) the top-loss gallery in `folder`."""
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.confusion import confusion_figure, gallery_figure
+    from cnnlab.fileio import atomic_write_json
+
+    written = {"json": folder / "evaluation.json"}
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(written["json"], result)
+    written["confusion"] = save_figure(
+        confusion_figure(evaluation.confusion, evaluation.classes, f"{heading}: {accuracy_line}"),
+        folder / f"confusion.{image_format}",
+    )
+    if result["top_losses"]:
+        title = f"{heading}: the {len(result['top_losses'])} images with the highest loss"
+        written["top_losses"] = save_figure(
+            gallery_figure(images, result["top_losses"], title),
+            folder / f"top_losses.{image_format}",
+        )
+    return written
+
+
+def _print_evaluation(
+    heading: str, accuracy_line: str, evaluation: Evaluation, result: dict
+) -> None:
+    """The heading, accuracy and loss, then the per-class, most-confused and top-loss tables."""
     out = console()
     say(f"{heading}: {evaluation.size} images")
     say(f"{accuracy_line}, loss {evaluation.loss:.4f}")
+    out.print(_class_table(result["per_class"]))
+    if result["most_confused"]:
+        out.print(_confused_table(result["most_confused"], result["per_class"]))
+    else:
+        say("no confusions: every image was classified correctly")
+    if result["top_losses"]:
+        out.print(_losses_table(result["top_losses"][:5]))
+
+
+def _class_table(per_class: list[dict]) -> Table:
+    """Precision, recall, F1 and support of each class."""
     table = titled_table(
         "per class",
         ["class", "precision", "recall", "F1", "support"],
         {"precision", "recall", "F1", "support"},
     )
-    for row in result["per_class"]:
+    for row in per_class:
         table.add_row(
             row["class"],
             f"{row['precision']:.3f}",
@@ -134,37 +167,37 @@ def _print_evaluation(heading: str, accuracy_line: str, evaluation, result: dict
             f"{row['f1']:.3f}",
             str(row["support"]),
         )
-    out.print(table)
-    if result["most_confused"]:
-        supports = {row["class"]: row["support"] for row in result["per_class"]}
-        table = titled_table(
-            "most confused (true class taken for another)",
-            ["true", "predicted", "count", "of the true class"],
-            {"count", "of the true class"},
+    return table
+
+
+def _confused_table(pairs: list[dict], per_class: list[dict]) -> Table:
+    """The most confused pairs, each count also as a share of its true class."""
+    supports = {row["class"]: row["support"] for row in per_class}
+    table = titled_table(
+        "most confused (true class taken for another)",
+        ["true", "predicted", "count", "of the true class"],
+        {"count", "of the true class"},
+    )
+    for pair in pairs:
+        share = percent(pair["count"] / supports[pair["true"]])
+        table.add_row(pair["true"], pair["predicted"], str(pair["count"]), share)
+    return table
+
+
+def _losses_table(items: list[dict]) -> Table:
+    """The images with the highest loss: index, classes, probabilities, loss."""
+    table = titled_table(
+        "highest losses",
+        ["index", "true", "predicted", "p(predicted)", "p(true)", "loss"],
+        {"index", "p(predicted)", "p(true)", "loss"},
+    )
+    for item in items:
+        table.add_row(
+            str(item["index"]),
+            item["true"],
+            item["predicted"],
+            f"{item['probability']:.3f}",
+            f"{item['true_probability']:.3f}",
+            f"{item['loss']:.3f}",
         )
-        for pair in result["most_confused"]:
-            table.add_row(
-                pair["true"],
-                pair["predicted"],
-                str(pair["count"]),
-                percent(pair["count"] / supports[pair["true"]]),
-            )
-        out.print(table)
-    else:
-        say("no confusions: every image was classified correctly")
-    if result["top_losses"]:
-        table = titled_table(
-            "highest losses",
-            ["index", "true", "predicted", "p(predicted)", "p(true)", "loss"],
-            {"index", "p(predicted)", "p(true)", "loss"},
-        )
-        for item in result["top_losses"][:5]:
-            table.add_row(
-                str(item["index"]),
-                item["true"],
-                item["predicted"],
-                f"{item['probability']:.3f}",
-                f"{item['true_probability']:.3f}",
-                f"{item['loss']:.3f}",
-            )
-        out.print(table)
+    return table

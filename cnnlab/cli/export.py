@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
-from cnnlab.cli.common import (
-    RUN_HELP,
-    print_json,
-)
+from cnnlab.cli.common import RUN_HELP, print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the export command."""
-    _register_export(subparsers)
-
-
-def _register_export(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
         help="export a run's model to ONNX or a torch.export program, parity-checked",
@@ -27,14 +21,14 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
         "cnnlab export latest --out deploy/digits.onnx",
     )
     p.add_argument("run", metavar="RUN", help=RUN_HELP)
-    p.add_argument("--format", choices=("onnx", "pt2"), default="onnx", help="default: onnx")
+    p.add_argument("--format", choices=("onnx", "pt2"), default="onnx", help="default: %(default)s")
     p.add_argument("--out", metavar="PATH", help="file or folder (default: next to the run)")
     p.add_argument(
         "--parity-images",
         type=int,
         default=1000,
         metavar="N",
-        help="test images to check parity on (default 1000; at least 256 are used)",
+        help="test images to check parity on (default %(default)s; at least 256 are used)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run_export)
@@ -47,24 +41,22 @@ def run_export(args: argparse.Namespace) -> int:
 
     run = Run.open(args.run)
     result = export_run(run, args.format, args.out, parity_limit=args.parity_images)
+    folded = [f"{bn} into {layer}" for layer, bn in result.folded]
     if args.json:
-        from dataclasses import asdict
-
         print_json(
             {
                 "path": str(result.path),
                 "sidecar": str(result.sidecar),
                 "format": result.format,
                 "bytes": result.size_bytes,
-                "folded": [f"{bn} into {layer}" for layer, bn in result.folded],
+                "folded": folded,
                 "parity": {**asdict(result.parity), "ok": result.parity.ok},
                 "seconds": round(result.seconds, 3),
                 "output": "logits",
             }
         )
         return 0
-    folded = ", ".join(f"{bn} into {layer}" for layer, bn in result.folded) or "none"
-    print(f"folded BatchNorm: {folded}")
+    print(f"folded BatchNorm: {', '.join(folded) or 'none'}")
     print(result.parity.line())
     print(
         f"wrote {result.path} ({result.size_bytes / 1024:,.0f} KiB, {result.format}) and "

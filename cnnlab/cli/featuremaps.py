@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.cli.common import (
     RUN_HELP,
@@ -11,6 +11,7 @@ from cnnlab.cli.common import (
     console,
     image_outputs,
     output_files,
+    percent,
     print_json,
     print_written,
     say,
@@ -19,13 +20,13 @@ from cnnlab.cli.common import (
 )
 from cnnlab.errors import ConfigError
 
+if TYPE_CHECKING:
+    from cnnlab.evaluate.featuremaps import FeatureMap
+    from cnnlab.evaluate.samples import Sample
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the featuremaps command."""
-    _register_featuremaps(subparsers)
-
-
-def _register_featuremaps(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "featuremaps",
         help="the activation maps of every conv, activation and pooling layer for one image",
@@ -46,34 +47,21 @@ def _register_featuremaps(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAMES",
         help="e.g. conv1,relu1; 'all' for every layer (default: conv, activation, pooling)",
     )
-    p.add_argument("--top", type=int, default=3, metavar="K", help="top-K predictions (3)")
+    p.add_argument(
+        "--top", type=int, default=3, metavar="K", help="top-K predictions (%(default)s)"
+    )
     image_outputs(p, "RUN/featuremaps/IMAGE.png")
     p.add_argument("--json", action="store_true", help="print layers and predictions as JSON")
     p.set_defaults(handler=run_featuremaps)
 
 
-def _map_row(fm: Any) -> dict[str, Any]:
-    values = fm.values
-    return {
-        "layer": fm.name,
-        "spec": fm.layer,
-        "kind": fm.kind,
-        "shape": list(values.shape),
-        "min": values.min().item(),
-        "max": values.max().item(),
-        "mean": values.mean().item(),
-        "zeros": (values == 0).float().mean().item(),
-    }
-
-
 def run_featuremaps(args: argparse.Namespace) -> int:
     """`cnnlab featuremaps`: a grid per layer for one image, and its top predictions."""
-    import torch
-
-    from cnnlab.evaluate.featuremaps import feature_maps
+    from cnnlab.evaluate.featuremaps import feature_maps, top_classes
+    from cnnlab.evaluate.maplayers import output_layers
     from cnnlab.evaluate.samples import load_sample
     from cnnlab.figures.canvas import save_figure
-    from cnnlab.figures.visualize import default_map_layers, featuremaps_figure, output_layers
+    from cnnlab.figures.maps import featuremaps_figure
     from cnnlab.run.folder import Run
 
     run = Run.open(args.run)
@@ -82,34 +70,20 @@ def run_featuremaps(args: argparse.Namespace) -> int:
     sample = load_sample(run, args.image)
     paths = output_files(args, run.path / "featuremaps" / f"{sample.stem}.png")
     model = run.load_model()
-    x = sample.model_input(run)
+    x = sample.model_input(run)  # (1, C, H, W)
     maps = feature_maps(model, x)
-    wanted = split_names(args.layers)
-    if wanted == ["all"]:
-        shown = maps
-    elif wanted:
-        names = [m.name for m in maps]
-        chosen = choose_layers(names, wanted, names)
-        shown = [m for m in maps if m.name in chosen]
-    else:
-        shown = default_map_layers(maps)
-    with torch.inference_mode():
-        probabilities = torch.softmax(model(x), dim=1)[0]
-    top = probabilities.topk(min(args.top, len(run.classes)))
-    predictions = [
-        {"class": run.classes[i], "probability": p}
-        for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-    ]
-    described = sample.source + (f" (true class {sample.label})" if sample.label else "")
+    shown = _shown_maps(maps, split_names(args.layers))
+    predictions = top_classes(model, x, run.classes, args.top)
+    best = predictions[0]
     title = (
-        f"{run.name}: feature maps of {described}; predicted "
-        f"{predictions[0]['class']} {predictions[0]['probability']:.1%}"
+        f"{run.name}: feature maps of {_described(sample)}; predicted "
+        f"{best['class']} {percent(best['probability'], 1)}"
     )
     labels = {name: run.classes for name in output_layers(maps)}
     figure = featuremaps_figure(sample.image, shown, title, labels)
     for path in paths:
         save_figure(figure, path)
-    rows = [_map_row(fm) for fm in shown]
+    rows = [fm.stats() for fm in shown]
     if args.json:
         print_json(
             {
@@ -122,6 +96,32 @@ def run_featuremaps(args: argparse.Namespace) -> int:
             }
         )
         return 0
+    _print_maps(sample, rows, predictions)
+    print_written(paths, f"{len(shown)} layer(s) and the input")
+    return 0
+
+
+def _shown_maps(maps: list[FeatureMap], wanted: list[str]) -> list[FeatureMap]:
+    """The maps of the --layers asked for: every one for 'all', else the named ones, else the
+    conv, activation and pooling maps."""
+    from cnnlab.evaluate.maplayers import default_map_layers
+
+    if wanted == ["all"]:
+        return maps
+    if not wanted:
+        return default_map_layers(maps)
+    names = [m.name for m in maps]
+    chosen = choose_layers(names, wanted, names)
+    return [m for m in maps if m.name in chosen]
+
+
+def _described(sample: Sample) -> str:
+    """'test:0 (true class circle)', or the file name alone when the class is unknown."""
+    return sample.source + (f" (true class {sample.label})" if sample.label else "")
+
+
+def _print_maps(sample: Sample, rows: list[dict[str, Any]], predictions: list[dict]) -> None:
+    """The image line, a table of the layers' values and a table of the top predictions."""
     out = console()
     c, h, w = sample.image.shape
     say(f"{sample.source}: {c}x{h}x{w}" + (f", true class {sample.label}" if sample.label else ""))
@@ -138,14 +138,12 @@ def run_featuremaps(args: argparse.Namespace) -> int:
             f"{row['min']:.3f}",
             f"{row['max']:.3f}",
             f"{row['mean']:.3f}",
-            f"{row['zeros']:.0%}",
+            percent(row["zeros"], 0),
         )
     out.print(table)
     table = titled_table(
         f"top {len(predictions)}", ["#", "class", "probability"], {"#", "probability"}
     )
     for rank, prediction in enumerate(predictions, 1):
-        table.add_row(str(rank), prediction["class"], f"{prediction['probability']:.2%}")
+        table.add_row(str(rank), prediction["class"], percent(prediction["probability"]))
     out.print(table)
-    print_written(paths, f"{len(shown)} layer(s) and the input")
-    return 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
 
 from cnnlab.cli.common import (
     RUN_HELP,
@@ -17,13 +20,12 @@ from cnnlab.cli.common import (
 )
 from cnnlab.errors import ConfigError
 
+if TYPE_CHECKING:
+    from cnnlab.evaluate.filters import ConvFilters
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the filters command."""
-    _register_filters(subparsers)
-
-
-def _register_filters(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "filters",
         help="the learned kernels of each conv layer as image grids",
@@ -52,8 +54,9 @@ def _register_filters(subparsers: argparse._SubParsersAction) -> None:
 
 def run_filters(args: argparse.Namespace) -> int:
     """`cnnlab filters`: one grid per conv layer."""
+    from cnnlab.evaluate.filters import conv_filters
     from cnnlab.figures.canvas import save_figure
-    from cnnlab.figures.visualize import conv_filters, filters_figure
+    from cnnlab.figures.filters import filters_figure
     from cnnlab.run.folder import Run
 
     run = Run.open(args.run)
@@ -72,25 +75,34 @@ def run_filters(args: argparse.Namespace) -> int:
     figure = filters_figure(layers, rgb=not args.per_channel, title=f"{run.name}: learned filters")
     for path in paths:
         save_figure(figure, path)
-    rows = [
-        {
-            "layer": f.name,
-            "spec": f.layer,
-            "weight_shape": list(f.weight.shape),
-            "tiles": f.weight.shape[0]
-            if (f.can_be_rgb() and not args.per_channel)
-            else f.weight.shape[0] * f.weight.shape[1],
-            "min": f.weight.min().item(),
-            "max": f.weight.max().item(),
-            "std": f.weight.std().item(),
-        }
-        for f in layers
-    ]
+    rows = [_filter_row(f, rgb=not args.per_channel) for f in layers]
     if args.json:
         print_json({"run": str(run.path), "layers": rows, "written": [str(p) for p in paths]})
         return 0
+    console().print(_filters_table(f"{run.name}: learned filters", rows))
+    print_written(paths, f"{len(rows)} layer(s)")
+    return 0
+
+
+def _filter_row(f: ConvFilters, rgb: bool) -> dict[str, Any]:
+    """One conv layer's weight shape, tiles drawn (a tile per filter in RGB, else per channel)
+    and weight range."""
+    out_channels, in_channels = f.weight.shape[:2]
+    return {
+        "layer": f.name,
+        "spec": f.layer,
+        "weight_shape": list(f.weight.shape),
+        "tiles": out_channels if (f.can_be_rgb() and rgb) else out_channels * in_channels,
+        "min": f.weight.min().item(),
+        "max": f.weight.max().item(),
+        "std": f.weight.std().item(),
+    }
+
+
+def _filters_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """A line per conv layer: spec, weight shape, tiles and weight range."""
     table = titled_table(
-        f"{run.name}: learned filters",
+        title,
         ["layer", "spec", "weights (O x I x kh x kw)", "tiles", "min", "max", "std"],
         {"tiles", "min", "max", "std"},
     )
@@ -104,6 +116,4 @@ def run_filters(args: argparse.Namespace) -> int:
             f"{row['max']:.3f}",
             f"{row['std']:.3f}",
         )
-    console().print(table)
-    print_written(paths, f"{len(rows)} layer(s)")
-    return 0
+    return table

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
-from cnnlab.cli.common import MODEL_HELP, console, print_json
-from cnnlab.model.presets import PRESETS, preset_spec, resolve_model
+from cnnlab.cli.common import MODEL_HELP, console, print_json, titled_table
+from cnnlab.model.presets import PRESETS, Preset, preset_spec, resolve_model
 from cnnlab.spec.analysis import analyze, describe_shape
 from cnnlab.spec.language import parse_shape
 from cnnlab.spec.summary import explain_lines, summary_json, summary_table, totals_lines
+from cnnlab.spec.toml import spec_to_toml
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `summary`, `models` and `spec`."""
     p = subparsers.add_parser(
         "summary",
         help="per-layer shapes, formulas, parameters, FLOPs and receptive field",
@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_summary(args: argparse.Namespace) -> int:
+    """`cnnlab summary`: the per-layer table and totals, a worked paragraph per layer, or JSON."""
     report = analyze(resolve_model(args.model, args.input))
     if args.json:
         print_json(summary_json(report))
@@ -57,26 +58,30 @@ def run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preset_row(preset: Preset) -> dict:
+    """One preset's name, input, parameters, FLOPs, spec and description."""
+    report = analyze(preset_spec(preset.name))
+    return {
+        "name": preset.name,
+        "input": describe_shape(report.input_shape),
+        "params": report.total_params,
+        "flops": report.total_flops,
+        "spec": report.spec.text(with_input=False),
+        "description": preset.description,
+    }
+
+
 def run_models(args: argparse.Namespace) -> int:
-    rows = []
-    for preset in PRESETS.values():
-        report = analyze(preset_spec(preset.name))
-        rows.append(
-            {
-                "name": preset.name,
-                "input": describe_shape(report.input_shape),
-                "params": report.total_params,
-                "flops": report.total_flops,
-                "spec": report.spec.text(with_input=False),
-                "description": preset.description,
-            }
-        )
+    """`cnnlab models`: the preset models as a table or JSON."""
+    rows = [_preset_row(preset) for preset in PRESETS.values()]
     if args.json:
         print_json(rows)
         return 0
-    table = Table(title="preset models (use the name as MODEL)", title_justify="left")
-    for column in ("name", "input", "params", "FLOPs", "description"):
-        table.add_column(column, justify="right" if column in ("params", "FLOPs") else "left")
+    table = titled_table(
+        "preset models (use the name as MODEL)",
+        ["name", "input", "params", "FLOPs", "description"],
+        {"params", "FLOPs"},
+    )
     for row in rows:
         table.add_row(
             row["name"], row["input"], f"{row['params']:,}", f"{row['flops']:,}", row["description"]
@@ -86,6 +91,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_spec(args: argparse.Namespace) -> int:
+    """`cnnlab spec`: the canonical one-line spec, or the TOML form."""
     spec = resolve_model(args.model, args.input)
-    print(spec.to_toml() if args.toml else spec.text())
+    print(spec_to_toml(spec) if args.toml else spec.text())
     return 0

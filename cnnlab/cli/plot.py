@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from rich.table import Table
+
 from cnnlab.cli.common import (
     RUN_HELP,
     console,
@@ -21,10 +23,6 @@ from cnnlab.errors import CheckpointError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the plot command."""
-    _register_plot(subparsers)
-
-
-def _register_plot(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "plot",
         help="training curves of a run: loss, accuracy and learning rate per epoch",
@@ -41,8 +39,9 @@ def _register_plot(subparsers: argparse._SubParsersAction) -> None:
 def run_plot(args: argparse.Namespace) -> int:
     """`cnnlab plot`: the curves image and a table of the epochs."""
     from cnnlab.figures.canvas import save_figure
-    from cnnlab.figures.visualize import curves_figure
-    from cnnlab.run.folder import METRICS_FILE, Run
+    from cnnlab.figures.curves import curves_figure
+    from cnnlab.run.files import METRICS_FILE
+    from cnnlab.run.folder import Run
 
     run = Run.open(args.run)
     paths = output_files(args, run.path / "curves.png")
@@ -59,8 +58,17 @@ def run_plot(args: argparse.Namespace) -> int:
         clean = [{k: (None if math.isnan(v) else v) for k, v in row.items()} for row in rows]
         print_json({"run": str(run.path), "epochs": clean, "written": [str(p) for p in paths]})
         return 0
+    console().print(_epochs_table(f"{run.name}: {len(rows)} epoch(s)", rows))
+    if test_accuracy is not None:
+        say(f"test accuracy {percent(test_accuracy)}")
+    print_written(paths, f"{len(rows)} point(s) per line")
+    return 0
+
+
+def _epochs_table(title: str, rows: list[dict[str, float]]) -> Table:
+    """Loss, accuracy (train, and validation where held out) and learning rate per epoch."""
     table = titled_table(
-        f"{run.name}: {len(rows)} epoch(s)",
+        title,
         ["epoch", "train loss", "train acc", "val loss", "val acc", "lr"],
         {"epoch", "train loss", "train acc", "val loss", "val acc", "lr"},
     )
@@ -73,9 +81,4 @@ def run_plot(args: argparse.Namespace) -> int:
             percent(row.get("val_accuracy", math.nan)),
             f"{row['lr']:.3g}",
         )
-    out = console()
-    out.print(table)
-    if test_accuracy is not None:
-        say(f"test accuracy {percent(test_accuracy)}")
-    print_written(paths, f"{len(rows)} point(s) per line")
-    return 0
+    return table

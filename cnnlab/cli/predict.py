@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cnnlab.cli.common import (
-    ENGINE_HELP,
-    RUN_HELP,
-    print_json,
-)
+from cnnlab.cli.common import ENGINE_HELP, RUN_HELP, percent, print_json
 from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cnnlab.deploy.predict import FileResult
+    from cnnlab.run.folder import Run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the predict command."""
-    _register_predict(subparsers)
-
-
-def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     from cnnlab.deploy.predict import ENGINE_CHOICES, INVERT_CHOICES
 
     p = subparsers.add_parser(
@@ -34,14 +30,16 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("files", nargs="+", metavar="FILE|FOLDER", help="images or folders of images")
-    p.add_argument("--top-k", type=int, default=3, metavar="K", help="classes shown (default 3)")
+    p.add_argument(
+        "--top-k", type=int, default=3, metavar="K", help="classes shown (default %(default)s)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
         "--invert",
         choices=INVERT_CHOICES,
         default="no",
         help="make dark-on-light images light-on-dark; auto: when the border is light and the "
-        "model was trained on dark backgrounds (default: no)",
+        "model was trained on dark backgrounds (default: %(default)s)",
     )
     p.add_argument(
         "--center",
@@ -54,24 +52,18 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_predict)
 
 
-def _check_top_k(k: int) -> None:
-    if k < 1:
-        raise ConfigError(f"--top-k must be at least 1, not {k}")
-
-
 def run_predict(args: argparse.Namespace) -> int:
     """Classify files; print a line (or JSON) per file; exit 1 if any file failed."""
-    from cnnlab.deploy.predict import Predictor, Preprocess, expand_paths, predict_files
-    from cnnlab.run.folder import Run
+    from cnnlab.deploy.predict import (
+        Predictor,
+        Preprocess,
+        expand_paths,
+        folder_accuracy,
+        predict_files,
+    )
 
-    _check_top_k(args.top_k)
     options = Preprocess(invert=args.invert, center=args.center)
-    run = Run.open(args.run)
-    if args.center and run.input_shape[0] != 1:
-        raise ConfigError(
-            f"--center is for grayscale models; {run.path} takes "
-            f"{'x'.join(map(str, run.input_shape))} images"
-        )
+    run = _checked_run(args)
     files, problems = expand_paths(args.files)
     predictor = Predictor(run, args.engine, args.export)
     if not args.json:
@@ -79,19 +71,12 @@ def run_predict(args: argparse.Namespace) -> int:
     results = list(problems)
     for result in predict_files(predictor, files, args.top_k, options):
         results.append(result)
-        if args.json:
-            continue
-        if result.ok:
-            best, *others = result.top_k
-            rest = ", ".join(f"{o['class']} {o['probability']:.1%}" for o in others)
-            print(
-                f"{result.path}: {best['class']} {best['probability']:.1%}"
-                + (f"  ({rest})" if rest else "")
-            )
+        if result.ok and not args.json:
+            print(_result_line(result))  # as each file is done
     failed = [r for r in results if not r.ok]
     for result in failed:
         print(f"error: {result.error}", file=sys.stderr)
-    accuracy = _folder_accuracy(results, run.classes)
+    accuracy = folder_accuracy(results, run.classes)
     if args.json:
         print_json(
             {
@@ -104,21 +89,42 @@ def run_predict(args: argparse.Namespace) -> int:
             }
         )
     else:
-        predicted = len(results) - len(failed)
-        summary = f"{predicted} of {len(results)} images predicted"
-        if failed:
-            summary += f", {len(failed)} failed"
-        if accuracy is not None:
-            summary += f"; accuracy by folder name {accuracy['accuracy']:.2%} ({accuracy['correct']}/{accuracy['images']})"
-        print(summary, file=sys.stderr)
+        print(_summary_line(len(results), len(failed), accuracy), file=sys.stderr)
     return 1 if failed else 0
 
 
-def _folder_accuracy(results, classes: list[str]) -> dict | None:
-    """When every predicted file lies in a folder named after a class: the share predicted right."""
+def _checked_run(args: argparse.Namespace) -> Run:
+    """The run, once --top-k and --center are known to suit it."""
+    from cnnlab.run.folder import Run
 
-    done = [r for r in results if r.ok]
-    if not done or any(Path(r.path).parent.name not in classes for r in done):
-        return None
-    correct = sum(Path(r.path).parent.name == r.top_k[0]["class"] for r in done)
-    return {"images": len(done), "correct": correct, "accuracy": correct / len(done)}
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, not {args.top_k}")
+    run = Run.open(args.run)
+    if args.center and run.input_shape[0] != 1:
+        raise ConfigError(
+            f"--center is for grayscale models; {run.path} takes "
+            f"{'x'.join(map(str, run.input_shape))} images"
+        )
+    return run
+
+
+def _result_line(result: FileResult) -> str:
+    """'digits/7.png: 7 98.1%  (1 1.2%, 2 0.3%)': the best class, then the others asked for."""
+    best, *others = result.top_k
+    rest = ", ".join(f"{o['class']} {percent(o['probability'], 1)}" for o in others)
+    return f"{result.path}: {best['class']} {percent(best['probability'], 1)}" + (
+        f"  ({rest})" if rest else ""
+    )
+
+
+def _summary_line(files: int, failed: int, accuracy: dict | None) -> str:
+    """'9 of 10 images predicted, 1 failed; accuracy by folder name 88.89% (8/9)'."""
+    summary = f"{files - failed} of {files} images predicted"
+    if failed:
+        summary += f", {failed} failed"
+    if accuracy is not None:
+        summary += (
+            f"; accuracy by folder name {percent(accuracy['accuracy'])} "
+            f"({accuracy['correct']}/{accuracy['images']})"
+        )
+    return summary

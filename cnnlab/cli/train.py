@@ -3,51 +3,78 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from rich.table import Table
+from cnnlab.cli.common import console, percent, print_json, titled_table
+from cnnlab.run.files import RUNS_DIR
+from cnnlab.run.folder import Run, list_runs
+from cnnlab.training.config import (
+    FIELD_TYPES,
+    OPTIMIZERS,
+    TrainConfig,
+    parse_overrides,
+    read_config_file,
+    resolve_config,
+)
 
-from cnnlab.cli.common import console, percent, print_json
-from cnnlab.run.folder import RUNS_DIR, list_runs
-from cnnlab.training.config import TrainConfig, from_layers, parse_overrides, read_config_file
+DEFAULTS = TrainConfig()
 
-# flag -> config key; flags default to None so only what the user typed overrides the config file.
+
+def _short(value: float) -> str:
+    """The shorter exact form of a number: 0.1 -> '0.1', 0.001 -> '1e-3'."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    scientific = f"{mantissa}e{int(exponent)}"
+    plain = f"{value:g}"
+    return scientific if float(scientific) == value and len(scientific) < len(plain) else plain
+
+
+def _lr_defaults() -> str:
+    """'sgd 0.1, adam 1e-3, adamw 2e-3': each optimizer's default peak learning rate."""
+    return ", ".join(
+        f"{name} {_short(dataclasses.replace(DEFAULTS, optimizer=name).resolved_lr())}"
+        for name in OPTIMIZERS
+    )
+
+
+# flag -> (config key, help); the type is the config field's, and "{default}" in the help shows
+# the field's default from TrainConfig, so the help cannot drift from the config. Flags default
+# to None so only what the user typed overrides the config file.
 FLAGS = {
-    "--model": ("model", str, "preset, TOML file or one-line spec (default: default)"),
-    "--data": ("data", str, "data set name, folder:PATH or a folder (default: shapes)"),
-    "--data-dir": ("data_dir", str, "where to look for data set files first"),
-    "--epochs": ("epochs", int, "epochs to train (default: 8, or the preset's recipe)"),
-    "--batch-size": ("batch_size", int, "images per step over all processes (default: 128)"),
-    "--lr": ("lr", float, "peak learning rate (default: sgd 0.1, adam 1e-3, adamw 2e-3)"),
-    "--optimizer": ("optimizer", str, "sgd (Nesterov), adam or adamw (default: sgd)"),
+    "--model": ("model", "preset, TOML file or one-line spec (default: {default})"),
+    "--data": ("data", "data set name, folder:PATH or a folder (default: {default})"),
+    "--data-dir": ("data_dir", "where to look for data set files first"),
+    "--epochs": ("epochs", "epochs to train (default: {default}, or the preset's recipe)"),
+    "--batch-size": ("batch_size", "images per step over all processes (default: {default})"),
+    "--lr": ("lr", f"peak learning rate (default: {_lr_defaults()})"),
+    "--optimizer": ("optimizer", "sgd (Nesterov), adam or adamw (default: {default})"),
     "--schedule": (
         "schedule",
-        str,
-        "onecycle, cosine, step or constant, with warm-up (default: onecycle)",
+        "onecycle, cosine, step or constant, with warm-up (default: {default})",
     ),
-    "--warmup-epochs": ("warmup_epochs", float, "warm-up length in epochs"),
-    "--weight-decay": ("weight_decay", float, "weight decay on conv/fc weights"),
-    "--label-smoothing": ("label_smoothing", float, "label smoothing (default: 0.1)"),
+    "--warmup-epochs": ("warmup_epochs", "warm-up length in epochs"),
+    "--weight-decay": ("weight_decay", "weight decay on conv/fc weights"),
+    "--label-smoothing": ("label_smoothing", "label smoothing (default: {default})"),
     "--augment": (
         "augment",
-        str,
-        "none, standard, light (mirror only), or e.g. translate=2,cutout=8 (default: standard)",
+        "none, standard, light (mirror only), or e.g. translate=2,cutout=8 (default: {default})",
     ),
-    "--val-split": ("val_split", float, "fraction of the training set held out for validation"),
-    "--early-stop": ("early_stop", int, "stop after N epochs without better validation accuracy"),
-    "--seed": ("seed", int, "random seed (default: 0)"),
-    "--device": ("device", str, "auto, cpu, cuda or mps (default: auto)"),
-    "--threads": ("threads", int, "CPU threads per process (default: all cores)"),
-    "--nproc": ("nproc", int, "processes for distributed data-parallel training (default: 1)"),
-    "--out": ("out", str, "run folder (default: runs/<model>-<data>-<time>)"),
-    "--stop-after": ("stop_after", int, "pause after this epoch; continue later with --resume"),
-    "--train-size": ("train_size", int, "shapes: number of generated training images"),
-    "--test-size": ("test_size", int, "shapes: number of generated test images"),
-    "--image-size": ("image_size", int, "folders: resize images to this square size"),
-    "--channels": ("channels", int, "folders: 1 (grayscale) or 3 (RGB)"),
+    "--val-split": ("val_split", "fraction of the training set held out for validation"),
+    "--early-stop": ("early_stop", "stop after N epochs without better validation accuracy"),
+    "--seed": ("seed", "random seed (default: {default})"),
+    "--device": ("device", "auto, cpu, cuda or mps (default: {default})"),
+    "--threads": ("threads", "CPU threads per process (default: all cores)"),
+    "--nproc": ("nproc", "processes for distributed data-parallel training (default: {default})"),
+    "--out": ("out", "run folder (default: runs/<model>-<data>-<time>)"),
+    "--stop-after": ("stop_after", "pause after this epoch; continue later with --resume"),
+    "--train-size": ("train_size", "shapes: number of generated training images"),
+    "--test-size": ("test_size", "shapes: number of generated test images"),
+    "--image-size": ("image_size", "folders: resize images to this square size"),
+    "--channels": ("channels", "folders: 1 (grayscale) or 3 (RGB)"),
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `train` and `runs`."""
     p = subparsers.add_parser(
         "train",
         help="train a model into a run folder",
@@ -55,8 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Settings come from the defaults, then the chosen preset's recipe for the data set, then "
         "--config FILE.toml, then flags, then key=value overrides.",
     )
-    for flag, (key, kind, text) in FLAGS.items():
-        p.add_argument(flag, dest=key, type=kind, default=None, help=text)
+    for flag, (key, text) in FLAGS.items():
+        shown = text.format(default=getattr(DEFAULTS, key))
+        p.add_argument(flag, dest=key, type=FIELD_TYPES[key], default=None, help=shown)
     p.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder where it stopped")
     p.add_argument("--quiet", action="store_true", default=None, help="print only the result")
@@ -69,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "runs", help="list run folders with their key figures", description="List runs."
     )
     p.add_argument(
-        "root", nargs="?", default=str(RUNS_DIR), help="folder holding runs (default: runs)"
+        "root", nargs="?", default=str(RUNS_DIR), help="folder holding runs (default: %(default)s)"
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=run_runs)
@@ -78,15 +106,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the model preset's recipe, then --config, then flags, then key=value."""
     file_values = read_config_file(args.config) if args.config else {}
-    flags = {
-        key: getattr(args, key) for key, _, _ in FLAGS.values() if getattr(args, key) is not None
-    }
+    flags = {key: getattr(args, key) for key, _ in FLAGS.values() if getattr(args, key) is not None}
     if args.quiet:
         flags["quiet"] = True
-    return from_layers(file_values, flags, parse_overrides(args.overrides))
+    return resolve_config(file_values, flags, parse_overrides(args.overrides))
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """`cnnlab train`: train (or resume) a run; 130 when Ctrl-C stopped it."""
     from cnnlab.training.loop import train
 
     run = train(config_from_args(args), resume=args.resume)
@@ -95,34 +122,36 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_row(run: Run) -> dict:
+    """One run's key figures, as `cnnlab runs --json` prints them."""
+    m = run.metrics
+    return {
+        "run": run.name,
+        "path": str(run.path),
+        "model": run.spec.text(with_input=False),
+        "data": run.meta.get("data", ""),
+        "epochs": m.get("epochs"),
+        "test_accuracy": m.get("test_accuracy"),
+        "train_seconds": m.get("train_seconds"),
+        "stopped": m.get("stopped", ""),
+        "saved": run.meta.get("saved", ""),
+    }
+
+
 def run_runs(args: argparse.Namespace) -> int:
-    rows = []
-    for run in list_runs(args.root):
-        m = run.metrics
-        rows.append(
-            {
-                "run": run.name,
-                "path": str(run.path),
-                "model": run.spec.text(with_input=False),
-                "data": run.meta.get("data", ""),
-                "epochs": m.get("epochs"),
-                "test_accuracy": m.get("test_accuracy"),
-                "train_seconds": m.get("train_seconds"),
-                "stopped": m.get("stopped", ""),
-                "saved": run.meta.get("saved", ""),
-            }
-        )
+    """`cnnlab runs`: a table (or JSON) of the run folders under ROOT."""
+    rows = [_run_row(run) for run in list_runs(args.root)]
     if args.json:
         print_json(rows)
         return 0
     if not rows:
         print(f"no runs under {args.root}/ yet: train one with `cnnlab train`")
         return 0
-    table = Table(title=f"runs in {args.root}", title_justify="left")
-    for column in ("run", "data", "epochs", "test acc", "train s", "stopped", "saved", "model"):
-        table.add_column(
-            column, justify="right" if column in ("epochs", "test acc", "train s") else "left"
-        )
+    table = titled_table(
+        f"runs in {args.root}",
+        ["run", "data", "epochs", "test acc", "train s", "stopped", "saved", "model"],
+        {"epochs", "test acc", "train s"},
+    )
     for r in rows:
         table.add_row(
             r["run"],
