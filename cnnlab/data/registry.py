@@ -237,6 +237,46 @@ def _folder_split(test_size: float | int | None) -> float:
     )
 
 
+def _load_folder_subset(
+    path: str,
+    image_size: int | None,
+    channels: int | None,
+    train_size: int | None,
+    test_size: float | int | None,
+    seed: int,
+    folder_options: dict,
+) -> Dataset:
+    """An image folder, its training part cut to `train_size` (statistics recomputed) when asked."""
+    ds = load_folder(path, image_size, channels, _folder_split(test_size), seed, **folder_options)
+    if train_size is not None:
+        ds.train_images, ds.train_labels = subset(
+            ds.train_images, ds.train_labels, train_size, seed
+        )
+        ds.mean, ds.std = channel_stats(ds.train_images)
+    return ds
+
+
+def _check_options(
+    entry: DatasetEntry,
+    channels: int | None,
+    train_size: int | None,
+    test_size: float | int | None,
+    folder_options: dict,
+) -> None:
+    """Refuse options a registered data set cannot take, naming the data set."""
+    if folder_options:
+        raise DataError(
+            f"{entry.name}: option(s) {', '.join(folder_options)} apply to image folders only"
+        )
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
+    for label, value in (("train_size", train_size), ("test_size", test_size)):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise DataError(
+                f"{entry.name}: {label} must be a whole number of images, not {value!r}"
+            )
+
+
 def load_dataset(
     name: str | Path,
     data_dir: str | Path | None = None,
@@ -259,27 +299,11 @@ def load_dataset(
     text = str(name)
     if text.startswith("folder:") or (text not in REGISTRY and Path(text).expanduser().is_dir()):
         path = text.removeprefix("folder:")
-        ds = load_folder(
-            path, image_size, channels, _folder_split(test_size), seed, **folder_options
+        return _load_folder_subset(
+            path, image_size, channels, train_size, test_size, seed, folder_options
         )
-        if train_size is not None:
-            ds.train_images, ds.train_labels = subset(
-                ds.train_images, ds.train_labels, train_size, seed
-            )
-            ds.mean, ds.std = channel_stats(ds.train_images)
-        return ds
     entry = get_entry(text)
-    if folder_options:
-        raise DataError(
-            f"{entry.name}: option(s) {', '.join(folder_options)} apply to image folders only"
-        )
-    if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
-    for label, value in (("train_size", train_size), ("test_size", test_size)):
-        if value is not None and (not isinstance(value, int) or value < 0):
-            raise DataError(
-                f"{entry.name}: {label} must be a whole number of images, not {value!r}"
-            )
+    _check_options(entry, channels, train_size, test_size, folder_options)
     train_x, train_y, test_x, test_y, where = entry.load(
         data_dir, download, train_size, test_size, seed, progress
     )
