@@ -21,7 +21,7 @@ from PIL import Image
 
 from bench.common import write_results
 from bench.serve_support import bench_run, percentile, with_exports
-from cnnlab.deploy.export import engine_from_bytes, read_export
+from cnnlab.deploy.engines import engine_from_bytes, read_export
 from cnnlab.deploy.predict import Predictor, probe_images
 from cnnlab.evaluate.scores import split_images
 from cnnlab.model.inference import normalize

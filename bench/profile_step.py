@@ -26,9 +26,9 @@ from cnnlab.data.augment import augment_batch, parse_policy
 from cnnlab.model.cnn import adapt_to_data, build_model
 from cnnlab.model.inference import normalize
 from cnnlab.model.presets import resolve_model
-from cnnlab.training.config import from_layers
-from cnnlab.training.loop import _autocast, autocast_dtype
+from cnnlab.training.config import resolve_config
 from cnnlab.training.schedule import make_optimizer
+from cnnlab.training.setup import autocast, autocast_dtype
 
 PHASES = (
     "phase: batch (index, augment, normalise)",
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = from_layers({"model": args.model, "data": "fashion-mnist"})
+    config = resolve_config({"model": args.model, "data": "fashion-mnist"})
     data = load_dataset("fashion-mnist")
     spec, _ = adapt_to_data(resolve_model(config.model), data.image_shape, len(data.classes))
     model = build_model(spec).to(memory_format=torch.channels_last)
@@ -82,7 +82,7 @@ def main() -> None:
             batch = order[(i * bs) % (len(order) - bs) :][:bs]
             x = augment_batch(images[batch], policy, generator)
             x = normalize(x, data.mean, data.std).contiguous(memory_format=torch.channels_last)
-        with record_function(PHASES[1]), _autocast(torch.device("cpu"), dtype):
+        with record_function(PHASES[1]), autocast(torch.device("cpu"), dtype):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), labels[batch], label_smoothing=0.1)
         with record_function(PHASES[2]):

@@ -38,6 +38,7 @@ from bench.peers import make_peers
 from cnnlab.data import load_dataset
 from cnnlab.run.folder import Run
 from cnnlab.spec.analysis import analyze
+from cnnlab.training.config import config_of
 
 THRESHOLDS = (0.91, 0.92, 0.93)
 
@@ -92,7 +93,7 @@ def run_cnnlab(label: str, extra: list[str], keep: Path | None = None) -> dict:
         run = Run.open(folder)
         rows = run.epoch_metrics()
         metrics = run.metrics
-        config = run.config()
+        config = config_of(run)
         flops = analyze(run.spec).total_flops
         if keep is not None:
             shutil.rmtree(keep, ignore_errors=True)
