@@ -28,6 +28,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check cnnlab tests bench
 	$(VENV)/bin/ruff format --check cnnlab tests bench
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(VENV)/bin/ruff format cnnlab tests bench

@@ -1,4 +1,5 @@
-"""Errors a user can fix. The CLI prints their message (no traceback); the server turns them into 4xx JSON."""
+"""Errors a user can fix. The CLI prints their message (no traceback) and exits 2; the server answers
+JSON: 4xx for what the client sent, 500 for a damaged run folder (`CheckpointError`, see server/errors.py)."""
 
 
 class CnnlabError(Exception):
@@ -19,3 +20,7 @@ class CheckpointError(CnnlabError):
 
 class ConfigError(CnnlabError):
     """A configuration key or value that does not exist or does not make sense."""
+
+
+class OutputError(CnnlabError):
+    """An output file that cannot be written: its folder is missing, read-only or not a folder."""

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.errors import CnnlabError
-from cnnlab.figures.canvas import FigureWriteError, save_figure
+from cnnlab.errors import CnnlabError, OutputError
+from cnnlab.figures.canvas import save_figure
 from cnnlab.figures.diagram import diagram_blocks, diagram_figure, shape_label
 from cnnlab.model.cnn import build_model
 from cnnlab.model.presets import PRESETS, resolve_model
@@ -136,6 +136,6 @@ def test_cli_unwritable_out_is_an_error_not_a_traceback(cli):
 def test_save_figure_names_the_path_and_the_reason(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(FigureWriteError, match=r"cannot write .*file/x\.svg: .*") as info:
+    with pytest.raises(OutputError, match=r"cannot write .*file/x\.svg: .*") as info:
         save_figure(diagram_figure(analyze(resolve_model("lenet5"))), blocker / "x.svg")
     assert isinstance(info.value, CnnlabError)

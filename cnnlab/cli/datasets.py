@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from cnnlab.cli.common import print_json
 from cnnlab.data import get_entry, list_datasets, load_dataset
-from cnnlab.data.preview import save_sample_grid
+from cnnlab.figures.samples import save_sample_grid
 
 DATA_DIR_HELP = "also look for data files in DIR/NAME/ and DIR/"
 

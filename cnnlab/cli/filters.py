@@ -21,7 +21,7 @@ from cnnlab.cli.common import (
 from cnnlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from cnnlab.evaluate.filters import ConvFilters
+    pass
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,28 +75,13 @@ def run_filters(args: argparse.Namespace) -> int:
     figure = filters_figure(layers, rgb=not args.per_channel, title=f"{run.name}: learned filters")
     for path in paths:
         save_figure(figure, path)
-    rows = [_filter_row(f, rgb=not args.per_channel) for f in layers]
+    rows = [f.stats(rgb=not args.per_channel) for f in layers]
     if args.json:
         print_json({"run": str(run.path), "layers": rows, "written": [str(p) for p in paths]})
         return 0
     console().print(_filters_table(f"{run.name}: learned filters", rows))
     print_written(paths, f"{len(rows)} layer(s)")
     return 0
-
-
-def _filter_row(f: ConvFilters, rgb: bool) -> dict[str, Any]:
-    """One conv layer's weight shape, tiles drawn (a tile per filter in RGB, else per channel)
-    and weight range."""
-    out_channels, in_channels = f.weight.shape[:2]
-    return {
-        "layer": f.name,
-        "spec": f.layer,
-        "weight_shape": list(f.weight.shape),
-        "tiles": out_channels if (f.can_be_rgb() and rgb) else out_channels * in_channels,
-        "min": f.weight.min().item(),
-        "max": f.weight.max().item(),
-        "std": f.weight.std().item(),
-    }
 
 
 def _filters_table(title: str, rows: list[dict[str, Any]]) -> Table:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -29,6 +30,19 @@ class ConvFilters:
     def can_be_rgb(self) -> bool:
         """True when every filter sees exactly the three channels of an RGB image."""
         return self.weight.shape[1] == 3 and self.groups == 1
+
+    def stats(self, rgb: bool = True) -> dict[str, Any]:
+        """Weight shape, tiles drawn (a tile per filter in RGB, else per channel) and weight range."""
+        out_channels, in_channels = self.weight.shape[:2]
+        return {
+            "layer": self.name,
+            "spec": self.layer,
+            "weight_shape": list(self.weight.shape),
+            "tiles": out_channels if (self.can_be_rgb() and rgb) else out_channels * in_channels,
+            "min": self.weight.min().item(),
+            "max": self.weight.max().item(),
+            "std": self.weight.std().item(),
+        }
 
 
 def conv_filters(model: CnnModel) -> list[ConvFilters]:

@@ -4,7 +4,7 @@ Figures are `matplotlib.figure.Figure` objects with an Agg canvas, never pyplot:
 nothing is registered globally, so there is no window, no backend to select and
 no figure to forget to close. SVG keeps its text as text (svg.fonttype 'none'),
 so labels stay searchable and tests can read them back. A file that cannot be
-written (a missing or read-only folder) is a `FigureWriteError` naming the path.
+written (a missing or read-only folder) is a `OutputError` naming the path.
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import ConfigError, OutputError
 
 FORMATS = ("png", "svg")
 DPI = 120  # PNG pixels per inch
-
-
-class FigureWriteError(CnnlabError):
-    """A figure file that cannot be written: its folder is missing, read-only or not a folder."""
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -84,7 +80,7 @@ def save_figure(figure: Figure, path: str | Path, fmt: str | None = None) -> Pat
             )
     except OSError as error:
         reason = error.strerror or str(error)
-        raise FigureWriteError(
+        raise OutputError(
             f"cannot write {path}: {reason}; choose a writable folder with --out"
         ) from None
     return path
