@@ -15,8 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-CHUNK = 1 << 20  # bytes read at a time when hashing
-
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see either the old file or the whole new one."""
@@ -59,12 +57,9 @@ def fsync_dir(directory: str | Path) -> None:
 
 
 def file_digest(path: str | Path, algorithm: str) -> str:
-    """Hex digest of a file's bytes (md5, sha256, ...), read in chunks."""
-    digest = hashlib.new(algorithm)
+    """Hex digest of a file's bytes (md5, sha256, ...), read in chunks by hashlib itself."""
     with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def sha256_file(path: str | Path) -> str:
