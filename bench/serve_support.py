@@ -1,10 +1,14 @@
-"""Helpers shared by the serving benchmarks: a run to measure, its exports, and percentiles."""
+"""Helpers shared by the serving benchmarks: a run to measure, its exports, percentiles, a server."""
 
 from __future__ import annotations
 
 import math
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cnnlab
@@ -46,3 +50,45 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+class Served:
+    """A real `cnnlab serve RUN --port 0 ...` process on loopback, its log in a file."""
+
+    def __init__(self, run_path: Path, log: Path, *extra: str):
+        self.log = log
+        self._out = open(log, "w")  # noqa: SIM115 (the server writes here while it runs)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", "serve", str(run_path), "--port", "0", *extra],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            found = re.search(r"http://(127\.0\.0\.1):(\d+)/", log.read_text())
+            if found and "engine:" in log.read_text():
+                self.host, self.port = found.group(1), int(found.group(2))
+                self.url = f"http://{self.host}:{self.port}"
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(log.read_text())
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{log.read_text()}")
+
+    def proc_status(self) -> dict[str, int]:
+        """The server's resident memory (kB) and thread count, from /proc/PID/status."""
+        text = Path(f"/proc/{self.process.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"])}
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._out.close()

@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -23,28 +24,28 @@ import uvicorn
 from serve_support import decode_png_data_url, png_bytes, trained_run
 
 from cnnlab.deploy.predict import Predictor
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluate.featuremaps import feature_maps
 from cnnlab.evaluate.grids import feature_map_grid
 from cnnlab.evaluate.scores import split_images
 from cnnlab.model.cnn import build_model
 from cnnlab.run.folder import Run
 from cnnlab.server.app import STATIC_DIR, create_app
-from cnnlab.server.limits import Limits
+from cnnlab.server.limits import DEFAULT_LIMITS, Limits
 from cnnlab.server.maps import MAX_VALUES, layer_grid
-from cnnlab.server.serve import bind_socket
+from cnnlab.server.serve import bind_socket, uvicorn_config
 from cnnlab.spec.summary import summary_json
 
 
 class ThreadServer:
     """uvicorn serving `app` in a background thread on a free loopback port."""
 
-    def __init__(self, app):
+    def __init__(self, app, limits: Limits = DEFAULT_LIMITS):
         sock = bind_socket("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
+        # the settings `cnnlab serve` runs with (the header timeout among them)
+        self.server = uvicorn.Server(uvicorn_config(app, limits))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
         )
@@ -259,7 +260,7 @@ def tight_server(predictor):
 
 
 def _open_slow_request(port: int) -> socket.socket:
-    """A POST that announces 1000 body bytes and sends 8: it stays in flight until the time limit."""
+    """A POST that announces 1000 body bytes and sends 8: its body never arrives."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.sendall(
         b"POST /api/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n"
@@ -291,29 +292,6 @@ def _wait_in_flight(url: str, count: int) -> dict:
             return ready
         assert time.monotonic() < deadline, ready.json()
         time.sleep(0.02)
-
-
-def test_too_many_in_flight_gets_503_then_slow_ones_get_504(tight_server):
-    slow = [_open_slow_request(tight_server.port) for _ in range(2)]
-    try:
-        ready = _wait_in_flight(tight_server.url, 2)
-        assert ready.status_code == 503 and ready.json()["status"] == "busy"
-        assert httpx.get(f"{tight_server.url}/healthz").status_code == 200  # exempt
-        third = httpx.post(
-            f"{tight_server.url}/api/predict", content=b"x", headers={"content-type": "image/png"}
-        )
-        assert third.status_code == 503
-        assert third.headers["retry-after"] == "1"
-        assert "busy" in third.json()["error"]
-        for sock in slow:  # the body never completes: the time limit answers
-            status, headers, body = _read_response(sock)
-            assert status == 504 and headers["content-type"] == "application/json"
-            assert "longer than 2 s" in body["error"]
-    finally:
-        for sock in slow:
-            sock.close()
-    _wait_in_flight(tight_server.url, 0)
-    assert httpx.get(f"{tight_server.url}/readyz").status_code == 200
 
 
 def test_body_limit_with_and_without_content_length(tight_server):
@@ -351,3 +329,202 @@ def test_serve_refuses_a_taken_port_and_bad_limits(run_dir, cli):
         taken.close()
     result = cli("serve", str(run_dir), "--max-in-flight", "0")
     assert result.code == 2 and "--max-in-flight" in result.err
+
+
+# --- abuse: slow clients, abandoned work, HEAD, bad numbers -------------------------------------
+
+
+class GatedPredictor:
+    """The real predictor whose decode waits for `gate`: work that holds a worker, on demand.
+
+    Records how many decodes ran at once, which is what the worker bound is about.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.predictor = Predictor(Run.open(run_dir), "eager")
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.running = self.most = self.calls = 0
+        decode = self.predictor.prepare
+
+        def gated(*args, **kwargs):
+            with self.lock:
+                self.calls += 1
+                self.running += 1
+                self.most = max(self.most, self.running)
+            try:
+                assert self.gate.wait(60), "the test never opened the gate"
+                return decode(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+        self.predictor.prepare = gated
+
+
+def _post_png(url: str, png: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{url}/api/predict", content=png, headers={"content-type": "image/png"}, timeout=60
+    )
+
+
+def _wait_ready(url: str, key: str, value: int) -> dict:
+    deadline = time.monotonic() + 30
+    while True:
+        ready = httpx.get(f"{url}/readyz").json()
+        if ready[key] == value:
+            return ready
+        assert time.monotonic() < deadline, ready
+        time.sleep(0.02)
+
+
+def test_slow_uploads_do_not_hold_inference_slots_and_get_408(predictor, sample):
+    """Clients dribbling their body wait outside the in-flight count; normal requests go through."""
+    limits = Limits(max_in_flight=2, timeout_s=30.0, body_timeout_s=2.0)
+    srv = ThreadServer(create_app(predictor, limits), limits)
+    slow = [_open_slow_request(srv.port) for _ in range(6)]
+    try:
+        answer = _post_png(srv.url, sample[1])
+        assert answer.status_code == 200, answer.text
+        assert httpx.get(f"{srv.url}/readyz").status_code == 200
+        for sock in slow:  # their bodies never arrive: 408, and the connection is closed
+            status, headers, body = _read_response(sock)
+            assert status == 408 and headers["content-type"] == "application/json"
+            assert (
+                "did not arrive within 2 s" in body["error"] and "8 of 1,000 bytes" in body["error"]
+            )
+    finally:
+        for sock in slow:
+            sock.close()
+        srv.stop()
+
+
+def test_a_client_dribbling_its_headers_is_disconnected(predictor):
+    limits = Limits(header_timeout_s=1.0)
+    srv = ThreadServer(create_app(predictor, limits), limits)
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")
+        closed = False
+        for _ in range(300):  # a header byte every 0.1 s, at most 30 s
+            try:
+                sock.sendall(b"X")
+                sock.settimeout(0.1)
+                closed = sock.recv(1024) == b""
+            except TimeoutError:
+                continue
+            except OSError:  # reset by the server
+                closed = True
+            if closed:
+                break
+        assert closed, "the server kept a connection open whose headers never ended"
+    finally:
+        sock.close()
+        srv.stop()
+
+
+def test_too_many_in_flight_gets_503_and_slow_work_504(run_dir, sample):
+    gated = GatedPredictor(run_dir)
+    limits = Limits(max_in_flight=2, timeout_s=30.0, workers=1)
+    srv = ThreadServer(create_app(gated.predictor, limits), limits)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            held = [pool.submit(_post_png, srv.url, sample[1]) for _ in range(2)]
+            ready = _wait_in_flight(srv.url, 2)
+            assert ready.status_code == 503 and ready.json()["status"] == "busy"
+            assert httpx.get(f"{srv.url}/healthz").status_code == 200  # exempt
+            third = _post_png(srv.url, sample[1])
+            assert third.status_code == 503 and third.headers["retry-after"] == "1"
+            assert "busy" in third.json()["error"]
+            gated.gate.set()
+            assert [f.result().status_code for f in held] == [200, 200]
+        assert gated.most == 1  # one worker: one decode at a time
+    finally:
+        gated.gate.set()
+        srv.stop()
+
+
+def test_timed_out_work_keeps_its_worker_until_it_stops(run_dir, sample):
+    """A 504 answers at once, but the abandoned decode holds its worker: no pile-up of decodes."""
+    gated = GatedPredictor(run_dir)
+    limits = Limits(timeout_s=1.0, workers=1)
+    srv = ThreadServer(create_app(gated.predictor, limits), limits)
+    try:
+        first = _post_png(srv.url, sample[1])
+        assert first.status_code == 504 and "longer than 1 s" in first.json()["error"]
+        second = _post_png(srv.url, sample[1])  # waits for the worker, which is still decoding
+        assert second.status_code == 504
+        assert gated.calls == 1 and gated.most == 1
+        assert _wait_ready(srv.url, "workers_busy", 1)["in_flight"] == 0
+        gated.gate.set()
+        _wait_ready(srv.url, "workers_busy", 0)
+        assert _post_png(srv.url, sample[1]).status_code == 200
+        assert gated.most == 1
+    finally:
+        gated.gate.set()
+        srv.stop()
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/readyz", "/api/model"])
+def test_head_answers_like_get(server, path):
+    got, head = httpx.get(f"{server.url}{path}"), httpx.head(f"{server.url}{path}")
+    assert head.status_code == got.status_code == 200
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.content == b""
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--max-body-mb", "nan"),
+        ("--max-body-mb", "inf"),
+        ("--max-body-mb", "0"),
+        ("--max-body-mb", "1e-12"),
+        ("--max-body-mb", "1e9"),
+        ("--timeout", "nan"),
+        ("--timeout", "-inf"),
+        ("--timeout", "0"),
+        ("--timeout", "1e9"),
+        ("--max-in-flight", "0"),
+        ("--max-in-flight", "10000000"),
+        ("--body-timeout", "nan"),
+        ("--header-timeout", "inf"),
+    ],
+)
+def test_serve_refuses_numbers_that_are_not_finite_or_out_of_range(run_dir, cli, option, value):
+    result = cli("serve", str(run_dir), "--port", "0", f"{option}={value}")
+    assert result.code == 2 and result.err.startswith("error: "), result.err
+    assert f"{option} must be a number from " in result.err, result.err
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_body_bytes", 0),
+        ("max_in_flight", 0),
+        ("timeout_s", float("nan")),
+        ("timeout_s", float("inf")),
+        ("body_timeout_s", -1.0),
+        ("header_timeout_s", float("nan")),
+        ("workers", 0),
+    ],
+)
+def test_limits_refuse_numbers_out_of_range(field, value):
+    with pytest.raises(ConfigError, match=field):
+        Limits(**{field: value})
+
+
+def test_uploads_arriving_at_once_are_bounded(predictor, sample):
+    """Bodies being read are not in flight, but their number (and so their memory) has a limit."""
+    limits = Limits(max_uploading=2, body_timeout_s=30.0)
+    srv = ThreadServer(create_app(predictor, limits), limits)
+    slow = [_open_slow_request(srv.port) for _ in range(2)]
+    try:
+        _wait_ready(srv.url, "uploading", 2)
+        third = _post_png(srv.url, sample[1])
+        assert third.status_code == 503 and "2 uploads arriving" in third.json()["error"]
+    finally:
+        for sock in slow:
+            sock.close()
+        _wait_ready(srv.url, "uploading", 0)
+        srv.stop()

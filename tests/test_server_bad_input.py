@@ -7,8 +7,12 @@ a 4000x3000 photo (slow).
 from __future__ import annotations
 
 import json
+import re
+import socket
 import struct
+import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -22,6 +26,8 @@ from serve_support import (
     png_bytes,
     trained_run,
 )
+
+from cnnlab.server.limits import Limits
 
 MAX_BODY_MB = 8
 LIMIT = MAX_BODY_MB * 1024 * 1024
@@ -268,3 +274,71 @@ def test_a_4000x3000_photo(server, tmp_path):
 def test_server_log_has_no_traceback_so_far(server):
     assert "Traceback" not in server.output()
     assert Path(server.log_path).is_file()
+
+
+# --- clients that go away, and abandoned work -------------------------------------------------
+
+
+def _log_lines_after(server, start: int, needle: str) -> list[str]:
+    """The server log's new lines once one contains `needle` (waits for the log to say it)."""
+    deadline = time.monotonic() + 30
+    while True:
+        lines = server.output()[start:].splitlines()
+        if any(needle in line.lower() for line in lines):
+            return lines
+        assert time.monotonic() < deadline, server.output()[start:][-3000:]
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["image/png", "multipart/form-data; boundary=x", "application/json"]
+)
+def test_a_client_leaving_mid_upload_is_one_log_line(server, content_type):
+    """Headers announcing 1000 bytes, 3 bytes, close: one line in the log, no traceback."""
+    start = len(server.output())
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: test\r\nContent-Type: "
+            + content_type.encode()
+            + b"\r\nContent-Length: 1000\r\n\r\n--x"
+        )
+    lines = _log_lines_after(server, start, "disconnect")
+    assert "Traceback" not in server.output()
+    assert lines == [lines[0]] and "3 of 1,000 body bytes" in lines[0], lines
+    assert httpx.get(f"{server.url}/readyz").json()["uploading"] == 0
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
+
+
+@pytest.mark.slow
+def test_abandoned_decodes_stay_bounded_by_the_workers(tmp_path_factory):
+    """Waves of 5000x5000 RGBA PNGs with a 0.3 s time limit: 504s, and no pile-up of threads."""
+    run = trained_run(tmp_path_factory)
+    srv = ServerProcess(run, run.parent / "serve.log", "--timeout", "0.3")
+    workers = Limits().workers  # the server's worker threads
+    try:
+        upload = _upload("huge.png", png_bytes(np.full((5000, 5000, 4), 200, np.uint8), "RGBA"))
+        before = _threads(srv.process.pid)
+
+        def post(_: int) -> int:
+            return httpx.post(f"{srv.url}/api/predict", timeout=120, **upload).status_code
+
+        statuses, most = [], before
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(3):  # waves of 8
+                wave = [pool.submit(post, i) for i in range(8)]
+                while not all(f.done() for f in wave):  # the most threads seen during the wave
+                    most = max(most, _threads(srv.process.pid))
+                    time.sleep(0.05)
+                statuses += [f.result() for f in wave]
+        assert set(statuses) <= {200, 504} and 504 in statuses, statuses
+        # the worker pool's threads at most: no thread per abandoned decode
+        assert most <= before + workers, (before, most, workers)
+        assert httpx.get(f"{srv.url}/healthz").status_code == 200
+    finally:
+        srv.stop()
+    assert "Traceback" not in srv.output(), srv.output()

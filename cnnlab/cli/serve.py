@@ -41,7 +41,23 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
         help="requests handled at once; more get 503 (default 64)",
     )
     p.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds per request; then 504 (default 10)"
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds per request once its body has arrived; then 504 (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds for a request body to arrive; then 408 (default 30)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds for a request's headers to arrive; then the connection is closed "
+        "(default 10)",
     )
     p.set_defaults(handler=run_serve)
 
@@ -49,19 +65,23 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     """Start the HTTP server and block until Ctrl-C."""
     from cnnlab.run.folder import Run
-    from cnnlab.server.limits import Limits
+    from cnnlab.server.limits import Limits, check_number
     from cnnlab.server.serve import serve
 
-    if args.max_body_mb <= 0 or args.max_in_flight < 1 or args.timeout <= 0:
-        raise ConfigError(
-            "--max-body-mb and --timeout must be positive, --max-in-flight at least 1"
-        )
+    # Every number before anything starts: argparse's float() takes "nan" and "inf".
+    check_number("--max-body-mb", args.max_body_mb, 0.001, 1024, "(megabytes)")
+    check_number("--max-in-flight", args.max_in_flight, 1, 100_000)
+    for option in ("timeout", "body_timeout", "header_timeout"):
+        flag = "--" + option.replace("_", "-")
+        check_number(flag, getattr(args, option), 0.001, 86_400, "(seconds)")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, not {args.port}")
     limits = Limits(
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_in_flight=args.max_in_flight,
         timeout_s=args.timeout,
+        body_timeout_s=args.body_timeout,
+        header_timeout_s=args.header_timeout,
     )
     serve(Run.open(args.run), args.host, args.port, args.engine, args.export, limits)
     return 0

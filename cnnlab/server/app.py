@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import torch
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
@@ -28,7 +28,7 @@ from cnnlab.deploy.predict import Predictor, Preprocess
 from cnnlab.evaluate.featuremaps import feature_maps
 from cnnlab.server.body import ImageBody, read_body
 from cnnlab.server.errors import add_error_handlers
-from cnnlab.server.limits import DEFAULT_LIMITS, BodyLimit, Guard, Limits
+from cnnlab.server.limits import DEFAULT_LIMITS, BodyLimit, Guard, Limits, Workers
 from cnnlab.server.maps import MAX_CHANNELS, input_json, layer_json
 from cnnlab.server.openapi import ERRORS, IMAGE_BODY
 from cnnlab.spec.summary import summary_json
@@ -78,6 +78,9 @@ def model_info(predictor: Predictor, limits: Limits) -> dict[str, Any]:
                 "max_body_bytes": limits.max_body_bytes,
                 "max_in_flight": limits.max_in_flight,
                 "timeout_s": limits.timeout_s,
+                "body_timeout_s": limits.body_timeout_s,
+                "header_timeout_s": limits.header_timeout_s,
+                "workers": limits.workers,
             },
             "cnnlab_version": __version__,
         }
@@ -95,23 +98,31 @@ def create_app(predictor: Predictor, limits: Limits = DEFAULT_LIMITS) -> ASGIApp
     add_error_handlers(api)
     api.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     api.include_router(router)
-    guard = Guard(api, limits.max_in_flight, limits.timeout_s)
+    guard = Guard(api, limits)
     api.state.predictor = predictor
     api.state.info = model_info(predictor, limits)
-    api.state.workers = anyio.CapacityLimiter(limits.workers)  # threads decoding and predicting
+    api.state.workers = Workers(limits.workers)  # threads decoding and predicting
     api.state.guard = guard  # /readyz reports its count
     app = BodyLimit(guard, limits.max_body_bytes)
     app.fastapi = api  # type: ignore[attr-defined]  (tests and tools reach the FastAPI app here)
     return app
 
 
-async def in_worker(request: Request, fn, *args):
-    """fn(*args) in one of the app's worker threads, abandoned on cancel.
+def _answer_head(routes: APIRouter) -> None:
+    """HEAD on every GET route (load balancers and `curl -I` use it), kept out of /docs."""
+    for route in list(routes.routes):
+        if isinstance(route, APIRoute) and route.methods == {"GET"}:
+            routes.add_api_route(
+                route.path, route.endpoint, methods=["HEAD"], include_in_schema=False
+            )
 
-    Abandoning lets the time limit answer at once even while a decode runs.
+
+async def in_worker(request: Request, fn, *args):
+    """fn(*args) in one of the app's worker threads (`Workers`: bounded, slot held to the end).
+
+    A time limit answers at once even while a decode runs; the decode keeps its worker.
     """
-    limiter = request.app.state.workers
-    return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=limiter)
+    return await request.app.state.workers.run(fn, *args)
 
 
 @router.get("/", include_in_schema=False)
@@ -130,10 +141,14 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     """Ready, or busy (503) while the Guard is at its in-flight limit."""
     guard: Guard = request.app.state.guard
+    workers: Workers = request.app.state.workers
     payload = {
         "status": "busy" if guard.busy else "ready",
         "in_flight": guard.in_flight,
         "max_in_flight": guard.max_in_flight,
+        "uploading": guard.uploading,  # bodies still arriving: not counted in flight
+        "workers_busy": workers.busy,
+        "workers": workers.count,
         "engine": request.app.state.predictor.choice.name,
     }
     return JSONResponse(payload, status_code=503 if guard.busy else 200)
@@ -218,3 +233,6 @@ def _featuremaps(
         "layers": [layer_json(i + 1, m, max_channels) for i, m in enumerate(maps)],
         "scaling": "each channel's min -> black, max -> white",
     }
+
+
+_answer_head(router)  # after every route above

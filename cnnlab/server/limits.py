@@ -1,36 +1,66 @@
 """What one request may cost, enforced as ASGI middleware around the app (outermost first).
 
   BodyLimit  counts body bytes as they arrive (Content-Length or chunked): 413 JSON
-  Guard      at most `max_in_flight` requests at once (else 503 JSON, Retry-After) and
-             `timeout_s` per request (else 504 JSON); /healthz and /readyz are exempt
+  Guard      reads the whole body first, within `body_timeout_s` (else 408 JSON); only then
+             counts the request against `max_in_flight` (else 503 JSON, Retry-After) and
+             gives it `timeout_s` (else 504 JSON); /healthz and /readyz are exempt
+  Workers    at most `workers` decodes/inferences at once, each slot held until its work
+             has stopped (a 504 answers at once, but its thread keeps the slot)
 
-Both answer on their own (no app involved) with the JSON shape of every error answer.
+Both middlewares answer on their own (no app involved) with the JSON shape of every error
+answer. Headers that do not arrive within `header_timeout_s` close the connection (serve.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cnnlab.errors import ConfigError
 from cnnlab.server.errors import ApiError
 
 EXEMPT_PATHS = ("/healthz", "/readyz")  # answered even when the server is busy
 log = logging.getLogger("cnnlab.server")
 
 
+def check_number(name: str, value: Any, low: float, high: float, unit: str = "") -> None:
+    """A ConfigError unless `value` is a finite number from `low` to `high` (both included)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or not low <= value <= high:
+        unit = f" {unit}" if unit else ""
+        raise ConfigError(f"{name} must be a number from {low:g} to {high:g}{unit}, not {value}")
+
+
 @dataclass(frozen=True)
 class Limits:
-    """What one request may cost."""
+    """What one request may cost; every number is checked (finite, in range) on creation."""
 
     max_body_bytes: int = 16 * 1024 * 1024
-    max_in_flight: int = 64
-    timeout_s: float = 10.0
+    max_in_flight: int = 64  # requests whose body has arrived, being handled at once
+    timeout_s: float = 10.0  # per request, from its body's arrival to the answer
     workers: int = max(2, os.cpu_count() or 2)  # threads decoding and running the model at once
+    body_timeout_s: float = 30.0  # for the whole body to arrive (slow uploads get a 408)
+    header_timeout_s: float = 10.0  # for a request's headers to arrive (else the socket is closed)
+    # Bodies arriving at once (else 503): with max_body_bytes, what uploads may hold in memory.
+    max_uploading: int = 256
+
+    def __post_init__(self) -> None:
+        check_number("max_body_bytes", self.max_body_bytes, 1, 2**40, "bytes")
+        check_number("max_in_flight", self.max_in_flight, 1, 100_000)
+        check_number("max_uploading", self.max_uploading, 1, 100_000)
+        check_number("workers", self.workers, 1, 1024)
+        for name in ("timeout_s", "body_timeout_s", "header_timeout_s"):
+            check_number(name, getattr(self, name), 0.001, 86_400, "seconds")
 
 
 DEFAULT_LIMITS = Limits()
@@ -126,13 +156,21 @@ class BodyLimit:
 
 
 class Guard:
-    """At most `max_in_flight` requests at once (503 + Retry-After) and `timeout_s` each (504)."""
+    """Body first (408 if slow), then at most `max_in_flight` at once (503) and `timeout_s` each (504).
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, timeout_s: float):
+    Only requests whose body has arrived count against `max_in_flight`: clients that
+    dribble their upload wait outside it, bounded by `body_timeout_s`, and cannot starve
+    the requests that are ready to be answered.
+    """
+
+    def __init__(self, app: ASGIApp, limits: Limits):
         self.app = app
-        self.max_in_flight = max_in_flight
-        self.timeout_s = timeout_s
+        self.max_in_flight = limits.max_in_flight
+        self.timeout_s = limits.timeout_s
+        self.body_timeout_s = limits.body_timeout_s
+        self.max_uploading = limits.max_uploading
         self.in_flight = 0  # requests inside the app now (exempt paths not counted)
+        self.uploading = 0  # requests whose body is still arriving
 
     @property
     def busy(self) -> bool:
@@ -143,18 +181,61 @@ class Guard:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
+        if self.uploading >= self.max_uploading:
+            await self._busy(send, f"{self.uploading} uploads arriving", self.max_uploading)
+            return
+        self.uploading += 1
+        try:
+            body = await self._read_body(scope, receive, send)
+        finally:
+            self.uploading -= 1
+        if body is None:
+            return  # answered (408) or the client is gone
         if self.busy:
-            message = (
-                f"the server is busy ({self.in_flight} requests in flight, the limit "
-                f"is {self.max_in_flight}); retry in a second"
-            )
-            await send_json(send, 503, message, {"Retry-After": "1"})
+            await self._busy(send, f"{self.in_flight} requests in flight", self.max_in_flight)
             return
         self.in_flight += 1
         try:
-            await self._timed(scope, receive, send)
+            await self._timed(scope, _replay(body, receive), send)
         finally:
             self.in_flight -= 1
+
+    @staticmethod
+    async def _busy(send: Send, what: str, limit: int) -> None:
+        message = f"the server is busy ({what}, the limit is {limit}); retry in a second"
+        await send_json(send, 503, message, {"Retry-After": "1"})
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The whole body within `body_timeout_s`; None once answered 408 or the client left."""
+        chunks: list[bytes] = []
+        received = 0
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        # One line, not a traceback: a client going away is not our bug.
+                        log.warning(
+                            "%s %s: the client disconnected after %s of %s body bytes",
+                            scope["method"],
+                            scope["path"],
+                            f"{received:,}",
+                            _declared(scope),
+                        )
+                        return None
+                    chunks.append(message.get("body", b""))
+                    received += len(chunks[-1])
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            message = (
+                f"the request body did not arrive within {self.body_timeout_s:g} s "
+                f"({received:,} of {_declared(scope)} bytes); send it faster "
+                "(or start the server with a larger --body-timeout)"
+            )
+            log.warning("%s %s: %s: answered 408", scope["method"], scope["path"], message)
+            await send_json(send, 408, message, {"Connection": "close"})
+            return None
 
     async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app for at most `timeout_s`; a 504 if it ran out before answering."""
@@ -172,7 +253,7 @@ class Guard:
             if not deadline.expired():
                 raise  # a TimeoutError of the app's own, not our limit
             log.warning(
-                "%s %s took over %.1fs: answered 504",
+                "%s %s took over %gs: answered 504",
                 scope["method"],
                 scope["path"],
                 self.timeout_s,
@@ -183,3 +264,65 @@ class Guard:
                     "stopped; send a smaller image, or send it faster"
                 )
                 await send_json(send, 504, message)
+
+
+def _declared(scope: Scope) -> str:
+    """The Content-Length for messages: "1,000", or "unknown" (chunked)."""
+    declared = content_length(scope)
+    return "unknown" if declared is None else f"{declared:,}"
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the app the body already read, then waits on the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()  # only a disconnect can come now
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+class Workers:
+    """At most `count` decodes/inferences at once, each in a thread of its own pool.
+
+    A slot is freed by the thread when its work ends, not when the request gives up:
+    a request that timed out (504) keeps its slot until its decode has stopped, so
+    abandoned work cannot pile up threads and memory beyond `count`.
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        self.busy = 0  # slots held now (work running, or finishing after its request left)
+        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="cnnlab-worker")
+        self._slots: asyncio.Semaphore | None = None  # made in the serving loop
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) in a worker thread once a slot is free; cancelling stops only the waiting."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.count)
+        slots = self._slots
+        await slots.acquire()  # cancelled here: nothing was started, nothing is held
+        self.busy += 1
+
+        def release() -> None:
+            self.busy -= 1
+            slots.release()
+
+        def work() -> Any:
+            try:
+                return fn(*args)
+            finally:
+                # a closed loop (the server is stopping) has no slots left to free
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(release)
+
+        future = loop.run_in_executor(self._pool, work)
+        # An abandoned future's error has no one to read it: mark it read, so asyncio does
+        # not log it as "never retrieved".
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return await asyncio.shield(future)
