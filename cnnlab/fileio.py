@@ -11,9 +11,60 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+
+class RefusedFile(OSError):
+    """A file a reader refuses to read; an OSError whose strerror is the whole message."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.strerror = message  # readers that print error.strerror show the reason too
+
+
+class NotRegularFile(RefusedFile):
+    """A path that is a FIFO, device, socket or folder where a regular file was expected."""
+
+
+class FileTooLarge(RefusedFile):
+    """A file larger than its reader allows."""
+
+
+def open_regular_file(path: str | Path) -> BinaryIO:
+    """A regular file opened for reading in binary; a FIFO, device or folder raises NotRegularFile.
+
+    O_NONBLOCK makes opening a FIFO return at once (instead of waiting for a writer);
+    fstat of the opened descriptor then says what it really is, with no race.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(f"{path} is not a regular file (a FIFO, device or folder)")
+        os.set_blocking(fd, True)  # regular files never block; plain reads from here
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
+    """A regular file's bytes (see open_regular_file); FileTooLarge above max_bytes."""
+    with open_regular_file(path) as f:
+        if max_bytes is None:
+            return f.read()
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(max_bytes + 1)  # +1: a file that grew while being read is caught too
+        if size > max_bytes or len(data) > max_bytes:
+            raise FileTooLarge(f"{path} is larger than {max_bytes:,} bytes ({size:,})")
+        return data
+
+
+def require_regular_file(path: str | Path) -> None:
+    """Raise NotRegularFile (an OSError) unless `path` is a regular file; for readers that open by path."""
+    open_regular_file(path).close()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -58,6 +109,7 @@ def fsync_dir(directory: str | Path) -> None:
 
 def file_digest(path: str | Path, algorithm: str) -> str:
     """Hex digest of a file's bytes (md5, sha256, ...), read in chunks by hashlib itself."""
+    require_regular_file(path)
     with open(path, "rb") as f:
         return hashlib.file_digest(f, algorithm).hexdigest()
 

@@ -12,6 +12,7 @@ from cnnlab.data.download import verify
 from cnnlab.data.paths import download_dir, search_dirs
 from cnnlab.data.remote import CIFAR10, RemoteFiles
 from cnnlab.errors import DataError
+from cnnlab.fileio import read_regular_bytes
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FOLDER = "cifar-10-batches-bin"
@@ -24,7 +25,7 @@ PER_FILE = 10000
 def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One .bin file -> images (10000, 3, 32, 32) uint8 and labels (10000,) int64, strictly checked."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        data = np.frombuffer(read_regular_bytes(path), dtype=np.uint8)
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error})") from None
     if data.size != RECORD * PER_FILE:

@@ -26,7 +26,7 @@ from cnnlab.data.dataset import Dataset, split_validation
 from cnnlab.data.images import looks_grayscale, normalise_mode, open_image, to_tensor
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import DataError
-from cnnlab.fileio import atomic_write_bytes
+from cnnlab.fileio import atomic_write_bytes, require_regular_file
 
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
 GRAY_SIZE, RGB_SIZE = 28, 32  # default sizes: MNIST-like for grayscale, CIFAR-like for colour
@@ -165,6 +165,7 @@ def _bad_files_error(root: Path, errors: list[str]) -> DataError:
 
 def _read_cache(path: Path) -> Dataset | None:
     try:
+        require_regular_file(path)  # load_file opens by path: a FIFO there would block it
         tensors = load_file(path)
         with safe_open(path, framework="pt") as handle:
             meta = handle.metadata() or {}

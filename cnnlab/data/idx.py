@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from cnnlab.errors import DataError
+from cnnlab.fileio import read_regular_bytes
 
 # IDX type code -> big-endian numpy dtype.
 DTYPES: dict[int, np.dtype] = {
@@ -31,7 +32,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, gunzipped when it starts with the gzip magic."""
     try:
-        data = path.read_bytes()
+        data = read_regular_bytes(path)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as error:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.errors import DataError
+from cnnlab.fileio import open_regular_file
 
 MAX_PIXELS = 50_000_000  # 50 megapixels: ~7000x7000; anything larger is refused before decoding
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
@@ -82,7 +83,7 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     """Open, check and fully decode an image; EXIF orientation applied. DataError names the file."""
     label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+        handle = io.BytesIO(source) if isinstance(source, bytes) else open_regular_file(source)
     except OSError as error:
         raise DataError(f"{label}: cannot read ({error.strerror or error})") from None
     with handle:

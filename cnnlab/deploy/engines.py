@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CheckpointError
-from cnnlab.fileio import sha256_file
+from cnnlab.fileio import read_regular_bytes, sha256_file
 from cnnlab.run.checkpoint import read_json
 from cnnlab.run.files import MODEL_FILE
 from cnnlab.run.folder import Run
@@ -167,7 +167,7 @@ def read_export(path: str | Path, run: Run) -> tuple[str, bytes, dict[str, Any]]
     """
     path = Path(path)
     again = f"export it again: cnnlab export {run.path} --format {path.suffix.lstrip('.')}"
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path} does not exist: {again}")
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
@@ -178,10 +178,17 @@ def read_export(path: str | Path, run: Run) -> tuple[str, bytes, dict[str, Any]]
     fmt = meta.get("kind")
     if meta.get("format") != EXPORT_FORMAT_VERSION or fmt not in EXPORT_FORMATS:
         raise CheckpointError(f"{sidecar} is not a cnnlab export description: {again}")
-    data = path.read_bytes()
+    try:
+        data = read_regular_bytes(path)
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read ({error}): {again}") from None
     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         raise CheckpointError(f"{path} was changed after cnnlab wrote it: {again}")
-    if meta.get("weights_sha256") != sha256_file(run.path / MODEL_FILE):
+    try:
+        weights_sha256 = sha256_file(run.path / MODEL_FILE)
+    except OSError as error:
+        raise CheckpointError(f"{run.path / MODEL_FILE} cannot be read ({error})") from None
+    if meta.get("weights_sha256") != weights_sha256:
         raise CheckpointError(f"{path} was exported from other weights than {run.path}'s: {again}")
     return fmt, data, meta
 

@@ -9,15 +9,21 @@ named tensors (so it can travel in safetensors too).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from cnnlab.errors import CheckpointError
-from cnnlab.fileio import atomic_write_bytes
+from cnnlab.fileio import atomic_write_bytes, read_regular_bytes
+
+MAX_JSON_BYTES = (
+    16 * 2**20
+)  # model.json and export sidecars are a few kB; anything this big is not ours
 
 # --- tensors --------------------------------------------------------------------
 
@@ -34,37 +40,68 @@ def save_tensors(
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """Tensors and JSON metadata from a safetensors file; anything else (a pickle too) is refused unread."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path} does not exist")
     try:
-        with safe_open(path, framework="pt") as f:
-            header = f.metadata()
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - not a dict
+        data = read_regular_bytes(path)  # by bytes: a FIFO in its place must not block
+        tensors = load(data)
+        header = _header(data).get("__metadata__")
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({error}). cnnlab never unpickles files; "
             "a damaged or foreign checkpoint cannot be used: train again, or resume from another run"
         ) from None
     metadata = None
-    if header and "json" in header:
+    if isinstance(header, dict) and "json" in header:
         try:
             metadata = json.loads(header["json"])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise CheckpointError(
                 f"{path}: its metadata is not valid JSON; the file is damaged"
             ) from None
     return tensors, metadata
 
 
+def _header(data: bytes) -> dict[str, Any]:
+    """A safetensors file's JSON header: 8 bytes of little-endian length, then the JSON."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    return header
+
+
+def read_metadata(path: str | Path) -> dict[str, Any] | None:
+    """Only the JSON metadata of a safetensors file (the header, not the tensors); None if unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        size = int.from_bytes(os.pread(fd, 8, 0), "little")
+        if size > MAX_JSON_BYTES:
+            return None
+        header = json.loads(os.pread(fd, size, 8))
+        return json.loads(header["__metadata__"]["json"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    finally:
+        os.close(fd)
+
+
 def read_json(path: str | Path) -> dict[str, Any]:
     """A JSON object from a file, or a CheckpointError naming the file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_regular_bytes(path, MAX_JSON_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist: is this a cnnlab run folder?") from None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
         raise CheckpointError(f"{path} is damaged ({error})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is damaged (JSON nested too deeply)") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} does not hold a JSON object")
     return data

@@ -10,10 +10,12 @@ A run folder holds:
   model.safetensors   weights and BatchNorm buffers (state_dict names: conv1.weight, ...)
   model.json          spec, input shape, classes, normalisation, metrics, versions: all that
                       evaluate, predict, export and serve need to rebuild the model
+  .cnnlab.lock        while a process writes the folder: its pid (run/writer.py)
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ import torch
 
 from cnnlab import __version__
 from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.spec.analysis import analyze
 from cnnlab.spec.language import parse_spec
 
 if TYPE_CHECKING:
@@ -34,6 +37,7 @@ METRICS_FILE = "metrics.csv"
 RESUME_FILE = "resume.safetensors"
 MODEL_FILE = "model.safetensors"
 MODEL_META = "model.json"
+LOCK_FILE = ".cnnlab.lock"  # the pid of the process writing the folder (run/writer.py)
 RUN_FORMAT = "cnnlab-run/1"  # model.json's "format"; a change of schema changes it
 
 METRIC_COLUMNS = (
@@ -46,6 +50,11 @@ METRIC_COLUMNS = (
     "seconds",
     "images_per_s",
 )
+
+# model.json's bounds: far beyond any real model, small enough that reading is always cheap
+MAX_CHANNELS = 64
+MAX_SIDE = 8192  # pixels per input side
+MAX_CLASSES = 100_000
 
 # model.json keys every reader relies on, and their JSON types
 REQUIRED_META = {
@@ -93,6 +102,7 @@ def check_meta(meta: dict[str, Any], source: Path) -> None:
         raise CheckpointError(
             f"{source}: format {meta['format']!r} is not {RUN_FORMAT!r}; upgrade cnnlab"
         )
+    channels = _check_input_shape(meta["input_shape"], source)
     try:
         spec = parse_spec(meta["spec"])
     except CnnlabError as error:
@@ -101,8 +111,54 @@ def check_meta(meta: dict[str, Any], source: Path) -> None:
         raise CheckpointError(
             f"{source}: input_shape does not match the spec; the run folder is damaged"
         )
-    channels = meta["input_shape"][0]
-    if len(meta["mean"]) != channels or len(meta["std"]) != channels:
-        raise CheckpointError(
-            f"{source}: mean/std must have one value per input channel ({channels})"
+    try:
+        outputs = math.prod(analyze(spec).output_shape)
+    except CnnlabError as error:
+        raise CheckpointError(f"{source}: its spec does not work ({error})") from None
+    _check_classes(meta["classes"], outputs, source)
+    _check_normalisation(meta["mean"], meta["std"], channels, source)
+
+
+def _damaged(source: Path, what: str) -> CheckpointError:
+    """The one error for a model.json that breaks its schema."""
+    return CheckpointError(
+        f"{source}: {what}; the run folder is damaged: restore model.json or train the run again"
+    )
+
+
+def _check_input_shape(shape: list[Any], source: Path) -> int:
+    """[C, H, W] as bounded positive integers; returns C."""
+    if len(shape) != 3 or not all(type(v) is int and v > 0 for v in shape):
+        raise _damaged(source, f"input_shape {shape!r:.80} is not [channels, height, width]")
+    channels, height, width = shape
+    if channels > MAX_CHANNELS or height > MAX_SIDE or width > MAX_SIDE:
+        raise _damaged(
+            source,
+            f"input_shape {channels}x{height}x{width} is beyond the limits "
+            f"({MAX_CHANNELS} channels, {MAX_SIDE} pixels a side)",
         )
+    return channels
+
+
+def _check_classes(classes: list[Any], outputs: int, source: Path) -> None:
+    """Distinct non-empty strings, one per output of the model's last layer."""
+    if len(classes) != outputs:
+        raise _damaged(
+            source,
+            f"it names {len(classes)} classes but the model's last layer has {outputs} outputs",
+        )
+    if len(classes) > MAX_CLASSES or not all(isinstance(c, str) and c for c in classes):
+        raise _damaged(source, "'classes' must be non-empty strings")
+    if len(set(classes)) != len(classes):
+        raise _damaged(source, "'classes' holds the same name twice")
+
+
+def _check_normalisation(mean: list[Any], std: list[Any], channels: int, source: Path) -> None:
+    """mean and std: one finite number per input channel, std above 0."""
+    if len(mean) != channels or len(std) != channels:
+        raise _damaged(source, f"mean/std must have one value per input channel ({channels})")
+    for value in [*mean, *std]:
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise _damaged(source, f"mean/std must be finite numbers, not {value!r:.40}")
+    if any(s <= 0 for s in std):
+        raise _damaged(source, "std must be above 0 in every channel")

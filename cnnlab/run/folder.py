@@ -10,6 +10,7 @@ travel with the weights.
 from __future__ import annotations
 
 import csv
+import io
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
+from cnnlab.fileio import read_regular_bytes
 from cnnlab.model.cnn import CnnModel
 from cnnlab.run.checkpoint import check_state_dict, load_tensors, read_json
 from cnnlab.run.files import (
@@ -29,6 +31,8 @@ from cnnlab.run.files import (
     check_meta,
 )
 from cnnlab.spec.language import ModelSpec, parse_spec
+
+MAX_TEXT_BYTES = 64 * 2**20  # config.toml and metrics.csv: a few kB in any real run
 
 
 @dataclass
@@ -98,23 +102,28 @@ class Run:
         """The training settings of this run as config.toml holds them (training.config.config_of
         turns them into a TrainConfig)."""
         path = self.path / CONFIG_FILE
-        if not path.is_file():
+        if not path.exists():
             raise CheckpointError(f"{path} is missing; the run folder is incomplete")
         try:
-            return tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            return tomllib.loads(read_regular_bytes(path, MAX_TEXT_BYTES).decode("utf-8"))
+        except OSError as error:
+            raise CheckpointError(f"{path} cannot be read ({error})") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise ConfigError(f"{path}: not valid TOML ({error})") from None
 
     def epoch_metrics(self) -> list[dict[str, float]]:
         """The rows of metrics.csv as numbers (empty cells as NaN)."""
         path = self.path / METRICS_FILE
-        if not path.is_file():
+        if not path.exists():
             return []
-        with path.open(newline="") as f:
+        try:
+            text = read_regular_bytes(path, MAX_TEXT_BYTES).decode("utf-8")
             return [
                 {k: float(v) if v != "" else float("nan") for k, v in row.items()}
-                for row in csv.DictReader(f)
+                for row in csv.DictReader(io.StringIO(text, newline=""))
             ]
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as error:
+            raise CheckpointError(f"{path} is damaged ({error})") from None
 
 
 def resolve_run(path: str | Path) -> Path:

@@ -45,10 +45,10 @@ from cnnlab.training.setup import (
     autocast_dtype,
     build_learner,
     default_folder,
-    default_threads,
     load_data,
     open_run,
     pick_device,
+    thread_count,
 )
 from cnnlab.training.state import Position, Weights, restore, resume_state
 
@@ -133,14 +133,15 @@ def run_training(
     device = pick_device(config.device, world)
     distributed.init(world, device)
     try:
-        job, learner, position, best = _prepare(config, resume, world, device)
-        with _graceful_interrupt() as stop_requested:
-            outcome, position, best = fit(
-                job, learner, position, best, stop_requested, on_epoch_end, on_step_end
-            )
-        identical = distributed.same_on_all_ranks(learner.model) if world.distributed else None
-        if world.is_main:
-            _finish(job, learner, position, best, outcome, identical)
+        with contextlib.ExitStack() as held:  # the run folder's lock, released also on errors
+            job, learner, position, best = _prepare(config, resume, world, device, held)
+            with _graceful_interrupt() as stop_requested:
+                outcome, position, best = fit(
+                    job, learner, position, best, stop_requested, on_epoch_end, on_step_end
+                )
+            identical = distributed.same_on_all_ranks(learner.model) if world.distributed else None
+            if world.is_main:
+                _finish(job, learner, position, best, outcome, identical)
         distributed.barrier()  # the others wait until rank 0 has written the run
     finally:
         distributed.shutdown()
@@ -149,11 +150,18 @@ def run_training(
 
 
 def _prepare(
-    config: TrainConfig, resume: str | Path | None, world: distributed.World, device: torch.device
+    config: TrainConfig,
+    resume: str | Path | None,
+    world: distributed.World,
+    device: torch.device,
+    held: contextlib.ExitStack,
 ) -> tuple[Job, Learner, Position, Weights | None]:
-    """Folder, data, model, optimizer and, when resuming, the saved state; says what will train."""
-    torch.set_num_threads(config.threads or default_threads(world))
+    """Folder (its lock released by `held`), data, model, optimizer and, when resuming, the saved
+    state; says what will train."""
+    torch.set_num_threads(thread_count(config, world))
     opened = open_run(config, resume, world)
+    if opened.lock is not None:
+        held.callback(opened.lock.release)
     config = opened.config
     report = TrainingReporter(
         partial(append_log, opened.folder) if world.is_main else None,

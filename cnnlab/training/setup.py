@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +21,26 @@ import torch
 
 from cnnlab.data import Dataset, load_dataset, split_validation
 from cnnlab.data.augment import AugmentPolicy, parse_policy
+from cnnlab.data.registry import is_folder
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.model.cnn import CnnModel, adapt_to_data
 from cnnlab.model.presets import PRESETS, resolve_model
 from cnnlab.run.checkpoint import load_tensors
 from cnnlab.run.files import CONFIG_FILE, RESUME_FILE, RUNS_DIR
-from cnnlab.run.writer import claim_folder, write_config
+from cnnlab.run.writer import (
+    FolderLock,
+    claim_folder,
+    lock_folder,
+    remove_stale_temporaries,
+    write_config,
+)
 from cnnlab.spec.language import ModelSpec
 from cnnlab.training import distributed
-from cnnlab.training.config import TrainConfig, load_config, resolve_config
+from cnnlab.training.config import TrainConfig, load_config, resolve_config, usable_cores
 from cnnlab.training.schedule import make_optimizer
 
 # Settings of this invocation only: a resumed run takes them from the request, not the run.
-PER_INVOCATION = {"stop_after", "quiet", "threads", "device", "nproc"}
+PER_INVOCATION = {"stop_after", "quiet", "threads", "device", "nproc", "force_nproc"}
 # Settings a resumed run may change when asked; the rest would make it a different run.
 RESUMABLE_CHANGES = PER_INVOCATION | {"epochs", "early_stop"}
 
@@ -46,6 +54,7 @@ class OpenedRun:
     config: TrainConfig  # when resuming: the run's own settings with the allowed changes
     folder: Path
     saved: tuple[dict[str, torch.Tensor], dict[str, Any]] | None  # resume tensors and JSON
+    lock: FolderLock | None = None  # held by rank 0 until training ends (release() it)
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,16 @@ def default_threads(world: distributed.World) -> int:
     return max(1, (os.cpu_count() or 1) // world.local_size)
 
 
+def thread_count(config: TrainConfig, world: distributed.World) -> int:
+    """config.threads, at most this machine's cores (more crash torch's thread pool); 0 = share."""
+    cores = usable_cores()
+    if config.threads > cores:
+        note = f"note: threads={config.threads} is more than this machine's {cores} cores"
+        print(f"{note}; using {cores}", file=sys.stderr)
+        return cores
+    return config.threads or default_threads(world)
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 convolutions run about twice as fast as fp32 (else oneDNN emulates bf16)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu helpers
@@ -129,21 +148,41 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def open_run(config: TrainConfig, resume: str | Path | None, world: distributed.World) -> OpenedRun:
-    """A resumed run with its saved state, or a new folder claimed and its config.toml written."""
+    """A resumed run with its saved state, or a new folder claimed and its config.toml written.
+
+    Rank 0 locks the folder (the lock is in the result) so that no second process writes it.
+    """
     if resume:
-        folder = Path(resume)
+        return _open_resumed(Path(resume), config, world)
+    folder = Path(config.out) if config.out else default_folder(config)
+    if not world.is_main:
+        return OpenedRun(config, folder, None)
+    lock = claim_folder(folder)
+    try:
+        write_config(folder, dataclasses.replace(config, out=str(folder)).to_toml())
+    except BaseException:
+        lock.release()
+        raise
+    return OpenedRun(config, folder, None, lock)
+
+
+def _open_resumed(folder: Path, config: TrainConfig, world: distributed.World) -> OpenedRun:
+    """The run in `folder` with its settings and saved state, locked on rank 0."""
+    lock = lock_folder(folder) if world.is_main and folder.is_dir() else None
+    try:
+        if lock is not None:
+            remove_stale_temporaries(folder)
         config = resumed_config(folder, config)
         tensors, info = load_tensors(folder / RESUME_FILE)
         if not info:
             raise CheckpointError(
                 f"{folder / RESUME_FILE} holds no training state; it cannot be resumed"
             )
-        return OpenedRun(config, folder, (tensors, info))
-    folder = Path(config.out) if config.out else default_folder(config)
-    if world.is_main:
-        claim_folder(folder)
-        write_config(folder, dataclasses.replace(config, out=str(folder)).to_toml())
-    return OpenedRun(config, folder, None)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return OpenedRun(config, folder, (tensors, info), lock)
 
 
 def default_folder(config: TrainConfig) -> Path:
@@ -200,6 +239,8 @@ def dataset_from_config(config: TrainConfig, name: str | None = None) -> Dataset
         channels=config.channels or None,
         train_size=config.train_size or None,
         test_size=config.test_size or None,
+        # folders only: a registered data set refuses the option
+        **({"skip_bad": True} if config.skip_bad and is_folder(name or config.data) else {}),
     )
 
 
@@ -216,6 +257,8 @@ def training_and_validation(data: Dataset, config: TrainConfig) -> tuple[Pair, P
 def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
     """The config's data set, split as the run splits it, the training part on `device`."""
     data = dataset_from_config(config)
+    for message in data.skipped:  # skip_bad: say what was left out
+        print(f"skipped: {message}", file=sys.stderr)
     if config.tta and not data.flip_ok:
         raise ConfigError(
             f"{data.name}: tta averages each image with its mirror, but a mirror changes labels in "
