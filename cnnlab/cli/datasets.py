@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from cnnlab.cli.common import print_json
+from cnnlab.cli.common import print_json, printable
 from cnnlab.data import get_entry, list_datasets, load_dataset
 from cnnlab.figures.samples import save_sample_grid
 
@@ -64,7 +64,7 @@ def run_datasets(args: argparse.Namespace) -> int:
         c, h, w = i.image_shape
         print(
             f"{i.name:<14} {f'{c}x{h}x{w}':<8} {i.train_size:>6} {i.test_size:>6}  "
-            f"{'yes' if i.flip_ok else 'no':<4}  {'yes' if i.available else 'no':<4}  {i.where}"
+            f"{'yes' if i.flip_ok else 'no':<4}  {'yes' if i.available else 'no':<4}  {printable(i.where)}"
         )
         print(f"{'':<14} {len(i.classes)} classes: {', '.join(i.classes)}")
     print(
@@ -83,16 +83,28 @@ def run_show(args: argparse.Namespace) -> int:
         args.name, data_dir=args.data_dir, seed=args.seed, download=not args.no_download, **options
     )
     out = save_sample_grid(ds, args.out, per_class=args.per_class, split=args.split)
-    print(f"{ds!r} from {ds.source}")
+    print(printable(f"{_described(ds)} from {ds.source}"))
     for message in ds.skipped:
-        print(f"skipped: {message}")
-    print(f"wrote {out}")
+        print(f"skipped: {printable(message)}")
+    print(f"wrote {printable(out)}")
     return 0
+
+
+def _described(ds) -> str:
+    """The data set as loaded; for `shapes`, that only the grid's images were generated."""
+    if ds.name != "shapes":
+        return repr(ds)
+    entry = get_entry("shapes")
+    return (
+        f"shapes: {len(ds.train_labels)} training and {len(ds.test_labels)} test images "
+        f"generated for this grid (the data set: {entry.train_size} training, "
+        f"{entry.test_size} test)"
+    )
 
 
 def run_fetch(args: argparse.Namespace) -> int:
     """Make a data set available locally (download when needed) and say where it is."""
     entry = get_entry(args.name)
     ds = load_dataset(entry.name, data_dir=args.data_dir, train_size=None)
-    print(f"{ds!r} ready in {ds.source}")
+    print(printable(f"{ds!r} ready in {ds.source}"))
     return 0

@@ -70,6 +70,8 @@ FLAGS = {
     "--test-size": ("test_size", "shapes: number of generated test images"),
     "--image-size": ("image_size", "folders: resize images to this square size"),
     "--channels": ("channels", "folders: 1 (grayscale) or 3 (RGB)"),
+    "--skip-bad": ("skip_bad", "folders: leave out files that are not usable images (listed)"),
+    "--force-nproc": ("force_nproc", "allow --nproc above this machine's core count"),
 }
 
 
@@ -84,7 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     for flag, (key, text) in FLAGS.items():
         shown = text.format(default=getattr(DEFAULTS, key))
-        p.add_argument(flag, dest=key, type=FIELD_TYPES[key], default=None, help=shown)
+        if FIELD_TYPES[key] is bool:  # a switch: given means true
+            p.add_argument(flag, dest=key, action="store_true", default=None, help=shown)
+        else:
+            p.add_argument(flag, dest=key, type=FIELD_TYPES[key], default=None, help=shown)
     p.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder where it stopped")
     p.add_argument("--quiet", action="store_true", default=None, help="print only the result")

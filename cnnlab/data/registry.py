@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,6 +279,51 @@ def _check_options(
             )
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable, else free pages); None when unknown."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # the file counts kB
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+def _check_memory(
+    entry: DatasetEntry,
+    train_size: int | None,
+    test_size: int | None,
+    channels: int | None,
+    image_size: int | None,
+) -> None:
+    """Refuse, before allocating, a data set whose uint8 tensors cannot fit in memory."""
+    generated = entry.name == "shapes"  # makes as many as asked; the others only subset
+    counts = [
+        entry_size if size is None else (size if generated else min(size, entry_size))
+        for size, entry_size in ((train_size, entry.train_size), (test_size, entry.test_size))
+    ]
+    c, h, w = entry.image_shape
+    side = image_size or max(h, w)
+    # (N, C, H, W) uint8: loaded at the native size, then converted; the larger bounds both.
+    per_image = max(c * h * w, (channels or c) * side * side)
+    # resizing works on float32 copies of 4096 images at a time (in and out: 8 bytes a pixel)
+    resizing = min(sum(counts), 4096) * per_image * 8 if image_size else 0
+    need, available = sum(counts) * per_image + resizing, _available_memory()
+    if available is not None and need > available:
+        raise DataError(
+            f"{entry.name}: {counts[0]} training and {counts[1]} test images of "
+            f"{channels or c}x{side}x{side} take {need / 1e9:.1f} GB of memory, more than the "
+            f"{available / 1e9:.1f} GB available: use a smaller train_size, test_size or image_size"
+        )
+
+
+def is_folder(name: str | Path) -> bool:
+    """Whether `load_dataset(name)` reads an image folder (folder:PATH, or a folder not a name)."""
+    text = str(name)
+    return text.startswith("folder:") or (text not in REGISTRY and Path(text).expanduser().is_dir())
+
+
 def load_dataset(
     name: str | Path,
     data_dir: str | Path | None = None,
@@ -297,13 +344,14 @@ def load_dataset(
     (skip_bad, flip_ok, background, use_cache).
     """
     text = str(name)
-    if text.startswith("folder:") or (text not in REGISTRY and Path(text).expanduser().is_dir()):
+    if is_folder(text):
         path = text.removeprefix("folder:")
         return _load_folder_subset(
             path, image_size, channels, train_size, test_size, seed, folder_options
         )
     entry = get_entry(text)
     _check_options(entry, channels, train_size, test_size, folder_options)
+    _check_memory(entry, train_size, test_size, channels, image_size)
     train_x, train_y, test_x, test_y, where = entry.load(
         data_dir, download, train_size, test_size, seed, progress
     )

@@ -12,11 +12,20 @@ Pure Python; no torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.errors import SpecError
 from cnnlab.spec.kinds import LAYER_KINDS, LayerKind, Param, resolve_kind
+
+# The largest count or size a spec may hold (channels, features, kernel, input side...). Far
+# beyond any model that fits in memory, and small enough that every shape, parameter count and
+# formula built from such numbers stays a short number in messages and summaries.
+MAX_NUMBER = 1_000_000_000
+_TOO_LARGE = f"counts and sizes in a spec are at most {MAX_NUMBER}"
+# Groups such as (3,5) nest one deep; a few levels are allowed, thousands would exhaust the stack.
+MAX_NESTING = 8
 
 
 @dataclass(frozen=True)
@@ -70,10 +79,12 @@ def format_shape(shape: tuple[int, ...]) -> str:
 def parse_shape(text: str) -> tuple[int, int, int]:
     """'1x28x28' or '1,28,28' -> (1, 28, 28); a SpecError says what is wrong."""
     parts = text.replace(",", "x").replace("X", "x").split("x")
-    try:
-        dims = tuple(int(p) for p in parts)
+    try:  # more digits than MAX_NUMBER has cannot be a size (and int() of 5000 digits raises)
+        dims = tuple(int(p) if len(p) <= 12 else MAX_NUMBER + 1 for p in parts)
     except ValueError:
         dims = ()
+    if len(dims) == 3 and max(dims) > MAX_NUMBER:
+        raise SpecError(f"input shape is too large: {_TOO_LARGE}")
     if len(dims) != 3 or min(dims) < 1:
         raise SpecError(
             f"input shape '{text}' is not CxHxW with positive whole numbers: "
@@ -135,6 +146,8 @@ def _count(where: str, p: Param, v: Any, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         least = "a positive whole number" if minimum == 1 else "a whole number >= 0"
         raise SpecError(f"{where} must be {least} ({p.help})")
+    if v > MAX_NUMBER:  # from TOML or make_layer; the one-line parser stops them earlier
+        raise SpecError(f"{p.name} is too large: {_TOO_LARGE}")
     return v
 
 
@@ -162,6 +175,8 @@ def _padding(where: str, p: Param, value: Any) -> str | tuple[int, int]:
 def _number(where: str, p: Param, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(f"{where} must be a number ({p.help})")
+    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        raise SpecError(f"{p.name} must be a finite number: {_TOO_LARGE}")
     if p.type == "fraction" and not 0 <= value < 1:
         raise SpecError(f"{where} must be at least 0 and below 1 ({p.help})")
     if p.type == "float" and p.name == "eps" and value <= 0:
@@ -226,6 +241,7 @@ class _Parser:
     def __init__(self, text: str):
         self.text = text
         self.pos = 0
+        self.depth = 0  # groups open around the current value
 
     def fail(self, message: str, pos: int | None = None) -> SpecError:
         at = self.pos if pos is None else pos
@@ -271,38 +287,61 @@ class _Parser:
                 break
             self.pos += 1
         token = self.text[start : self.pos]
+        shown = token if len(token) <= 40 else token[:37] + "..."
         try:
             if "x" in token:
-                return tuple(int(part) for part in token.split("x"))
+                return tuple(self.whole(part, start) for part in token.split("x"))
             if "*" in token:
                 product = 1
                 for factor in token.split("*"):
-                    product *= int(factor)
+                    product *= self.whole(factor, start)
+                    if product > MAX_NUMBER:  # checked as it grows: no huge int is ever built
+                        raise self.fail(f"'{shown}' is too large: {_TOO_LARGE}", start)
                 return product
-            return float(token) if any(c in token for c in ".eE") else int(token)
+            if any(c in token for c in ".eE"):
+                return float(token)
+            return self.whole(token, start)
         except ValueError:
-            raise self.fail(f"'{token}' is not a number", start) from None
+            raise self.fail(f"'{shown}' is not a number", start) from None
+
+    def whole(self, digits: str, start: int) -> int:
+        """A whole number of at most MAX_NUMBER, refused before int() would build a huge one."""
+        value = int(digits) if len(digits.lstrip("+-0")) <= 12 else MAX_NUMBER + 1
+        if value > MAX_NUMBER:
+            shown = digits if len(digits) <= 40 else digits[:37] + "..."
+            raise self.fail(f"'{shown}' is too large: {_TOO_LARGE}", start)
+        return value
 
     def value(self) -> Any:
         self.skip_space()
         c = self.peek()
         if c == "(" or c == "[":
-            close = ")" if c == "(" else "]"
-            self.pos += 1
-            items = [self.value()]
-            self.skip_space()
-            while self.peek() == ",":
-                self.pos += 1
-                items.append(self.value())
-                self.skip_space()
-            self.expect(close, "to close the group")
-            return tuple(items)
+            return self.group(")" if c == "(" else "]")
         if c.isdigit() or c in "-+.":
             return self.number()
         if c.isalpha():
             return self.name()
         found = f"'{c}'" if c else "the end of the spec"
         raise self.fail(f"expected a value (number, (h,w) or a word such as same), found {found}")
+
+    def group(self, close: str) -> tuple:
+        """(a, b, ...) or [a, b, ...], nested at most MAX_NESTING deep."""
+        if self.depth >= MAX_NESTING:
+            raise self.fail(
+                f"groups nest more than {MAX_NESTING} deep: a value is a number or a group "
+                "such as (3,5); remove the extra parentheses"
+            )
+        self.depth += 1
+        self.pos += 1
+        items = [self.value()]
+        self.skip_space()
+        while self.peek() == ",":
+            self.pos += 1
+            items.append(self.value())
+            self.skip_space()
+        self.expect(close, "to close the group")
+        self.depth -= 1
+        return tuple(items)
 
     def arguments(self, layer: str, opened_at: int) -> tuple[list[Any], dict[str, Any]]:
         positional: list[Any] = []

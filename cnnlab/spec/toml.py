@@ -21,7 +21,7 @@ from typing import Any
 import tomli_w
 
 from cnnlab.errors import SpecError
-from cnnlab.spec.language import ModelSpec, format_shape, make_layer, parse_shape
+from cnnlab.spec.language import MAX_NUMBER, ModelSpec, format_shape, make_layer, parse_shape
 
 TOP_KEYS = {"input", "layers", "name", "description"}
 
@@ -63,6 +63,11 @@ def load_spec_toml(path: str | Path) -> ModelSpec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: not valid TOML ({error})") from None
+    except (ValueError, RecursionError):  # a 5000-digit number; arrays nested thousands deep
+        raise SpecError(
+            f"{path}: a number too long or arrays nested too deep for a model file; "
+            f"numbers in a spec are at most {MAX_NUMBER}, arrays at most a pair such as [3, 5]"
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"{path}: cannot read the model file ({error})") from None
     return spec_from_toml_dict(data, str(path))

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import json
+import math
+import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -38,6 +41,7 @@ class TrainConfig:
     test_size: int = 0  # shapes only: generated test images (0 = default)
     image_size: int = 0  # folders: resize to this square size (0 = the data set's default)
     channels: int = 0  # folders: 1 or 3 (0 = decide from the data)
+    skip_bad: bool = False  # folders: leave out files that are not usable images (listed)
     val_split: float = 0.0  # fraction of the training set held out for validation
 
     # the recipe
@@ -63,6 +67,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0  # CPU threads per process (0 = all cores, shared between processes)
     nproc: int = 1  # processes for torch.distributed data-parallel training
+    force_nproc: bool = False  # allow more processes than this machine has cores
     channels_last: bool = True
     # auto: bf16 autocast where the hardware computes bf16 natively (CUDA with bf16, CPUs with
     # AVX512-BF16 or AMX), fp16 on older GPUs, else fp32; weights and optimizer stay fp32.
@@ -97,7 +102,9 @@ class TrainConfig:
             if isinstance(value, bool):
                 text = "true" if value else "false"
             elif isinstance(value, str):
-                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                # TOML's basic-string escapes are JSON's, plus DEL: a path holding ESC or a
+                # newline stays valid TOML (hand-escaping only \\ and " did not)
+                text = json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
             else:
                 text = repr(value)
             lines.append(f"{f.name} = {text}")
@@ -125,8 +132,10 @@ def _convert(key: str, value: Any) -> Any:
     if wanted is float:
         try:
             return float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if isinstance(value, dict | list):  # a TOML table or array where one value belongs
+        raise ConfigError(f'{key} must be one value, e.g. {key} = "...", not a table or a list')
     return str(value)
 
 
@@ -205,11 +214,30 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    data = data.get("train", data)  # a [train] table or top-level keys
+    except (ValueError, RecursionError):  # a 5000-digit number; arrays nested thousands deep
+        raise ConfigError(
+            f"{path}: a number too long or arrays nested too deep for a training config; "
+            "settings are single values such as epochs = 3"
+        ) from None
     try:
-        return _converted(data)
+        return _converted(_train_table(data))
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def _train_table(data: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a config file: its [train] table, or its top-level keys when it has none."""
+    if "train" not in data:
+        return data
+    if not isinstance(data["train"], dict):
+        raise ConfigError("train must be a table: write the settings under a [train] header")
+    others = [key for key in data if key != "train"]
+    if others:  # they would be silently ignored beside [train]
+        raise ConfigError(
+            f"{', '.join(others)}: outside the [train] table, where they would be ignored; "
+            "move every setting under [train], or drop the [train] header"
+        )
+    return data["train"]
 
 
 def load_config(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
@@ -232,16 +260,77 @@ def config_of(run: Run) -> TrainConfig:
         raise ConfigError(f"{run.path / CONFIG_FILE}: {error}") from None
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS says, else all)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+MAX_COUNT = 2**31 - 1  # images, steps, threads: torch's int32 limits
+MAX_EPOCHS = 1_000_000
+MAX_SEED = 2**32 - 1  # epoch seeds are seed * 1_000_003 * 31 + rank: must stay below 2**64
+MAX_IMAGE_SIZE = 1024  # as the folder loader allows
+MAX_FORCED_NPROC = 256  # even with force_nproc
+
+# key -> (lowest, highest, what 0 means or ""): the whole-number settings and their ranges.
+INT_RANGES: dict[str, tuple[int, int, str]] = {
+    "epochs": (1, MAX_EPOCHS, ""),
+    "batch_size": (1, MAX_COUNT, ""),
+    "train_size": (0, MAX_COUNT, "the data set's default"),
+    "test_size": (0, MAX_COUNT, "the data set's default"),
+    "image_size": (0, MAX_IMAGE_SIZE, "the data set's size"),
+    "step_every": (0, MAX_EPOCHS, "a third of the run"),
+    "early_stop": (0, MAX_EPOCHS, "off"),
+    "stop_after": (0, MAX_EPOCHS, "run to the end"),
+    "seed": (0, MAX_SEED, ""),
+    "threads": (0, MAX_COUNT, "all cores"),
+    "nproc": (1, MAX_FORCED_NPROC, ""),
+}
+
+
+def _range_text(key: str, low: int, high: int, zero: str) -> str:
+    if zero:  # 0 means "the default"; real values start at 1
+        return f"{key} must be 0 ({zero}) or 1 to {high}"
+    return f"{key} must be a whole number from {low} to {high}"
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Whole numbers within their ranges, floats finite: no overflow or allocator error later."""
+    for key, (low, high, zero) in INT_RANGES.items():
+        value = getattr(config, key)
+        if not low <= value <= high:
+            raise ConfigError(f"{_range_text(key, low, high, zero)}, not {value}")
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, not {value}")
+    if config.channels not in (0, 1, 3):
+        raise ConfigError(
+            f"channels must be 0 (decide from the data), 1 or 3, not {config.channels}"
+        )
+
+
+def _check_nproc(config: TrainConfig) -> None:
+    """More ranks than cores only slow training down (and a typo could start thousands)."""
+    cores = usable_cores()
+    if config.nproc > cores and not config.force_nproc:
+        raise ConfigError(
+            f"nproc={config.nproc}: more training processes than this machine's {cores} cores; "
+            f"use nproc={cores} or fewer, or add --force-nproc (force_nproc=true) "
+            "to start them anyway"
+        )
+
+
 def check(config: TrainConfig) -> TrainConfig:
-    """Refuse values that cannot work, naming the key and the fix."""
+    """Refuse values that cannot work, naming the key, the allowed range and the fix."""
+    _check_nproc(config)  # first: a mistyped nproc gets the advice on cores
+    _check_ranges(config)
     rules = [
         (config.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (config.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
         (config.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
         (config.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
-        (config.epochs >= 1, "epochs must be at least 1"),
-        (config.batch_size >= 1, "batch_size must be at least 1"),
-        (config.nproc >= 1, "nproc must be at least 1"),
         (
             config.batch_size % config.nproc == 0,
             "batch_size must divide evenly among nproc processes",
@@ -249,9 +338,8 @@ def check(config: TrainConfig) -> TrainConfig:
         (0 <= config.val_split < 1, "val_split must be at least 0 and below 1"),
         (0 <= config.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
         (config.lr >= 0, "lr must be positive (or 0 for the optimizer's default)"),
-        (config.early_stop >= 0, "early_stop must be 0 (off) or a number of epochs"),
-        (config.stop_after >= 0, "stop_after must be 0 (off) or an epoch number"),
-        (config.threads >= 0, "threads must be 0 (all cores) or more"),
+        (config.momentum >= 0, "momentum must be 0 or more (e.g. 0.9)"),
+        (config.gamma > 0, "gamma must be above 0 (e.g. 0.1)"),
     ]
     for ok, message in rules:
         if not ok:
