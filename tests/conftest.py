@@ -34,10 +34,57 @@ def cli(capsys):
     return run
 
 
+def in_ci() -> bool:
+    """Whether this runs in CI (CI=true), where a missing system part is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
 def require_system_part(available: bool, what: str, how: str) -> None:
     """Skip when a system part is missing, except in CI (CI=true) where that is a failure."""
     if available:
         return
-    if IN_CI:
+    if in_ci():
         pytest.fail(f"{what} is missing in CI: {how}")
     pytest.skip(f"{what} is not installed here ({how})")
+
+
+# How to install a data set's files, where a system package provides them.
+DATA_PACKAGES = {"fashion-mnist": "apt-get install dataset-fashion-mnist"}
+
+
+def missing_data_sets(argv: list[str]) -> list[str]:
+    """The registered data sets a command line names (--data NAME, data=NAME) not on this machine.
+
+    Looked up as the loaders look (--data-dir, $CNNLAB_DATA, the cache, /usr/share/datasets),
+    never downloaded: tests have no network. Generated data sets and folders are always here.
+    """
+    from cnnlab.data.registry import get_entry
+    from cnnlab.errors import CnnlabError
+
+    names, data_dir = [], None
+    for i, arg in enumerate(argv):
+        following = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg == "--data":
+            names.append(following)
+        elif arg.startswith(("--data=", "data=")):
+            names.append(arg.split("=", 1)[1])
+        elif arg == "--data-dir":
+            data_dir = following
+        elif arg.startswith(("--data-dir=", "data_dir=")):
+            data_dir = arg.split("=", 1)[1]
+    missing = []
+    for name in names:
+        try:
+            entry = get_entry(name)
+        except CnnlabError:  # folder:PATH or a folder: the command reports it itself
+            continue
+        if entry.locate(data_dir) is None:
+            missing.append(entry.name)
+    return missing
+
+
+def require_data_sets(names: list[str], needed_by: str) -> None:
+    """Skip (fail in CI) when a data set in `names` is missing; `needed_by` says what needs it."""
+    for name in names:
+        how = DATA_PACKAGES.get(name, f"cnnlab datasets fetch {name}")
+        require_system_part(False, f"the {name} data set (for {needed_by})", how)

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import missing_data_sets, require_data_sets
+from test_data_support import FASHION_FILES
 
 from cnnlab.cli import main
 
@@ -88,10 +90,47 @@ def workdir(tmp_path_factory):
     "heading, commands", BLOCKS, ids=[f"{i}-{h[:30]}" for i, (h, _) in enumerate(BLOCKS)]
 )
 def test_readme_shell_block_runs(heading, commands, workdir, capsys):
+    left_out = []  # (line, data sets it needs that this machine lacks)
     for line in commands:
+        missing = missing_data_sets(shlex.split(line, comments=True))
+        if missing:  # the rest of the block still runs; the test skips (fails in CI) at the end
+            left_out.append((line, missing))
+            continue
         code, output = run_command(line, workdir)
         captured = capsys.readouterr()
         assert code == 0, f"{line!r} exited {code}:\n{output}{captured.out}{captured.err}"
+    for line, missing in left_out:
+        require_data_sets(missing, f"`{line.split(' #')[0].strip()}`")
+
+
+def test_a_line_needing_absent_data_skips_here_and_fails_in_ci(tmp_path, monkeypatch):
+    """The decision itself, with every folder the loaders search made empty."""
+    from cnnlab.data import paths
+
+    monkeypatch.setattr(paths, "SYSTEM_ROOT", tmp_path / "system")  # no Debian data sets
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    line = "cnnlab train --model tutorial --data fashion-mnist --epochs 1 --out runs/fashion"
+    argv = shlex.split(line)
+    assert missing_data_sets(argv) == ["fashion-mnist"]
+    assert missing_data_sets(["cnnlab", "train", "data=Fashion_MNIST"]) == ["fashion-mnist"]
+    assert missing_data_sets(["cnnlab", "train", "--epochs", "2"]) == []  # shapes: generated
+    assert missing_data_sets(["cnnlab", "train", "--data", "folder:photos"]) == []
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install dataset-fashion-mnist"):
+        require_data_sets(missing_data_sets(argv), line)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="fashion-mnist data set .* missing in CI"):
+        require_data_sets(missing_data_sets(argv), line)
+    # The files where $CNNLAB_DATA or --data-dir points count, as they do for the loaders.
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for name in FASHION_FILES:
+        (folder / name).write_bytes(b"")
+    assert missing_data_sets([*argv, "--data-dir", str(folder)]) == []
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "data"))
+    assert missing_data_sets(argv) == []
+    require_data_sets(missing_data_sets(argv), line)  # nothing missing: neither skip nor fail
 
 
 def test_every_cli_command_appears_in_the_readme():

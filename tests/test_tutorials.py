@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import missing_data_sets, require_data_sets
 
 from cnnlab.cli import build_parser, main
 
@@ -183,7 +184,10 @@ def test_output_check_catches_a_wrong_number():
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_tutorial_runs_and_prints_what_it_shows(doc, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for step in tutorial_steps(doc):
+    steps = tutorial_steps(doc)
+    for step in steps:  # later steps use the runs of earlier ones: all or nothing
+        require_data_sets(missing_data_sets(step.argv), f"{doc.name} line {step.line}")
+    for step in steps:
         code = main(step.argv)
         captured = capsys.readouterr()
         assert code == 0, f"{doc.name} line {step.line}: `{step.command}` failed:\n{captured.err}"

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import warnings
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
@@ -48,6 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one cnnlab command; returns the process exit status."""
+    try:
+        usual, warnings.showwarning = warnings.showwarning, _show_warning
+        try:
+            code = _run_command(argv)
+        finally:  # in-process callers (tests) get the usual printer back
+            warnings.showwarning = usual
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, not at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as Python prints them, escaped: they may quote a name (matplotlib's missing glyphs)."""
+    from cnnlab.cli.common import printable
+
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    (file or sys.stderr).write(printable(text, keep="\n"))
+
+
+def _run_command(argv: list[str] | None) -> int:
+    """Parse and run; a CnnlabError becomes `error: MESSAGE` (escaped) and status 2."""
+    from cnnlab.cli.common import printable
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # argument types may raise CnnlabError too
@@ -57,8 +84,27 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return handler(args) or 0
     except CnnlabError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # Messages quote user-supplied names: escape their control characters, keep the lines.
+        print(f"error: {printable(error, keep=chr(10))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_gone() -> int:
+    """stdout's reader has closed the pipe (`cnnlab models --json | head -1`): stop quietly.
+
+    The status is 141 = 128 + SIGPIPE, what the shell reports for `cat`, `yes` and the other
+    Unix tools that SIGPIPE ends: `set -o pipefail` scripts see cnnlab as they see them, and the
+    status does not claim that everything was written (0 would). Python ignores SIGPIPE (so
+    the server survives closed sockets), hence this by hand, as the Python docs' recipe does:
+    stdout now points at devnull, so the interpreter's flush at exit cannot fail again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+    return 128 + getattr(signal, "SIGPIPE", 13)

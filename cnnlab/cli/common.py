@@ -1,5 +1,5 @@
-"""What every CLI command shares: the console, JSON output, help strings, output-file options,
-the percent formatter and table helpers."""
+"""What every CLI command shares: the console, `printable` (user-supplied names made safe for a
+terminal), JSON output, help strings, output-file options, the percent formatter and table helpers."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import json
 import math
 import shutil
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, OutputError
 
 RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
 
@@ -26,11 +28,56 @@ ENGINE_HELP = (
 )
 
 
+# Format characters that reorder the text shown after them (bidi embeddings, overrides,
+# isolates): a name holding one can make a line read differently from what it says.
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: object, keep: str = "") -> str:
+    """Text safe for a terminal: control characters (and bidi controls) as escapes, e.g. '\\x1b'.
+
+    User-supplied names (files, class folders, runs) reach the terminal only through this, so a
+    name cannot move the cursor, change colours or retitle the window. `keep` lists control
+    characters left alone (main() keeps newlines in multi-line error messages).
+    """
+    return "".join(
+        _escape(ch) if ch not in keep and (unicodedata.category(ch) == "Cc" or ch in _BIDI) else ch
+        for ch in str(text)
+    )
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def plain(text: object) -> Text:
+    """A table cell or title shown as is: escaped by `printable`, and no rich markup ('[red]' stays)."""
+    return Text(printable(text))
+
+
+class PlainTable(Table):
+    """A rich Table whose string cells are `plain`: user-supplied names cannot style the output."""
+
+    def add_row(self, *cells: Any, **options: Any) -> None:
+        """Table.add_row with every str cell made `plain`."""
+        super().add_row(*(plain(c) if isinstance(c, str) else c for c in cells), **options)
+
+
+class _Console(Console):
+    """rich's Console, but a closed pipe reaches main() as BrokenPipeError (rich would exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        """Called by rich inside its `except BrokenPipeError`: raise it on to main()."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console() -> Console:
     """A console on stdout; when stdout is not a terminal, wide enough that tables do not wrap."""
     if sys.stdout.isatty():
-        return Console()
-    return Console(width=max(shutil.get_terminal_size((200, 24)).columns, 200), no_color=True)
+        return _Console()
+    return _Console(width=max(shutil.get_terminal_size((200, 24)).columns, 200), no_color=True)
 
 
 def print_json(data: Any) -> None:
@@ -39,8 +86,8 @@ def print_json(data: Any) -> None:
 
 
 def say(text: str) -> None:
-    """One plain line: no markup, no highlighting, never wrapped."""
-    console().print(text, highlight=False, markup=False, soft_wrap=True)
+    """One plain line: control characters escaped, no markup, no highlighting, never wrapped."""
+    console().print(printable(text), highlight=False, markup=False, soft_wrap=True)
 
 
 def print_written(paths: list[Path], what: str = "") -> None:
@@ -56,10 +103,28 @@ def percent(value: float | None, places: int = 2) -> str:
 
 def titled_table(title: str, columns: list[str], right: set[str]) -> Table:
     """A table with a left-aligned title; the columns named in `right` are right-aligned."""
-    table = Table(title=title, title_justify="left")
+    table = PlainTable(title=plain(title), title_justify="left")
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left")
     return table
+
+
+def make_folder(folder: Path) -> Path:
+    """Create an output folder (and its parents); OutputError naming it when that cannot be done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cannot_write(folder, error) from None
+    return folder
+
+
+def cannot_write(path: Path, error: OSError) -> OutputError:
+    """The OutputError for a file or folder that could not be written."""
+    # mkdir says "File exists" when a part of the path is a file
+    reason = "a file stands where a folder should" if isinstance(error, FileExistsError) else None
+    return OutputError(
+        f"cannot write {path}: {reason or error.strerror or error}; choose a writable folder with --out"
+    )
 
 
 def image_outputs(p: argparse.ArgumentParser, default: str) -> None:

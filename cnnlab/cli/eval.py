@@ -11,7 +11,9 @@ from rich.table import Table
 
 from cnnlab.cli.common import (
     RUN_HELP,
+    cannot_write,
     console,
+    make_folder,
     percent,
     print_json,
     print_written,
@@ -82,6 +84,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top {args.top} must be 0 (no gallery) or more")
     run = Run.open(args.run)
     folder = Path(args.out) if args.out else eval_folder(run.path, args.data, args.split)
+    make_folder(folder)  # an unwritable --out fails now, not after the evaluation
     evaluation, images = evaluate_run(run, args.data, args.split)
     if evaluation.size == 0:
         raise ConfigError(f"the {args.split} split of {evaluation.data} is empty: nothing to score")
@@ -121,8 +124,10 @@ def _write_reports(
     from cnnlab.fileio import atomic_write_json
 
     written = {"json": folder / "evaluation.json"}
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(written["json"], result)
+    try:
+        atomic_write_json(written["json"], result)
+    except OSError as error:
+        raise cannot_write(written["json"], error) from None
     written["confusion"] = save_figure(
         confusion_figure(evaluation.confusion, evaluation.classes, f"{heading}: {accuracy_line}"),
         folder / f"confusion.{image_format}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from cnnlab.cli.common import RUN_HELP, print_json
+from cnnlab.cli.common import RUN_HELP, print_json, printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"folded BatchNorm: {', '.join(folded) or 'none'}")
     print(result.parity.line())
     print(
-        f"wrote {result.path} ({result.size_bytes / 1024:,.0f} KiB, {result.format}) and "
+        f"wrote {printable(result.path)} ({result.size_bytes / 1024:,.0f} KiB, {result.format}) and "
         f"{result.sidecar.name}: input float32 (N, {', '.join(map(str, run.input_shape))}) "
         f"normalised with mean {list(run.mean)} std {list(run.std)}; output logits "
         f"(softmax for probabilities), in {result.seconds:.1f}s"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from cnnlab.cli.common import console, image_outputs, output_files, print_json
+from cnnlab.cli.common import console, image_outputs, output_files, print_json, say
 from cnnlab.errors import ConfigError
 
 
@@ -79,10 +79,9 @@ def _print_stats(
     """The statistics table, the chosen kernels' matrices (with --kernel), the files written."""
     h, w = size
     out = console()
-    out.print(
+    say(
         f"{args.image}: {h}x{w} grayscale in [0, 1]; each kernel applied with conv2d, "
-        "same padding (replicate)",
-        highlight=False,
+        "same padding (replicate)"
     )
     table = Table()
     for column in ("kernel", "min", "max", "mean", "std"):
@@ -95,7 +94,7 @@ def _print_stats(
             out.print(f"{kernel.name}: {kernel.description}", highlight=False)
             out.print(kernel.text(), highlight=False, markup=False)
     for path in paths:
-        out.print(f"wrote {path} ({len(chosen)} panel(s))", highlight=False)
+        say(f"wrote {path} ({len(chosen)} panel(s))")
 
 
 def _list_kernels(as_json: bool) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from cnnlab.cli.common import ENGINE_HELP, RUN_HELP, percent, print_json
+from cnnlab.cli.common import ENGINE_HELP, RUN_HELP, percent, print_json, printable
 from cnnlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,15 +67,15 @@ def run_predict(args: argparse.Namespace) -> int:
     files, problems = expand_paths(args.files)
     predictor = Predictor(run, args.engine, args.export)
     if not args.json:
-        print(predictor.choice.line(), file=sys.stderr)
+        print(printable(predictor.choice.line()), file=sys.stderr)
     results = list(problems)
     for result in predict_files(predictor, files, args.top_k, options):
         results.append(result)
         if result.ok and not args.json:
-            print(_result_line(result))  # as each file is done
+            print(printable(_result_line(result)))  # as each file is done
     failed = [r for r in results if not r.ok]
     for result in failed:
-        print(f"error: {result.error}", file=sys.stderr)
+        print(f"error: {printable(result.error)}", file=sys.stderr)
     accuracy = folder_accuracy(results, run.classes)
     if args.json:
         print_json(
@@ -89,7 +89,7 @@ def run_predict(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(_summary_line(len(results), len(failed), accuracy), file=sys.stderr)
+        print(printable(_summary_line(len(results), len(failed), accuracy)), file=sys.stderr)
     return 1 if failed else 0
 
 

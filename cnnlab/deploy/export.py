@@ -41,7 +41,7 @@ from cnnlab.deploy.engines import (
     engine_from_bytes,
     sidecar_path,
 )
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, OutputError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.fold import fold_batchnorm, foldable_pairs
@@ -284,7 +284,17 @@ def export_run(
             f"{parity.line()}; the {fmt} export does not give the model's answers, "
             "so nothing was written. Try the other format, or report this model's spec"
         )
-    atomic_write_bytes(path, data)
     sidecar = sidecar_path(path)
-    atomic_write_json(sidecar, _sidecar_json(run, fmt, path, data, metadata, pairs, parity))
+    try:
+        atomic_write_bytes(path, data)
+        atomic_write_json(sidecar, _sidecar_json(run, fmt, path, data, metadata, pairs, parity))
+    except OSError as error:
+        # mkdir says "File exists" when a part of the path is a file
+        reason = (
+            "a file stands where a folder should" if isinstance(error, FileExistsError) else None
+        )
+        raise OutputError(
+            f"cannot write {path}: {reason or error.strerror or error}; "
+            "choose a writable file or folder with --out"
+        ) from None
     return ExportResult(path, sidecar, fmt, parity, pairs, time.perf_counter() - started, len(data))

@@ -52,5 +52,7 @@ def save_sample_grid(
     try:
         fig.savefig(out, format="png")
     except OSError as error:
-        raise DataError(f"{out}: cannot write ({error.strerror or error})") from None
+        raise DataError(
+            f"{out}: cannot write ({error.strerror or error}); choose a writable --out"
+        ) from None
     return out
