@@ -14,7 +14,7 @@ from typing import Any
 
 from cnnlab.errors import SpecError
 from cnnlab.spec.kinds import LAYER_KINDS, resolve_kind
-from cnnlab.spec.language import ModelSpec, parse_spec
+from cnnlab.spec.language import ModelSpec, clipped, parse_spec
 from cnnlab.spec.toml import load_spec_toml
 
 
@@ -111,7 +111,7 @@ def resolve_model(
         spec = preset_spec(model)
     elif model.endswith(".toml") or _is_file(model):
         if not _is_file(model):
-            raise SpecError(f"model file {model} does not exist")
+            raise SpecError(f"model file {clipped(model)} {_why_not_a_file(model)}")
         spec = load_spec_toml(model)
     else:
         _refuse_unknown_word(model)
@@ -125,6 +125,14 @@ def _is_file(text: str) -> bool:
         return Path(text).is_file()
     except OSError:  # e.g. ENAMETOOLONG for a one-line spec of over 255 characters
         return False
+
+
+def _why_not_a_file(text: str) -> str:
+    """'does not exist', or what it is instead (a FIFO or folder is never opened)."""
+    try:
+        return "is not a regular file" if Path(text).exists() else "does not exist"
+    except OSError:  # ENAMETOOLONG: no such file can exist
+        return "does not exist"
 
 
 def _refuse_unknown_word(model: str) -> None:

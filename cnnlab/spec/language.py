@@ -87,7 +87,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
         raise SpecError(f"input shape is too large: {_TOO_LARGE}")
     if len(dims) != 3 or min(dims) < 1:
         raise SpecError(
-            f"input shape '{text}' is not CxHxW with positive whole numbers: "
+            f"input shape '{clipped(text)}' is not CxHxW with positive whole numbers: "
             "write channels x height x width, e.g. 1x28x28 (grayscale) or 3x32x32 (RGB)"
         )
     return dims  # type: ignore[return-value]
@@ -115,8 +115,16 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+SHOWN_CHARS = 40  # of a user's value or spec line quoted in an error (a spec may be megabytes)
+
+
+def clipped(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text`, or its first `limit` characters and how many more there are."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more)"
+
+
 def _describe(value: Any) -> str:
-    return f"'{value}'" if isinstance(value, str) else repr(value)
+    return f"'{clipped(value)}'" if isinstance(value, str) else clipped(repr(value))
 
 
 def _normalise(kind: LayerKind, p: Param, value: Any) -> Any:
@@ -245,8 +253,14 @@ class _Parser:
 
     def fail(self, message: str, pos: int | None = None) -> SpecError:
         at = self.pos if pos is None else pos
-        line = self.text.replace("\n", " ")
-        return SpecError(f"spec error at column {at + 1}: {message}\n  {line}\n  {' ' * at}^")
+        start = max(0, at - SHOWN_CHARS)  # the line around the column, not all of it
+        line = self.text[start : at + SHOWN_CHARS].replace("\n", " ")
+        before = "..." if start else ""
+        after = "..." if at + SHOWN_CHARS < len(self.text) else ""
+        caret = " " * (len(before) + at - start)
+        return SpecError(
+            f"spec error at column {at + 1}: {message}\n  {before}{line}{after}\n  {caret}^"
+        )
 
     def skip_space(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos].isspace():

@@ -21,9 +21,11 @@ from typing import Any
 import tomli_w
 
 from cnnlab.errors import SpecError
+from cnnlab.fileio import read_regular_bytes
 from cnnlab.spec.language import MAX_NUMBER, ModelSpec, format_shape, make_layer, parse_shape
 
 TOP_KEYS = {"input", "layers", "name", "description"}
+MAX_FILE_BYTES = 1 << 20  # a model file is a few hundred lines at most
 
 
 def spec_from_toml_dict(data: dict[str, Any], source: str = "TOML") -> ModelSpec:
@@ -60,15 +62,15 @@ def load_spec_toml(path: str | Path) -> ModelSpec:
     """Read a TOML model file."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
+        data = tomllib.loads(read_regular_bytes(path, MAX_FILE_BYTES).decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise SpecError(f"{path}: not valid TOML ({error})") from None
     except (ValueError, RecursionError):  # a 5000-digit number; arrays nested thousands deep
         raise SpecError(
             f"{path}: a number too long or arrays nested too deep for a model file; "
             f"numbers in a spec are at most {MAX_NUMBER}, arrays at most a pair such as [3, 5]"
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:  # missing, a FIFO or folder (never waited on), too large
         raise SpecError(f"{path}: cannot read the model file ({error})") from None
     return spec_from_toml_dict(data, str(path))
 

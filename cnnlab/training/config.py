@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
+from cnnlab.fileio import read_regular_bytes
+from cnnlab.spec.language import clipped
 
 if TYPE_CHECKING:
     from cnnlab.run.folder import Run
@@ -114,6 +116,15 @@ class TrainConfig:
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
 
 
+MAX_FILE_BYTES = 1 << 20  # a training config is a few lines; refuse anything near a MiB
+MAX_DIGITS = 20  # of a whole number given as text; every range below is far smaller
+
+
+def _shown(value: Any) -> str:
+    """A user's value quoted in an error, cut short when it is long."""
+    return clipped(repr(value))
+
+
 def _convert(key: str, value: Any) -> Any:
     """A TOML or command-line value converted to the key's type, or a ConfigError."""
     wanted = FIELD_TYPES[key]
@@ -122,18 +133,19 @@ def _convert(key: str, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {_shown(value)}")
     if wanted is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        digits = value.strip().lstrip("-") if isinstance(value, str) else ""
+        if digits.isdigit() and len(digits) <= MAX_DIGITS:  # int() of 5,000 digits raises
             return int(value)
-        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+        raise ConfigError(f"{key} must be a whole number, got {_shown(value)}")
     if wanted is float:
         try:
             return float(value)
         except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+            raise ConfigError(f"{key} must be a number, got {_shown(value)}") from None
     if isinstance(value, dict | list):  # a TOML table or array where one value belongs
         raise ConfigError(f'{key} must be one value, e.g. {key} = "...", not a table or a list')
     return str(value)
@@ -209,9 +221,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """The settings in a TOML training config, converted and checked key by key."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_regular_bytes(path, MAX_FILE_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as error:  # a FIFO or folder (never waited on), too large, unreadable
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
     except (ValueError, RecursionError):  # a 5000-digit number; arrays nested thousands deep
