@@ -528,3 +528,24 @@ def test_uploads_arriving_at_once_are_bounded(predictor, sample):
             sock.close()
         _wait_ready(srv.url, "uploading", 0)
         srv.stop()
+
+
+def test_bodies_held_in_memory_have_a_byte_budget(predictor, sample):
+    """Many uploads each under the body limit may not add up past the memory budget (503)."""
+    png = sample[1]
+    limits = Limits(max_buffered_bytes=len(png) - 1)
+    srv = ThreadServer(create_app(predictor, limits), limits)
+    try:
+        refused = _post_png(srv.url, png)
+        assert refused.status_code == 503
+        assert "bytes of request bodies in memory" in refused.json()["error"]
+        _wait_ready(srv.url, "buffered_bytes", 0)  # what a refused body held is let go
+    finally:
+        srv.stop()
+    limits = Limits(max_buffered_bytes=len(png))
+    srv = ThreadServer(create_app(predictor, limits), limits)
+    try:
+        assert _post_png(srv.url, png).status_code == 200
+        _wait_ready(srv.url, "buffered_bytes", 0)
+    finally:
+        srv.stop()

@@ -147,6 +147,7 @@ async def readyz(request: Request) -> JSONResponse:
         "in_flight": guard.in_flight,
         "max_in_flight": guard.max_in_flight,
         "uploading": guard.uploading,  # bodies still arriving: not counted in flight
+        "buffered_bytes": guard.buffered,  # of bodies held, arriving or being answered
         "workers_busy": workers.busy,
         "workers": workers.count,
         "engine": request.app.state.predictor.choice.name,

@@ -51,13 +51,16 @@ class Limits:
     workers: int = max(2, os.cpu_count() or 2)  # threads decoding and running the model at once
     body_timeout_s: float = 30.0  # for the whole body to arrive (slow uploads get a 408)
     header_timeout_s: float = 10.0  # for a request's headers to arrive (else the socket is closed)
-    # Bodies arriving at once (else 503): with max_body_bytes, what uploads may hold in memory.
-    max_uploading: int = 256
+    max_uploading: int = 256  # bodies arriving at once (else 503)
+    # Bytes of request bodies held in memory at once, arriving or being answered (else 503):
+    # without it, 256 uploads of 16 MiB could hold 4 GiB.
+    max_buffered_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:
         check_number("max_body_bytes", self.max_body_bytes, 1, 2**40, "bytes")
         check_number("max_in_flight", self.max_in_flight, 1, 100_000)
         check_number("max_uploading", self.max_uploading, 1, 100_000)
+        check_number("max_buffered_bytes", self.max_buffered_bytes, 1, 2**42, "bytes")
         check_number("workers", self.workers, 1, 1024)
         for name in ("timeout_s", "body_timeout_s", "header_timeout_s"):
             check_number(name, getattr(self, name), 0.001, 86_400, "seconds")
@@ -169,8 +172,10 @@ class Guard:
         self.timeout_s = limits.timeout_s
         self.body_timeout_s = limits.body_timeout_s
         self.max_uploading = limits.max_uploading
+        self.max_buffered = limits.max_buffered_bytes
         self.in_flight = 0  # requests inside the app now (exempt paths not counted)
         self.uploading = 0  # requests whose body is still arriving
+        self.buffered = 0  # bytes of bodies held now, arriving or being answered
 
     @property
     def busy(self) -> bool:
@@ -184,13 +189,21 @@ class Guard:
         if self.uploading >= self.max_uploading:
             await self._busy(send, f"{self.uploading} uploads arriving", self.max_uploading)
             return
+        held = _Held()
+        try:
+            await self._read_and_answer(scope, receive, send, held)
+        finally:
+            self.buffered -= held.bytes  # the body is let go only when the answer is done
+
+    async def _read_and_answer(self, scope: Scope, receive: Receive, send: Send, held: _Held):
+        """The body in full (counted in `held`), then the app within the in-flight limit."""
         self.uploading += 1
         try:
-            body = await self._read_body(scope, receive, send)
+            body = await self._read_body(scope, receive, send, held)
         finally:
             self.uploading -= 1
         if body is None:
-            return  # answered (408) or the client is gone
+            return  # answered (408, 503) or the client is gone
         if self.busy:
             await self._busy(send, f"{self.in_flight} requests in flight", self.max_in_flight)
             return
@@ -205,8 +218,11 @@ class Guard:
         message = f"the server is busy ({what}, the limit is {limit}); retry in a second"
         await send_json(send, 503, message, {"Retry-After": "1"})
 
-    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
-        """The whole body within `body_timeout_s`; None once answered 408 or the client left."""
+    async def _read_body(
+        self, scope: Scope, receive: Receive, send: Send, held: _Held
+    ) -> bytes | None:
+        """The whole body within `body_timeout_s` and the memory budget; None once answered
+        (408, 503) or the client left."""
         chunks: list[bytes] = []
         received = 0
         try:
@@ -225,6 +241,11 @@ class Guard:
                         return None
                     chunks.append(message.get("body", b""))
                     received += len(chunks[-1])
+                    held.bytes, self.buffered = received, self.buffered + len(chunks[-1])
+                    if self.buffered > self.max_buffered:
+                        what = f"{self.buffered:,} bytes of request bodies in memory"
+                        await self._busy(send, what, self.max_buffered)
+                        return None
                     if not message.get("more_body", False):
                         return b"".join(chunks)
         except TimeoutError:
@@ -264,6 +285,13 @@ class Guard:
                     "stopped; send a smaller image, or send it faster"
                 )
                 await send_json(send, 504, message)
+
+
+@dataclass
+class _Held:
+    """The bytes of one request's body the Guard holds (counted in Guard.buffered)."""
+
+    bytes: int = 0
 
 
 def _declared(scope: Scope) -> str:
