@@ -18,7 +18,7 @@ MAX_FUNCTION_LINES = 60
 # ls cnnlab/ reads in pipeline order: these folders, plus the two bottom modules and the entry points.
 STAGES = ["spec", "model", "data", "training", "run", "evaluate", "figures", "explain", "deploy"]
 FRONT_ENDS = ["server", "cli"]
-TOP_MODULES = {"__init__.py", "__main__.py", "errors.py", "fileio.py"}
+TOP_MODULES = {"__init__.py", "__main__.py", "errors.py", "fileio.py", "text.py"}
 
 
 def _modules() -> list[Path]:

@@ -228,3 +228,17 @@ def test_a_config_naming_control_characters_is_valid_toml():
 
     for value in (f"runs/r{ESC}[1m", 'q"b\\c', "n\nl\tt\x7f\x9b", "옷 é"):
         assert tomllib.loads(TrainConfig(out=value).to_toml())["out"] == value
+
+
+def test_training_prints_the_run_folder_escaped(cli, tmp_path, monkeypatch):
+    """Training's own lines (run folder, data path) reach the terminal and train.log escaped too."""
+    monkeypatch.chdir(tmp_path)
+    out = f"runs/r{ESC}[31m"
+    result = cli(
+        "train", "--model", "conv(4,3) relu flatten fc(10)", "--epochs", "1", "--out", out,
+        "--batch-size", "64", "train_size=128", "test_size=64",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert_shown_escaped(result.out, "run folder: runs/r\\x1b[31m")
+    log = (tmp_path / out / "train.log").read_text()
+    assert ESC not in log and "runs/r\\x1b[31m" in log

@@ -8,7 +8,6 @@ import json
 import math
 import shutil
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnnlab.errors import ConfigError, OutputError
+from cnnlab.text import printable
 
 RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
 
@@ -30,27 +30,6 @@ ENGINE_HELP = (
 
 # Format characters that reorder the text shown after them (bidi embeddings, overrides,
 # isolates): a name holding one can make a line read differently from what it says.
-_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def printable(text: object, keep: str = "") -> str:
-    """Text safe for a terminal: control characters (and bidi controls) as escapes, e.g. '\\x1b'.
-
-    User-supplied names (files, class folders, runs) reach the terminal only through this, so a
-    name cannot move the cursor, change colours or retitle the window. `keep` lists control
-    characters left alone (main() keeps newlines in multi-line error messages).
-    """
-    return "".join(
-        _escape(ch) if ch not in keep and (unicodedata.category(ch) == "Cc" or ch in _BIDI) else ch
-        for ch in str(text)
-    )
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 def plain(text: object) -> Text:
     """A table cell or title shown as is: escaped by `printable`, and no rich markup ('[red]' stays)."""
     return Text(printable(text))

@@ -14,8 +14,9 @@ from typing import Any
 
 from cnnlab.errors import SpecError
 from cnnlab.spec.kinds import LAYER_KINDS, resolve_kind
-from cnnlab.spec.language import ModelSpec, clipped, parse_spec
+from cnnlab.spec.language import ModelSpec, parse_spec
 from cnnlab.spec.toml import load_spec_toml
+from cnnlab.text import clipped
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from cnnlab.errors import SpecError
 from cnnlab.spec.kinds import LAYER_KINDS, LayerKind, Param, resolve_kind
+from cnnlab.text import SHOWN_CHARS, clipped
 
 # The largest count or size a spec may hold (channels, features, kernel, input side...). Far
 # beyond any model that fits in memory, and small enough that every shape, parameter count and
@@ -113,14 +114,6 @@ def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-SHOWN_CHARS = 40  # of a user's value or spec line quoted in an error (a spec may be megabytes)
-
-
-def clipped(text: str, limit: int = SHOWN_CHARS) -> str:
-    """`text`, or its first `limit` characters and how many more there are."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more)"
 
 
 def _describe(value: Any) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
 from cnnlab.fileio import read_regular_bytes
-from cnnlab.spec.language import clipped
+from cnnlab.text import clipped
 
 if TYPE_CHECKING:
     from cnnlab.run.folder import Run

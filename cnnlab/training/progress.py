@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as ProgressBar
 
+from cnnlab.text import printable
+
 
 class TrainingReporter:
     """Reports epochs and steps; `live` shows a bar (terminals), otherwise one line per epoch."""
@@ -34,6 +36,7 @@ class TrainingReporter:
 
     def say(self, line: str, always: bool = False) -> None:
         """A line for the user (unless quiet, or `always`) and for the log."""
+        line = printable(line)  # folders and data paths are the user's: no escape sequences
         if always or not self.quiet:
             if self._bar is not None:
                 self._bar.console.print(line, highlight=False, markup=False)
