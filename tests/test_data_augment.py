@@ -27,6 +27,11 @@ POLICIES = [
     "affine=10",
     "affine=15,scale=0.1",
     "translate=3,flip,cutout=6,affine=10",
+    "rot90",
+    "vflip",
+    "crop=0.5",
+    "jitter=0.3",
+    "crop=0.8,rot90,vflip,jitter=0.2,hue=0.05,cutout=4",
 ]
 
 
@@ -114,3 +119,135 @@ def test_flip_follows_the_data_set():
     assert not parse_policy("standard", mnist_like).flip
     with pytest.raises(ConfigError, match="shapes: horizontal flip changes labels"):
         parse_policy("translate=2,flip", mnist_like)
+
+
+# --- items a folder can opt into: rot90, vflip, crop, colour jitter ------------------------
+
+
+def _digest(x: torch.Tensor) -> str:
+    import hashlib
+
+    return hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("text", "flip_ok", "expected"),
+    [
+        # computed with the code before rot90, vflip, crop and jitter existed: the older items
+        # draw exactly what they drew then, so default training runs stay bit-identical
+        ("standard", True, "22c0286d377bc3f4"),
+        ("standard", False, "3e10394af4e7f4fc"),
+        ("translate=2,flip,cutout=8,affine=10,scale=0.1", None, "88cbc5d43bb8de47"),
+    ],
+)
+def test_older_items_draw_what_they_drew_before(text, flip_ok, expected):
+    import hashlib
+
+    x = torch.randint(0, 256, (64, 3, 28, 28), generator=gen(123)).to(torch.uint8)
+    g = gen(7)
+    policy = parse_policy(text, flip_ok=flip_ok)
+    a, b = augment_batch(x, policy, g), augment_batch(x, policy, g)
+    assert hashlib.sha256(a.numpy().tobytes() + b.numpy().tobytes()).hexdigest()[:16] == expected
+
+
+def test_rot90_turns_each_image_by_its_drawn_quarter_turns():
+    image = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4)
+    x = image.expand(200, 3, 4, 4).contiguous()
+    out = augment_batch(x, parse_policy("rot90"), gen(3))
+    turns = torch.randint(0, 4, (200,), generator=gen(3))  # the same draws, replayed
+    for i in range(200):
+        assert torch.equal(out[i], x[i].rot90(int(turns[i]), (1, 2)))
+    assert set(turns.tolist()) == {0, 1, 2, 3}
+    # a quarter turn of the known image (torch.rot90: the top row becomes the left column)
+    assert out[int(torch.nonzero(turns == 1)[0])][0, :, 0].tolist() == [3, 2, 1, 0]
+
+
+def test_rot90_refuses_images_that_are_not_square():
+    with pytest.raises(ConfigError, match="square"):
+        augment_batch(torch.zeros(2, 1, 4, 6, dtype=torch.uint8), parse_policy("rot90"), gen())
+    from cnnlab.data.dataset import Dataset
+
+    wide = Dataset(
+        "wide",
+        ["a", "b"],
+        torch.zeros(2, 1, 4, 6, dtype=torch.uint8),
+        torch.tensor([0, 1]),
+        torch.zeros(2, 1, 4, 6, dtype=torch.uint8),
+        torch.tensor([0, 1]),
+    )
+    with pytest.raises(ConfigError, match="4x6.*--image-size"):
+        parse_policy("rot90", wide)
+
+
+def test_vflip_mirrors_rows_of_the_drawn_half_and_needs_flip_ok():
+    x = torch.randint(0, 256, (100, 1, 5, 5), generator=gen(1)).to(torch.uint8)
+    out = augment_batch(x, parse_policy("vflip"), gen(4))
+    mask = torch.rand(100, generator=gen(4)) < 0.5
+    assert torch.equal(out[mask], x[mask].flip(2)) and torch.equal(out[~mask], x[~mask])
+    assert 30 < int(mask.sum()) < 70
+    with pytest.raises(ConfigError, match="vertical flip.*--flip-ok"):
+        parse_policy("vflip", flip_ok=False)
+
+
+def test_brightness_scales_each_image_within_its_bounds():
+    x = torch.full((300, 3, 6, 6), 100, dtype=torch.uint8)
+    out = augment_batch(x, parse_policy("brightness=0.2"), gen(2))
+    per_image = out.flatten(1)
+    assert (per_image == per_image[:, :1]).all()  # one factor per image
+    values = per_image[:, 0].float()
+    assert values.min() >= 80 and values.max() <= 120
+    assert values.min() < 84 and values.max() > 116  # the whole range is used
+
+
+def test_contrast_saturation_and_hue_keep_a_flat_gray_image():
+    x = torch.full((50, 3, 6, 6), 90, dtype=torch.uint8)
+    out = augment_batch(x, parse_policy("contrast=0.5,saturation=0.5,hue=0.3"), gen(2))
+    assert (out.int() - 90).abs().max() <= 1  # contrast around its own mean, no colour to turn
+
+
+def test_jitter_sets_three_strengths_and_hue_turns_colour_keeping_brightness():
+    assert str(parse_policy("jitter=0.2,hue=0.05")) == (
+        "brightness=0.2,contrast=0.2,saturation=0.2,hue=0.05"
+    )
+    red = torch.tensor([0.6, 0.45, 0.4]).view(1, 3, 1, 1).expand(200, 3, 4, 4)
+    # float images in 0..1 stay float; a muted red, so no channel leaves 0..1 when turned
+    out = augment_batch(red, parse_policy("hue=0.1"), gen(9))
+    assert out.dtype == torch.float32
+    assert not torch.equal(out, red)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert torch.allclose((out * luma).sum(1), (red * luma).sum(1), atol=1e-3)  # YIQ keeps Y
+
+
+def test_crop_boxes_keep_the_asked_area_inside_the_image():
+    from cnnlab.data.augment import _crop_boxes
+
+    height, width, cy, cx = _crop_boxes(2000, 0.5, gen(0))
+    area = height * width
+    assert area.min() >= 0.5 - 1e-5 and area.max() <= 1 + 1e-5
+    assert area.min() < 0.52 and area.max() > 0.98
+    assert ((width / height).log().abs() <= torch.tensor(4 / 3).log() + 1e-5).all()
+    for centre, side in ((cy, height), (cx, width)):
+        assert (centre - side / 2 >= -1e-5).all() and (centre + side / 2 <= 1 + 1e-5).all()
+
+
+def test_crop_zooms_in_and_keeps_size():
+    # a horizontal ramp: a crop of half the area shows a narrower range of columns, stretched
+    ramp = torch.arange(32, dtype=torch.float32).mul(8).view(1, 1, 1, 32).expand(64, 1, 32, 32)
+    x = ramp.to(torch.uint8).contiguous()
+    out = augment_batch(x, parse_policy("crop=0.5"), gen(5))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    span = out[:, 0, 16].float().amax(1) - out[:, 0, 16].float().amin(1)  # (64,) middle rows
+    from cnnlab.data.augment import _crop_boxes
+
+    _, width, _, _ = _crop_boxes(64, 0.5, gen(5))  # the same draws, replayed
+    assert ((span - width * 248).abs() <= 16).all()  # the box's columns, stretched to all 32
+    assert span.min() < 248 * 0.75  # some crops do zoom in
+    assert torch.equal(augment_batch(x, parse_policy("crop=0.5"), gen(5)), out)
+
+
+def test_crop_spellings():
+    assert str(parse_policy("crop=4")) == "translate=4"  # whole pixels: the old alias
+    assert str(parse_policy("crop=0.8")) == "crop=0.8"
+    assert parse_policy(str(parse_policy("crop=1.0"))).crop == 1.0  # printed as crop=1.0
+    with pytest.raises(ConfigError, match="between 0.08 and 1"):
+        parse_policy("crop=0.01")

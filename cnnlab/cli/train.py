@@ -56,7 +56,20 @@ FLAGS = {
     "--label-smoothing": ("label_smoothing", "label smoothing (default: {default})"),
     "--augment": (
         "augment",
-        "none, standard, light (mirror only), or e.g. translate=2,cutout=8 (default: {default})",
+        "none, standard, light (mirror only), or items: translate=2, flip, vflip, rot90, "
+        "cutout=8, affine=10, scale=0.1, crop=0.8 (random resized crop, area 80-100%%), "
+        "jitter=0.2 (brightness, contrast, saturation), brightness=, contrast=, saturation=, "
+        "hue=0.05; e.g. standard,rot90,jitter=0.2 (default: {default})",
+    ),
+    "--flip-ok": (
+        "flip_ok",
+        "declare that a mirror keeps every label (allows flip, vflip and tta on a folder; "
+        "or flip_ok = true in the folder's cnnlab.toml)",
+    ),
+    "--balance": (
+        "balance",
+        "class imbalance: none, weight (class-weighted loss) or sample (batches with every "
+        "class equally likely) (default: {default})",
     ),
     "--val-split": ("val_split", "fraction of the training set held out for validation"),
     "--early-stop": ("early_stop", "stop after N epochs without better validation accuracy"),

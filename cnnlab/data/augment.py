@@ -6,7 +6,13 @@ moved to the batch's device, so the same code augments batches on a GPU.
 A policy is written as text: "none", "standard" (the data set's sensible default), "light"
 (only the flip, where the data set allows it: what short training runs do best with), or
 items such as "translate=2,flip,cutout=8,affine=10,scale=0.1" ("standard,cutout=8"
-extends the default). Flipping is refused for data sets whose labels a mirror changes.
+extends the default). Mirrors (flip, vflip) are refused for data sets whose labels a
+mirror changes, unless the data declares otherwise (flip_ok). Colour and geometry items
+for photos: rot90, vflip, crop=0.8 (random resized crop), jitter=0.2 (brightness, contrast
+and saturation at once) or brightness=/contrast=/saturation=/hue= one by one.
+
+Every item draws from the generator only when it is on, so adding an item never changes
+what the others draw in a policy without it (default runs stay bit-identical).
 """
 
 from __future__ import annotations
@@ -33,6 +39,13 @@ class AugmentPolicy:
     cutout: int = 0  # side in pixels of one zeroed square at a random centre
     affine: float = 0.0  # max rotation in degrees, either way
     scale: float = 0.0  # max relative zoom, either way (0.1 -> 0.9..1.1)
+    crop: float = 0.0  # random resized crop: smallest area kept (0.8 -> 80..100%), 0 = off
+    rot90: bool = False  # rotation by a random multiple of 90 degrees (square images)
+    vflip: bool = False  # vertical flip with probability 1/2
+    brightness: float = 0.0  # pixel factor in 1 +- brightness
+    contrast: float = 0.0  # distance from the image's mean gray, times 1 +- contrast
+    saturation: float = 0.0  # distance from each pixel's gray, times 1 +- saturation (colour only)
+    hue: float = 0.0  # hue turned by up to +-hue of a full turn (0.05 = 18 degrees; colour only)
 
     @property
     def is_identity(self) -> bool:
@@ -46,21 +59,31 @@ class AugmentPolicy:
             if value is True:
                 parts.append(f.name)
             elif value:
-                parts.append(
-                    f"{f.name}={value:g}" if isinstance(value, float) else f"{f.name}={value}"
-                )
+                text = f"{value:g}" if isinstance(value, float) else str(value)
+                if f.name == "crop" and "." not in text:  # crop=1 would read back as translate
+                    text += ".0"
+                parts.append(f"{f.name}={text}")
         return ",".join(parts) or "none"
 
 
-# name -> (type, smallest, largest); an item without "=value" is allowed only for flip.
+# name -> (type, smallest, largest); an item without "=value" is allowed only for switches.
 _ITEMS: dict[str, tuple[type, float, float]] = {
     "translate": (int, 0, 64),
     "flip": (bool, 0, 1),
     "cutout": (int, 0, 256),
     "affine": (float, 0, 180),
     "scale": (float, 0, 0.9),
+    "crop": (float, 0.08, 1),
+    "rot90": (bool, 0, 1),
+    "vflip": (bool, 0, 1),
+    "jitter": (float, 0, 1),  # brightness, contrast and saturation at once
+    "brightness": (float, 0, 1),
+    "contrast": (float, 0, 1),
+    "saturation": (float, 0, 1),
+    "hue": (float, 0, 0.5),
 }
-_ALIASES = {"crop": "translate", "shift": "translate", "rotate": "affine", "hflip": "flip"}
+_ALIASES = {"shift": "translate", "rotate": "affine", "hflip": "flip"}
+_COLOUR = ("brightness", "contrast", "saturation")  # what jitter=X sets
 
 
 def standard_policy(image_size: int = 28, flip_ok: bool = False) -> AugmentPolicy:
@@ -72,6 +95,8 @@ def standard_policy(image_size: int = 28, flip_ok: bool = False) -> AugmentPolic
 def _parse_item(item: str) -> tuple[str, object]:
     name, _, raw = item.partition("=")
     name = _ALIASES.get(name.strip(), name.strip())
+    if name == "crop" and "." not in raw:  # crop=4, whole pixels: the older spelling of translate
+        name = "translate"
     if name not in _ITEMS:
         known = ", ".join(["none", "standard", "light", *_ITEMS])
         raise ConfigError(
@@ -83,7 +108,7 @@ def _parse_item(item: str) -> tuple[str, object]:
             return name, True
         if raw.strip() in ("0", "false", "no", "off"):
             return name, False
-        raise ConfigError(f"augmentation '{item}': flip takes no value (write 'flip')")
+        raise ConfigError(f"augmentation '{item}': {name} takes no value (write '{name}')")
     if not raw.strip():
         raise ConfigError(
             f"augmentation '{item}' needs a value, e.g. '{name}={int(hi) // 8 or 0.1}'"
@@ -122,14 +147,33 @@ def parse_policy(
             policy = replace(policy, flip=bool(flip_ok))
             continue
         name, value = _parse_item(item)
-        policy = replace(policy, **{name: value})
-    if policy.flip and flip_ok is False:
-        which = f"{dataset.name}: " if dataset is not None else ""
-        raise ConfigError(
-            f"{which}horizontal flip changes labels in this data set (a mirrored digit or glyph is "
-            "not the same class); drop 'flip' from the augmentation"
-        )
+        names = _COLOUR if name == "jitter" else (name,)
+        policy = replace(policy, **dict.fromkeys(names, value))
+    _check_policy(policy, dataset, flip_ok)
     return policy
+
+
+def _check_policy(policy: AugmentPolicy, dataset: Dataset | None, flip_ok: bool | None) -> None:
+    """Refuse mirrors where they change labels, and rot90 on images that are not square."""
+    which = f"{dataset.name}: " if dataset is not None else ""
+    mirrors = [name for name in ("flip", "vflip") if getattr(policy, name)]
+    if mirrors and flip_ok is False:
+        flip = "horizontal flip" if policy.flip else "vertical flip"
+        raise ConfigError(
+            f"{which}{flip} changes labels in this data set (a mirrored digit or glyph is "
+            f"not the same class); drop {' and '.join(mirrors)} from the augmentation, or, if a "
+            "mirror keeps every label in your data, say so with --flip-ok (flip_ok=true, or "
+            "flip_ok = true in the image folder's cnnlab.toml)"
+        )
+    if policy.rot90 and dataset is not None and dataset.image_shape[1] != dataset.image_shape[2]:
+        raise ConfigError(_rot90_error(dataset.image_shape[1], dataset.image_shape[2], which))
+
+
+def _rot90_error(h: int, w: int, which: str = "") -> ConfigError:
+    return ConfigError(
+        f"{which}rot90 turns images by 90 degrees, which needs square images, not {h}x{w}; "
+        "drop rot90 or train at a square size (--image-size)"
+    )
 
 
 def _translate(x: torch.Tensor, t: int, g: torch.Generator) -> torch.Tensor:
@@ -178,6 +222,105 @@ def _affine(x: torch.Tensor, degrees: float, scale: float, g: torch.Generator) -
     return out if x.is_floating_point() else out.round_().clamp_(0, 255).to(x.dtype)
 
 
+def _crop_boxes(
+    n: int, scale: float, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(height, width, centre y, centre x) of n random crops as fractions of the image; each (n,).
+
+    Area uniform in [scale, 1], aspect ratio log-uniform in [3/4, 4/3] (torchvision's
+    RandomResizedCrop) unless a side would leave the image, centre uniform where the box fits.
+    """
+    area = scale + torch.rand(n, generator=g) * (1 - scale)
+    log_ratio = (torch.rand(n, generator=g) * 2 - 1) * math.log(4 / 3)
+    # width / height, narrowed where needed so that both sides fit: the area stays as drawn
+    ratio = torch.minimum(torch.maximum(log_ratio.exp(), area), 1 / area)
+    height = (area / ratio).sqrt().clamp(max=1)
+    width = (area * ratio).sqrt().clamp(max=1)
+    cy = 0.5 + (torch.rand(n, generator=g) - 0.5) * (1 - height)
+    cx = 0.5 + (torch.rand(n, generator=g) - 0.5) * (1 - width)
+    return height, width, cy, cx
+
+
+def _resized_crop(x: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
+    """A random crop of each image (see _crop_boxes) stretched back to the full size, bilinear."""
+    n = x.shape[0]
+    height, width, cy, cx = _crop_boxes(n, scale, g)
+    zero = torch.zeros(n)
+    # theta maps output coordinates in [-1, 1] to the box's input coordinates.
+    theta = torch.stack(
+        [torch.stack([width, zero, cx * 2 - 1], 1), torch.stack([zero, height, cy * 2 - 1], 1)],
+        1,
+    ).to(x.device)
+    source = x if x.is_floating_point() else x.float()
+    grid = F.affine_grid(theta.to(source.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out if x.is_floating_point() else out.round_().clamp_(0, 255).to(x.dtype)
+
+
+def _rot90(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each image turned by its own k * 90 degrees, k uniform in 0..3 (torch.rot90's direction)."""
+    if x.shape[2] != x.shape[3]:
+        raise _rot90_error(x.shape[2], x.shape[3])
+    k = torch.randint(0, 4, (x.shape[0],), generator=g).to(x.device).view(-1, 1, 1, 1)
+    out = x
+    for turns in (1, 2, 3):
+        out = torch.where(k == turns, x.rot90(turns, (2, 3)), out)
+    return out
+
+
+def _vflip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    mask = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
+    return torch.where(mask.view(-1, 1, 1, 1), x.flip(2), x)
+
+
+def _factors(n: int, strength: float, g: torch.Generator) -> torch.Tensor:
+    """(n, 1, 1, 1) factors uniform in [1 - strength, 1 + strength]; no draw when strength is 0."""
+    if not strength:
+        return torch.ones(n, 1, 1, 1)
+    return (1 + (torch.rand(n, generator=g) * 2 - 1) * strength).view(-1, 1, 1, 1)
+
+
+# Luma weights (ITU-R BT.601), as torchvision's grayscale, and the YIQ transform whose
+# I/Q plane a hue rotation turns.
+_LUMA = (0.299, 0.587, 0.114)
+_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def _hue_matrices(angle: torch.Tensor) -> torch.Tensor:
+    """(n, 3, 3) RGB -> RGB matrices turning the hue by `angle` radians (luma kept)."""
+    yiq = torch.tensor(_YIQ)
+    cos, sin, one, zero = angle.cos(), angle.sin(), torch.ones_like(angle), torch.zeros_like(angle)
+    turn = torch.stack(
+        [
+            torch.stack([one, zero, zero], 1),
+            torch.stack([zero, cos, -sin], 1),
+            torch.stack([zero, sin, cos], 1),
+        ],
+        1,
+    )
+    return torch.linalg.inv(yiq) @ turn @ yiq
+
+
+def _jitter(x: torch.Tensor, policy: AugmentPolicy, g: torch.Generator) -> torch.Tensor:
+    """Brightness, then contrast, saturation and hue (the last two on colour images only)."""
+    n, c = x.shape[:2]
+    source = x.float() / 255 if not x.is_floating_point() else x
+    out = source * _factors(n, policy.brightness, g).to(x.device)
+    luma = torch.tensor(_LUMA, device=x.device).view(1, 3, 1, 1)
+    gray = (out * luma).sum(1, keepdim=True) if c == 3 else out  # (N, 1, H, W)
+    mean = gray.mean((1, 2, 3), keepdim=True)
+    out = (out - mean) * _factors(n, policy.contrast, g).to(x.device) + mean
+    saturation = _factors(n, policy.saturation, g).to(x.device)
+    hue = (torch.rand(n, generator=g) * 2 - 1) * policy.hue * 2 * math.pi if policy.hue else None
+    if c == 3:
+        gray = (out * luma).sum(1, keepdim=True)
+        out = (out - gray) * saturation + gray
+        if hue is not None:
+            out = torch.einsum("nij,njhw->nihw", _hue_matrices(hue).to(x.device), out)
+    out = out.clamp(0, 1)
+    return out.to(x.dtype) if x.is_floating_point() else (out * 255).round_().to(x.dtype)
+
+
 def augment_batch(
     images: torch.Tensor, policy: AugmentPolicy, generator: torch.Generator
 ) -> torch.Tensor:
@@ -185,12 +328,21 @@ def augment_batch(
     if policy.is_identity:
         return images
     x = images
+    # Each step draws only when on: the draws of policies without the newer items are unchanged.
+    if policy.crop:
+        x = _resized_crop(x, policy.crop, generator)
+    if policy.rot90:
+        x = _rot90(x, generator)
     if policy.affine or policy.scale:
         x = _affine(x, policy.affine, policy.scale, generator)
     if policy.translate:
         x = _translate(x, policy.translate, generator)
     if policy.flip:
         x = _flip(x, generator)
+    if policy.vflip:
+        x = _vflip(x, generator)
+    if policy.brightness or policy.contrast or policy.saturation or policy.hue:
+        x = _jitter(x, policy, generator)
     if policy.cutout:
         x = _cutout(x, policy.cutout, generator)
     return x

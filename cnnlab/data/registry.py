@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from cnnlab.data import cifar, synthetic
-from cnnlab.data.dataset import Dataset, channel_stats, convert_images, subset
+from cnnlab.data.dataset import Dataset, convert_images, subset
 from cnnlab.data.folder import load_folder
+from cnnlab.data.folderconfig import read_folder_config
 from cnnlab.data.idx import read_idx_pair
 from cnnlab.data.remote import FASHION_MNIST, KMNIST, MNIST, RemoteFiles
 from cnnlab.errors import DataError
@@ -250,11 +251,10 @@ def _load_folder_subset(
 ) -> Dataset:
     """An image folder, its training part cut to `train_size` (statistics recomputed) when asked."""
     ds = load_folder(path, image_size, channels, _folder_split(test_size), seed, **folder_options)
+    # the folder's cnnlab.toml may declare that a mirror keeps its labels
+    ds.flip_ok = ds.flip_ok or read_folder_config(Path(path).expanduser()).flip_ok
     if train_size is not None:
-        ds.train_images, ds.train_labels = subset(
-            ds.train_images, ds.train_labels, train_size, seed
-        )
-        ds.mean, ds.std = channel_stats(ds.train_images)
+        ds.subset_train(train_size, seed)  # file paths follow their images
     return ds
 
 

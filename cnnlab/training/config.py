@@ -29,6 +29,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+BALANCES = ("none", "weight", "sample")
 
 
 @dataclass
@@ -44,6 +45,9 @@ class TrainConfig:
     image_size: int = 0  # folders: resize to this square size (0 = the data set's default)
     channels: int = 0  # folders: 1 or 3 (0 = decide from the data)
     skip_bad: bool = False  # folders: leave out files that are not usable images (listed)
+    # a mirror keeps every label: allows flip/vflip/tta (registered data sets know; folders can
+    # also say so in their cnnlab.toml)
+    flip_ok: bool = False
     val_split: float = 0.0  # fraction of the training set held out for validation
 
     # the recipe
@@ -61,6 +65,9 @@ class TrainConfig:
     augment: str = "standard"  # none, standard, or e.g. "translate=2,cutout=8"
     # test-time augmentation: average each image's and its mirror's logits (flip_ok data only)
     tta: bool = False
+    # class imbalance: none, weight (loss weighted by inverse class frequency) or sample
+    # (batches drawn with probabilities inverse to class frequency)
+    balance: str = "none"
     # stop after this many epochs without a better validation accuracy (0 = off)
     early_stop: int = 0
     seed: int = 0
@@ -345,6 +352,7 @@ def check(config: TrainConfig) -> TrainConfig:
         (config.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
         (config.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
         (config.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+        (config.balance in BALANCES, f"balance must be one of {', '.join(BALANCES)}"),
         (
             config.batch_size % config.nproc == 0,
             "batch_size must divide evenly among nproc processes",

@@ -35,6 +35,7 @@ from cnnlab.run.files import RESUME_FILE, model_meta
 from cnnlab.run.folder import Run
 from cnnlab.run.writer import append_log, write_metrics, write_model, write_resume
 from cnnlab.training import distributed
+from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
 from cnnlab.training.config import TrainConfig, apply, resolve_config
 from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.schedule import lr_factor, set_lr
@@ -83,6 +84,7 @@ class Stepper:
     steps_per_epoch: int
     peak_lr: float
     check_every: int  # steps between checks for Ctrl-C and NaN (each one syncs a GPU)
+    loss_weight: torch.Tensor | None = None  # (K,) per class with balance=weight; None = equal
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,16 @@ def _prepare(
         for note in notes:
             report.say(f"  adapted: {note}")
         report.say(_data_line(data))
+        _say_class_counts(report, data, config.balance)
     return job, learner, position, best
+
+
+def _say_class_counts(report: TrainingReporter, data: TrainingData, balance: str) -> None:
+    """The training images per class, and a warning when they are far from even."""
+    report.say(counts_line(data.classes, data.class_counts))
+    warning = imbalance_warning(data.classes, data.class_counts, balance)
+    if warning is not None:
+        report.say(warning, always=warning.startswith("warning"))
 
 
 def _data_line(data: TrainingData) -> str:
@@ -280,10 +291,15 @@ def _stepper(job: Job, learner: Learner) -> Stepper:
         scaler=torch.amp.GradScaler("cuda") if job.amp_dtype == torch.float16 else None,
         steps_per_epoch=steps_per_epoch,
         peak_lr=config.resolved_lr(),
+        loss_weight=_on(loss_weights(job.data.class_counts, config.balance), job.device),
         check_every=1
         if job.device.type == "cpu"
         else 25,  # .item() syncs a GPU; a CPU pays nothing
     )
+
+
+def _on(tensor: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -302,9 +318,12 @@ def _train_epoch(
 ) -> EpochSums:
     """The steps of one epoch (0-based), from the position's step; stops early on Ctrl-C."""
     config, world, steps = job.config, job.world, stepper.steps_per_epoch
-    order = torch.randperm(
-        len(job.data.train[0]),
-        generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch)),
+    # The same on every rank (each takes its share of a batch), and a function of the epoch.
+    order = epoch_order(
+        job.data.train[1],
+        job.data.class_counts,
+        config.balance,
+        torch.Generator().manual_seed(_epoch_seed(config.seed, epoch)),
     ).to(job.device)
     if position.step == 0:  # a fresh epoch; a resumed one continues the restored generator
         learner.augment_generator.manual_seed(_epoch_seed(config.seed, epoch) * 31 + world.rank)
@@ -358,7 +377,12 @@ def _step(
     )  # (B, C, H, W)
     with autocast(job.device, job.amp_dtype):
         logits = stepper.net(x)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        loss = F.cross_entropy(
+            logits.float(),
+            labels,
+            weight=stepper.loss_weight,
+            label_smoothing=config.label_smoothing,
+        )
     learner.optimizer.zero_grad(set_to_none=True)
     if stepper.scaler is not None:
         stepper.scaler.scale(loss).backward()

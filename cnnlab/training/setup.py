@@ -70,6 +70,7 @@ class TrainingData:
     val: Pair | None  # on the training device; None without val_split
     test: Pair  # on the CPU: scored in batches at the end
     policy: AugmentPolicy
+    class_counts: tuple[int, ...] = ()  # training images per class (after the validation split)
 
 
 @dataclass(frozen=True)
@@ -259,12 +260,15 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
     data = dataset_from_config(config)
     for message in data.skipped:  # skip_bad: say what was left out
         print(f"skipped: {message}", file=sys.stderr)
-    if config.tta and not data.flip_ok:
+    flip_ok = data.flip_ok or config.flip_ok  # the data set's own, or the user's word for it
+    if config.tta and not flip_ok:
         raise ConfigError(
             f"{data.name}: tta averages each image with its mirror, but a mirror changes labels in "
-            "this data set (a mirrored digit or glyph is another class); drop tta=true"
+            "this data set (a mirrored digit or glyph is another class); drop tta=true, or, if a "
+            "mirror keeps every label in your data, add --flip-ok"
         )
     (train_x, train_y), val = training_and_validation(data, config)
+    counts = torch.bincount(train_y, minlength=len(data.classes))
     return TrainingData(
         name=data.name,
         classes=list(data.classes),
@@ -274,7 +278,8 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
         train=(train_x.to(device), train_y.to(device)),
         val=(val[0].to(device), val[1].to(device)) if val is not None else None,
         test=(data.test_images, data.test_labels),
-        policy=parse_policy(config.augment, data),
+        policy=parse_policy(config.augment, data, flip_ok=flip_ok),
+        class_counts=tuple(counts.tolist()),
     )
 
 
