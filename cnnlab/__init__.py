@@ -3,6 +3,8 @@
 import cnnlab
 run = cnnlab.train(model="tutorial", data="shapes", epochs=2)
 run.metrics["test_accuracy"]
+model = cnnlab.load(run.path)              # or a run name, or "latest"
+model.predict("photo.png", top_k=3)        # [{"class": ..., "index": ..., "probability": ...}, ...]
 """
 
 import os
@@ -21,3 +23,10 @@ def train(*args, **kwargs):
     from cnnlab.training.loop import train as _train
 
     return _train(*args, **kwargs)
+
+
+def load(*args, **kwargs):
+    """A trained run ready to predict from Python; see cnnlab.deploy.api.load."""
+    from cnnlab.deploy.api import load as _load
+
+    return _load(*args, **kwargs)

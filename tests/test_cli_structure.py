@@ -83,7 +83,17 @@ def test_folder_accuracy():
         _result("d/dog/3.png", "dog"),
         _result("d/dog/4.png", None),  # failed files do not count
     ]
-    assert folder_accuracy(results, classes) == {"images": 3, "correct": 2, "accuracy": 2 / 3}
+    scores = folder_accuracy(results, classes)
+    assert {k: scores[k] for k in ("images", "correct", "accuracy")} == {
+        "images": 3,
+        "correct": 2,
+        "accuracy": 2 / 3,
+    }
+    assert scores["confusion"] == [[1, 1], [0, 1]]
+    assert [(c["class"], c["correct"], c["images"]) for c in scores["per_class"]] == [
+        ("cat", 1, 2),
+        ("dog", 1, 1),
+    ]
     # a file outside a class folder, or nothing predicted: no folder accuracy
     assert folder_accuracy([*results, _result("d/other/5.png", "cat")], classes) is None
     assert folder_accuracy([_result("d/cat/1.png", None)], classes) is None

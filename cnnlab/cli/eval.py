@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "confused pairs; write the confusion matrix (image and JSON) and a gallery of the "
         "images with the highest loss.",
         epilog="examples: cnnlab eval runs/tut | cnnlab eval latest --split val --json | "
-        "cnnlab eval runs/tut --out report --format svg --top 32",
+        "cnnlab eval runs/tut --out report --format svg --top 32 | "
+        "cnnlab eval runs/mine --misclassified wrong/",
     )
     p.add_argument("run", help=RUN_HELP)
     p.add_argument("--data", help="another data set with the run's classes (default: the run's)")
@@ -60,6 +61,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=16,
         metavar="N",
         help="images in the top-loss gallery (%(default)s; 0: none)",
+    )
+    p.add_argument(
+        "--misclassified",
+        metavar="DIR",
+        help="write the wrongly classified images into DIR/<true>__as__<predicted>/ (links to "
+        "the original files for image folders, PNGs named by index otherwise); DIR must be new "
+        "or empty",
     )
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     p.set_defaults(handler=run_eval)
@@ -85,6 +93,10 @@ def run_eval(args: argparse.Namespace) -> int:
     run = Run.open(args.run)
     folder = Path(args.out) if args.out else eval_folder(run.path, args.data, args.split)
     make_folder(folder)  # an unwritable --out fails now, not after the evaluation
+    if args.misclassified:
+        from cnnlab.evaluate.misclassified import require_new_folder
+
+        require_new_folder(Path(args.misclassified))
     evaluation, images = evaluate_run(run, args.data, args.split)
     if evaluation.size == 0:
         raise ConfigError(f"the {args.split} split of {evaluation.data} is empty: nothing to score")
@@ -95,6 +107,7 @@ def run_eval(args: argparse.Namespace) -> int:
     written = _write_reports(
         folder, args.format, evaluation, images, result, heading, accuracy_line
     )
+    pairs = _write_misclassified(args.misclassified, result, images, written)
     if args.json:
         print_json(
             {**result, "run": str(run.path), "written": {k: str(v) for k, v in written.items()}}
@@ -106,7 +119,24 @@ def run_eval(args: argparse.Namespace) -> int:
     print_written([written["json"]])
     if "top_losses" in written:
         print_written([written["top_losses"]], f"{len(result['top_losses'])} images")
+    if pairs is not None:
+        say(
+            f"wrote {sum(pairs.values())} misclassified images to "
+            f"{written['misclassified']}/<true>__as__<predicted>/ ({len(pairs)} folders)"
+        )
     return 0
+
+
+def _write_misclassified(
+    out: str | None, result: dict, images: torch.Tensor, written: dict[str, Path]
+) -> dict[str, int] | None:
+    """The wrong images into out/<true>__as__<predicted>/ when --misclassified asks; counts per folder."""
+    if out is None:
+        return None
+    from cnnlab.evaluate.misclassified import write_misclassified
+
+    written["misclassified"] = Path(out)
+    return write_misclassified(Path(out), result["misclassified"], images)
 
 
 def _write_reports(
@@ -148,6 +178,11 @@ def _print_evaluation(
     out = console()
     say(f"{heading}: {evaluation.size} images")
     say(f"{accuracy_line}, loss {evaluation.loss:.4f}")
+    baseline = result["majority_baseline"]
+    say(
+        f"balanced accuracy {percent(result['balanced_accuracy'])} (mean per-class recall); "
+        f"always answering {baseline['class']}: {percent(baseline['accuracy'])}"
+    )
     out.print(_class_table(result["per_class"]))
     if result["most_confused"]:
         out.print(_confused_table(result["most_confused"], result["per_class"]))
@@ -190,15 +225,16 @@ def _confused_table(pairs: list[dict], per_class: list[dict]) -> Table:
 
 
 def _losses_table(items: list[dict]) -> Table:
-    """The images with the highest loss: index, classes, probabilities, loss."""
+    """The images with the highest loss: index (or file), classes, probabilities, loss."""
     table = titled_table(
         "highest losses",
-        ["index", "true", "predicted", "p(predicted)", "p(true)", "loss"],
+        ["file" if items and "file" in items[0] else "index", "true", "predicted"]
+        + ["p(predicted)", "p(true)", "loss"],
         {"index", "p(predicted)", "p(true)", "loss"},
     )
     for item in items:
         table.add_row(
-            str(item["index"]),
+            item.get("file", str(item["index"])),
             item["true"],
             item["predicted"],
             f"{item['probability']:.3f}",

@@ -6,7 +6,16 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from cnnlab.cli.common import ENGINE_HELP, RUN_HELP, percent, print_json, printable
+from rich.console import Console
+
+from cnnlab.cli.common import (
+    ENGINE_HELP,
+    RUN_HELP,
+    percent,
+    print_json,
+    printable,
+    titled_table,
+)
 from cnnlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -89,8 +98,37 @@ def run_predict(args: argparse.Namespace) -> int:
             }
         )
     else:
+        if accuracy is not None:
+            _print_folder_scores(accuracy, run.classes)
         print(printable(_summary_line(len(results), len(failed), accuracy)), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _print_folder_scores(accuracy: dict, classes: list[str]) -> None:
+    """Per-class accuracy by folder name, then the confusion (rows: folder, columns: predicted), on stderr."""
+    per_class = titled_table(
+        "accuracy by folder name",
+        ["class", "correct", "images", "accuracy"],
+        {"correct", "images", "accuracy"},
+    )
+    for row in accuracy["per_class"]:
+        per_class.add_row(
+            row["class"], str(row["correct"]), str(row["images"]), percent(row["accuracy"])
+        )
+    shown = [row["class"] for row in accuracy["per_class"]]
+    confusion = titled_table(
+        "confusion",
+        ["folder \\ predicted", *classes],
+        set(classes),
+    )
+    for name in shown:
+        confusion.add_row(name, *map(str, accuracy["confusion"][classes.index(name)]))
+    # stderr, beside the summary line: stdout stays one line per file, for pipes
+    err = Console(
+        file=sys.stderr, width=None if sys.stderr.isatty() else 200, no_color=True, highlight=False
+    )
+    err.print(per_class)
+    err.print(confusion)
 
 
 def _checked_run(args: argparse.Namespace) -> Run:

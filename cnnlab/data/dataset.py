@@ -25,6 +25,9 @@ class Dataset:
     flip_ok: bool = False  # does a horizontal flip keep every label true?
     source: str = ""  # where the data came from (a folder, "generated", a URL)
     skipped: list[str] = field(default_factory=list)  # bad files left out (folder, skip_bad=True)
+    # The file behind each image (image folders; None for built-in data sets), in image order.
+    train_paths: list[str] | None = None
+    test_paths: list[str] | None = None
 
     def __post_init__(self) -> None:
         for images, labels in (
@@ -34,6 +37,11 @@ class Dataset:
             assert images.dtype == torch.uint8 and images.ndim == 4, (images.dtype, images.shape)
             assert labels.dtype == torch.int64 and labels.shape == (images.shape[0],)
         assert self.train_images.shape[1:] == self.test_images.shape[1:]
+        for paths, labels in (
+            (self.train_paths, self.train_labels),
+            (self.test_paths, self.test_labels),
+        ):
+            assert paths is None or len(paths) == labels.numel(), (len(paths), labels.numel())
         self.train_images = self.train_images.contiguous()
         self.test_images = self.test_images.contiguous()
         if not self.mean:
@@ -49,6 +57,16 @@ class Dataset:
     def num_classes(self) -> int:
         """How many classes (labels run 0..num_classes-1)."""
         return len(self.classes)
+
+    def subset_train(self, size: int, seed: int = 0) -> None:
+        """Cut the training part to a class-balanced `size` (paths kept in step, statistics recomputed)."""
+        idx = subset_indices(self.train_labels, size, seed)
+        if idx is None:
+            return
+        self.train_images = self.train_images[idx].contiguous()
+        self.train_labels = self.train_labels[idx]
+        self.train_paths = pick_paths(self.train_paths, idx)
+        self.mean, self.std = channel_stats(self.train_images)
 
     def __repr__(self) -> str:
         c, h, w = self.image_shape
@@ -93,10 +111,23 @@ def stratified_pick(labels: torch.Tensor, counts: torch.Tensor, seed: int) -> to
     return torch.sort(order[rank < counts[sorted_labels]]).values
 
 
+def pick_paths(paths: list[str] | None, idx: torch.Tensor) -> list[str] | None:
+    """The paths at indices `idx` (None stays None): file names follow their images."""
+    return None if paths is None else [paths[i] for i in idx.tolist()]
+
+
 def split_validation(
     images: torch.Tensor, labels: torch.Tensor, fraction: float, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split off `fraction` of each class as validation: (train_x, train_y, val_x, val_y), deterministic."""
+    train_idx, val_idx = validation_indices(labels, fraction, seed)
+    return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
+
+
+def validation_indices(
+    labels: torch.Tensor, fraction: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, validation indices) of `split_validation`: `fraction` of each class held out."""
     if not 0.0 < fraction < 1.0:
         raise DataError(
             f"validation fraction {fraction} must lie strictly between 0 and 1 (e.g. 0.1)"
@@ -109,16 +140,22 @@ def split_validation(
     mask = torch.ones(labels.numel(), dtype=torch.bool)
     mask[val_idx] = False
     train_idx = torch.nonzero(mask).squeeze(1)
-    return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
+    return train_idx, val_idx
 
 
 def subset(
     images: torch.Tensor, labels: torch.Tensor, size: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A deterministic class-balanced subset of `size` examples (all of them if size >= N)."""
+    idx = subset_indices(labels, size, seed)
+    return (images, labels) if idx is None else (images[idx], labels[idx])
+
+
+def subset_indices(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor | None:
+    """Sorted indices of `subset`'s class-balanced pick; None when size >= N (all kept)."""
     n = labels.numel()
     if size >= n:
-        return images, labels
+        return None
     if size <= 0:
         raise DataError(f"subset size {size} must be positive")
     per_class = torch.bincount(labels)
@@ -128,8 +165,7 @@ def subset(
     rest = size - int(want.sum())
     if rest:
         want[torch.argsort(exact - want, descending=True)[:rest]] += 1
-    idx = stratified_pick(labels, want, seed)
-    return images[idx], labels[idx]
+    return stratified_pick(labels, want, seed)
 
 
 def convert_images(

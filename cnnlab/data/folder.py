@@ -22,13 +22,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
-from cnnlab.data.dataset import Dataset, split_validation
+from cnnlab.data.dataset import Dataset, pick_paths, validation_indices
 from cnnlab.data.images import looks_grayscale, normalise_mode, open_image, to_tensor
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import DataError
 from cnnlab.fileio import atomic_write_bytes, require_regular_file
 
-CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
+CACHE_VERSION = 2  # bump when decoding changes, so old caches are not reused
 GRAY_SIZE, RGB_SIZE = 28, 32  # default sizes: MNIST-like for grayscale, CIFAR-like for colour
 MAX_LISTED = 20  # bad files named in one error
 
@@ -142,16 +142,31 @@ def _decode_all(files: list[tuple[Path, int]], options: FolderOptions) -> tuple[
 
 def _stack(
     decoded: list, files: list[tuple[Path, int]], channels: int, where: Path
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     keep = [
-        (pair, label) for pair, (_, label) in zip(decoded, files, strict=True) if pair is not None
+        (pair, label, str(path))
+        for pair, (path, label) in zip(decoded, files, strict=True)
+        if pair is not None
     ]
     if not keep:
         raise DataError(f"{where}: no usable images left after leaving out the bad files")
     pick = 0 if channels == 1 else 1
-    images = torch.stack([pair[pick] for pair, _ in keep])  # (N, C, H, W) uint8
-    labels = torch.tensor([label for _, label in keep], dtype=torch.int64)
-    return images, labels
+    images = torch.stack([pair[pick] for pair, _, _ in keep])  # (N, C, H, W) uint8
+    labels = torch.tensor([label for _, label, _ in keep], dtype=torch.int64)
+    return images, labels, [path for _, _, path in keep]
+
+
+Stacked = tuple[torch.Tensor, torch.Tensor, list[str]]  # images, labels, file paths
+
+
+def _hold_out(train: Stacked, fraction: float, seed: int) -> tuple[Stacked, Stacked]:
+    """(train, test) with `fraction` of each class held out as test, files kept with images."""
+    images, labels, paths = train
+    train_idx, test_idx = validation_indices(labels, fraction, seed)
+    return (
+        (images[train_idx], labels[train_idx], pick_paths(paths, train_idx)),
+        (images[test_idx], labels[test_idx], pick_paths(paths, test_idx)),
+    )
 
 
 def _bad_files_error(root: Path, errors: list[str]) -> DataError:
@@ -179,6 +194,8 @@ def _read_cache(path: Path) -> Dataset | None:
             flip_ok=meta["flip_ok"] == "1",
             source=meta["source"],
             skipped=json.loads(meta["skipped"]),
+            train_paths=json.loads(meta["train_paths"]),
+            test_paths=json.loads(meta["test_paths"]),
         )
     except (OSError, SafetensorError, KeyError, ValueError):
         return None  # a missing or damaged cache just means decoding again
@@ -197,6 +214,8 @@ def _write_cache(path: Path, ds: Dataset) -> None:
         "flip_ok": "1" if ds.flip_ok else "0",
         "source": ds.source,
         "skipped": json.dumps(ds.skipped),
+        "train_paths": json.dumps(ds.train_paths),
+        "test_paths": json.dumps(ds.test_paths),
     }
     # Atomic: readers see the old cache or the whole new one. An unwritable cache only costs
     # a decode next time.
@@ -236,11 +255,12 @@ def load_folder(
     if channels is None:  # decided by the data: all grayscale-looking -> 1 channel
         channels = 1 if all(p[0] is not None for p in decoded if p is not None) else 3
     n_train = len(train_files)
-    train_x, train_y = _stack(decoded[:n_train], train_files, channels, root)
+    train = _stack(decoded[:n_train], train_files, channels, root)
     if test_files:
-        test_x, test_y = _stack(decoded[n_train:], test_files, channels, root)
+        test = _stack(decoded[n_train:], test_files, channels, root)
     else:
-        train_x, train_y, test_x, test_y = split_validation(train_x, train_y, test_fraction, seed)
+        train, test = _hold_out(train, test_fraction, seed)
+    (train_x, train_y, train_p), (test_x, test_y, test_p) = train, test
     empty = [classes[c] for c in range(len(classes)) if not (train_y == c).any()]
     if empty:
         raise DataError(f"{root}: no usable training images left for class(es) {', '.join(empty)}")
@@ -254,6 +274,8 @@ def load_folder(
         flip_ok=flip_ok,
         source=str(root),
         skipped=errors,
+        train_paths=train_p,
+        test_paths=test_p,
     )
     if use_cache:
         _write_cache(cache_path, ds)

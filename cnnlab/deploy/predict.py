@@ -392,9 +392,30 @@ def predict_files(
 
 def folder_accuracy(results: Sequence[FileResult], classes: Sequence[str]) -> dict[str, Any] | None:
     """When every predicted file lies in a folder named after a class (digits/7/a.png): how many
-    top-1 classes match their folder; None otherwise."""
+    top-1 classes match their folder, per class too, and the confusion; None otherwise."""
     done = [r for r in results if r.ok]
     if not done or any(Path(r.path).parent.name not in classes for r in done):
         return None
-    correct = sum(Path(r.path).parent.name == r.top_k[0]["class"] for r in done)
-    return {"images": len(done), "correct": correct, "accuracy": correct / len(done)}
+    index = {name: i for i, name in enumerate(classes)}
+    k = len(classes)
+    confusion = [[0] * k for _ in range(k)]  # row = folder (true) class, column = predicted
+    for r in done:
+        confusion[index[Path(r.path).parent.name]][index[r.top_k[0]["class"]]] += 1
+    correct = sum(confusion[i][i] for i in range(k))
+    per_class = [
+        {
+            "class": name,
+            "images": sum(confusion[i]),
+            "correct": confusion[i][i],
+            "accuracy": confusion[i][i] / sum(confusion[i]) if sum(confusion[i]) else None,
+        }
+        for i, name in enumerate(classes)
+        if sum(confusion[i])  # only the classes that have a folder among the files
+    ]
+    return {
+        "images": len(done),
+        "correct": correct,
+        "accuracy": correct / len(done),
+        "per_class": per_class,
+        "confusion": confusion,  # over all the run's classes, in their order
+    }

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.dataset import pick_paths, validation_indices
 from cnnlab.errors import DataError
 from cnnlab.model.inference import logits_in_batches
 from cnnlab.run.folder import Run
@@ -30,6 +31,11 @@ class Evaluation:
     logits: torch.Tensor  # (N, K) float32
     data: str = ""
     split: str = "test"
+    files: list[str] | None = None  # the file behind each image (image folders), else None
+
+    def _named(self, i: int) -> dict[str, Any]:
+        """Image i's index, and its file when the data came from files."""
+        return {"index": i} if self.files is None else {"index": i, "file": self.files[i]}
 
     @cached_property
     def probabilities(self) -> torch.Tensor:
@@ -59,6 +65,22 @@ class Evaluation:
     @property
     def loss(self) -> float:
         return self.losses.mean().item() if self.size else float("nan")
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall over the classes present in the split (each class counts once, however large)."""
+        actual = self.confusion.sum(1)
+        present = actual > 0
+        if not present.any():
+            return float("nan")
+        return (self.confusion.diag()[present].double() / actual[present]).mean().item()
+
+    def majority_baseline(self) -> dict[str, Any]:
+        """The best constant answer: the split's most frequent class, and the accuracy it scores."""
+        actual = self.confusion.sum(1)
+        i = int(actual.argmax())
+        share = actual[i].item() / self.size if self.size else float("nan")
+        return {"class": self.classes[i], "accuracy": share}
 
     @cached_property
     def confusion(self) -> torch.Tensor:
@@ -102,11 +124,11 @@ class Evaluation:
         ]
 
     def top_losses(self, n: int = 16) -> list[dict[str, Any]]:
-        """The n images with the highest loss: index, true and predicted class, probabilities, loss."""
+        """The n images with the highest loss: index (and file), true and predicted class, probabilities, loss."""
         order = self.losses.argsort(descending=True)[:n]
         return [
             {
-                "index": int(i),
+                **self._named(i),
                 "true": self.classes[int(self.labels[i])],
                 "predicted": self.classes[int(self.predictions[i])],
                 "probability": float(self.probabilities[i, self.predictions[i]]),
@@ -114,6 +136,19 @@ class Evaluation:
                 "loss": float(self.losses[i]),
             }
             for i in order.tolist()
+        ]
+
+    def misclassified(self) -> list[dict[str, Any]]:
+        """Every wrongly classified image, in index order: index (and file), true, predicted, probability."""
+        wrong = torch.nonzero(self.predictions != self.labels).squeeze(1)
+        return [
+            {
+                **self._named(i),
+                "true": self.classes[int(self.labels[i])],
+                "predicted": self.classes[int(self.predictions[i])],
+                "probability": float(self.probabilities[i, self.predictions[i]]),
+            }
+            for i in wrong.tolist()
         ]
 
     def to_json(self, top: int = 16) -> dict[str, Any]:
@@ -124,11 +159,14 @@ class Evaluation:
             "images": self.size,
             "accuracy": self.accuracy,
             "loss": self.loss,
+            "balanced_accuracy": self.balanced_accuracy,
+            "majority_baseline": self.majority_baseline(),
             "classes": self.classes,
             "confusion": self.confusion.tolist(),
             "per_class": self.per_class(),
             "most_confused": self.most_confused(),
             "top_losses": self.top_losses(top),
+            "misclassified": self.misclassified(),
         }
 
 
@@ -136,6 +174,14 @@ def split_images(
     run: Run, data: str | None = None, split: str = "test"
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(images, labels, data name) of a split, as the run's training saw it."""
+    images, labels, name, _ = split_with_files(run, data, split)
+    return images, labels, name
+
+
+def split_with_files(
+    run: Run, data: str | None = None, split: str = "test"
+) -> tuple[torch.Tensor, torch.Tensor, str, list[str] | None]:
+    """`split_images` plus the file of each image (image folders; None for built-in data sets)."""
     from cnnlab.training.setup import dataset_from_config, training_and_validation
 
     if split not in SPLITS:
@@ -153,24 +199,27 @@ def split_images(
             f"trained on ({', '.join(run.classes)})"
         )
     if split == "test":
-        return dataset.test_images, dataset.test_labels, dataset.name
+        return dataset.test_images, dataset.test_labels, dataset.name, dataset.test_paths
     train, val = training_and_validation(dataset, config)
-    if split == "val":
-        if val is None:
-            raise DataError(
-                f"{run.path} was trained without a validation split (val_split=0): use --split test"
-            )
-        return val[0], val[1], dataset.name
-    return train[0], train[1], dataset.name
+    if split == "val" and val is None:
+        raise DataError(
+            f"{run.path} was trained without a validation split (val_split=0): use --split test"
+        )
+    paths = dataset.train_paths
+    if paths is not None and val is not None:  # the same split as training_and_validation's
+        train_idx, val_idx = validation_indices(dataset.train_labels, config.val_split, config.seed)
+        paths = pick_paths(paths, val_idx if split == "val" else train_idx)
+    pair = val if split == "val" else train
+    return pair[0], pair[1], dataset.name, paths
 
 
 def evaluate_run(
     run: Run, data: str | None = None, split: str = "test", device: str = "cpu"
 ) -> tuple[Evaluation, torch.Tensor]:
     """The run's model scored on a split; also returns the split's uint8 images (for galleries)."""
-    images, labels, name = split_images(run, data, split)
+    images, labels, name, files = split_with_files(run, data, split)
     model = run.load_model(device)
     # Scored as training scored it: a run trained with tta=true is evaluated with the mirror too.
     tta = config_of(run).tta
     logits = logits_in_batches(model, images, run.mean, run.std, device=device, tta=tta)
-    return Evaluation(run.classes, labels, logits, data=name, split=split), images
+    return Evaluation(run.classes, labels, logits, name, split, files), images

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from cnnlab.figures.canvas import new_figure
+from cnnlab.text import printable
 
 WRONG_COLOUR = "#b2182b"  # titles of misclassified images
+NAME_CHARS = 18  # a file name in a tile's title, cut to fit 1.55 inches at 7 points
 
 
 def _cell_colour(share: float, count: int) -> str:
@@ -71,26 +74,38 @@ def _show_image(ax: Axes, image: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
+def _image_name(item: dict[str, Any]) -> str:
+    """'#12' for an image of a built-in data set; its file name (cut to fit) for folder data."""
+    if "file" not in item:
+        return f"#{item['index']}"
+    name = printable(PurePath(item["file"]).name)
+    return name if len(name) <= NAME_CHARS else f"{name[: NAME_CHARS - 3]}..."
+
+
 def gallery_figure(
     images: torch.Tensor, items: list[dict[str, Any]], title: str = "", columns: int = 8
 ) -> Figure:
-    """The images of `items` (Evaluation.top_losses rows: index, true, predicted, probability)."""
+    """The images of `items` (Evaluation.top_losses rows: index, file if any, true, predicted, probability)."""
     if not items:
         raise ValueError("gallery_figure needs at least one image")
     cols = min(columns, len(items))
     rows = math.ceil(len(items) / cols)
-    figure = new_figure(1.55 * cols, 1.9 * rows + (0.5 if title else 0.1))
+    named = any("file" in item for item in items)  # captions of 3 lines: name, true, predicted
+    figure = new_figure(1.55 * cols, (2.1 if named else 1.9) * rows + (0.5 if title else 0.1))
     for i, item in enumerate(items):
         ax = figure.add_subplot(rows, cols, i + 1)
         _show_image(ax, images[item["index"]])
         wrong = item["true"] != item["predicted"]
+        # A file name gets a line of its own: beside the class it would overrun the next tile.
+        joint = "\n" if "file" in item else " "
         ax.set_title(
-            f"#{item['index']} true {item['true']}\n"
+            f"{_image_name(item)}{joint}true {item['true']}\n"
             f"pred {item['predicted']} {item['probability']:.0%}",
             fontsize=7,
             color=WRONG_COLOUR if wrong else "black",
         )
     if title:
         figure.suptitle(title, fontsize=10)
-    figure.subplots_adjust(hspace=0.6, wspace=0.1, top=1 - 0.45 / figure.get_figheight())
+    top = (0.75 if named else 0.45) / figure.get_figheight()  # inches above the first captions
+    figure.subplots_adjust(hspace=0.8 if named else 0.6, wspace=0.1, top=1 - top)
     return figure

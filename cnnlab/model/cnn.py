@@ -47,8 +47,14 @@ class CnnModel(nn.Sequential):
         return x
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax of the logits: (N, classes), each row sums to 1."""
-        return torch.softmax(self.forward(x), dim=1)
+        """Softmax of the logits, (N, classes), each row sums to 1; for use, so no gradients.
+
+        Under `torch.no_grad`: the result tracks no graph (no memory held for a backward that
+        never comes). To train, or for gradients with respect to the input, use `forward`
+        (logits) and softmax or cross-entropy on them.
+        """
+        with torch.no_grad():
+            return torch.softmax(self.forward(x), dim=1)
 
     def to_spec(self) -> ModelSpec:
         """The spec read back from the built modules themselves."""
