@@ -1,4 +1,5 @@
-"""Files on disk, the bottom layer: THE atomic write and file hashes, shared by data, run and deploy.
+"""Files on disk, the bottom layer: THE atomic write, file hashes and safe reads (regular files,
+TOML), shared by spec, data, run, training and deploy.
 
 An atomic write goes to a temporary file in the same folder, is fsynced, renamed
 over the old name and the folder fsynced: a process killed at any moment leaves
@@ -13,6 +14,7 @@ import json
 import os
 import stat
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -60,6 +62,25 @@ def read_regular_bytes(path: str | Path, max_bytes: int | None = None) -> bytes:
         if size > max_bytes or len(data) > max_bytes:
             raise FileTooLarge(f"{path} is larger than {max_bytes:,} bytes ({size:,})")
         return data
+
+
+class NotToml(ValueError):
+    """A file that is not TOML cnnlab can use; the message says why (its readers add the file)."""
+
+
+def read_toml(path: str | Path, max_bytes: int) -> dict[str, Any]:
+    """The table in a regular TOML file; OSError when it cannot be read, NotToml when it is not TOML.
+
+    tomllib fails in three ways besides its own TOMLDecodeError: bytes that are not UTF-8, a
+    number of over 4,300 digits (ValueError) and arrays nested thousands deep (RecursionError).
+    """
+    text = read_regular_bytes(path, max_bytes)
+    try:
+        return tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise NotToml(f"not valid TOML ({error})") from None
+    except (ValueError, RecursionError):
+        raise NotToml("a number too long or arrays nested too deep") from None
 
 
 def require_regular_file(path: str | Path) -> None:

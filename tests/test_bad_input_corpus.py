@@ -168,3 +168,18 @@ def test_a_fifo_given_as_a_config_or_model_file_is_refused_not_waited_on(tmp_pat
     assert done.returncode == 2, done.stderr
     assert "not a regular file" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["seed = " + "9" * 5000, "seed = " + "[" * 2000 + "]" * 2000, "seed = = 1", "\xff\xfe"],
+    ids=["5000 digits", "deep arrays", "syntax", "not utf-8"],
+)
+def test_a_damaged_config_toml_in_a_run_is_a_clean_error(trained, tmp_path, text, cli):
+    """Every TOML reader goes through fileio.read_toml; a run's own config.toml included."""
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    (run / "config.toml").write_bytes(text.encode("latin-1"))
+    result = cli("eval", str(run))
+    assert result.code == 2, result.err
+    assert result.err.startswith(f"error: {run / 'config.toml'}: ")
+    assert "Traceback" not in result.err

@@ -7,12 +7,11 @@ errors naming the file and the fix, as in a training config.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from cnnlab.errors import DataError
-from cnnlab.fileio import read_regular_bytes
+from cnnlab.fileio import NotToml, read_toml
 from cnnlab.text import clipped
 
 FOLDER_CONFIG = "cnnlab.toml"  # in the folder's root, beside the class folders (or train/, test/)
@@ -29,13 +28,11 @@ class FolderConfig:
 def _parse(path: Path) -> dict:
     """The TOML table in `path`, or a DataError naming the file."""
     try:
-        return tomllib.loads(read_regular_bytes(path, MAX_BYTES).decode("utf-8"))
+        return read_toml(path, MAX_BYTES)
     except OSError as error:  # a FIFO or folder (never waited on), too large, unreadable
         raise DataError(f"{path} cannot be read: {error}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise DataError(
-            f"{path}: not valid TOML ({error}); write settings such as flip_ok = true"
-        ) from None
+    except NotToml as error:
+        raise DataError(f"{path}: {error}; write settings such as flip_ok = true") from None
 
 
 def read_folder_config(root: str | Path) -> FolderConfig:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
-from cnnlab.fileio import read_regular_bytes
+from cnnlab.fileio import NotToml, read_regular_bytes, read_toml
 from cnnlab.model.cnn import CnnModel
 from cnnlab.run.checkpoint import check_state_dict, load_tensors, read_json
 from cnnlab.run.files import (
@@ -105,11 +104,11 @@ class Run:
         if not path.exists():
             raise CheckpointError(f"{path} is missing; the run folder is incomplete")
         try:
-            return tomllib.loads(read_regular_bytes(path, MAX_TEXT_BYTES).decode("utf-8"))
+            return read_toml(path, MAX_TEXT_BYTES)
         except OSError as error:
             raise CheckpointError(f"{path} cannot be read ({error})") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as error:
-            raise ConfigError(f"{path}: not valid TOML ({error})") from None
+        except NotToml as error:
+            raise ConfigError(f"{path}: {error}") from None
 
     def epoch_metrics(self) -> list[dict[str, float]]:
         """The rows of metrics.csv as numbers (empty cells as NaN)."""

@@ -14,14 +14,13 @@ one-line spelling parse to equal specs. Written with `tomli_w`. Pure; no torch.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from cnnlab.errors import SpecError
-from cnnlab.fileio import read_regular_bytes
+from cnnlab.fileio import NotToml, read_toml
 from cnnlab.spec.language import MAX_NUMBER, ModelSpec, format_shape, make_layer, parse_shape
 
 TOP_KEYS = {"input", "layers", "name", "description"}
@@ -62,13 +61,11 @@ def load_spec_toml(path: str | Path) -> ModelSpec:
     """Read a TOML model file."""
     path = Path(path)
     try:
-        data = tomllib.loads(read_regular_bytes(path, MAX_FILE_BYTES).decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise SpecError(f"{path}: not valid TOML ({error})") from None
-    except (ValueError, RecursionError):  # a 5000-digit number; arrays nested thousands deep
+        data = read_toml(path, MAX_FILE_BYTES)
+    except NotToml as error:
         raise SpecError(
-            f"{path}: a number too long or arrays nested too deep for a model file; "
-            f"numbers in a spec are at most {MAX_NUMBER}, arrays at most a pair such as [3, 5]"
+            f"{path}: {error}; numbers in a spec are at most {MAX_NUMBER}, "
+            "arrays at most a pair such as [3, 5]"
         ) from None
     except OSError as error:  # missing, a FIFO or folder (never waited on), too large
         raise SpecError(f"{path}: cannot read the model file ({error})") from None

@@ -13,13 +13,12 @@ import difflib
 import json
 import math
 import os
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
-from cnnlab.fileio import read_regular_bytes
+from cnnlab.fileio import NotToml, read_toml
 from cnnlab.text import clipped
 
 if TYPE_CHECKING:
@@ -228,17 +227,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """The settings in a TOML training config, converted and checked key by key."""
     path = Path(path)
     try:
-        data = tomllib.loads(read_regular_bytes(path, MAX_FILE_BYTES).decode("utf-8"))
+        data = read_toml(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except OSError as error:  # a FIFO or folder (never waited on), too large, unreadable
         raise ConfigError(f"config file {path} cannot be read: {error}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    except (ValueError, RecursionError):  # a 5000-digit number; arrays nested thousands deep
+    except NotToml as error:
         raise ConfigError(
-            f"{path}: a number too long or arrays nested too deep for a training config; "
-            "settings are single values such as epochs = 3"
+            f"{path}: {error}; settings are single values such as epochs = 3"
         ) from None
     try:
         return _converted(_train_table(data))
