@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -320,3 +321,33 @@ def test_config_of_a_run_is_the_config_it_was_trained_with(tmp_path):
     (tmp_path / "config.toml").unlink()
     with pytest.raises(CheckpointError, match="config.toml is missing"):
         config_of(run)
+
+
+# --- small data: the recipe fitted to the number of images ---------------------------------
+
+
+def test_fit_to_data_gives_small_data_enough_steps_and_leaves_large_data_alone():
+    from cnnlab.training.config import MIN_STEPS, fit_to_data, resolve_config
+
+    config = resolve_config({})
+    fitted, note = fit_to_data(config, 500)
+    assert (fitted.batch_size, fitted.epochs) == (32, 34)  # 15 steps an epoch, 510 in all
+    assert (500 // fitted.batch_size) * fitted.epochs >= MIN_STEPS
+    assert "batch 32 (not 128), 34 epochs (not 8)" in note
+    assert fit_to_data(config, 24_000) == (config, None)  # 187 steps x 8 epochs already
+    assert fit_to_data(config, 20)[0].batch_size == 16  # never below the smallest batch
+    pinned = resolve_config({"epochs": 3})
+    assert not pinned.fit_to_data and fit_to_data(pinned, 500) == (pinned, None)
+    assert resolve_config({"epochs": 3, "fit_to_data": True}).fit_to_data
+
+
+@pytest.mark.slow
+def test_500_images_with_the_defaults_learn_far_above_chance(tmp_path, cli):
+    """Was 10.10% (chance for 10 classes): 4 steps an epoch at batch 128 never got going."""
+    out = tmp_path / "small"
+    result = cli("train", "train_size=500", "test_size=1000", "--out", str(out))
+    assert result.code == 0, result.err
+    assert "fitted to 500 training images: batch 32" in result.out
+    assert Run.open(out).metrics["test_accuracy"] > 0.6
+    recorded = tomllib.loads((out / "config.toml").read_text())
+    assert (recorded["batch_size"], recorded["epochs"]) == (32, 34)  # the values actually used

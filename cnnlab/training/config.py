@@ -52,6 +52,9 @@ class TrainConfig:
     # the recipe
     epochs: int = 8
     batch_size: int = 128  # total over all processes
+    # small data: lower batch_size and raise epochs until the run has enough optimizer steps
+    # (see fit_to_data); off as soon as epochs or batch_size is given
+    fit_to_data: bool = True
     optimizer: str = "sgd"
     lr: float = 0.0  # peak learning rate (0 = the optimizer's default below)
     momentum: float = 0.9  # sgd (Nesterov)
@@ -208,8 +211,42 @@ def resolve_config(*settings: dict[str, Any]) -> TrainConfig:
     recipe = recipe_for(
         merged.get("model", TrainConfig.model), merged.get("data", TrainConfig.data)
     )
+    if ("epochs" in merged or "batch_size" in merged) and "fit_to_data" not in merged:
+        merged["fit_to_data"] = False  # the user sized the run: keep it as given
     base = apply(TrainConfig(), recipe)
     return apply(base, merged)
+
+
+# A run needs enough optimizer steps to learn: 300 images at batch 128 give 2 steps an epoch,
+# 16 in 8 epochs, and the model stays at chance (measured: 10% on 500 shapes; 15% on 2,000).
+MIN_STEPS_PER_EPOCH = 10
+MIN_STEPS = 500
+MIN_BATCH = 16
+MAX_FITTED_EPOCHS = 300
+
+
+def fit_to_data(config: TrainConfig, images: int) -> tuple[TrainConfig, str | None]:
+    """The config sized to `images` training images, and a note saying what changed (or None).
+
+    Halves the batch while an epoch has fewer than MIN_STEPS_PER_EPOCH steps (down to
+    MIN_BATCH), then raises the epochs until the run has MIN_STEPS steps. Large data sets
+    already have them: their runs are unchanged.
+    """
+    if not config.fit_to_data:
+        return config, None
+    batch = config.batch_size
+    while batch // 2 >= MIN_BATCH and images // batch < MIN_STEPS_PER_EPOCH:
+        batch //= 2
+    steps = max(1, images // batch)
+    epochs = min(MAX_FITTED_EPOCHS, max(config.epochs, math.ceil(MIN_STEPS / steps)))
+    if (batch, epochs) == (config.batch_size, config.epochs):
+        return config, None
+    note = (
+        f"fitted to {images} training images: batch {batch} (not {config.batch_size}), "
+        f"{epochs} epochs (not {config.epochs}) = {steps * epochs} optimizer steps; "
+        "give --batch-size or --epochs to choose yourself"
+    )
+    return dataclasses.replace(config, batch_size=batch, epochs=epochs), note
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

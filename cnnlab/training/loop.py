@@ -36,7 +36,7 @@ from cnnlab.run.folder import Run
 from cnnlab.run.writer import append_log, write_metrics, write_model, write_resume
 from cnnlab.training import distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
-from cnnlab.training.config import TrainConfig, apply, resolve_config
+from cnnlab.training.config import TrainConfig, apply, fit_to_data, resolve_config
 from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.schedule import lr_factor, set_lr
 from cnnlab.training.setup import (
@@ -161,6 +161,10 @@ def _prepare(
     """Folder (its lock released by `held`), data, model, optimizer and, when resuming, the saved
     state; says what will train."""
     torch.set_num_threads(thread_count(config, world))
+    data, fitted = None, None
+    if not resume:  # size the recipe to the data before config.toml records it
+        data = load_data(config, device)
+        config, fitted = fit_to_data(config, len(data.train[0]))
     opened = open_run(config, resume, world)
     if opened.lock is not None:
         held.callback(opened.lock.release)
@@ -169,7 +173,7 @@ def _prepare(
         partial(append_log, opened.folder) if world.is_main else None,
         quiet=config.quiet or not world.is_main,
     )
-    data = load_data(config, device)
+    data = data or load_data(config, device)
     learner, spec, notes = build_learner(config, data, device)
     position, best = Position(), None
     if opened.saved is not None:
@@ -188,6 +192,8 @@ def _prepare(
             report.say(f"  adapted: {note}")
         report.say(_data_line(data))
         _say_class_counts(report, data, config.balance)
+        if fitted:
+            report.say(fitted)
     return job, learner, position, best
 
 
