@@ -43,8 +43,14 @@ FLAGS = {
     "--model": ("model", "preset, TOML file or one-line spec (default: {default})"),
     "--data": ("data", "data set name, folder:PATH or a folder (default: {default})"),
     "--data-dir": ("data_dir", "where to look for data set files first"),
-    "--epochs": ("epochs", "epochs to train (default: {default}, or the preset's recipe)"),
-    "--batch-size": ("batch_size", "images per step over all processes (default: {default})"),
+    "--epochs": (
+        "epochs",
+        "epochs to train (default: {default}, or the preset's recipe; raised on small data)",
+    ),
+    "--batch-size": (
+        "batch_size",
+        "images per step over all processes (default: {default}; lowered on small data)",
+    ),
     "--lr": ("lr", f"peak learning rate (default: {_lr_defaults()})"),
     "--optimizer": ("optimizer", "sgd (Nesterov), adam or adamw (default: {default})"),
     "--schedule": (
