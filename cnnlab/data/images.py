@@ -20,6 +20,9 @@ from cnnlab.fileio import open_regular_file
 
 MAX_PIXELS = 50_000_000  # 50 megapixels: ~7000x7000; anything larger is refused before decoding
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+MAX_SIDE = 1024  # pixels per side of the size images are resized to for a model
+# How an image meets a size of another aspect ratio (fit_image); stretch first: the default.
+KEEP_ASPECT = ("stretch", "pad", "crop")
 # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that, while opening; we refuse first.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -77,6 +80,12 @@ def _open_header(handle: BinaryIO, label: str) -> Image.Image:
     if width == 0 or height == 0:
         raise DataError(f"{label}: image has no pixels ({width}x{height})")
     return image
+
+
+def header_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone (nothing decoded, EXIF not applied)."""
+    with open_regular_file(path) as handle:
+        return _open_header(handle, str(path)).size
 
 
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
@@ -144,10 +153,54 @@ def looks_grayscale(image: Image.Image) -> bool:
     return bool((array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all())
 
 
+def _target(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(width, height) as Pillow takes it from an int (a square) or (H, W)."""
+    return (size, size) if isinstance(size, int) else (size[1], size[0])
+
+
+def fit_image(
+    image: Image.Image, size: int | tuple[int, int], keep_aspect: str = "stretch"
+) -> Image.Image:
+    """`image` at `size` (int: square; (H, W)): stretched, letterboxed (pad) or centre-cropped.
+
+    stretch: resized to the size, the aspect ratio lost (cnnlab's behaviour before keep_aspect).
+    pad: scaled to fit inside the size, the rest black bars (letterbox), centred.
+    crop: the centre part with the size's aspect ratio, then resized: the edges are lost.
+    LANCZOS keeps thin strokes when shrinking. E.g. a 4x2 (WxH) image to 4x4 with pad: rows
+    0 and 3 black, rows 1-2 the image; to 2x2 with crop: its columns 1-2.
+    """
+    if keep_aspect not in KEEP_ASPECT:
+        raise DataError(f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}, not {keep_aspect!r}")
+    w, h = _target(size)
+    iw, ih = image.size
+    if keep_aspect == "crop" and iw * h != ih * w:
+        if iw * h > ih * w:  # wider than the target: keep the middle columns
+            cw = max(1, round(ih * w / h))
+            left = (iw - cw) // 2
+            image = image.crop((left, 0, left + cw, ih))
+        else:
+            ch = max(1, round(iw * h / w))
+            top = (ih - ch) // 2
+            image = image.crop((0, top, iw, top + ch))
+    if keep_aspect == "pad" and iw * h != ih * w:
+        scale = min(w / iw, h / ih)
+        nw, nh = max(1, min(w, round(iw * scale))), max(1, min(h, round(ih * scale)))
+        inner = image if (nw, nh) == (iw, ih) else image.resize((nw, nh), Image.Resampling.LANCZOS)
+        canvas = Image.new(image.mode, (w, h))  # black (0 in every channel)
+        canvas.paste(inner, ((w - nw) // 2, (h - nh) // 2))
+        return canvas
+    if image.size != (w, h):
+        image = image.resize((w, h), Image.Resampling.LANCZOS)
+    return image
+
+
 def to_tensor(
-    image: Image.Image, channels: int | None = None, size: int | tuple[int, int] | None = None
+    image: Image.Image,
+    channels: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    keep_aspect: str = "stretch",
 ) -> torch.Tensor:
-    """A normalised ("L" or "RGB") image -> uint8 tensor (C, H, W), converted and resized as asked."""
+    """A normalised ("L" or "RGB") image -> uint8 tensor (C, H, W), converted and fitted as asked."""
     if channels == 1 and image.mode != "L":
         image = image.convert("L")  # ITU-R 601 luma
     elif channels == 3 and image.mode != "RGB":
@@ -155,10 +208,7 @@ def to_tensor(
     elif channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
     if size is not None:
-        w, h = (size, size) if isinstance(size, int) else (size[1], size[0])
-        if image.size != (w, h):
-            # Squash to the target size (no crop); LANCZOS keeps thin strokes when shrinking.
-            image = image.resize((w, h), Image.Resampling.LANCZOS)
+        image = fit_image(image, size, keep_aspect)
     array = np.asarray(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
@@ -171,14 +221,16 @@ def load_image(
     size: int | tuple[int, int] | None = None,
     background: int = 255,
     name: str | None = None,
+    keep_aspect: str = "stretch",
 ) -> torch.Tensor:
     """Path or bytes -> checked image -> uint8 tensor (C, H, W).
 
     channels: 1, 3, or None (1 when the image looks gray, else 3); size: an int for a
     square, (H, W), or None to keep the image's own size; background: the gray level
-    (0..255) that transparent pixels are composited onto.
+    (0..255) that transparent pixels are composited onto; keep_aspect: stretch, pad or
+    crop (`fit_image`).
     """
     image = normalise_mode(open_image(source, name=name), background=background)
     if channels is None and image.mode == "RGB" and looks_grayscale(image):
         image = image.convert("L")
-    return to_tensor(image, channels=channels, size=size)
+    return to_tensor(image, channels=channels, size=size, keep_aspect=keep_aspect)

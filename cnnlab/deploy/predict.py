@@ -1,8 +1,9 @@
 """Image files (or pixel arrays) -> the model's input exactly as in training -> class probabilities.
 
 Every image goes through `images.load_image` (format allowlist, pixel limit, any mode, EXIF
-rotation, resized to the model's input with LANCZOS) and `inference.normalize`, as training
-data did. Options for photos of dark-on-light digits, as MNIST was made:
+rotation, fitted to the model's input with LANCZOS and the run's keep_aspect: stretch, pad
+or crop) and `inference.normalize`, as training data did. Options for photos of
+dark-on-light digits, as MNIST was made:
   invert  yes / no / auto (auto: when the image's border is light and the model was trained
           on dark backgrounds, i.e. its data mean is below one half)
   center  stretch the contrast (median -> black, brightest ink -> white), crop to the ink's
@@ -37,6 +38,7 @@ from cnnlab.deploy.engines import (
 )
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.model.inference import normalize
+from cnnlab.run.files import DEFAULT_KEEP_ASPECT, keep_aspect_of
 from cnnlab.run.folder import Run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -120,8 +122,13 @@ def prepare_image(
     data_mean: Sequence[float],
     options: Preprocess = Preprocess(),
     name: str | None = None,
+    keep_aspect: str = DEFAULT_KEEP_ASPECT,
 ) -> torch.Tensor:
-    """A file or encoded bytes -> uint8 (C, H, W) at the model's input shape, as training saw images."""
+    """A file or encoded bytes -> uint8 (C, H, W) at the model's input shape, as training saw images.
+
+    keep_aspect: how the run's training images met its input shape (stretch, pad or crop);
+    centring fits the ink itself and ignores it.
+    """
     channels, height, width = input_shape
     if options.center:
         if channels != 1:
@@ -132,7 +139,9 @@ def prepare_image(
         if should_invert(gray, options.invert, data_mean):
             gray = 255 - gray
         return torch.from_numpy(mnist_center(gray, (height, width)))[None]
-    image = load_image(source, channels=channels, size=(height, width), name=name)
+    image = load_image(
+        source, channels=channels, size=(height, width), name=name, keep_aspect=keep_aspect
+    )
     if should_invert(image.numpy(), options.invert, data_mean):
         image = 255 - image
     return image
@@ -262,6 +271,17 @@ def select_engine(
 # --- prediction -----------------------------------------------------------------------------
 
 
+def run_keep_aspect(run: Run) -> str:
+    """How the run fitted its images to the input (model.json, else config.toml, else stretch)."""
+    if "keep_aspect" in run.meta:
+        return keep_aspect_of(run.meta, {})
+    try:
+        config = run.config_values()
+    except CnnlabError:  # a run folder without a readable config.toml: the old behaviour
+        config = {}
+    return keep_aspect_of(run.meta, config)
+
+
 class Predictor:
     """A run's model ready to predict: its preprocessing, classes and an engine."""
 
@@ -274,6 +294,7 @@ class Predictor:
     ):
         self.run = run
         self.model = run.load_model()
+        self.keep_aspect = run_keep_aspect(run)
         self.eager = EagerEngine(self.model)
         self.engine, self.choice = select_engine(run, self.eager, engine, export_path, threads)
 
@@ -292,7 +313,9 @@ class Predictor:
         name: str | None = None,
     ) -> torch.Tensor:
         """uint8 (C, H, W) model input from a file or encoded bytes."""
-        return prepare_image(source, self.input_shape, self.run.mean, options, name)
+        return prepare_image(
+            source, self.input_shape, self.run.mean, options, name, self.keep_aspect
+        )
 
     def normalized(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) -> the float input every engine takes."""

@@ -1,4 +1,5 @@
-"""The built torch model: `CnnModel` (an nn.Sequential named as the spec reads), `build_model`, `adapt_to_data`.
+"""The built torch model: `CnnModel` (an nn.Sequential named as the spec reads), `build_model`,
+`adapt_to_data` and `model_for_data` (the spec training builds for a data set).
 
 `build_model` validates the spec (analysis.py) before creating any tensor, then builds an
 `nn.Sequential` whose children are named conv1, relu1, maxpool1, ... so weights and feature
@@ -12,7 +13,7 @@ from torch import nn
 
 from cnnlab.errors import SpecError
 from cnnlab.model.layers import build_layer, layer_from_module
-from cnnlab.model.presets import resolve_model
+from cnnlab.model.presets import PRESETS, preset_spec, resolve_model
 from cnnlab.spec.analysis import ModelReport, analyze, layer_names
 from cnnlab.spec.kinds import LAYER_KINDS
 from cnnlab.spec.language import LayerSpec, ModelSpec, format_shape
@@ -92,6 +93,29 @@ def adapt_to_data(
         )
         layers[last] = LayerSpec("fc", params)
     return ModelSpec(tuple(layers), tuple(input_shape)), notes
+
+
+def model_for_data(
+    model: str | ModelSpec, input_shape: tuple[int, int, int], num_classes: int
+) -> tuple[ModelSpec, list[str]]:
+    """The spec training builds for data of (C, H, W) `input_shape` and `num_classes` classes.
+
+    A preset takes its variant for the input (`preset_spec`: `default` ends in global average
+    pooling on colour inputs or sides over 32 px), then `adapt_to_data`. Returns the spec and
+    notes saying what changed.
+    """
+    spec = resolve_model(model)
+    notes = []
+    if isinstance(model, str) and model in PRESETS:
+        fitted = preset_spec(model, input_shape)
+        if fitted.layers != spec.layers:
+            notes.append(
+                f"{model} on {format_shape(input_shape)} inputs: its variant for colour or larger "
+                "images, ending in global average pooling (the same parameters at any size)"
+            )
+            spec = fitted
+    more, extra = adapt_to_data(spec, input_shape, num_classes)
+    return more, notes + extra
 
 
 def build_model(

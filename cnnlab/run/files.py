@@ -8,8 +8,9 @@ A run folder holds:
                       states) with its JSON (epoch, step, history) in the metadata,
                       so a kill between two writes can never pair mismatched halves
   model.safetensors   weights and BatchNorm buffers (state_dict names: conv1.weight, ...)
-  model.json          spec, input shape, classes, normalisation, metrics, versions: all that
-                      evaluate, predict, export and serve need to rebuild the model
+  model.json          spec, input shape, classes, normalisation, how images meet the input's
+                      aspect ratio (keep_aspect), metrics, versions: all that evaluate,
+                      predict, export and serve need to rebuild the model
   .cnnlab.lock        while a process writes the folder: its pid (run/writer.py)
 """
 
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cnnlab import __version__
+from cnnlab.data.images import KEEP_ASPECT
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.spec.analysis import analyze
 from cnnlab.spec.language import parse_spec
@@ -65,6 +67,8 @@ REQUIRED_META = {
     "mean": list,
     "std": list,
 }
+# Optional keys, added later in RUN_FORMAT's life: older runs lack them and read as the default.
+DEFAULT_KEEP_ASPECT = KEEP_ASPECT[0]  # stretch: what every run before keep_aspect did
 
 
 def model_meta(
@@ -74,9 +78,11 @@ def model_meta(
     std: tuple[float, ...],
     data: str,
     metrics: dict[str, Any],
+    keep_aspect: str | None = None,
 ) -> dict[str, Any]:
-    """What model.json holds."""
-    return {
+    """What model.json holds; keep_aspect: how images were fitted to the input (stretch, pad or
+    crop; None leaves the key out, and readers take config.toml's, see `keep_aspect_of`)."""
+    meta = {
         "format": RUN_FORMAT,
         "spec": model.spec.text(),
         "input_shape": list(model.input_shape),
@@ -89,6 +95,9 @@ def model_meta(
         "torch_version": torch.__version__,
         "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if keep_aspect is not None:
+        meta["keep_aspect"] = keep_aspect
+    return meta
 
 
 def check_meta(meta: dict[str, Any], source: Path) -> None:
@@ -117,6 +126,17 @@ def check_meta(meta: dict[str, Any], source: Path) -> None:
         raise CheckpointError(f"{source}: its spec does not work ({error})") from None
     _check_classes(meta["classes"], outputs, source)
     _check_normalisation(meta["mean"], meta["std"], channels, source)
+    if meta.get("keep_aspect", DEFAULT_KEEP_ASPECT) not in KEEP_ASPECT:
+        raise _damaged(source, f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}")
+
+
+def keep_aspect_of(meta: dict[str, Any], config: dict[str, Any]) -> str:
+    """How a run fitted images to its input: model.json's keep_aspect, else its config.toml's
+    (runs whose model.json predates the key), else stretch (runs before keep_aspect existed)."""
+    if "keep_aspect" in meta:
+        return meta["keep_aspect"]
+    value = config.get("train", config).get("keep_aspect", DEFAULT_KEEP_ASPECT)
+    return value if value in KEEP_ASPECT else DEFAULT_KEEP_ASPECT
 
 
 def _damaged(source: Path, what: str) -> CheckpointError:
