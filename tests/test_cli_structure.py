@@ -16,8 +16,8 @@ from cnnlab.model.cnn import build_model
 from cnnlab.training.config import OPTIMIZERS, TrainConfig
 
 COMMANDS = [
-    "summary", "models", "spec", "datasets", "train", "runs", "eval", "plot", "filters",
-    "featuremaps", "explain", "kernels", "diagram", "predict", "export", "serve",
+    "summary", "models", "spec", "datasets", "train", "runs", "lr-find", "eval", "plot", "filters",
+    "featuremaps", "cam", "patches", "embed", "explain", "kernels", "diagram", "predict", "export", "serve",
 ]  # fmt: skip
 
 

@@ -112,7 +112,9 @@ def test_resume_refuses_changes_that_would_make_another_run(tmp_path):
 
 
 def test_nan_stops_training_and_no_nan_weights_are_written(tmp_path):
-    steps_per_epoch = SMALL["train_size"] // SMALL["batch_size"]
+    from cnnlab.training.config import steps_per_epoch as steps_of
+
+    steps_per_epoch = steps_of(SMALL["train_size"], SMALL["batch_size"])  # 19: the last 48 kept
 
     def poison(model, global_step):
         if global_step == steps_per_epoch + 3:  # in the second epoch
@@ -327,13 +329,14 @@ def test_config_of_a_run_is_the_config_it_was_trained_with(tmp_path):
 
 
 def test_fit_to_data_gives_small_data_enough_steps_and_leaves_large_data_alone():
-    from cnnlab.training.config import MIN_STEPS, fit_to_data, resolve_config
+    from cnnlab.training.config import MIN_STEPS, fit_to_data, resolve_config, steps_per_epoch
 
     config = resolve_config({})
     fitted, note = fit_to_data(config, 500)
-    assert (fitted.batch_size, fitted.epochs) == (32, 34)  # 15 steps an epoch, 510 in all
-    assert (500 // fitted.batch_size) * fitted.epochs >= MIN_STEPS
-    assert "batch 32 (not 128), 34 epochs (not 8)" in note
+    # 16 steps an epoch (the last batch of 20 is kept), 512 in all
+    assert (fitted.batch_size, fitted.epochs) == (32, 32)
+    assert steps_per_epoch(500, fitted.batch_size) * fitted.epochs >= MIN_STEPS
+    assert "batch 32 (not 128), 32 epochs (not 8)" in note
     assert fit_to_data(config, 24_000) == (config, None)  # 187 steps x 8 epochs already
     assert fit_to_data(config, 20)[0].batch_size == 16  # never below the smallest batch
     pinned = resolve_config({"epochs": 3})
@@ -347,7 +350,7 @@ def test_500_images_with_the_defaults_learn_far_above_chance(tmp_path, cli):
     out = tmp_path / "small"
     result = cli("train", "train_size=500", "test_size=1000", "--out", str(out))
     assert result.code == 0, result.err
-    assert "fitted to 500 training images: batch 32" in result.out
+    assert "recipe: 500 images, 10 classes: batch 32, 32 epochs = 512 steps" in result.out
     assert Run.open(out).metrics["test_accuracy"] > 0.6
     recorded = tomllib.loads((out / "config.toml").read_text())
-    assert (recorded["batch_size"], recorded["epochs"]) == (32, 34)  # the values actually used
+    assert (recorded["batch_size"], recorded["epochs"]) == (32, 32)  # the values actually used

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import console, percent, print_json, titled_table
-from cnnlab.run.files import RUNS_DIR
-from cnnlab.run.folder import Run, list_runs
+from cnnlab.run import RUNS_DIR  # not run.files or run.folder: they load torch (start-up)
 from cnnlab.training.config import (
     FIELD_TYPES,
+    LR_AUTO,
     OPTIMIZERS,
+    REFERENCE_BATCH,
     TrainConfig,
     parse_overrides,
     read_config_file,
     resolve_config,
 )
+
+if TYPE_CHECKING:
+    from cnnlab.run.folder import Run
 
 DEFAULTS = TrainConfig()
 
@@ -51,13 +56,22 @@ FLAGS = {
         "batch_size",
         "images per step over all processes (default: {default}; lowered on small data)",
     ),
-    "--lr": ("lr", f"peak learning rate (default: {_lr_defaults()})"),
+    "--lr": (
+        "lr",
+        "peak learning rate, or auto (a range test picks it, as `cnnlab lr-find`); when not "
+        f"given, the optimizer's default times sqrt(batch/{REFERENCE_BATCH}) "
+        f"(default: {_lr_defaults()})",
+    ),
     "--optimizer": ("optimizer", "sgd (Nesterov), adam or adamw (default: {default})"),
     "--schedule": (
         "schedule",
         "onecycle, cosine, step or constant, with warm-up (default: {default})",
     ),
-    "--warmup-epochs": ("warmup_epochs", "warm-up length in epochs"),
+    "--warmup-steps": (
+        "warmup_steps",
+        "warm-up length in optimizer steps (default: onecycle a fifth of the run, others none)",
+    ),
+    "--warmup-epochs": ("warmup_epochs", "warm-up length in epochs (--warmup-steps wins)"),
     "--weight-decay": ("weight_decay", "weight decay on conv/fc weights"),
     "--label-smoothing": ("label_smoothing", "label smoothing (default: {default})"),
     "--augment": (
@@ -87,11 +101,48 @@ FLAGS = {
     "--stop-after": ("stop_after", "pause after this epoch; continue later with --resume"),
     "--train-size": ("train_size", "shapes: number of generated training images"),
     "--test-size": ("test_size", "shapes: number of generated test images"),
-    "--image-size": ("image_size", "folders: resize images to this square size"),
+    "--image-size": (
+        "image_size",
+        "folders: resize images to N (a square) or HxW pixels (default: 28 for grayscale; "
+        "colour: 32, from 1000 training images on their median side within 32 to 48)",
+    ),
+    "--keep-aspect": (
+        "keep_aspect",
+        "folders: images of another shape than --image-size are stretched, padded with black "
+        "bars (pad) or centre-cropped (crop); predict repeats it (default: {default})",
+    ),
     "--channels": ("channels", "folders: 1 (grayscale) or 3 (RGB)"),
     "--skip-bad": ("skip_bad", "folders: leave out files that are not usable images (listed)"),
     "--force-nproc": ("force_nproc", "allow --nproc above this machine's core count"),
 }
+
+
+def _lr_value(text: str) -> float:
+    """--lr: a number, or auto."""
+    if text.strip().lower() == "auto":
+        return LR_AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or auto") from None
+
+
+def add_training_options(p: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
+    """The training flags (all of FLAGS but `leave_out`), --config and key=value overrides."""
+    kept = {flag: entry for flag, entry in FLAGS.items() if flag not in leave_out}
+    p.set_defaults(training_keys=[key for key, _ in kept.values()])
+    for flag, (key, text) in kept.items():
+        shown = text.format(default=getattr(DEFAULTS, key))
+        if FIELD_TYPES[key] is bool:  # a switch: given means true
+            p.add_argument(flag, dest=key, action="store_true", default=None, help=shown)
+        else:
+            kind = _lr_value if key == "lr" else FIELD_TYPES[key]
+            p.add_argument(flag, dest=key, type=kind, default=None, help=shown)
+    p.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings")
+    p.add_argument("--quiet", action="store_true", default=None, help="print only the result")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="any setting, e.g. lr=0.05 epochs=3"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,20 +152,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a model into a run folder",
         description="Train a model. With no arguments: the default model on the built-in shapes data set. "
         "Settings come from the defaults, then the chosen preset's recipe for the data set, then "
-        "--config FILE.toml, then flags, then key=value overrides.",
+        "--config FILE.toml, then flags, then key=value overrides. The recipe adapts to the data "
+        "(batch, epochs, learning rate; the first lines say what was chosen and why) and "
+        "config.toml records the values used.",
     )
-    for flag, (key, text) in FLAGS.items():
-        shown = text.format(default=getattr(DEFAULTS, key))
-        if FIELD_TYPES[key] is bool:  # a switch: given means true
-            p.add_argument(flag, dest=key, action="store_true", default=None, help=shown)
-        else:
-            p.add_argument(flag, dest=key, type=FIELD_TYPES[key], default=None, help=shown)
-    p.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings")
+    add_training_options(p)
     p.add_argument("--resume", metavar="RUN", help="continue a run folder where it stopped")
-    p.add_argument("--quiet", action="store_true", default=None, help="print only the result")
-    p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="any setting, e.g. lr=0.05 epochs=3"
-    )
     p.set_defaults(handler=run_train)
 
     p = subparsers.add_parser(
@@ -130,7 +173,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the model preset's recipe, then --config, then flags, then key=value."""
     file_values = read_config_file(args.config) if args.config else {}
-    flags = {key: getattr(args, key) for key, _ in FLAGS.values() if getattr(args, key) is not None}
+    flags = {
+        key: getattr(args, key) for key in args.training_keys if getattr(args, key) is not None
+    }
     if args.quiet:
         flags["quiet"] = True
     return resolve_config(file_values, flags, parse_overrides(args.overrides))
@@ -164,6 +209,8 @@ def _run_row(run: Run) -> dict:
 
 def run_runs(args: argparse.Namespace) -> int:
     """`cnnlab runs`: a table (or JSON) of the run folders under ROOT."""
+    from cnnlab.run.folder import list_runs
+
     rows = [_run_row(run) for run in list_runs(args.root)]
     if args.json:
         print_json(rows)

@@ -30,6 +30,16 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 BALANCES = ("none", "weight", "sample")
 
+LR_AUTO = -1.0  # lr = "auto": found by the learning-rate range test before training (lrfind.py)
+# The default learning rates below were tuned at this batch size; other batches scale them by
+# sqrt(batch / REFERENCE_BATCH). Measured (sgd, one seed): a 300-image colour folder at batch 16,
+# 76.67% unscaled (0.1), 88.33% sqrt (0.035); 500 `shapes` at batch 32, 82.20% unscaled,
+# 79.90% sqrt, 77.80% linear (0.025). Batch 128 (full `shapes`, Fashion-MNIST) is unchanged.
+REFERENCE_BATCH = 128
+DEFAULT_LRS = {"sgd": 0.1, "adam": 1e-3, "adamw": 2e-3}
+# The last partial batch of an epoch is dropped only while it is at most this share of the data.
+MAX_DROPPED_SHARE = 0.02
+
 
 @dataclass
 class TrainConfig:
@@ -41,7 +51,10 @@ class TrainConfig:
     data_dir: str = ""  # where to look for data set files first ("" = the usual places)
     train_size: int = 0  # shapes only: generated training images (0 = the data set's default)
     test_size: int = 0  # shapes only: generated test images (0 = default)
-    image_size: int = 0  # folders: resize to this square size (0 = the data set's default)
+    # folders: resize to N (a square) or HxW pixels; "0" = the data set's default (folders: 28
+    # for grayscale; colour 32, from 1000 training images on their median side within 32..48)
+    image_size: str = "0"
+    keep_aspect: str = "stretch"  # folders: stretch, pad (letterbox) or crop (centre) to image_size
     channels: int = 0  # folders: 1 or 3 (0 = decide from the data)
     skip_bad: bool = False  # folders: leave out files that are not usable images (listed)
     # a mirror keeps every label: allows flip/vflip/tta (registered data sets know; folders can
@@ -56,11 +69,15 @@ class TrainConfig:
     # (see fit_to_data); off as soon as epochs or batch_size is given
     fit_to_data: bool = True
     optimizer: str = "sgd"
-    lr: float = 0.0  # peak learning rate (0 = the optimizer's default below)
+    # peak learning rate (0 = the optimizer's default scaled to the batch size; "auto" = found by
+    # a range test first); a run's config.toml records the number used
+    lr: float = 0.0
     momentum: float = 0.9  # sgd (Nesterov)
     weight_decay: float = -1.0  # -1 = the optimizer's default below
     schedule: str = "onecycle"
     warmup_epochs: float = -1.0  # -1 = the schedule's default (onecycle: a fifth of the run)
+    # warm-up in optimizer steps; wins over warmup_epochs (-1 = from warmup_epochs or the schedule)
+    warmup_steps: int = -1
     step_every: int = 0  # step schedule: epochs between decays (0 = a third of the run)
     gamma: float = 0.1  # step schedule: factor at each decay
     label_smoothing: float = 0.1
@@ -88,10 +105,11 @@ class TrainConfig:
     quiet: bool = False
 
     def resolved_lr(self) -> float:
-        """The peak learning rate: the given one, or the optimizer's default."""
+        """The peak learning rate: the given one, or the optimizer's default scaled to the batch."""
+        assert self.lr != LR_AUTO, "lr = auto is resolved by the range test before training"
         if self.lr > 0:
             return self.lr
-        return {"sgd": 0.1, "adam": 1e-3, "adamw": 2e-3}[self.optimizer]
+        return scaled_lr(DEFAULT_LRS[self.optimizer], self.batch_size)
 
     def resolved_weight_decay(self) -> float:
         """The weight decay: the given one, or the optimizer's default."""
@@ -99,11 +117,25 @@ class TrainConfig:
             return self.weight_decay
         return {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05}[self.optimizer]
 
-    def resolved_warmup_epochs(self) -> float:
-        """Warm-up length in epochs: the given one, or the schedule's default."""
-        if self.warmup_epochs >= 0:
-            return self.warmup_epochs
-        return self.epochs / 5 if self.schedule == "onecycle" else 0.0
+    def resolved_warmup_steps(self, steps_per_epoch: int) -> int:
+        """Warm-up length in optimizer steps: warmup_steps, warmup_epochs, or the schedule's default."""
+        if self.warmup_steps >= 0:
+            return self.warmup_steps
+        epochs = self.warmup_epochs
+        if epochs < 0:
+            epochs = self.epochs / 5 if self.schedule == "onecycle" else 0.0
+        return round(epochs * steps_per_epoch)
+
+    def resolved(self, steps_per_epoch: int) -> TrainConfig:
+        """This config with the values a run actually uses in place of 0 / -1 ("the default")."""
+        warmup = self.resolved_warmup_steps(steps_per_epoch)
+        return dataclasses.replace(
+            self,
+            lr=self.resolved_lr(),
+            weight_decay=self.resolved_weight_decay(),
+            warmup_steps=warmup,
+            warmup_epochs=round(warmup / max(1, steps_per_epoch), 4),  # for reading; steps win
+        )
 
     def to_toml(self) -> str:
         """Every key and value, as TOML that `load_config` reads back."""
@@ -112,6 +144,8 @@ class TrainConfig:
             value = getattr(self, f.name)
             if isinstance(value, bool):
                 text = "true" if value else "false"
+            elif f.name == "lr" and value == LR_AUTO:
+                text = '"auto"'
             elif isinstance(value, str):
                 # TOML's basic-string escapes are JSON's, plus DEL: a path holding ESC or a
                 # newline stays valid TOML (hand-escaping only \\ and " did not)
@@ -123,6 +157,19 @@ class TrainConfig:
 
 
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
+
+
+def scaled_lr(lr: float, batch_size: int) -> float:
+    """A learning rate tuned at REFERENCE_BATCH moved to `batch_size` (square-root scaling)."""
+    return lr * math.sqrt(batch_size / REFERENCE_BATCH)
+
+
+def steps_per_epoch(images: int, batch_size: int, ranks: int = 1) -> int:
+    """Optimizer steps in an epoch: the last partial batch counts when dropping it would waste
+    more than MAX_DROPPED_SHARE of the images (and it holds an image for every rank, 2 at least)."""
+    full, rest = divmod(images, batch_size)
+    keep = rest > MAX_DROPPED_SHARE * images and rest >= max(2, ranks)
+    return full + 1 if keep else full
 
 
 MAX_FILE_BYTES = 1 << 20  # a training config is a few lines; refuse anything near a MiB
@@ -150,6 +197,8 @@ def _convert(key: str, value: Any) -> Any:
         if digits.isdigit() and len(digits) <= MAX_DIGITS:  # int() of 5,000 digits raises
             return int(value)
         raise ConfigError(f"{key} must be a whole number, got {_shown(value)}")
+    if key == "lr" and isinstance(value, str) and value.strip().lower() == "auto":
+        return LR_AUTO
     if wanted is float:
         try:
             return float(value)
@@ -235,16 +284,17 @@ def fit_to_data(config: TrainConfig, images: int) -> tuple[TrainConfig, str | No
     if not config.fit_to_data:
         return config, None
     batch = config.batch_size
-    while batch // 2 >= MIN_BATCH and images // batch < MIN_STEPS_PER_EPOCH:
+    while batch // 2 >= MIN_BATCH and steps_per_epoch(images, batch) < MIN_STEPS_PER_EPOCH:
         batch //= 2
-    steps = max(1, images // batch)
+    steps = max(1, steps_per_epoch(images, batch))
     epochs = min(MAX_FITTED_EPOCHS, max(config.epochs, math.ceil(MIN_STEPS / steps)))
     if (batch, epochs) == (config.batch_size, config.epochs):
         return config, None
+    changed = [f"batch {batch} (not {config.batch_size})"] if batch != config.batch_size else []
+    changed += [f"{epochs} epochs (not {config.epochs})"] if epochs != config.epochs else []
     note = (
-        f"fitted to {images} training images: batch {batch} (not {config.batch_size}), "
-        f"{epochs} epochs (not {config.epochs}) = {steps * epochs} optimizer steps; "
-        "give --batch-size or --epochs to choose yourself"
+        f"fitted to {images} training images: {', '.join(changed)} = {steps * epochs} "
+        "optimizer steps; give --batch-size or --epochs to choose yourself"
     )
     return dataclasses.replace(config, batch_size=batch, epochs=epochs), note
 
@@ -333,7 +383,6 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
     "batch_size": (1, MAX_COUNT, ""),
     "train_size": (0, MAX_COUNT, "the data set's default"),
     "test_size": (0, MAX_COUNT, "the data set's default"),
-    "image_size": (0, MAX_IMAGE_SIZE, "the data set's size"),
     "step_every": (0, MAX_EPOCHS, "a third of the run"),
     "early_stop": (0, MAX_EPOCHS, "off"),
     "stop_after": (0, MAX_EPOCHS, "run to the end"),
@@ -365,6 +414,44 @@ def _check_ranges(config: TrainConfig) -> None:
         )
 
 
+# as data/images.py's KEEP_ASPECT (torch-free here; a test keeps the two equal)
+KEEP_ASPECTS = ("stretch", "pad", "crop")
+
+
+def parse_image_size(text: str) -> int | tuple[int, int] | None:
+    """image_size as loaders take it: "0" -> None (the data set's size), "N" -> N, "HxW" -> (H, W)."""
+    parts = str(text).strip().lower().split("x")
+    if len(parts) > 2 or not all(p.isdigit() and len(p) <= MAX_DIGITS for p in parts):
+        raise ConfigError(
+            f"image_size must be N or HxW (height x width, e.g. 64 or 48x64), each side 1 to "
+            f"{MAX_IMAGE_SIZE}, or 0 for the data set's size; not {_shown(text)}"
+        )
+    sides = [int(p) for p in parts]
+    if sides == [0]:
+        return None
+    if not all(1 <= side <= MAX_IMAGE_SIZE for side in sides):
+        raise ConfigError(
+            f"image_size must be 0 (the data set's size) or 1 to {MAX_IMAGE_SIZE} pixels a side, "
+            f"not {_shown(text)}"
+        )
+    return sides[0] if len(set(sides)) == 1 else (sides[0], sides[1])
+
+
+def _check_image_size(config: TrainConfig) -> None:
+    """image_size parses; HxW only for folders (registered data sets resize to a square)."""
+    if not isinstance(parse_image_size(config.image_size), tuple):
+        return
+    from cnnlab.data.registry import get_entry  # here, not at the top: it imports torch
+    from cnnlab.errors import DataError
+
+    with contextlib.suppress(DataError):  # not a registered name: a folder
+        name = get_entry(config.data).name
+        raise ConfigError(
+            f"image_size={config.image_size}: {name} resizes to a square only; give one side "
+            "(e.g. image_size=32); HxW is for image folders"
+        )
+
+
 def _check_nproc(config: TrainConfig) -> None:
     """More ranks than cores only slow training down (and a typo could start thousands)."""
     cores = usable_cores()
@@ -380,6 +467,7 @@ def check(config: TrainConfig) -> TrainConfig:
     """Refuse values that cannot work, naming the key, the allowed range and the fix."""
     _check_nproc(config)  # first: a mistyped nproc gets the advice on cores
     _check_ranges(config)
+    _check_image_size(config)
     rules = [
         (config.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
         (config.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
@@ -387,12 +475,23 @@ def check(config: TrainConfig) -> TrainConfig:
         (config.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
         (config.balance in BALANCES, f"balance must be one of {', '.join(BALANCES)}"),
         (
+            config.keep_aspect in KEEP_ASPECTS,
+            f"keep_aspect must be one of {', '.join(KEEP_ASPECTS)}",
+        ),
+        (
             config.batch_size % config.nproc == 0,
             "batch_size must divide evenly among nproc processes",
         ),
         (0 <= config.val_split < 1, "val_split must be at least 0 and below 1"),
         (0 <= config.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
-        (config.lr >= 0, "lr must be positive (or 0 for the optimizer's default)"),
+        (
+            config.lr >= 0 or config.lr == LR_AUTO,
+            "lr must be positive, 0 for the optimizer's default, or auto (a range test finds it)",
+        ),
+        (
+            -1 <= config.warmup_steps <= MAX_COUNT,
+            f"warmup_steps must be 0 to {MAX_COUNT} (or -1 for the schedule's default)",
+        ),
         (config.momentum >= 0, "momentum must be 0 or more (e.g. 0.9)"),
         (config.gamma > 0, "gamma must be above 0 (e.g. 0.1)"),
     ]

@@ -29,15 +29,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.augment import augment_batch
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import ConfigError
 from cnnlab.model.inference import logits_in_batches, loss_and_accuracy, normalize
 from cnnlab.run.files import RESUME_FILE, model_meta
 from cnnlab.run.folder import Run
-from cnnlab.run.writer import append_log, write_metrics, write_model, write_resume
+from cnnlab.run.writer import append_log, write_config, write_metrics, write_model, write_resume
 from cnnlab.training import distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
-from cnnlab.training.config import TrainConfig, apply, fit_to_data, resolve_config
+from cnnlab.training.config import (
+    LR_AUTO,
+    TrainConfig,
+    apply,
+    resolve_config,
+    steps_per_epoch,
+)
+from cnnlab.training.guard import (
+    LR_CUT,
+    MAX_LR_CUTS,
+    DivergenceGuard,
+    LrTooHigh,
+    TrainingDiverged,
+    accuracy_note,
+    advice,
+    lowered_lr_line,
+    majority,
+)
 from cnnlab.training.progress import TrainingReporter
+from cnnlab.training.recipe import choose_recipe
 from cnnlab.training.schedule import lr_factor, set_lr
 from cnnlab.training.setup import (
     Learner,
@@ -53,10 +71,7 @@ from cnnlab.training.setup import (
 )
 from cnnlab.training.state import Position, Weights, restore, resume_state
 
-
-class TrainingDiverged(CnnlabError):
-    """The loss or the weights stopped being finite numbers."""
-
+__all__ = ["TrainingDiverged", "fit", "run_training", "train"]  # TrainingDiverged: guard.py
 
 EpochCallback = Callable[[dict[str, Any]], None]
 StepCallback = Callable[[nn.Module, int], None]
@@ -73,6 +88,7 @@ class Job:
     amp_dtype: torch.dtype | None  # autocast's dtype; None = fp32
     data: TrainingData
     report: TrainingReporter
+    guard: DivergenceGuard  # watches the losses (changes as training goes)
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,11 @@ def train(
     """
     # Settings as keywords alone: the defaults, the model preset's recipe, then the keywords.
     config = apply(config, overrides) if config is not None else resolve_config(overrides)
+    if config.nproc > 1 and config.lr == LR_AUTO and not resume:
+        raise ConfigError(
+            "lr = auto runs the range test in one process: run `cnnlab lr-find` with the same "
+            "options, then train with --nproc and the --lr it suggests"
+        )
     if config.nproc > 1 and not distributed.world_from_env().distributed:
         if not resume and not config.out:  # every process must write to the same, fixed folder
             config = dataclasses.replace(config, out=str(default_folder(config)))
@@ -138,7 +159,7 @@ def run_training(
         with contextlib.ExitStack() as held:  # the run folder's lock, released also on errors
             job, learner, position, best = _prepare(config, resume, world, device, held)
             with _graceful_interrupt() as stop_requested:
-                outcome, position, best = fit(
+                job, learner, outcome, position, best = _fit_lowering_lr(
                     job, learner, position, best, stop_requested, on_epoch_end, on_step_end
                 )
             identical = distributed.same_on_all_ranks(learner.model) if world.distributed else None
@@ -161,10 +182,10 @@ def _prepare(
     """Folder (its lock released by `held`), data, model, optimizer and, when resuming, the saved
     state; says what will train."""
     torch.set_num_threads(thread_count(config, world))
-    data, fitted = None, None
-    if not resume:  # size the recipe to the data before config.toml records it
+    data, recipe = None, []
+    if not resume:  # choose the recipe from the data before config.toml records it
         data = load_data(config, device)
-        config, fitted = fit_to_data(config, len(data.train[0]))
+        config, recipe = choose_recipe(config, data, device, world.size)
     opened = open_run(config, resume, world)
     if opened.lock is not None:
         held.callback(opened.lock.release)
@@ -179,7 +200,16 @@ def _prepare(
     if opened.saved is not None:
         position, best = restore(learner, *opened.saved, str(opened.folder / RESUME_FILE))
     amp_dtype = autocast_dtype(device, config.precision)
-    job = Job(config, opened.folder, world, device, amp_dtype, data, report)
+    job = Job(
+        config,
+        opened.folder,
+        world,
+        device,
+        amp_dtype,
+        data,
+        report,
+        _guard(config, data, world, fresh=not resume),
+    )
     if not world.is_main:
         return job, learner, position, best
     if resume:
@@ -192,9 +222,57 @@ def _prepare(
             report.say(f"  adapted: {note}")
         report.say(_data_line(data))
         _say_class_counts(report, data, config.balance)
-        if fitted:
-            report.say(fitted)
+        for line in recipe:
+            report.say(line)
     return job, learner, position, best
+
+
+def _guard(config: TrainConfig, data: TrainingData, world: distributed.World, fresh: bool):
+    """The divergence guard of this run; only a fresh run may be started again at a lower lr."""
+    steps = steps_per_epoch(len(data.train[0]), config.batch_size, world.size)
+    return DivergenceGuard(
+        classes=len(data.classes),
+        majority_share=majority(data.train[1], data.classes)[1],
+        warmup_steps=config.resolved_warmup_steps(steps),
+        steps_per_epoch=steps,
+        lr=config.resolved_lr(),
+        optimizer=config.optimizer,
+        cuts_left=MAX_LR_CUTS if fresh else 0,
+    )
+
+
+def _fit_lowering_lr(
+    job: Job,
+    learner: Learner,
+    position: Position,
+    best: Weights | None,
+    stop_requested: threading.Event,
+    on_epoch_end: EpochCallback | None,
+    on_step_end: StepCallback | None,
+) -> tuple[Job, Learner, str, Position, Weights | None]:
+    """`fit`, started again from the seed at a tenth of the lr while the loss explodes early."""
+    while True:
+        try:
+            outcome, position, best = fit(
+                job, learner, position, best, stop_requested, on_epoch_end, on_step_end
+            )
+            return job, learner, outcome, position, best
+        except LrTooHigh as error:
+            job, learner = _lowered(job, error)
+
+
+def _lowered(job: Job, error: LrTooHigh) -> tuple[Job, Learner]:
+    """The job at a tenth of its lr, recorded in config.toml (no checkpoint exists yet), and a
+    fresh learner: the run is now exactly one started with that lr."""
+    job.report.stop_bar()
+    lr = job.config.resolved_lr()
+    config = dataclasses.replace(job.config, lr=float(f"{lr / LR_CUT:.3g}"))
+    job.report.say(lowered_lr_line(error, lr, config.lr), always=True)
+    if job.world.is_main:
+        write_config(job.folder, dataclasses.replace(config, out=str(job.folder)).to_toml())
+    job.guard.restart(config.lr)
+    learner, _, _ = build_learner(config, job.data, job.device)
+    return dataclasses.replace(job, config=config), learner
 
 
 def _say_class_counts(report: TrainingReporter, data: TrainingData, balance: str) -> None:
@@ -273,6 +351,9 @@ def fit(
         )
         position, best, improved = _track_best(job, learner, position, best, row)
         job.report.end_epoch(_epoch_line(row, config.epochs))
+        warning = job.guard.after_epoch(position.history)
+        if warning is not None and job.world.is_main:
+            job.report.say(warning, always=True)
         if job.world.is_main:
             _save_epoch(job, learner, position, best, improved)
         if on_epoch_end is not None:
@@ -286,8 +367,8 @@ def fit(
 def _stepper(job: Job, learner: Learner) -> Stepper:
     """The network to step (DDP when distributed), the fp16 scaler and the steps per epoch."""
     config, images = job.config, len(job.data.train[0])
-    steps_per_epoch = images // config.batch_size  # the last partial batch is dropped
-    if steps_per_epoch == 0:
+    steps = steps_per_epoch(images, config.batch_size, job.world.size)
+    if steps == 0:
         raise ConfigError(
             f"batch_size {config.batch_size} is larger than the {images} training images: use a smaller one"
         )
@@ -295,7 +376,7 @@ def _stepper(job: Job, learner: Learner) -> Stepper:
     return Stepper(
         net=nn.parallel.DistributedDataParallel(model) if job.world.distributed else model,
         scaler=torch.amp.GradScaler("cuda") if job.amp_dtype == torch.float16 else None,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=steps,
         peak_lr=config.resolved_lr(),
         loss_weight=_on(loss_weights(job.data.class_counts, config.balance), job.device),
         check_every=1
@@ -373,7 +454,7 @@ def _step(
         learner.optimizer, stepper.peak_lr * lr_factor(config, global_step, stepper.steps_per_epoch)
     )
     batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-    per_rank = config.batch_size // world.size
+    per_rank = len(batch) // world.size  # the last batch of an epoch may be partial
     batch = batch[world.rank * per_rank : (world.rank + 1) * per_rank]
     images = augment_batch(data.train[0][batch], data.policy, learner.augment_generator)
     labels = data.train[1][batch]
@@ -409,19 +490,25 @@ def _check_in(
     loss: torch.Tensor,
     stop_requested: threading.Event,
 ) -> bool:
-    """Whether any rank was asked to stop; raises TrainingDiverged if any rank's loss is not finite."""
+    """Whether any rank was asked to stop; raises TrainingDiverged if any rank's loss is not finite,
+    LrTooHigh if any rank's loss exploded early in a fresh run's warm-up."""
+    value = loss.item()
+    global_step = epoch * job.guard.steps_per_epoch + step
+    exploded = epoch == 0 and job.guard.exploded(global_step, value)
     flags = torch.tensor(
-        [float(stop_requested.is_set()), float(not math.isfinite(loss.item()))],
+        [float(stop_requested.is_set()), float(not math.isfinite(value)), float(exploded)],
         device=job.device,
     )
-    stop_flag, nonfinite = distributed.any_rank(flags).tolist()
+    stop_flag, nonfinite, exploded = distributed.any_rank(flags).tolist()
+    if exploded:
+        raise LrTooHigh(step, value, job.guard.first_step_loss or value)
     if nonfinite:
-        raise _diverged(learner, position, epoch, step, loss.item())
+        raise _diverged(job, learner, position, epoch, step, value)
     return bool(stop_flag)
 
 
 def _diverged(
-    learner: Learner, position: Position, epoch: int, step: int, loss: float
+    job: Job, learner: Learner, position: Position, epoch: int, step: int, loss: float
 ) -> TrainingDiverged:
     """The error for a loss that became NaN or inf, with what was kept and what to change."""
     lr = learner.optimizer.param_groups[0]["lr"]
@@ -433,7 +520,8 @@ def _diverged(
     return TrainingDiverged(
         f"the loss became {loss} in epoch {epoch + 1}, step {step + 1} (learning rate {lr:.3g}); "
         f"training stopped and no weights with NaN or inf were written ({kept}). "
-        "fix: lower --lr, use --optimizer adam, add batchnorm, or check the data for extreme values"
+        f"{advice(job.guard.lr, job.config.optimizer)}; or add batchnorm, or check the data "
+        "for extreme values"
     )
 
 
@@ -625,8 +713,11 @@ def _test(job: Job, model: nn.Module, position: Position, extra: dict[str, Any])
         test_seconds=round(time.perf_counter() - started, 3),
     )
     _write_model(job, model, metrics)
+    note = accuracy_note(test_accuracy, job.data.test[1], job.data.classes)
     job.report.say(
-        f"test accuracy: {test_accuracy:.2%} ({round(test_accuracy * images)}/{images}) after "
+        f"test accuracy: {test_accuracy:.2%} ({round(test_accuracy * images)}/{images}){note} after "
         f"{position.epoch} epochs, {position.train_seconds:.1f}s of training; run folder: {job.folder}",
         always=True,
     )
+    for line in job.guard.summary(position.history):
+        job.report.say(line, always=True)

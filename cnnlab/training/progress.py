@@ -71,9 +71,13 @@ class TrainingReporter:
             status = f"loss {loss:.4f}  acc {accuracy:.2%}  {images_per_s:,.0f} img/s"
             self._bar.update(self._task, completed=done, status=status)
 
-    def end_epoch(self, line: str) -> None:
-        """Close the bar and print the epoch's summary line."""
+    def stop_bar(self) -> None:
+        """Close the epoch's bar, if one is showing."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+    def end_epoch(self, line: str) -> None:
+        """Close the bar and print the epoch's summary line."""
+        self.stop_bar()
         self.say(line)

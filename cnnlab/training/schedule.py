@@ -23,7 +23,7 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     constant: warm-up, then 1.
     """
     total = max(1, config.epochs * steps_per_epoch)
-    warmup = round(config.resolved_warmup_epochs() * steps_per_epoch)
+    warmup = config.resolved_warmup_steps(steps_per_epoch)
     if step < warmup:
         start = 0.1 if config.schedule == "onecycle" else 0.0
         return start + (1.0 - start) * (step + 1) / warmup

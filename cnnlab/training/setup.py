@@ -21,10 +21,11 @@ import torch
 
 from cnnlab.data import Dataset, load_dataset, split_validation
 from cnnlab.data.augment import AugmentPolicy, parse_policy
+from cnnlab.data.folder import folder_notes
 from cnnlab.data.registry import is_folder
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.model.cnn import CnnModel, adapt_to_data
-from cnnlab.model.presets import PRESETS, resolve_model
+from cnnlab.model.cnn import CnnModel, model_for_data
+from cnnlab.model.presets import PRESETS
 from cnnlab.run.checkpoint import load_tensors
 from cnnlab.run.files import CONFIG_FILE, RESUME_FILE, RUNS_DIR
 from cnnlab.run.writer import (
@@ -36,7 +37,14 @@ from cnnlab.run.writer import (
 )
 from cnnlab.spec.language import ModelSpec
 from cnnlab.training import distributed
-from cnnlab.training.config import TrainConfig, load_config, resolve_config, usable_cores
+from cnnlab.training.config import (
+    LR_AUTO,
+    TrainConfig,
+    load_config,
+    parse_image_size,
+    resolve_config,
+    usable_cores,
+)
 from cnnlab.training.schedule import make_optimizer
 
 # Settings of this invocation only: a resumed run takes them from the request, not the run.
@@ -220,6 +228,7 @@ def resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
         ):
             continue
         if f.name not in RESUMABLE_CHANGES:
+            wanted = "auto" if f.name == "lr" and wanted == LR_AUTO else wanted
             raise ConfigError(
                 f"{f.name} cannot change when resuming (the run was trained with {f.name}={getattr(saved, f.name)!r}); "
                 f"start a new run for {f.name}={wanted!r}"
@@ -236,12 +245,13 @@ def dataset_from_config(config: TrainConfig, name: str | None = None) -> Dataset
     return load_dataset(
         name or config.data,
         data_dir=config.data_dir or None,
-        image_size=config.image_size or None,
+        image_size=parse_image_size(config.image_size),
         channels=config.channels or None,
         train_size=config.train_size or None,
         test_size=config.test_size or None,
         # folders only: a registered data set refuses the option
         **({"skip_bad": True} if config.skip_bad and is_folder(name or config.data) else {}),
+        **({"keep_aspect": config.keep_aspect} if config.keep_aspect != "stretch" else {}),
     )
 
 
@@ -260,6 +270,8 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
     data = dataset_from_config(config)
     for message in data.skipped:  # skip_bad: say what was left out
         print(f"skipped: {message}", file=sys.stderr)
+    for message in folder_notes(data):  # e.g. images much larger than the size chosen
+        print(f"note: {message}", file=sys.stderr)
     flip_ok = data.flip_ok or config.flip_ok  # the data set's own, or the user's word for it
     if config.tta and not flip_ok:
         raise ConfigError(
@@ -287,7 +299,7 @@ def build_learner(
     config: TrainConfig, data: TrainingData, device: torch.device
 ) -> tuple[Learner, ModelSpec, list[str]]:
     """The model (its spec fitted to the data, with notes on what was adapted) and its optimizer."""
-    spec, notes = adapt_to_data(resolve_model(config.model), data.image_shape, len(data.classes))
+    spec, notes = model_for_data(config.model, data.image_shape, len(data.classes))
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = CnnModel(spec).to(device, memory_format=memory_format)

@@ -1,0 +1,104 @@
+"""The recipe a new run trains with, chosen from the data, and the one line that says why.
+
+Before config.toml is written: the batch and epochs fitted to the number of images
+(config.fit_to_data), the learning rate found by the range test when lr = "auto" (lrfind.py),
+then every "default" (lr 0, weight_decay -1, warm-up -1) replaced by the number used, so the run
+folder records real values and a resumed run reads back exactly what the first one did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from cnnlab.training.config import (
+    DEFAULT_LRS,
+    LR_AUTO,
+    REFERENCE_BATCH,
+    TrainConfig,
+    fit_to_data,
+    steps_per_epoch,
+)
+from cnnlab.training.lrfind import range_test
+from cnnlab.training.setup import TrainingData
+
+
+def choose_recipe(
+    config: TrainConfig, data: TrainingData, device: torch.device, ranks: int = 1
+) -> tuple[TrainConfig, list[str]]:
+    """The config a new run trains with (real values throughout) and the lines that say so."""
+    images = len(data.train[0])
+    fitted, _ = fit_to_data(config, images)
+    fitted, lines = _batch_within_data(fitted, images, ranks)
+    if fitted.lr == LR_AUTO:
+        test = range_test(fitted, data, device)
+        lines.append(test.summary())
+        fitted = dataclasses.replace(fitted, lr=test.suggestion)
+    steps = steps_per_epoch(images, fitted.batch_size, ranks)
+    chosen = fitted.resolved(steps)
+    lines.append(recipe_line(config, chosen, data, steps))
+    return chosen, lines
+
+
+def _batch_within_data(
+    config: TrainConfig, images: int, ranks: int
+) -> tuple[TrainConfig, list[str]]:
+    """A batch no larger than the data: a bigger one is one batch of every image anyway, and the
+    default learning rate, scaled to the batch size, would be scaled for images that are not there."""
+    if config.batch_size <= images:
+        return config, []
+    batch = max(ranks, images - images % ranks)  # whole per-rank shares
+    note = f"batch {config.batch_size} is more than the {images} training images: batch {batch}"
+    return dataclasses.replace(config, batch_size=batch), [note]
+
+
+def _lr_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
+    """Where the learning rate came from."""
+    if asked.lr == LR_AUTO:
+        return f"{chosen.optimizer}, from the range test"
+    if asked.lr > 0:
+        return f"{chosen.optimizer}, given"
+    if chosen.batch_size == REFERENCE_BATCH:
+        return f"{chosen.optimizer} default"
+    return (
+        f"{chosen.optimizer}: its default {DEFAULT_LRS[chosen.optimizer]:g} at batch "
+        f"{REFERENCE_BATCH}, x sqrt({chosen.batch_size}/{REFERENCE_BATCH})"
+    )
+
+
+def _size_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
+    """Why the batch and epochs are what they are."""
+    changed = []
+    if chosen.batch_size != asked.batch_size:
+        changed.append(f"batch from {asked.batch_size}")
+    if chosen.epochs != asked.epochs:
+        changed.append(f"epochs from {asked.epochs}")
+    if changed:
+        return f" (fitted to the data: {', '.join(changed)}; --batch-size, --epochs to choose)"
+    return ""
+
+
+def _partial_batch(images: int, batch_size: int, steps: int) -> str:
+    rest = images % batch_size
+    if not rest:
+        return ""
+    if steps * batch_size > images:
+        return f", last batch of {rest} kept"
+    return f", last {rest} images of each shuffled epoch left out ({rest / images:.1%})"
+
+
+def recipe_line(asked: TrainConfig, chosen: TrainConfig, data: TrainingData, steps: int) -> str:
+    """'500 images, 10 classes: batch 32, 32 epochs = 512 steps, lr 0.0707 (sgd: ...), ...'."""
+    images = len(data.train[0])
+    channels, height, width = data.image_shape
+    colour = "colour" if channels == 3 else "grey" if channels == 1 else f"{channels} channels"
+    mirrors = ", mirrors allowed (flip_ok)" if chosen.flip_ok or data.policy.flip else ""
+    return (
+        f"recipe: {images} images, {len(data.classes)} classes: batch {chosen.batch_size}, "
+        f"{chosen.epochs} epochs = {steps * chosen.epochs} steps{_size_reason(asked, chosen)}"
+        f"{_partial_batch(images, chosen.batch_size, steps)}; "
+        f"lr {chosen.lr:.3g} ({_lr_reason(asked, chosen)}), {chosen.schedule} with "
+        f"{chosen.warmup_steps} warm-up steps, weight decay {chosen.weight_decay:g}; "
+        f"{height}x{width} {colour}; augment {data.policy}{mirrors}"
+    )
