@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format bench bench-quick serve clean
+.PHONY: setup demo test test-fast lint format bench bench-quick bench-robust bench-robust-quick serve clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,14 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) -m bench.run --quick
+
+# cnnlab with no flags vs a plain-PyTorch reference on small and own data (bench/robustness.py):
+# 8 cells x 3 seeds: about 40 min on a quiet 2-core machine (estimated); quick: 1 seed, 4 cells, 7 min.
+bench-robust: setup
+	$(PY) -m bench.robustness
+
+bench-robust-quick: setup
+	$(PY) -m bench.robustness --quick
 
 serve: setup
 	$(VENV)/bin/cnnlab serve latest
