@@ -4,7 +4,9 @@ Run: .venv/bin/python -m bench.infer_bench [--quick] [--run RUN_FOLDER]
 Throughput (images/s) at batch 1, 64, 256 and 1024 and single-image latency for:
 - peer eager: seed 000's model in plain PyTorch (NCHW fp32, eval, inference_mode), as a tutorial
   user runs it;
-- cnnlab eager: the `default` model as `logits_in_batches` runs it (channels_last fp32);
+- cnnlab eager: the `default` model as predict, serve and `cnnlab.load` run it (`EagerEngine`:
+  the memory layout by batch size, `inference.memory_format_for`), and the same model in NCHW
+  and in channels_last throughout, to see where the layouts cross (CHANNELS_LAST_FROM_BATCH);
 - cnnlab folded: the same with every conv->batchnorm pair folded into the conv (when adjacent);
 - cnnlab torch.compile: inductor on the eager model (compile seconds reported apart);
 - cnnlab ONNX Runtime: torch.onnx.export(dynamo=False) of the folded model, ORT_ENABLE_ALL, 2 threads.
@@ -28,12 +30,16 @@ from torch import nn
 
 from bench.common import reference_model, write_results
 from cnnlab.data import load_dataset
+from cnnlab.deploy.engines import EagerEngine
 from cnnlab.model.cnn import build_model
 from cnnlab.model.fold import fold_batchnorm
 from cnnlab.model.inference import normalize
 from cnnlab.run.folder import Run
 
 BATCHES = (1, 64, 256, 1024)
+PEER = "peer eager (seed000, NCHW fp32)"
+EAGER = "cnnlab eager (as predict runs it: layout by batch size)"
+ONNX = "cnnlab ONNX Runtime, BN folded"
 
 
 def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
@@ -109,11 +115,14 @@ def bench(quick: bool = False, run_folder: str | Path | None = None) -> dict:
     peer = reference_model(1, 10, 28).eval()
     x_peer = data.test_images.float() / 255.0  # the peer's ToTensor input
 
+    engine = EagerEngine(model)  # `model` stays NCHW; the engine keeps a channels_last copy
     folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
     paths: dict[str, tuple[Callable, torch.Tensor]] = {
-        "peer eager (seed000, NCHW fp32)": (peer, x_peer),
-        "cnnlab eager (channels_last fp32)": (model.to(memory_format=torch.channels_last), x_cl),
-        "cnnlab eager, BN folded": (folded, x_cl),
+        PEER: (peer, x_peer),
+        EAGER: (engine.logits, x_nchw),
+        "cnnlab eager, NCHW throughout": (model, x_nchw),
+        "cnnlab eager, channels_last throughout": (engine.model_in(torch.channels_last), x_cl),
+        "cnnlab eager, BN folded (channels_last)": (folded, x_cl),
     }
     extra: dict[str, float] = {}
     try:
@@ -128,14 +137,14 @@ def bench(quick: bool = False, run_folder: str | Path | None = None) -> dict:
     except Exception as error:  # inductor needs a C++ compiler; report, don't fail the bench
         extra["torch.compile error"] = str(error).splitlines()[0][:200]
     try:
-        paths["cnnlab ONNX Runtime, BN folded"] = (
+        paths[ONNX] = (
             _onnx_session(fold_batchnorm(model), x_nchw[:2], threads),
             x_nchw,
         )
     except Exception as error:
         extra["onnxruntime error"] = str(error).splitlines()[0][:200]
 
-    reference = _predict(paths["cnnlab eager (channels_last fp32)"][0], x_cl)
+    reference = _predict(engine.logits, x_nchw)
     results: dict = {"weights": source, "threads": threads, **extra, "paths": {}}
     for name, (fn, x) in paths.items():
         entry: dict = {}

@@ -6,8 +6,6 @@ import argparse
 from dataclasses import asdict
 
 from cnnlab.cli.common import print_json, printable
-from cnnlab.data import get_entry, list_datasets, load_dataset
-from cnnlab.figures.samples import save_sample_grid
 
 DATA_DIR_HELP = "also look for data files in DIR/NAME/ and DIR/"
 
@@ -53,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_datasets(args: argparse.Namespace) -> int:
     """Print one line per data set: name, shape, sizes, classes, availability and where."""
+    from cnnlab.data import list_datasets
+
     infos = list_datasets(args.data_dir)
     if args.json:
         print_json([asdict(i) for i in infos])
@@ -75,6 +75,9 @@ def run_datasets(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Load a data set and save its sample grid."""
+    from cnnlab.data import get_entry, load_dataset
+    from cnnlab.figures.samples import save_sample_grid
+
     options: dict = {"skip_bad": True} if args.skip_bad else {}
     if args.name == "shapes":  # generated: make only what the grid shows
         n = args.per_class * len(get_entry("shapes").classes)
@@ -94,6 +97,8 @@ def _described(ds) -> str:
     """The data set as loaded; for `shapes`, that only the grid's images were generated."""
     if ds.name != "shapes":
         return repr(ds)
+    from cnnlab.data import get_entry
+
     entry = get_entry("shapes")
     return (
         f"shapes: {len(ds.train_labels)} training and {len(ds.test_labels)} test images "
@@ -104,6 +109,8 @@ def _described(ds) -> str:
 
 def run_fetch(args: argparse.Namespace) -> int:
     """Make a data set available locally (download when needed) and say where it is."""
+    from cnnlab.data import get_entry, load_dataset
+
     entry = get_entry(args.name)
     ds = load_dataset(entry.name, data_dir=args.data_dir, train_size=None)
     print(printable(f"{ds!r} ready in {ds.source}"))

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the predict command."""
-    from cnnlab.deploy.predict import ENGINE_CHOICES, INVERT_CHOICES
+    from cnnlab.deploy import ENGINE_CHOICES, INVERT_CHOICES  # deploy.predict loads torch
 
     p = subparsers.add_parser(
         "predict",

@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_serve(subparsers: argparse._SubParsersAction) -> None:
-    from cnnlab.deploy.predict import ENGINE_CHOICES
+    from cnnlab.deploy import ENGINE_CHOICES  # deploy.predict loads torch
 
     p = subparsers.add_parser(
         "serve",

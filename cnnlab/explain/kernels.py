@@ -7,6 +7,9 @@ drawn by `cnnlab.figures.kernels`. Images are decoded by `cnnlab.data.images`
 as a CNN applies a filter: torch's conv2d (cross-correlation, no flip), with
 'same' padding from `shapes.same_padding` in replicate mode, so a flat image
 stays flat up to its border and the output has the input's size.
+
+torch and the image decoder are imported inside the functions that use them: the registry
+alone (`cnnlab kernels --list`, `explain conv --kernel NAME`) starts without them.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ import difflib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-
-from cnnlab.data.images import open_image
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.spec import shapes
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_SIDE = 256  # images are shrunk to fit max_side x max_side pixels
 
@@ -68,9 +71,12 @@ class Kernel:
             f"{prefix if i == len(rows) // 2 else pad}[{row}]" for i, row in enumerate(rows)
         )
 
-    def tensor(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The weights (divided) shaped (1, 1, k_h, k_w), as conv2d wants them."""
-        return torch.tensor(self.weights, dtype=dtype).div(self.divisor)[None, None]
+    def tensor(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The weights (divided) shaped (1, 1, k_h, k_w), as conv2d wants them (float32 unless dtype)."""
+        import torch
+
+        weights = torch.tensor(self.weights, dtype=dtype or torch.float32)
+        return weights.div(self.divisor)[None, None]
 
 
 KERNELS: dict[str, Kernel] = {
@@ -167,7 +173,10 @@ def is_kernel_name(text: str) -> bool:
 
 def load_gray(path: str | Path, max_side: int = MAX_SIDE) -> torch.Tensor:
     """An image file (PNG, JPEG, BMP, GIF, WebP) -> (H, W) float32 in [0, 1], shrunk to fit max_side."""
+    import torch
     from PIL import Image
+
+    from cnnlab.data.images import open_image
 
     if not Path(path).exists():
         raise DataError(f"image {path} does not exist")
@@ -187,6 +196,8 @@ def demo_image(size: int = 128) -> torch.Tensor:
     Straight vertical and horizontal edges, a round edge and a smooth gradient
     show what each kernel picks out, with no image file needed.
     """
+    import torch
+
     ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
     image = 0.15 + 0.35 * (ys.float() / (size - 1)) * (xs < size // 2)  # ramp on the left half
     square = (ys >= size // 8) & (ys < size // 2) & (xs >= size // 8) & (xs < 7 * size // 16)
@@ -198,6 +209,9 @@ def demo_image(size: int = 128) -> torch.Tensor:
 
 def apply_kernel(image: torch.Tensor, kernel: Kernel | str) -> torch.Tensor:
     """Filter an (H, W) image with `kernel`: 'same' padding, replicate mode -> (H, W)."""
+    import torch
+    import torch.nn.functional as F
+
     kernel = get_kernel(kernel) if isinstance(kernel, str) else kernel
     (kh, kw), (h, w) = kernel.size, image.shape
     top, bottom = shapes.same_padding(h, kh)

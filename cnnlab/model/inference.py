@@ -13,6 +13,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The memory layout of inference by batch size: channels_last (NHWC) from this many images on,
+# NCHW below. Measured 2026-11-30 on the 2-core Intel Xeon (AVX-512, AMX; torch 2.13, oneDNN)
+# under a load of 12-15, each preset's weights and input in one layout, calls alternating between
+# the layouts, 25th-percentile call time (/tmp script in the style of bench/infer_bench.py):
+# channels_last was faster at EVERY batch size tried (1, 2, 4, ..., 256), 1 and 2 threads:
+# `default` 1.55x at batch 1 and 1.79x at 256 (1 thread; 1.22x and 1.57x with 2), `tutorial`
+# (seed 000's model) 1.64x and 2.90x, `best` 1.33x and 1.63x, `lenet5` 1.16x and 1.32x. So there
+# is no crossover on this machine and the threshold is 1. (Medians of 2-thread calls could not
+# decide it at that load: 100-250 ms stalls, a sleeping OpenMP worker waiting for a busy core,
+# hit either layout at random, at every batch size.) Issue 15 read its batch-1 gap (cnnlab eager
+# 880 vs the peer's 1,627 img/s, Zen 4) as channels_last hurting batch 1, but that compared the
+# `default` model with the smaller seed 000 model (half its FLOPs): at 1 thread `default` in
+# channels_last ran 0.93x the peer at batch 1, in NCHW 0.65x. Where NCHW wins small batches,
+# raise this number: bench/infer_bench.py prints both layouts at every batch size.
+CHANNELS_LAST_FROM_BATCH = 1
+
+
+def memory_format_for(batch_size: int) -> torch.memory_format:
+    """The layout a batch of `batch_size` images runs fastest in: see CHANNELS_LAST_FROM_BATCH."""
+    if batch_size >= CHANNELS_LAST_FROM_BATCH:
+        return torch.channels_last
+    return torch.contiguous_format
+
 
 def normalize(
     images: torch.Tensor,
@@ -42,15 +65,16 @@ def logits_in_batches(
     """Logits (N, classes) on the CPU for uint8 images (N, C, H, W), the model in eval mode.
 
     `tta`: test-time augmentation, the mean of the logits of each image and its horizontal
-    mirror (only for data whose labels a mirror keeps: `Dataset.flip_ok`).
+    mirror (only for data whose labels a mirror keeps: `Dataset.flip_ok`). `channels_last`:
+    the layout by batch size (`memory_format_for`); False: NCHW throughout.
     """
     was_training = model.training
     model.eval()
     outputs = []
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device, non_blocking=True)
-        x = normalize(batch, mean, std).contiguous(memory_format=memory_format)
+        layout = memory_format_for(len(batch)) if channels_last else torch.contiguous_format
+        x = normalize(batch, mean, std).contiguous(memory_format=layout)
         logits = model(x).float()
         if tta:
             logits = (logits + model(x.flip(3)).float()) / 2

@@ -1,0 +1,112 @@
+"""Start-up: the light commands and every command's --help load no torch, matplotlib or numpy.
+
+A check on modules, not on the clock (bench/startup_bench.py times them): a fresh interpreter
+runs the commands one after another and reports which heavy packages each one added to
+sys.modules. Constants the command line shows (choices, defaults) are kept in torch-free
+package __init__ files; the tests at the end check they agree with the modules that use them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "torchvision", "matplotlib", "numpy", "PIL", "onnxruntime")
+
+# What a user types after `cnnlab` to look at a model or at the arithmetic: none needs a tensor.
+LIGHT_COMMANDS = [
+    ["--help"],
+    ["summary", "default"],
+    ["summary", "best"],
+    ["summary", "input(1x28x28) conv(8,3) relu flatten fc(10)"],
+    ["summary", "tutorial", "--explain"],
+    ["summary", "default", "--json"],
+    ["models"],
+    ["spec", "default"],
+    ["explain", "conv"],
+    ["explain", "conv", "--kernel", "sobel-x"],
+    ["explain", "pool"],
+    ["explain", "padding"],
+    ["explain", "stride"],
+    ["kernels", "--list"],
+    ["summary", "conv(8,3"],  # an error (exit 2) is light too
+]
+
+# Runs each command in this one process (stdout discarded) and prints, per command, its exit
+# status and the heavy packages it loaded, as JSON lines.
+_PROBE = """
+import contextlib, io, json, sys
+from cnnlab.cli import build_parser, main
+heavy = {heavy!r}
+def loaded():
+    return sorted(name for name in heavy if name in sys.modules)
+commands = json.loads(sys.argv[1])
+if sys.argv[2] == "with-helps":
+    names = list(build_parser()._subparsers._group_actions[0].choices)
+    commands += [[name, "--help"] for name in names]
+for argv in commands:
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # --help exits
+            code = stop.code
+    print(json.dumps({{"argv": argv, "code": code, "loaded": loaded()}}), flush=True)
+"""
+
+
+def _probe(commands: list[list[str]], with_helps: bool = False) -> list[dict]:
+    code = _PROBE.format(heavy=HEAVY)
+    helps = "with-helps" if with_helps else "-"
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(commands), helps],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_light_commands_and_every_help_load_no_torch_matplotlib_or_numpy():
+    reports = _probe(LIGHT_COMMANDS, with_helps=True)
+    helps = [r for r in reports if r["argv"][1:] == ["--help"]]
+    assert len(reports) == len(LIGHT_COMMANDS) + len(helps) and len(helps) >= 15
+    for report in reports:
+        assert report["loaded"] == [], (
+            f"cnnlab {' '.join(report['argv'])} loaded {report['loaded']}"
+        )
+    # The commands ran (a crash would also load nothing): 0, or 2 for the bad spec.
+    codes = {" ".join(r["argv"]): r["code"] for r in reports}
+    assert codes["summary conv(8,3"] == 2
+    assert all(code == 0 for argv, code in codes.items() if argv != "summary conv(8,3")
+
+
+def test_a_command_that_needs_torch_is_seen_loading_it():
+    """The probe can fail: `datasets` lists the data sets through the torch-backed registry."""
+    (report,) = _probe([["datasets", "--json"]])
+    assert "torch" in report["loaded"]
+
+
+def test_the_torch_free_copies_of_cli_constants_agree():
+    from cnnlab import deploy, evaluate, run
+    from cnnlab.deploy import predict
+    from cnnlab.evaluate import scores
+    from cnnlab.run import files
+
+    assert files.RUNS_DIR == run.RUNS_DIR
+    assert scores.SPLITS == evaluate.SPLITS
+    assert predict.ENGINE_CHOICES == deploy.ENGINE_CHOICES
+    assert predict.INVERT_CHOICES == deploy.INVERT_CHOICES
+
+
+def test_cnnlab_data_exports_resolve_lazily():
+    """`from cnnlab.data import X` still works for every exported name (PEP 562 __getattr__)."""
+    import cnnlab.data as data
+    from cnnlab.data.dataset import Dataset
+    from cnnlab.data.registry import load_dataset
+
+    assert data.Dataset is Dataset and data.load_dataset is load_dataset
+    for name in data.__all__:
+        assert callable(getattr(data, name))
