@@ -12,6 +12,16 @@ from cnnlab.cli import main
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+@pytest.fixture(autouse=True)
+def english_unless_asked(monkeypatch):
+    """The suite reads English output: a tester's LANG=ko_KR must not turn it Korean.
+
+    Tests of the Korean output set --lang or LANG themselves (tests/test_i18n.py).
+    """
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @dataclass
 class CliResult:
     code: int

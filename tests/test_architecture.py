@@ -18,7 +18,9 @@ MAX_FUNCTION_LINES = 60
 # ls cnnlab/ reads in pipeline order: these folders, plus the two bottom modules and the entry points.
 STAGES = ["spec", "model", "data", "training", "run", "evaluate", "figures", "explain", "deploy"]
 FRONT_ENDS = ["server", "cli"]
-TOP_MODULES = {"__init__.py", "__main__.py", "errors.py", "fileio.py", "text.py"}
+TOP_MODULES = {"__init__.py", "__main__.py", "errors.py", "fileio.py", "text.py", "i18n.py"}
+# Package data beside the code, not a stage: the gettext catalogues (cnnlab/i18n.py reads them).
+DATA_FOLDERS = ["locale"]
 
 
 def _modules() -> list[Path]:
@@ -55,7 +57,7 @@ def test_top_level_is_the_pipeline():
     """cnnlab/ holds one folder per stage and front end, and only the bottom modules beside them."""
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
     files = {p.name for p in PACKAGE.glob("*.py")}
-    assert folders == set(STAGES + FRONT_ENDS)
+    assert folders == set(STAGES + FRONT_ENDS + DATA_FOLDERS)
     assert files == TOP_MODULES
 
 

@@ -157,7 +157,7 @@ def test_the_key_numbers_are_in_the_pasted_output(doc):
         "output: [[4,3,4],[2,4,3],[2,3,4]]",  # seed 001's 5x5 image and 3x3 kernel
         "output: [[4,4],[2,4]]",  # the same at stride 2
         "= 14",  # seed 001: 28x28, F=4, S=2, P=1 -> 14x14x64
-        "= 4",  # seed 003: L_in = 6, kernel 3 -> 4
+        "= 4",  # seed 004: L_in = 6, kernel 3 -> 4
         "max: [[4,5],[3,4]]",
         "64*7*7 = 3136",  # seed 000's flatten
         "32x28x28",

@@ -16,12 +16,12 @@ from cnnlab.cli.common import (
     make_folder,
     percent,
     print_json,
-    print_written,
     say,
     titled_table,
 )
 from cnnlab.errors import ConfigError
-from cnnlab.evaluate.scores import SPLITS
+from cnnlab.evaluate import SPLITS  # not evaluate.scores: it loads torch (start-up)
+from cnnlab.i18n import _
 
 if TYPE_CHECKING:
     import torch
@@ -101,6 +101,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if evaluation.size == 0:
         raise ConfigError(f"the {args.split} split of {evaluation.data} is empty: nothing to score")
     result = evaluation.to_json(top=args.top)
+    # the figures' titles stay English (their font has no Hangul); the terminal lines are translated
     heading = f"{run.name} on {evaluation.data} {args.split}"
     correct = int(evaluation.confusion.diag().sum())
     accuracy_line = f"accuracy {percent(evaluation.accuracy)} ({correct}/{evaluation.size})"
@@ -113,18 +114,32 @@ def run_eval(args: argparse.Namespace) -> int:
             {**result, "run": str(run.path), "written": {k: str(v) for k, v in written.items()}}
         )
         return 0
-    _print_evaluation(heading, accuracy_line, evaluation, result)
-    classes = len(evaluation.classes)
-    print_written([written["confusion"]], f"{classes}x{classes}")
-    print_written([written["json"]])
+    _print_evaluation(_heading(run.name, evaluation.data, args.split), evaluation, result)
+    _print_written(written, result, len(evaluation.classes), pairs)
+    return 0
+
+
+def _heading(run: str, data: str, split: str) -> str:
+    """'tut on shapes test': the run, the data and the split scored."""
+    return _("{run} on {data} {split}").format(run=run, data=data, split=split)
+
+
+def _print_written(
+    written: dict[str, Path], result: dict, classes: int, pairs: dict[str, int] | None
+) -> None:
+    """A 'wrote FILE (what)' line per file, and the misclassified folders' count."""
+    say(_("wrote {path} ({what})").format(path=written["confusion"], what=f"{classes}x{classes}"))
+    say(_("wrote {path}").format(path=written["json"]))
     if "top_losses" in written:
-        print_written([written["top_losses"]], f"{len(result['top_losses'])} images")
+        what = _("{count} images").format(count=len(result["top_losses"]))
+        say(_("wrote {path} ({what})").format(path=written["top_losses"], what=what))
     if pairs is not None:
         say(
-            f"wrote {sum(pairs.values())} misclassified images to "
-            f"{written['misclassified']}/<true>__as__<predicted>/ ({len(pairs)} folders)"
+            _(
+                "wrote {count} misclassified images to {folder}/<true>__as__<predicted>/ "
+                "({folders} folders)"
+            ).format(count=sum(pairs.values()), folder=written["misclassified"], folders=len(pairs))
         )
-    return 0
 
 
 def _write_misclassified(
@@ -171,34 +186,43 @@ def _write_reports(
     return written
 
 
-def _print_evaluation(
-    heading: str, accuracy_line: str, evaluation: Evaluation, result: dict
-) -> None:
+def _print_evaluation(heading: str, evaluation: Evaluation, result: dict) -> None:
     """The heading, accuracy and loss, then the per-class, most-confused and top-loss tables."""
     out = console()
-    say(f"{heading}: {evaluation.size} images")
-    say(f"{accuracy_line}, loss {evaluation.loss:.4f}")
+    say(_("{heading}: {count} images").format(heading=heading, count=evaluation.size))
+    correct = int(evaluation.confusion.diag().sum())
+    say(
+        _("accuracy {accuracy} ({correct}/{count}), loss {loss}").format(
+            accuracy=percent(evaluation.accuracy),
+            correct=correct,
+            count=evaluation.size,
+            loss=f"{evaluation.loss:.4f}",
+        )
+    )
     baseline = result["majority_baseline"]
     say(
-        f"balanced accuracy {percent(result['balanced_accuracy'])} (mean per-class recall); "
-        f"always answering {baseline['class']}: {percent(baseline['accuracy'])}"
+        _(
+            "balanced accuracy {balanced} (mean per-class recall); "
+            "always answering {majority}: {accuracy}"
+        ).format(
+            balanced=percent(result["balanced_accuracy"]),
+            majority=baseline["class"],
+            accuracy=percent(baseline["accuracy"]),
+        )
     )
     out.print(_class_table(result["per_class"]))
     if result["most_confused"]:
         out.print(_confused_table(result["most_confused"], result["per_class"]))
     else:
-        say("no confusions: every image was classified correctly")
+        say(_("no confusions: every image was classified correctly"))
     if result["top_losses"]:
         out.print(_losses_table(result["top_losses"][:5]))
 
 
 def _class_table(per_class: list[dict]) -> Table:
     """Precision, recall, F1 and support of each class."""
-    table = titled_table(
-        "per class",
-        ["class", "precision", "recall", "F1", "support"],
-        {"precision", "recall", "F1", "support"},
-    )
+    numbers = [_("precision"), _("recall"), "F1", _("support")]
+    table = titled_table(_("per class"), [_("class"), *numbers], set(numbers))
     for row in per_class:
         table.add_row(
             row["class"],
@@ -213,10 +237,11 @@ def _class_table(per_class: list[dict]) -> Table:
 def _confused_table(pairs: list[dict], per_class: list[dict]) -> Table:
     """The most confused pairs, each count also as a share of its true class."""
     supports = {row["class"]: row["support"] for row in per_class}
+    numbers = [_("count"), _("of the true class")]
     table = titled_table(
-        "most confused (true class taken for another)",
-        ["true", "predicted", "count", "of the true class"],
-        {"count", "of the true class"},
+        _("most confused (true class taken for another)"),
+        [_("true"), _("predicted"), *numbers],
+        set(numbers),
     )
     for pair in pairs:
         share = percent(pair["count"] / supports[pair["true"]])
@@ -226,12 +251,10 @@ def _confused_table(pairs: list[dict], per_class: list[dict]) -> Table:
 
 def _losses_table(items: list[dict]) -> Table:
     """The images with the highest loss: index (or file), classes, probabilities, loss."""
-    table = titled_table(
-        "highest losses",
-        ["file" if items and "file" in items[0] else "index", "true", "predicted"]
-        + ["p(predicted)", "p(true)", "loss"],
-        {"index", "p(predicted)", "p(true)", "loss"},
-    )
+    first = _("file") if items and "file" in items[0] else _("index")
+    numbers = [_("p(predicted)"), _("p(true)"), _("loss")]
+    right = set(numbers) if first == _("file") else {first, *numbers}
+    table = titled_table(_("highest losses"), [first, _("true"), _("predicted"), *numbers], right)
     for item in items:
         table.add_row(
             item.get("file", str(item["index"])),

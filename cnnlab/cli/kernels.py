@@ -9,6 +9,7 @@ from rich.table import Table
 
 from cnnlab.cli.common import console, image_outputs, output_files, print_json, say
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,12 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_kernels(args: argparse.Namespace) -> int:
     """`cnnlab kernels`: the kernel gallery, statistics, or --list."""
+    if args.list:  # before the imports below: --list needs neither torch nor matplotlib
+        return _list_kernels(args.json)
     from cnnlab.explain import kernels as k
     from cnnlab.figures.canvas import save_figure
     from cnnlab.figures.kernels import kernels_figure
 
-    if args.list:
-        return _list_kernels(args.json)
     if not args.image:
         raise ConfigError(
             "give an image file (or 'demo' for the built-in picture), or --list for the kernels"
@@ -80,21 +81,24 @@ def _print_stats(
     h, w = size
     out = console()
     say(
-        f"{args.image}: {h}x{w} grayscale in [0, 1]; each kernel applied with conv2d, "
-        "same padding (replicate)"
+        _(
+            "{image}: {size} grayscale in [0, 1]; each kernel applied with conv2d, "
+            "same padding (replicate)"
+        ).format(image=args.image, size=f"{h}x{w}")
     )
     table = Table()
-    for column in ("kernel", "min", "max", "mean", "std"):
-        table.add_column(column, justify="left" if column == "kernel" else "right")
+    table.add_column(_("kernel"))
+    for column in (_("min"), _("max"), _("mean"), _("std")):
+        table.add_column(column, justify="right")
     for name, s in stats.items():
         table.add_row(name, *(f"{s[key]:.4f}" for key in ("min", "max", "mean", "std")))
     out.print(table)
     if args.kernel:
         for kernel in chosen:
-            out.print(f"{kernel.name}: {kernel.description}", highlight=False)
+            out.print(f"{kernel.name}: {_(kernel.description)}", highlight=False)
             out.print(kernel.text(), highlight=False, markup=False)
     for path in paths:
-        say(f"wrote {path} ({len(chosen)} panel(s))")
+        say(_("wrote {path} ({count} panel(s))").format(path=path, count=len(chosen)))
 
 
 def _list_kernels(as_json: bool) -> int:
@@ -110,7 +114,8 @@ def _list_kernels(as_json: bool) -> int:
         return 0
     out = console()
     for kernel in KERNELS.values():
-        out.print(f"{kernel.name}: {kernel.description}", style="bold", highlight=False)
+        # the descriptions are extracted from explain/kernels.py's Kernel(...) calls (pybabel -k Kernel:4)
+        out.print(f"{kernel.name}: {_(kernel.description)}", style="bold", highlight=False)
         out.print(kernel.text(), highlight=False, markup=False)
         out.print("")
     return 0

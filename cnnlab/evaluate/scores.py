@@ -169,6 +169,39 @@ class Evaluation:
             "misclassified": self.misclassified(),
         }
 
+    def _repr_html_(self) -> str:
+        """A notebook cell's view: the scores, the per-class table and the confusion matrix."""
+        from cnnlab.i18n import _
+        from cnnlab.spec.summary import html_table
+
+        scores = [
+            [_("images"), str(self.size)],
+            [_("accuracy"), f"{self.accuracy:.2%}"],
+            [_("loss"), f"{self.loss:.4f}"],
+            [_("balanced accuracy"), f"{self.balanced_accuracy:.2%}"],
+        ]
+        per_class = [
+            [r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}"]
+            + [str(r["support"])]
+            for r in self.per_class()
+        ]
+        confusion = [
+            [name, *(str(n) for n in row)]
+            for name, row in zip(self.classes, self.confusion.tolist(), strict=True)
+        ]
+        title = " ".join(part for part in (self.data, self.split) if part)
+        return (
+            html_table(title, [_("what"), _("value")], scores)
+            + html_table(
+                _("per class"),
+                [_("class"), _("precision"), _("recall"), "F1", _("support")],
+                per_class,
+            )
+            + html_table(
+                _("confusion (row: true class, column: predicted)"), ["", *self.classes], confusion
+            )
+        )
+
 
 def split_images(
     run: Run, data: str | None = None, split: str = "test"

@@ -28,11 +28,12 @@ from cnnlab.explain.worked import (
     fmt,
     pad_matrix,
 )
+from cnnlab.i18n import N_, _
 
 WINDOW_STYLE = "bold yellow"
 PAD_STYLE = "dim"
 DEFAULT_MAX_STEPS = 25  # --max-steps default: a 5x5 output in full
-CROSS_CORRELATION_NOTE = (
+CROSS_CORRELATION_NOTE = N_(
     "note: a CNN's 'convolution' is cross-correlation: the kernel slides as it is, "
     "without the flip of the mathematical convolution (torch's conv2d does the same)"
 )
@@ -78,7 +79,7 @@ def matrix_text(
 def side_by_side(captions: list[str], blocks: list[RenderableType]) -> Table:
     """Blocks in one row, each under its caption."""
     grid = Table.grid(padding=(0, 4))
-    for _ in blocks:
+    for _block in blocks:
         grid.add_column()
     grid.add_row(*(Text(caption, "bold") for caption in captions))
     grid.add_row(*blocks)
@@ -97,7 +98,9 @@ def _pads_text(pads: Pads) -> str:
     top, bottom, left, right = pads
     if top == bottom == left == right:
         return str(top)
-    return f"top {top}, bottom {bottom}, left {left}, right {right}"
+    return _("top {top}, bottom {bottom}, left {left}, right {right}").format(
+        top=top, bottom=bottom, left=left, right=right
+    )
 
 
 def _span(cells: list[int]) -> str:
@@ -120,7 +123,10 @@ def _steps(ex: Any, render_step: Callable, max_steps: int | None) -> list[Render
     for step in ex.steps[:shown]:
         out += render_step(ex, step)
     if shown < len(ex.steps):
-        out.append(_line(f"... {len(ex.steps) - shown} more steps (--max-steps 0 shows them all)"))
+        more = len(ex.steps) - shown
+        out.append(
+            _line(_("... {count} more steps (--max-steps 0 shows them all)").format(count=more))
+        )
     return out
 
 
@@ -134,15 +140,24 @@ def render_conv(
     padding = ex.padding if isinstance(ex.padding, str) else _pair_text(ex.padding)
     out: list[RenderableType] = [
         _line(
-            f"convolution: {channels} channel(s) of {h}x{w}, kernel {kh}x{kw}, stride "
-            f"{_pair_text(ex.stride)}, padding {padding} ({ex.padding_mode}), dilation "
-            f"{_pair_text(ex.dilation)}",
+            _(
+                "convolution: {channels} channel(s) of {size}, kernel {kernel}, stride {stride}, "
+                "padding {padding} ({mode}), dilation {dilation}"
+            ).format(
+                channels=channels,
+                size=f"{h}x{w}",
+                kernel=f"{kh}x{kw}",
+                stride=_pair_text(ex.stride),
+                padding=padding,
+                mode=ex.padding_mode,
+                dilation=_pair_text(ex.dilation),
+            ),
             "bold",
         ),
-        _line(CROSS_CORRELATION_NOTE),
+        _line(_(CROSS_CORRELATION_NOTE)),
     ]
-    out += [_line(f"padding: {note}") for note in ex.notes]
-    out += [_line(f"output size: {formula}") for formula in ex.formulas]
+    out += [_line(_("padding: {note}").format(note=note)) for note in ex.notes]
+    out += [_line(_("output size: {formula}").format(formula=f)) for f in ex.formulas]
     if not brief:
         out += _conv_setup(ex)
         out += _steps(ex, _conv_step, max_steps)
@@ -154,17 +169,20 @@ def _conv_setup(ex: ConvExplanation) -> list[RenderableType]:
     out: list[RenderableType] = [_line("")]
     kernels_differ = any(k != ex.kernels[0] for k in ex.kernels)
     for c, (matrix, kernel) in enumerate(zip(ex.inputs, ex.kernels, strict=True)):
-        name = f"channel {c + 1} " if len(ex.inputs) > 1 else ""
-        captions, blocks = [f"{name}input"], [matrix_text(matrix)]
+        caption = _("channel {n} input").format(n=c + 1) if len(ex.inputs) > 1 else _("input")
+        captions, blocks = [caption], [matrix_text(matrix)]
         if c == 0 or kernels_differ:
-            captions.append(f"kernel {c + 1}" if kernels_differ else "kernel")
+            captions.append(_("kernel {n}").format(n=c + 1) if kernels_differ else _("kernel"))
             blocks.append(matrix_text(kernel))
         if any(ex.pads):
-            captions.append(f"padded ({_pads_text(ex.pads)}, {ex.padding_mode})")
+            padded = _("padded ({pads}, {mode})").format(
+                pads=_pads_text(ex.pads), mode=ex.padding_mode
+            )
+            captions.append(padded)
             blocks.append(matrix_text(ex.padded[c], pads=ex.pads))
         out.append(side_by_side(captions, blocks))
     if len(ex.inputs) > 1 and not kernels_differ:
-        out.append(_line("the same kernel slides over every channel"))
+        out.append(_line(_("the same kernel slides over every channel")))
     return out
 
 
@@ -174,16 +192,27 @@ def _conv_step(ex: ConvExplanation, step: ConvStep) -> list[RenderableType]:
     out: list[RenderableType] = [
         _line(""),
         _line(
-            f"step {step.index}/{len(ex.steps)}: output[{step.row}][{step.col}], "
-            f"kernel on rows {_span(step.rows)}, columns {_span(step.cols)}",
+            _(
+                "step {index}/{count}: output[{row}][{col}], kernel on rows {rows}, columns {cols}"
+            ).format(
+                index=step.index,
+                count=len(ex.steps),
+                row=step.row,
+                col=step.col,
+                rows=_span(step.rows),
+                cols=_span(step.cols),
+            ),
             "bold",
         ),
     ]
     grid = Table.grid(padding=(0, 4))
-    for _ in range(4):
+    for _column in range(4):
         grid.add_column()
     grid.add_row(
-        *(Text(c, "bold") for c in ("input (window in [ ])", "kernel", "products", "output so far"))
+        *(
+            Text(c, "bold")
+            for c in (_("input (window in [ ])"), _("kernel"), _("products"), _("output so far"))
+        )
     )
     for term in step.terms:
         source = ex.padded[term.channel]
@@ -197,8 +226,10 @@ def _conv_step(ex: ConvExplanation, step: ConvStep) -> list[RenderableType]:
     if len(step.terms) == 1:
         out.append(_line(step.terms[0].text))
     else:
-        out += [_line(f"channel {t.channel + 1}: {t.text}") for t in step.terms]
-        out.append(_line(f"sum over channels: {step.text}"))
+        out += [
+            _line(_("channel {n}: {sum}").format(n=t.channel + 1, sum=t.text)) for t in step.terms
+        ]
+        out.append(_line(_("sum over channels: {sum}").format(sum=step.text)))
     return out
 
 
@@ -206,18 +237,22 @@ def _conv_result(ex: ConvExplanation) -> list[RenderableType]:
     out: list[RenderableType] = [_line("")]
     oh, ow = ex.out_size
     if len(ex.inputs) > 1:
-        captions = [f"channel {c + 1}" for c in range(len(ex.inputs))] + ["sum = output"]
+        captions = [_("channel {n}").format(n=c + 1) for c in range(len(ex.inputs))]
+        captions.append(_("sum = output"))
         blocks = [matrix_text(m) for m in ex.channel_outputs] + [matrix_text(ex.output)]
         out.append(side_by_side(captions, blocks))
         out.append(
             _line(
-                "each channel is convolved with its own kernel slice; "
-                "the channel maps are added into one output map (one filter, no bias)"
+                _(
+                    "each channel is convolved with its own kernel slice; "
+                    "the channel maps are added into one output map (one filter, no bias)"
+                )
             )
         )
     else:
-        out.append(side_by_side([f"output ({oh}x{ow})"], [matrix_text(ex.output)]))
-    out.append(_line(f"output: {matrix_literal(ex.output)}", "bold"))
+        caption = _("output ({size})").format(size=f"{oh}x{ow}")
+        out.append(side_by_side([caption], [matrix_text(ex.output)]))
+    out.append(_line(_("output: {matrix}").format(matrix=matrix_literal(ex.output)), "bold"))
     return out
 
 
@@ -228,27 +263,39 @@ def render_pool(
     h, w = len(ex.inputs[0]), len(ex.inputs[0][0])
     out: list[RenderableType] = [
         _line(
-            f"pooling ({', '.join(ex.modes)}): {len(ex.inputs)} channel(s) of {h}x{w}, window "
-            f"{_pair_text(ex.kernel)}, stride {_pair_text(ex.stride)}, padding "
-            f"{_pair_text(ex.padding)}, dilation {_pair_text(ex.dilation)}",
+            _(
+                "pooling ({modes}): {channels} channel(s) of {size}, window {window}, "
+                "stride {stride}, padding {padding}, dilation {dilation}"
+            ).format(
+                modes=", ".join(ex.modes),
+                channels=len(ex.inputs),
+                size=f"{h}x{w}",
+                window=_pair_text(ex.kernel),
+                stride=_pair_text(ex.stride),
+                padding=_pair_text(ex.padding),
+                dilation=_pair_text(ex.dilation),
+            ),
             "bold",
         ),
-        _line("each window shrinks to one number; channels are pooled separately (no weights)"),
+        _line(_("each window shrinks to one number; channels are pooled separately (no weights)")),
     ]
-    out += [_line(f"output size: {formula}") for formula in ex.formulas]
+    out += [_line(_("output size: {formula}").format(formula=f)) for f in ex.formulas]
     if any(ex.padding):
         out.append(
             _line(
-                "padding ('.'): -inf for max and +inf for min (it never wins), "
-                "0 for avg (counted in the mean, as torch's count_include_pad)"
+                _(
+                    "padding ('.'): -inf for max and +inf for min (it never wins), "
+                    "0 for avg (counted in the mean, as torch's count_include_pad)"
+                )
             )
         )
     if not brief:
         out += _steps(ex, _pool_step, max_steps)
     out.append(_line(""))
     for c in range(len(ex.inputs)):
-        name = f"channel {c + 1}: " if len(ex.inputs) > 1 else ""
-        captions = [f"{name}input"] + [f"{mode} pooling" for mode in ex.modes]
+        name = _("channel {n}: ").format(n=c + 1) if len(ex.inputs) > 1 else ""
+        captions = [f"{name}{_('input')}"]
+        captions += [_("{mode} pooling").format(mode=mode) for mode in ex.modes]
         blocks = [matrix_text(ex.inputs[c])] + [matrix_text(ex.outputs[m][c]) for m in ex.modes]
         out.append(side_by_side(captions, blocks))
         out += [
@@ -264,8 +311,9 @@ def _pool_step(ex: PoolExplanation, step: PoolStep) -> list[RenderableType]:
     padded = pad_matrix(ex.inputs[step.channel], pads, "zeros", fill=None)
     per_channel = ex.out_size[0] * ex.out_size[1]
     first = step.channel * per_channel
-    name = f"channel {step.channel + 1}, " if len(ex.inputs) > 1 else ""
-    captions = ["input (window in [ ])"] + [f"{mode} so far" for mode in ex.modes]
+    name = _("channel {n}, ").format(n=step.channel + 1) if len(ex.inputs) > 1 else ""
+    captions = [_("input (window in [ ])")]
+    captions += [_("{mode} so far").format(mode=mode) for mode in ex.modes]
     blocks: list[RenderableType] = [
         matrix_text(padded, _window(step.rows, step.cols), pads if any(pads) else None)
     ]
@@ -275,8 +323,18 @@ def _pool_step(ex: PoolExplanation, step: PoolStep) -> list[RenderableType]:
     return [
         _line(""),
         _line(
-            f"step {step.index}/{len(ex.steps)}: {name}output[{step.row}][{step.col}], "
-            f"window on rows {_span(step.rows)}, columns {_span(step.cols)}",
+            _(
+                "step {index}/{count}: {channel}output[{row}][{col}], "
+                "window on rows {rows}, columns {cols}"
+            ).format(
+                index=step.index,
+                count=len(ex.steps),
+                channel=name,
+                row=step.row,
+                col=step.col,
+                rows=_span(step.rows),
+                cols=_span(step.cols),
+            ),
             "bold",
         ),
         side_by_side(captions, blocks),
@@ -288,26 +346,36 @@ def render_padding(ex: PaddingExplanation, brief: bool = False) -> list[Renderab
     """The input padded in every mode, side by side, and what a kernel outputs on it."""
     h, w = len(ex.input), len(ex.input[0])
     padding = ex.padding if isinstance(ex.padding, str) else _pair_text(ex.padding)
+    title = _("padding {padding} around a {size} input: {pads} pixel(s)").format(
+        padding=padding, size=f"{h}x{w}", pads=_pads_text(ex.pads)
+    )
     out: list[RenderableType] = [
-        _line(f"padding {padding} around a {h}x{w} input: {_pads_text(ex.pads)} pixel(s)", "bold"),
+        _line(title, "bold"),
         _line(
-            "zeros: 0s; reflect: mirror without repeating the edge; replicate: repeat the edge; "
-            "circular: wrap around to the other side"
+            _(
+                "zeros: 0s; reflect: mirror without repeating the edge; replicate: repeat the edge; "
+                "circular: wrap around to the other side"
+            )
         ),
     ]
-    out += [_line(f"padding: {note}") for note in ex.notes]
-    kh, kw = ex.kernel
-    out += [_line(f"a {kh}x{kw} kernel then outputs: {formula}") for formula in ex.formulas]
+    out += [_line(_("padding: {note}").format(note=note)) for note in ex.notes]
+    kernel = "x".join(str(k) for k in ex.kernel)
+    then = _("a {kernel} kernel then outputs: {formula}")
+    out += [_line(then.format(kernel=kernel, formula=f)) for f in ex.formulas]
     oh, ow = ex.out_size
-    keeps = "the input's size" if (oh, ow) == (h, w) else f"{oh}x{ow} from {h}x{w}"
-    out.append(_line(f"output {oh}x{ow}: {keeps}"))
+    keeps = (
+        _("the input's size")
+        if (oh, ow) == (h, w)
+        else _("{out} from {size}").format(out=f"{oh}x{ow}", size=f"{h}x{w}")
+    )
+    out.append(_line(_("output {size}: {keeps}").format(size=f"{oh}x{ow}", keeps=keeps)))
     out.append(_line(""))
     blocks: list[RenderableType] = [matrix_text(ex.input)]
-    captions = ["input"]
+    captions = [_("input")]
     for view in ex.views:
         captions.append(view.mode)
         if view.matrix is None:
-            blocks.append(Text(f"impossible:\n{view.error}"))
+            blocks.append(Text(_("impossible:") + f"\n{view.error}"))
         else:
             blocks.append(matrix_text(view.matrix, pads=ex.pads))
     out.append(side_by_side(captions, blocks))
@@ -327,20 +395,25 @@ def render_stride(ex: StrideExplanation, brief: bool = False) -> list[Renderable
     kh, kw = len(first.kernels[0]), len(first.kernels[0][0])
     out: list[RenderableType] = [
         _line(
-            f"stride: the same {h}x{w} input and {kh}x{kw} kernel at stride "
-            f"{', '.join(str(s) for s in ex.strides)}",
+            _("stride: the same {size} input and {kernel} kernel at stride {strides}").format(
+                size=f"{h}x{w}",
+                kernel=f"{kh}x{kw}",
+                strides=", ".join(str(s) for s in ex.strides),
+            ),
             "bold",
         ),
         _line(
-            "the stride is how far the kernel jumps between windows; larger strides give "
-            "smaller outputs"
+            _(
+                "the stride is how far the kernel jumps between windows; larger strides give "
+                "smaller outputs"
+            )
         ),
     ]
     for stride, run in zip(ex.strides, ex.runs, strict=True):
         out.append(_line(""))
-        out.append(_line(f"stride {stride}", "bold"))
-        out += [_line(f"padding: {note}") for note in run.notes]
-        out += [_line(f"output size: {formula}") for formula in run.formulas]
+        out.append(_line(_("stride {stride}").format(stride=stride), "bold"))
+        out += [_line(_("padding: {note}").format(note=note)) for note in run.notes]
+        out += [_line(_("output size: {formula}").format(formula=f)) for f in run.formulas]
         starts = {(s.rows[0], s.cols[0]) for s in run.steps}
         source = run.padded[0]
         blocks: list[RenderableType] = [
@@ -348,9 +421,17 @@ def render_stride(ex: StrideExplanation, brief: bool = False) -> list[Renderable
             matrix_text(run.output),
         ]
         oh, ow = run.out_size
-        out.append(side_by_side(["window top-left corners in [ ]", f"output ({oh}x{ow})"], blocks))
+        captions = [
+            _("window top-left corners in [ ]"),
+            _("output ({size})").format(size=f"{oh}x{ow}"),
+        ]
+        out.append(side_by_side(captions, blocks))
         if not brief:
-            windows = ", ".join(f"rows {_span(s.rows)} cols {_span(s.cols)}" for s in run.steps)
-            out.append(_line(f"{len(run.steps)} windows: {windows}"))
-        out.append(_line(f"output: {matrix_literal(run.output)}", "bold"))
+            window = _("rows {rows} cols {cols}")
+            windows = ", ".join(
+                window.format(rows=_span(s.rows), cols=_span(s.cols)) for s in run.steps
+            )
+            count = _("{count} windows: {windows}").format(count=len(run.steps), windows=windows)
+            out.append(_line(count))
+        out.append(_line(_("output: {matrix}").format(matrix=matrix_literal(run.output)), "bold"))
     return out

@@ -124,6 +124,33 @@ class Run:
         except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as error:
             raise CheckpointError(f"{path} is damaged ({error})") from None
 
+    def _repr_html_(self) -> str:
+        """A notebook cell's view: the model, classes and saved metrics, then one row per epoch."""
+        from cnnlab.i18n import _
+        from cnnlab.spec.summary import html_table
+
+        facts = [
+            [_("folder"), str(self.path)],
+            [_("model"), self.meta["spec"]],
+            [_("input"), "x".join(str(n) for n in self.input_shape)],
+            [_("classes"), ", ".join(self.classes)],
+        ]
+        facts += [[key, _cell(value)] for key, value in self.metrics.items()]
+        rows = self.epoch_metrics()
+        columns = list(rows[0]) if rows else []
+        epochs = [[_cell(row[c]) for c in columns] for row in rows]
+        page = html_table(_("run {name}").format(name=self.name), [_("what"), _("value")], facts)
+        if epochs:
+            page += html_table(_("epochs (metrics.csv)"), columns, epochs)
+        return page
+
+
+def _cell(value: Any) -> str:
+    """A metric as table text: 4 significant digits for floats, whole epochs without '.0'."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4g}"
+    return str(value)
+
 
 def resolve_run(path: str | Path) -> Path:
     """A run folder from a path, a name under runs/, or 'latest' (the newest run under runs/)."""

@@ -78,6 +78,12 @@ class ModelReport:
         """Float32 bytes of every layer's output for one image (what a forward pass keeps for backward)."""
         return sum(_numel(r.out_shape) for r in self.layers) * BYTES_PER_VALUE
 
+    def _repr_html_(self) -> str:
+        """The summary table in a notebook cell (summary.py imports this module: imported here)."""
+        from cnnlab.spec.summary import summary_html
+
+        return summary_html(self)
+
 
 def _numel(shape: Shape) -> int:
     n = 1
