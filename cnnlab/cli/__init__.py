@@ -15,6 +15,7 @@ import warnings
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
+from cnnlab.i18n import LANGUAGES, using_language
 
 # One module per command (or family: models = summary, models, spec; train = train, runs),
 # named after it; each adds its subcommands (in this order in --help).
@@ -22,10 +23,14 @@ COMMAND_MODULES: list[str] = [
     "models",
     "datasets",
     "train",
+    "lrfind",
     "eval",
     "plot",
     "filters",
     "featuremaps",
+    "cam",
+    "patches",
+    "embed",
     "explain",
     "kernels",
     "diagram",
@@ -46,7 +51,30 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"cnnlab.cli.{name}").register(subparsers)
+    _add_language_option(parser)
     return parser
+
+
+LANG_HELP = "language of the output: en or ko (default: from LC_ALL, LC_MESSAGES or LANG)"
+
+
+def _add_language_option(parser: argparse.ArgumentParser) -> None:
+    """--lang on `cnnlab` and on every (sub)command, so it may come anywhere on the line.
+
+    Below the top the default is SUPPRESS: a subcommand that did not see --lang leaves the
+    value parsed before it alone.
+    """
+    parser.add_argument("--lang", choices=LANGUAGES, help=LANG_HELP)
+    todo = [parser]
+    while todo:
+        for action in todo.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in set(action.choices.values()):  # aliases share a parser
+                    if "--lang" not in sub._option_string_actions:
+                        sub.add_argument(
+                            "--lang", choices=LANGUAGES, default=argparse.SUPPRESS, help=LANG_HELP
+                        )
+                    todo.append(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +110,8 @@ def _run_command(argv: list[str] | None) -> int:
         if handler is None:
             parser.print_help()
             return 0
-        return handler(args) or 0
+        with using_language(args.lang):  # None: LC_ALL, LC_MESSAGES or LANG decides
+            return handler(args) or 0
     except CnnlabError as error:
         # Messages quote user-supplied names: escape their control characters, keep the lines.
         print(f"error: {printable(error, keep=chr(10))}", file=sys.stderr)

@@ -1,0 +1,134 @@
+"""`cnnlab cam`: where in one image a run's model found its evidence for a class."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from cnnlab.cli.common import (
+    RUN_HELP,
+    image_outputs,
+    output_files,
+    percent,
+    print_json,
+    print_written,
+    say,
+)
+
+if TYPE_CHECKING:
+    from cnnlab.evaluate.cam import CamResult
+    from cnnlab.evaluate.samples import Sample
+    from cnnlab.run.folder import Run
+
+# The method names without importing torch (evaluate/cam.py's METHODS, checked by the tests).
+METHOD_CHOICES = ("gradcam", "hirescam", "cam", "occlusion", "saliency")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the cam command."""
+    p = subparsers.add_parser(
+        "cam",
+        help="a class activation map: where in an image the model found its evidence",
+        description="Explain one prediction: a heatmap over the image for the predicted class "
+        "(or --class). gradcam (default) and hirescam weigh a conv layer's map by the gradient "
+        "of the class's logit; cam uses the fc weights of a gap + fc head; occlusion covers "
+        "patches of the image; saliency is the gradient per pixel. The image is preprocessed "
+        "as `cnnlab predict` does. --sanity compares with a model of random weights.",
+        epilog="examples: cnnlab cam latest test:0 | cnnlab cam runs/tut photo.png --method "
+        "occlusion --sanity | cnnlab cam latest test:3 --layer conv2 --class circle --json",
+    )
+    p.add_argument("run", help=RUN_HELP)
+    p.add_argument(
+        "image", help="an image file (PNG, JPEG, ...) or SPLIT:INDEX of the run's data, e.g. test:0"
+    )
+    p.add_argument(
+        "--method", choices=METHOD_CHOICES, default="gradcam", help="(default: %(default)s)"
+    )
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="the layer whose map is weighed, named as in `cnnlab featuremaps` (default: the "
+        "last conv with a map of at least 4x4, after its activation)",
+    )
+    p.add_argument(
+        "--class", dest="target", metavar="NAME", help="the class to explain (default: predicted)"
+    )
+    p.add_argument(
+        "--sanity",
+        action="store_true",
+        help="also the map of a copy with random weights, and the rank correlation of the two",
+    )
+    p.add_argument("--invert", choices=("no", "yes", "auto"), default="no", help="as in predict")
+    p.add_argument("--center", action="store_true", help="as in predict (MNIST-style centring)")
+    image_outputs(p, "RUN/cam/IMAGE-METHOD.png")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.set_defaults(handler=run_cam)
+
+
+def run_cam(args: argparse.Namespace) -> int:
+    """`cnnlab cam`: compute the map, draw it over the image, print what it was made from."""
+    from cnnlab.evaluate.cam import class_activation_map
+    from cnnlab.figures.cam import cam_figure
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.run.folder import Run
+
+    run = Run.open(args.run)
+    sample = _load(run, args)
+    paths = output_files(args, run.path / "cam" / f"{sample.stem}-{args.method}.png")
+    model = run.load_model()
+    result = class_activation_map(
+        model,
+        sample.model_input(run),
+        method=args.method,
+        layer=args.layer,
+        target=args.target,
+        classes=run.classes,
+        sanity=args.sanity,
+    )
+    title = f"{run.name}: {sample.source}" + (
+        f" (true class {sample.label})" if sample.label else ""
+    )
+    figure = cam_figure(sample.image.numpy(), result, title)
+    for path in paths:
+        save_figure(figure, path)
+    if args.json:
+        data = {"run": str(run.path), "image": sample.source, "true": sample.label}
+        print_json({**data, **result.to_json(), "written": [str(p) for p in paths]})
+        return 0
+    _print_result(sample, result)
+    print_written(paths, f"{result.method} over the image")
+    return 0
+
+
+def _load(run: Run, args: argparse.Namespace) -> Sample:
+    """The image as `cnnlab predict` prepares it (files), or SPLIT:INDEX of the run's data."""
+    from pathlib import Path
+
+    from cnnlab.deploy.predict import Preprocess, prepare_image
+    from cnnlab.evaluate.samples import Sample, load_sample
+
+    if Path(args.image).is_file():
+        options = Preprocess(invert=args.invert, center=args.center)
+        return Sample(prepare_image(args.image, run.input_shape, run.mean, options), args.image)
+    return load_sample(run, args.image)  # test:12, or the error naming a missing file
+
+
+def _print_result(sample: Sample, result: CamResult) -> None:
+    """What was explained, by which layer or window, the warnings and the sanity verdict."""
+    c, h, w = sample.image.shape
+    true = f", true class {sample.label}" if sample.label else ""
+    say(f"{sample.source}: {c}x{h}x{w}{true}")
+    predicted = result.classes[result.predicted] if result.classes else str(result.predicted)
+    say(
+        f"{result.method} for class {result.class_name} ({percent(result.probability, 1)}); "
+        f"predicted {predicted} ({percent(result.probabilities[result.predicted], 1)})"
+    )
+    if result.layer is not None:
+        say(f"layer {result.layer.describe()}")
+    elif result.window is not None:
+        (ph, pw), (sh, sw) = result.window
+        say(f"occlusion: {ph}x{pw} px patches of the data's mean, stride {sh}x{sw}")
+    for warning in result.warnings:
+        say(f"warning: {warning}")
+    if result.randomized is not None:
+        say(result.sanity_line())

@@ -1,0 +1,103 @@
+"""`cnnlab embed`: the learned features of the test set in 2-D (PCA or t-SNE), by class."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from cnnlab.cli.common import (
+    RUN_HELP,
+    console,
+    image_outputs,
+    output_files,
+    percent,
+    print_json,
+    print_written,
+    say,
+    titled_table,
+)
+from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cnnlab.evaluate.embed import Embedding
+
+METHOD_CHOICES = ("pca", "tsne")  # evaluate.embed.METHODS, kept here so --help needs no torch
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the embed command."""
+    p = subparsers.add_parser(
+        "embed",
+        help="a projector: the test images' learned features in 2-D, coloured by class",
+        description="Place every test image at its penultimate features (the input of the "
+        "last fc layer, what the classifier decides from) projected to 2-D: PCA (the two "
+        "directions of largest variance; every image) or t-SNE (neighbours kept close; a "
+        "seeded sample of at most 2,000 images). Dots are coloured by true class; the "
+        "misclassified ones have a black edge.",
+        epilog="examples: cnnlab embed runs/tut | cnnlab embed runs/tut --method tsne | "
+        "cnnlab embed latest --json > points.json",
+    )
+    p.add_argument("run", help=RUN_HELP)
+    p.add_argument(
+        "--method", choices=METHOD_CHOICES, default="pca", help="projection (%(default)s)"
+    )
+    p.add_argument(
+        "--max-points",
+        type=int,
+        metavar="N",
+        help="embed a seeded random sample of N images (default: all for pca, 2000 for tsne)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="for the sample and t-SNE (%(default)s)")
+    image_outputs(p, "RUN/embed/METHOD.png")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the points (x, y, index, file, true and predicted class) as JSON",
+    )
+    p.set_defaults(handler=run_embed)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    """`cnnlab embed`: the scatter of the penultimate features, and a line per class."""
+    from cnnlab.evaluate.embed import embed_features
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.embed import embed_figure, embed_title
+    from cnnlab.run.folder import Run
+
+    if args.max_points is not None and args.max_points < 1:
+        raise ConfigError(f"--max-points {args.max_points} must be at least 1")
+    run = Run.open(args.run)
+    paths = output_files(args, run.path / "embed" / f"{args.method}.png")
+    embedding = embed_features(run, None, args.method, max_points=args.max_points, seed=args.seed)
+    figure = embed_figure(embedding, embed_title(run.name, embedding))
+    for path in paths:
+        save_figure(figure, path)
+    if args.json:
+        print_json(
+            {"run": str(run.path), **embedding.to_json(), "written": [str(p) for p in paths]}
+        )
+        return 0
+    _print_embedding(embedding)
+    print_written(paths, f"{len(embedding.points)} points")
+    return 0
+
+
+def _print_embedding(embedding: Embedding) -> None:
+    """What was embedded, notes, the axes, and per class: images and misclassified ones."""
+    method = "PCA" if embedding.method == "pca" else "t-SNE"
+    say(
+        f"{method} of the {embedding.features} features entering {embedding.layer} "
+        f"for {len(embedding.points)} {embedding.data} images"
+    )
+    for note in embedding.notes:
+        say(note)
+    if embedding.method == "pca":
+        x, y = embedding.explained
+        say(f"the two axes hold {percent(x, 1)} and {percent(y, 1)} of the features' variance")
+    table = titled_table(
+        "per class", ["class", "images", "misclassified"], {"images", "misclassified"}
+    )
+    for k, name in enumerate(embedding.classes):
+        mine = embedding.labels == k
+        table.add_row(name, str(int(mine.sum())), str(int((mine & embedding.wrong).sum())))
+    console().print(table)

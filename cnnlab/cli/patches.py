@@ -1,0 +1,139 @@
+"""`cnnlab patches`: what each filter of a layer responds to, as the test images' top patches."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from cnnlab.cli.common import (
+    RUN_HELP,
+    console,
+    image_outputs,
+    output_files,
+    print_json,
+    print_written,
+    say,
+    titled_table,
+)
+from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cnnlab.evaluate.patches import TopPatches
+    from cnnlab.model.cnn import CnnModel
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the patches command."""
+    p = subparsers.add_parser(
+        "patches",
+        help="what each filter responds to: the test images where a channel fires most",
+        description="For each channel of a layer, find the test images whose activation (the "
+        "largest over the map's positions) is highest, and crop each to the exact receptive "
+        "field of that position: the input pixels the value was computed from. Drawn as a "
+        "grid, a row per channel and a column per image, titled with the activation. Windows "
+        "that reach past the image border show the padding as grey.",
+        epilog="examples: cnnlab patches runs/tut --layer conv2 | cnnlab patches runs/tut "
+        "--layer relu1 --top 6 --channels 8 --out relu1.png | cnnlab patches latest --json",
+    )
+    p.add_argument("run", help=RUN_HELP)
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="a layer with feature maps, named as in `cnnlab featuremaps` (conv1, relu1, "
+        "maxpool1, ...; default: the last conv layer)",
+    )
+    p.add_argument(
+        "--top", type=int, default=9, metavar="K", help="images per channel (%(default)s)"
+    )
+    p.add_argument(
+        "--channels",
+        type=int,
+        default=16,
+        metavar="N",
+        help="the first N channels of the layer (%(default)s; fewer if it has fewer)",
+    )
+    image_outputs(p, "RUN/patches/LAYER.png")
+    p.add_argument("--json", action="store_true", help="print the windows and activations as JSON")
+    p.set_defaults(handler=run_patches)
+
+
+def default_layer(model: CnnModel) -> str:
+    """The last conv layer whose output is still a map."""
+    from cnnlab.evaluate.patches import map_layers
+
+    names = map_layers(model.report)
+    convs = [r.name for r in model.report.layers if r.layer.kind == "conv" and r.name in names]
+    if not convs:
+        raise ConfigError(
+            "the model has no conv layer with a feature map: name one with --layer "
+            f"({', '.join(names) or 'it has no layer with feature maps'})"
+        )
+    return convs[-1]
+
+
+def run_patches(args: argparse.Namespace) -> int:
+    """`cnnlab patches`: the top test images of each channel, cropped to the receptive field."""
+    from cnnlab.evaluate.patches import layer_geometry, top_patches
+    from cnnlab.evaluate.scores import split_with_files
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.patches import patches_figure, patches_title
+    from cnnlab.run.folder import Run
+
+    if args.top < 1 or args.channels < 1:
+        raise ConfigError(f"--top {args.top} and --channels {args.channels} must be at least 1")
+    run = Run.open(args.run)
+    model = run.load_model()
+    layer = args.layer or default_layer(model)
+    layer_geometry(model.report, layer)  # a wrong name fails before the data is loaded
+    paths = output_files(args, run.path / "patches" / f"{layer}.png")
+    images, labels, data, files = split_with_files(run, None, "test")
+    result = top_patches(
+        model,
+        images,
+        labels,
+        run.classes,
+        (run.mean, run.std),
+        layer,
+        args.top,
+        args.channels,
+        files,
+    )
+    result.data = f"{data} test"
+    figure = patches_figure(result, patches_title(run.name, result))
+    for path in paths:
+        save_figure(figure, path)
+    if args.json:
+        print_json({"run": str(run.path), **result.to_json(), "written": [str(p) for p in paths]})
+        return 0
+    _print_patches(result)
+    print_written(paths, f"{len(result.channels)} channel(s) x top {args.top}")
+    return 0
+
+
+def _print_patches(result: TopPatches) -> None:
+    """The layer's window line, notes, and a row per channel: its best activations and images."""
+    g = result.geometry
+    c, h, w = g.out_shape
+    say(
+        f"{g.name}: {g.spec} -> {c}x{h}x{w}; each cell sees {g.size[0]}x{g.size[1]} px of the "
+        f"input, cells {g.jump[0]}x{g.jump[1]} px apart, cell (0, 0) from pixel "
+        f"({g.start[0]}, {g.start[1]})"
+    )
+    say(f"searched {result.images:,} {result.data} images")
+    for note in result.notes:
+        say(note)
+    if result.clipped:
+        say(
+            f"{result.clipped} of {sum(len(r) for r in result.patches)} crops reach past the "
+            "image border (clipped; the padding is drawn grey)"
+        )
+    table = titled_table(
+        f"top images per channel of {g.name}",
+        ["channel", "best", "images (activation)"],
+        {"channel", "best"},
+    )
+    for channel, row in zip(result.channels, result.patches, strict=True):
+        shown = ", ".join(f"#{p.index} {p.label} ({p.activation:.3g})" for p in row[:4])
+        more = f", ... {len(row) - 4} more" if len(row) > 4 else ""
+        table.add_row(str(channel), f"{row[0].activation:.3g}", shown + more)
+    console().print(table)
