@@ -1,7 +1,8 @@
 """The HTTP routes: a page to draw on, and its JSON twin, over one `Predictor`.
 
 Routes: GET / (the page), GET /api/model, POST /api/predict, POST /api/featuremaps,
-GET /healthz, GET /readyz, and FastAPI's /docs and /openapi.json.
+POST /api/cam, GET /healthz, GET /readyz, and FastAPI's /docs and /openapi.json; GET /run
+and /api/run/* (the run report) are in report_api.py.
 
 `create_app` puts what the routes share on `app.state` (the predictor, the model info,
 the worker-thread limiter, the Guard) and wraps the app in the limits of `limits.py`.
@@ -27,10 +28,14 @@ from cnnlab import __version__
 from cnnlab.deploy.predict import Predictor, Preprocess
 from cnnlab.evaluate.featuremaps import feature_maps
 from cnnlab.server.body import ImageBody, read_body
+from cnnlab.server.camview import CamView
 from cnnlab.server.errors import add_error_handlers
 from cnnlab.server.limits import DEFAULT_LIMITS, BodyLimit, Guard, Limits, Workers
 from cnnlab.server.maps import MAX_CHANNELS, input_json, layer_json
-from cnnlab.server.openapi import ERRORS, IMAGE_BODY
+from cnnlab.server.openapi import ERRORS, IMAGE_BODY, NO_MAP
+from cnnlab.server.report import RunReport
+from cnnlab.server.report_api import ReportJobs
+from cnnlab.server.report_api import router as report_router
 from cnnlab.spec.summary import summary_json
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -98,10 +103,14 @@ def create_app(predictor: Predictor, limits: Limits = DEFAULT_LIMITS) -> ASGIApp
     add_error_handlers(api)
     api.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     api.include_router(router)
+    api.include_router(report_router)
     guard = Guard(api, limits)
     api.state.predictor = predictor
     api.state.info = model_info(predictor, limits)
+    api.state.cam = CamView(predictor.run)  # Grad-CAM on a model of its own (hooks, a lock)
+    api.state.report = RunReport(predictor.run, api.state.cam)  # computed on first request
     api.state.workers = Workers(limits.workers)  # threads decoding and predicting
+    api.state.report_jobs = ReportJobs()  # /api/run/*'s threads, apart: slow first answers
     api.state.guard = guard  # /readyz reports its count
     app = BodyLimit(guard, limits.max_body_bytes)
     app.fastapi = api  # type: ignore[attr-defined]  (tests and tools reach the FastAPI app here)
@@ -236,4 +245,31 @@ def _featuremaps(
     }
 
 
+@router.post(
+    "/api/cam",
+    summary="Grad-CAM of one image for its predicted class, drawn over the model's view",
+    openapi_extra=IMAGE_BODY,
+    responses={**ERRORS, **NO_MAP},
+)
+async def cam(
+    request: Request,
+    invert: str = Query("no", pattern="^(no|yes|auto)$"),
+    center: bool = Query(False),
+) -> dict[str, Any]:
+    """Where in the image the model found its evidence (404 for a model without a conv layer)."""
+    body = await read_body(request)
+    options = Preprocess(invert, center)
+    return await in_worker(
+        request, _cam, request.app.state.predictor, request.app.state.cam, body, options
+    )
+
+
+def _cam(
+    predictor: Predictor, view: CamView, body: ImageBody, options: Preprocess
+) -> dict[str, Any]:
+    """The /api/cam answer (in a worker thread)."""
+    return view.answer(body.decode(predictor, options))
+
+
 _answer_head(router)  # after every route above
+_answer_head(report_router)

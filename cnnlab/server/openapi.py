@@ -59,3 +59,20 @@ ERRORS = {
         (504, "the request took longer than the time limit"),
     )
 }
+REPORT_ERRORS = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (404, "no such class or test image, or the run's test data cannot be loaded here"),
+        (422, "invalid parameters (e.g. a negative index, a limit over the maximum)"),
+        (500, "the server's run folder is damaged, or a bug; the server log has the details"),
+        (503, "too many requests in flight; retry after Retry-After seconds"),
+        (504, "took longer than the time limit (the first evaluation goes on: ask again)"),
+    )
+}
+NO_MAP = {
+    404: {
+        "model": ErrorBody,
+        "description": "the model has no conv layer, so no class activation map",
+    }
+}
+PNG_ANSWER = {"description": "a PNG image", "content": {"image/png": {}}}

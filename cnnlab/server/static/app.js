@@ -57,6 +57,9 @@ function clearCanvas() {
   $("bars").replaceChildren();
   $("maps").replaceChildren();
   $("seen").replaceChildren();
+  $("cam").replaceChildren();
+  $("cam-view").hidden = true;
+  $("cam-note").textContent = "";
   setStatus("");
 }
 
@@ -187,6 +190,9 @@ async function analyse(blob, name) {
     const maps = await post("/api/featuremaps", blob, name, {});
     if (mine !== sequence) return;
     renderMaps(maps);
+    const cam = await post("/api/cam", blob, name, {}).catch((error) => ({ error: error.message }));
+    if (mine !== sequence) return;
+    renderCam(cam);
   } catch (error) {
     if (mine === sequence) setStatus(error.message, true);
   } finally {
@@ -228,10 +234,28 @@ function renderMaps(data) {
   $("seen").replaceChildren(
     el("img", { src: data.input.png, alt: `model input ${data.input.shape.join("x")}` }),
   );
-  $("maps").replaceChildren(...data.layers.map(renderLayer));
+  // The last fc layer (and a softmax after it) has one value per class: its bars get the names.
+  const lastFc = Math.max(-1, ...data.layers.filter((l) => l.kind === "fc").map((l) => l.index));
+  const perClass = (layer) =>
+    lastFc >= 0 && layer.index >= lastFc && layer.values && layer.values.length === model.classes.length;
+  $("maps").replaceChildren(...data.layers.map((layer) => renderLayer(layer, perClass(layer) ? model.classes : null)));
 }
 
-function renderLayer(layer) {
+function renderCam(data) {
+  // Grad-CAM for the predicted class over the model's input; models without a conv layer have none.
+  if (data.error) {
+    $("cam-view").hidden = true;
+    $("cam-note").textContent = `no class activation map: ${data.error}`;
+    return;
+  }
+  $("cam").replaceChildren(el("img", { src: data.overlay, alt: `Grad-CAM for ${data.class}` }));
+  $("cam-view").hidden = false;
+  $("cam-note").textContent =
+    `Grad-CAM for "${data.class}" at ${data.layer_text}: blue no evidence, red the most.` +
+    (data.warnings.length ? ` ${data.warnings.join(" ")}` : "");
+}
+
+function renderLayer(layer, labels) {
   const shown =
     layer.png && layer.channels_shown < layer.shape[0] ? ` (first ${layer.channels_shown} channels)` : "";
   const title = el("h3", {}, [
@@ -250,7 +274,7 @@ function renderLayer(layer) {
     figure.append(img);
   } else {
     figure.classList.add("vector");
-    figure.append(vectorStrip(layer.values, layer.min, layer.max));
+    figure.append(labels ? classBars(layer.values, layer.min, layer.max, labels) : vectorStrip(layer.values, layer.min, layer.max));
   }
   return figure;
 }
@@ -273,6 +297,33 @@ function vectorStrip(values, low, high) {
   g.fillStyle = "#999";
   g.fillRect(0, zero, width, 1);
   return strip;
+}
+
+function classBars(values, low, high, labels) {
+  // One labelled column per class (the last fc's logits, or their softmax), zero line marked.
+  const slot = Math.max(36, Math.min(80, Math.floor(1100 / values.length)));
+  const width = slot * values.length, chart = 70, height = chart + 34;
+  const bars = el("canvas", { width, height, className: "class-bars" });
+  bars.setAttribute("aria-label", labels.map((name, i) => `${name}: ${values[i].toFixed(3)}`).join(", "));
+  const g = bars.getContext("2d");
+  const lo = Math.min(low, 0), hi = Math.max(high, 0), span = hi - lo || 1;
+  const zero = chart - ((0 - lo) / span) * chart;
+  const top = values.indexOf(Math.max(...values));
+  values.forEach((v, i) => {
+    const y = chart - ((v - lo) / span) * chart;
+    g.fillStyle = i === top ? "#2764c4" : "#8fb3ec";
+    g.fillRect(i * slot + 4, Math.min(y, zero), slot - 8, Math.abs(zero - y) || 1);
+    g.fillStyle = "#1d232a";
+    g.font = "11px system-ui, sans-serif";
+    g.textAlign = "center";
+    const name = labels[i].length > 9 ? `${labels[i].slice(0, 8)}\u2026` : labels[i];
+    g.fillText(name, i * slot + slot / 2, chart + 14, slot - 2);
+    g.fillStyle = "#5d6875";
+    g.fillText(v.toFixed(2), i * slot + slot / 2, chart + 28, slot - 2);
+  });
+  g.fillStyle = "#999";
+  g.fillRect(0, zero, width, 1);
+  return bars;
 }
 
 function renderSummary(summary) {

@@ -1,0 +1,315 @@
+"""The run report behind GET /run: each panel's numbers as JSON, computed on first request and kept.
+
+Panels: the training curves (metrics.csv), the test split's confusion matrix and the
+images of each of its cells with their Grad-CAM overlays (`camview.py`), the per-class
+scores (the numbers `cnnlab eval` prints: `evaluate.scores.Evaluation`), the filters of
+the first conv layer, the top patches of a layer's channels (`evaluate/patches.py`) and
+the projector: the test images' penultimate features in 2-D (`evaluate/embed.py`).
+
+The test split's evaluation (`evaluate_run`: the split rebuilt as training saw it, the
+model over every image) takes up to seconds, so it runs once, under a lock, on the first
+request that needs it; concurrent first requests wait for that one computation. A failure
+the user can fix (the data set is not on this machine) is kept too, so that each request
+does not try again. What one answer may hold is bounded: at most `MAX_CELL_IMAGES` images
+of a cell, at most `MAX_FILTERS` filters, `MAX_POINTS` points, `MAX_PATCH_CHANNELS` x
+`MAX_PATCH_TOP` patches; answers with options (patches, embedding) are kept per option.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.embed import LabelledImages, embed_features
+from cnnlab.evaluate.filters import conv_filters
+from cnnlab.evaluate.patches import map_layers, top_patches
+from cnnlab.evaluate.scores import Evaluation, evaluate_run
+from cnnlab.run.folder import Run
+from cnnlab.server.camview import CamView
+from cnnlab.server.errors import ApiError
+from cnnlab.text import clipped
+
+CELL_IMAGES = 48  # images of a confusion cell per answer, unless asked otherwise
+MAX_CELL_IMAGES = 200  # the most one answer may hold (each is a PNG in base64)
+MAX_FILTERS = 256  # filters of the first conv layer sent (the first ones)
+CELL_ORDER = "highest loss first: the most confident mistakes, the least sure correct answers"
+MAX_POINTS = 2000  # projector points (a seeded subsample of larger test splits)
+MAX_PATCH_CHANNELS = 64
+MAX_PATCH_TOP = 16
+MAX_KEPT = 16  # answers with options kept (the oldest goes first): options cannot fill memory
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null (in dicts and lists too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def picture(image: torch.Tensor) -> np.ndarray:
+    """A uint8 (C, H, W) image as PIL takes it: (H, W) gray or (H, W, 3) RGB."""
+    array = image.numpy()
+    return array[0] if array.shape[0] == 1 else np.ascontiguousarray(array.transpose(1, 2, 0))
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """(H, W) or (H, W, 3) uint8 as PNG bytes (fast compression: these are small and many)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    """PNG bytes as a data:image/png;base64 URL."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def class_index(classes: list[str], text: str) -> int:
+    """A class given by name, or else by its index in `classes`; a 404 ApiError when neither."""
+    if text in classes:
+        return classes.index(text)
+    if text.isascii() and text.isdigit() and int(text) < len(classes):
+        return int(text)
+    raise ApiError(
+        404,
+        f"no class '{clipped(text)}' in this run: give a class name or an index from 0 to "
+        f"{len(classes) - 1} (the classes are listed by /api/run/confusion)",
+    )
+
+
+class RunReport:
+    """The report of one run; every method is safe to call from several worker threads."""
+
+    def __init__(self, run: Run, cam: CamView | None = None):
+        self.run = run
+        self.cam = cam if cam is not None and cam.available else None  # overlays in cells
+        self._lock = threading.Lock()
+        self._evaluated: tuple[Evaluation, torch.Tensor] | None = None
+        self._failure: CnnlabError | None = None
+        self._filters: dict[str, Any] | None = None
+        self._filters_lock = threading.Lock()  # apart: filters need not wait for the evaluation
+        self._kept: OrderedDict[tuple, dict[str, Any]] = OrderedDict()  # per option, newest last
+        self._key_locks: dict[tuple, threading.Lock] = {}  # one per option: apart, in parallel
+        self._kept_lock = threading.Lock()  # guards the two dicts
+        self._overlays: dict[tuple[int, int], str] = {}  # (image, class) -> CAM overlay data URL
+
+    def evaluated(self) -> tuple[Evaluation, torch.Tensor]:
+        """(the test split's Evaluation, its uint8 images (N, C, H, W)): computed once."""
+        with self._lock:
+            if self._evaluated is None and self._failure is None:
+                try:
+                    self._evaluated = evaluate_run(self.run)
+                except CnnlabError as error:  # e.g. the data set is not on this machine
+                    self._failure = error
+            if self._failure is not None:
+                raise ApiError(
+                    404,
+                    f"the run's test data cannot be loaded here: {self._failure} "
+                    "(make it available, then restart the server)",
+                )
+            assert self._evaluated is not None
+            return self._evaluated
+
+    def curves(self) -> dict[str, Any]:
+        """metrics.csv as columns (one value per epoch, null where empty) and the test accuracy."""
+        rows = self.run.epoch_metrics()
+        names = list(dict.fromkeys(key for row in rows for key in row))
+        return finite(
+            {
+                "run": self.run.name,
+                "epochs": len(rows),
+                "columns": {name: [row.get(name, math.nan) for row in rows] for name in names},
+                "test_accuracy": self.run.metrics.get("test_accuracy"),
+            }
+        )
+
+    def confusion(self) -> dict[str, Any]:
+        """The test split's confusion matrix: rows true classes, columns predicted."""
+        evaluation, _ = self.evaluated()
+        return finite(
+            {
+                "data": evaluation.data,
+                "split": evaluation.split,
+                "images": evaluation.size,
+                "accuracy": evaluation.accuracy,
+                "classes": evaluation.classes,
+                "matrix": evaluation.confusion.tolist(),
+                "rows": "true class",
+                "columns": "predicted class",
+                "cell_order": CELL_ORDER,
+                "max_cell_images": MAX_CELL_IMAGES,
+                "cam": None if self.cam is None else {"method": "gradcam", "layer": self.cam.layer},
+            }
+        )
+
+    def scores(self) -> dict[str, Any]:
+        """Accuracy, loss, balanced accuracy, the majority baseline and each class's scores."""
+        evaluation, _ = self.evaluated()
+        return finite(
+            {
+                "data": evaluation.data,
+                "split": evaluation.split,
+                "images": evaluation.size,
+                "accuracy": evaluation.accuracy,
+                "loss": evaluation.loss,
+                "balanced_accuracy": evaluation.balanced_accuracy,
+                "majority_baseline": evaluation.majority_baseline(),
+                "per_class": evaluation.per_class(),
+                "most_confused": evaluation.most_confused(),
+            }
+        )
+
+    def cell(self, true: str, predicted: str, offset: int, limit: int) -> dict[str, Any]:
+        """The test images of one confusion cell, `limit` from `offset` in CELL_ORDER."""
+        evaluation, images = self.evaluated()
+        t = class_index(evaluation.classes, true)
+        p = class_index(evaluation.classes, predicted)
+        members = torch.nonzero((evaluation.labels == t) & (evaluation.predictions == p))[:, 0]
+        order = members[evaluation.losses[members].argsort(descending=True, stable=True)]
+        shown = order[offset : offset + limit].tolist()
+        return finite(
+            {
+                "true": evaluation.classes[t],
+                "predicted": evaluation.classes[p],
+                "count": len(members),
+                "offset": offset,
+                "order": CELL_ORDER,
+                "images": [self._cell_image(evaluation, images, i, p) for i in shown],
+            }
+        )
+
+    def _cell_image(
+        self, evaluation: Evaluation, images: torch.Tensor, i: int, predicted: int
+    ) -> dict[str, Any]:
+        """One image of a cell: index (and file), the probabilities it got, its pixels."""
+        entry: dict[str, Any] = {"index": i}
+        if evaluation.files is not None:
+            entry["file"] = evaluation.files[i]
+        entry.update(
+            probability=float(evaluation.probabilities[i, predicted]),
+            true_probability=float(evaluation.probabilities[i, evaluation.labels[i]]),
+            loss=float(evaluation.losses[i]),
+            url=f"/api/run/image/{i}",
+            png=data_url(png_bytes(picture(images[i]))),
+        )
+        if self.cam is not None:
+            entry["cam"] = self._overlay(images, i, predicted)
+        return entry
+
+    def _overlay(self, images: torch.Tensor, i: int, target: int) -> str:
+        """Image i's Grad-CAM for class `target` over it, as a PNG data URL (kept)."""
+        key = (i, target)
+        if key not in self._overlays:
+            _, pixels = self.cam.overlay(images[i], target)
+            self._overlays[key] = data_url(png_bytes(pixels))
+        return self._overlays[key]
+
+    def image(self, index: int) -> bytes:
+        """Test image `index` as PNG bytes, at the model's input size; a 404 past the end."""
+        _, images = self.evaluated()
+        if not 0 <= index < len(images):
+            raise ApiError(
+                404,
+                f"no test image {index}: the test split has {len(images)} images, "
+                f"use an index from 0 to {len(images) - 1}",
+            )
+        return png_bytes(picture(images[index]))
+
+    def filters(self) -> dict[str, Any]:
+        """The first conv layer's weights (O, I, kh, kw), on one symmetric scale +-max_abs."""
+        with self._filters_lock:
+            if self._filters is None:
+                self._filters = self._first_filters()
+            return self._filters
+
+    def _first_filters(self) -> dict[str, Any]:
+        layers = conv_filters(self.run.load_model())
+        if not layers:
+            raise ApiError(404, f"the model of {self.run.name} has no conv layer, so no filters")
+        first = layers[0]
+        weight = first.weight[:MAX_FILTERS].float()
+        return finite(
+            {
+                "layer": first.name,
+                "spec": first.layer,
+                "weight_shape": list(first.weight.shape),
+                "filters_shown": len(weight),
+                "rgb": first.can_be_rgb(),
+                "max_abs": float(first.weight.abs().max()),
+                "weights": [[round(v, 5) for v in w.flatten().tolist()] for w in weight],
+            }
+        )
+
+    def _keep(self, key: tuple, compute) -> dict[str, Any]:
+        """compute() once per key; different keys compute at the same time."""
+        with self._kept_lock:
+            lock = self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._kept_lock:
+                if key in self._kept:
+                    self._kept.move_to_end(key)  # the least recently used goes first
+                    return self._kept[key]
+            answer = compute()
+            with self._kept_lock:
+                self._kept[key] = answer
+                while len(self._kept) > MAX_KEPT:
+                    oldest, _ = self._kept.popitem(last=False)
+                    self._key_locks.pop(oldest, None)
+            return answer
+
+    def patches(self, layer: str | None, top: int, channels: int) -> dict[str, Any]:
+        """The `top` test images of each of the first `channels` channels of `layer` (default:
+        the last conv layer with a map, as `cnnlab patches`), each cropped to its window."""
+        evaluation, images = self.evaluated()
+        model = self.run.load_model()
+        layers = map_layers(model.report)
+        convs = [r.name for r in model.report.layers if r.layer.kind == "conv" and r.name in layers]
+        layer = layer or (convs[-1] if convs else "")
+        if layer not in layers:
+            shown = f"'{clipped(layer)}' has no feature map" if layer else "no conv layer has one"
+            choices = ", ".join(layers) or "none in this model"
+            raise ApiError(404, f"{shown}: choose a layer with feature maps ({choices})")
+
+        def compute() -> dict[str, Any]:
+            found = top_patches(
+                model, images, evaluation.labels, evaluation.classes,
+                (self.run.mean, self.run.std), layer, top, channels, evaluation.files,
+            )  # fmt: skip
+            answer = found.to_json()
+            for row, patches in zip(answer["channels"], found.patches, strict=True):
+                for entry, patch in zip(row["top"], patches, strict=True):
+                    entry["png"] = data_url(png_bytes(picture(patch.crop)))
+            return finite(
+                {**answer, "data": evaluation.data, "layers": layers, "notes": found.notes}
+            )
+
+        return self._keep(("patches", layer, top, channels), compute)
+
+    def embedding(self, method: str) -> dict[str, Any]:
+        """The test images' penultimate features in 2-D (pca or tsne), at most MAX_POINTS."""
+        evaluation, images = self.evaluated()
+        data = LabelledImages(
+            images, evaluation.labels, evaluation.files, f"{evaluation.data} {evaluation.split}"
+        )
+
+        def compute() -> dict[str, Any]:
+            found = embed_features(self.run, data, method, max_points=MAX_POINTS)
+            return finite(found.to_json())
+
+        try:
+            return self._keep(("embedding", method), compute)
+        except CnnlabError as error:  # e.g. no fc layer
+            raise ApiError(404, str(error)) from None
