@@ -108,6 +108,19 @@ WRITERS = {
     "datasets show": lambda run, out: ["datasets", "show", "shapes", "--out", f"{out}/s.png"],
     "export": lambda run, out: ["export", str(run), "--out", f"{out}/model.onnx"],
     "train": lambda run, out: ["train", "--model", TINY, "--epochs", "1", "--out", f"{out}/r"],
+    "patches": lambda run, out: ["patches", str(run), "--out", f"{out}/p.png"],
+    "embed": lambda run, out: ["embed", str(run), "--out", f"{out}/e.png"],
+    "cam": lambda run, out: ["cam", str(run), "test:0", "--out", f"{out}/c.png"],
+    "lr-find": lambda run, out: [
+        "lr-find",
+        "--model",
+        TINY,
+        "--out",
+        f"{out}/l.png",
+        "train_size=200",
+        "test_size=60",
+        "batch_size=20",
+    ],
 }
 
 

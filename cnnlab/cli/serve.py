@@ -21,9 +21,11 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "serve",
-        help="serve a run: a page to draw on and see every layer, and a JSON API",
+        help="serve a run: a page to draw on and see every layer, its report page, and a JSON API",
         description="Serve a run over HTTP: GET / is a page where you draw or drop an image and "
-        "see the prediction and every layer's feature maps; /docs lists the JSON API.",
+        "see the prediction and every layer's feature maps; GET /run is the run's report "
+        "(curves, a clickable confusion matrix with Grad-CAM, per-class scores, filters, top "
+        "patches, a projector); /docs lists the JSON API.",
         epilog="examples: cnnlab serve latest | cnnlab serve runs/demo --port 8080 --engine onnx",
     )
     p.add_argument("run", metavar="RUN", help=RUN_HELP)

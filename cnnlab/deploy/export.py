@@ -2,8 +2,9 @@
 
 What an export is:
   input   (N, C, H, W) float32, normalised exactly as in training: (pixel/255 - mean)/std per
-          channel (`inference.normalize`); N is dynamic. mean, std, classes and the input shape
-          are written into the file (ONNX metadata_props, pt2 extra/cnnlab.json) and beside it.
+          channel (`inference.normalize`); N is dynamic. mean, std, classes, the input shape
+          and keep_aspect (how training fitted images of another aspect ratio) are written into the
+          file (ONNX metadata_props, pt2 extra/cnnlab.json) and beside it.
   output  logits (N, classes): what `CnnModel.forward` returns. A final softmax layer of the
           spec is left out, as forward leaves it out; apply softmax to get probabilities, as
           `cnnlab predict` and `cnnlab serve` do for every engine.
@@ -46,7 +47,7 @@ from cnnlab.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.fold import fold_batchnorm, foldable_pairs
 from cnnlab.model.inference import logits_in_batches, normalize
-from cnnlab.run.files import MODEL_FILE
+from cnnlab.run.files import MODEL_FILE, run_keep_aspect
 from cnnlab.run.folder import Run
 
 PARITY_IMAGES = 1000  # test images checked by default (evenly spread over the split)
@@ -111,6 +112,9 @@ def model_metadata(run: Run) -> dict[str, str]:
         "input": "float32 (N, C, H, W): (pixel / 255 - mean) / std per channel, pixels 0..255",
         "output": "logits (N, classes); softmax gives probabilities",
         "spec": run.spec.text(),
+        # how images of another aspect ratio meet input_shape, as in training: stretch (resize),
+        # pad (letterbox, black bars) or crop (centre crop); fit images alike before the model
+        "keep_aspect": run_keep_aspect(run),
     }
 
 

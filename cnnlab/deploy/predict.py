@@ -38,7 +38,7 @@ from cnnlab.deploy.engines import (
 )
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.model.inference import normalize
-from cnnlab.run.files import DEFAULT_KEEP_ASPECT, keep_aspect_of
+from cnnlab.run.files import DEFAULT_KEEP_ASPECT, run_keep_aspect
 from cnnlab.run.folder import Run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -269,17 +269,6 @@ def select_engine(
 
 
 # --- prediction -----------------------------------------------------------------------------
-
-
-def run_keep_aspect(run: Run) -> str:
-    """How the run fitted its images to the input (model.json, else config.toml, else stretch)."""
-    if "keep_aspect" in run.meta:
-        return keep_aspect_of(run.meta, {})
-    try:
-        config = run.config_values()
-    except CnnlabError:  # a run folder without a readable config.toml: the old behaviour
-        config = {}
-    return keep_aspect_of(run.meta, config)
 
 
 class Predictor:

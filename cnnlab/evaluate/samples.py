@@ -2,7 +2,7 @@
 
 `test:12` is image 12 of the run's test split (as `evaluate.scores.split_images`
 gives it), so feature maps can be shown without any file. A file is decoded by the
-checked `data.images.load_image` at the run's channels and size; `normalize`
+checked `data.images.load_image` at the run's channels, size and keep-aspect; `normalize`
 (model/inference.py) then turns either into model input.
 """
 
@@ -18,6 +18,7 @@ from cnnlab.data.images import load_image
 from cnnlab.errors import DataError
 from cnnlab.evaluate.scores import SPLITS, split_images
 from cnnlab.model.inference import normalize
+from cnnlab.run.files import run_keep_aspect
 from cnnlab.run.folder import Run
 
 _SPLIT_INDEX = re.compile(rf"^({'|'.join(SPLITS)}):(-?\d+)$")
@@ -61,4 +62,6 @@ def load_sample(run: Run, source: str) -> Sample:
             f"image {source} does not exist: give an image file (PNG, JPEG, ...) "
             f"or SPLIT:INDEX of the run's data, e.g. test:0"
         )
-    return Sample(load_image(source, channels=channels, size=(height, width)), source)
+    keep_aspect = run_keep_aspect(run)  # fitted as training fitted its images, as predict does
+    image = load_image(source, channels=channels, size=(height, width), keep_aspect=keep_aspect)
+    return Sample(image, source)

@@ -18,6 +18,7 @@ from cnnlab.errors import DataError
 from cnnlab.model.inference import logits_in_batches
 from cnnlab.run.folder import Run
 from cnnlab.training.config import config_of
+from cnnlab.training.guard import majority
 
 SPLITS = ("test", "val", "train")
 
@@ -76,11 +77,10 @@ class Evaluation:
         return (self.confusion.diag()[present].double() / actual[present]).mean().item()
 
     def majority_baseline(self) -> dict[str, Any]:
-        """The best constant answer: the split's most frequent class, and the accuracy it scores."""
-        actual = self.confusion.sum(1)
-        i = int(actual.argmax())
-        share = actual[i].item() / self.size if self.size else float("nan")
-        return {"class": self.classes[i], "accuracy": share}
+        """The best constant answer: the split's most frequent class, and the accuracy it scores
+        (training's guard computes the same from the training labels: one helper for both)."""
+        name, share = majority(self.labels, self.classes)
+        return {"class": name, "accuracy": share if self.size else float("nan")}
 
     @cached_property
     def confusion(self) -> torch.Tensor:

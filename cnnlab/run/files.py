@@ -31,6 +31,7 @@ from cnnlab.spec.language import parse_spec
 
 if TYPE_CHECKING:
     from cnnlab.model.cnn import CnnModel
+    from cnnlab.run.folder import Run
 
 RUNS_DIR = Path("runs")  # where runs go by default, relative to the working directory
 CONFIG_FILE = "config.toml"
@@ -137,6 +138,18 @@ def keep_aspect_of(meta: dict[str, Any], config: dict[str, Any]) -> str:
         return meta["keep_aspect"]
     value = config.get("train", config).get("keep_aspect", DEFAULT_KEEP_ASPECT)
     return value if value in KEEP_ASPECT else DEFAULT_KEEP_ASPECT
+
+
+def run_keep_aspect(run: Run) -> str:
+    """`keep_aspect_of` a run folder: model.json, else config.toml, else stretch. Everything that
+    fits an image file to a run's input (predict, serve, feature maps, export) asks here."""
+    if "keep_aspect" in run.meta:
+        return keep_aspect_of(run.meta, {})
+    try:
+        config = run.config_values()
+    except CnnlabError:  # a run folder without a readable config.toml: the old behaviour
+        config = {}
+    return keep_aspect_of(run.meta, config)
 
 
 def _damaged(source: Path, what: str) -> CheckpointError:

@@ -280,11 +280,19 @@ class Guard:
                 self.timeout_s,
             )
             if not started:
-                message = (
-                    f"the request took longer than {self.timeout_s:g} s and was "
-                    "stopped; send a smaller image, or send it faster"
-                )
-                await send_json(send, 504, message)
+                await send_json(send, 504, timeout_message(scope["method"], self.timeout_s))
+
+
+def timeout_message(method: str, timeout_s: float) -> str:
+    """The 504's text: a POST carries an image that can be smaller; a GET (the report's panels,
+    computed once on first request) carries nothing to shrink, so it says to retry or wait longer."""
+    stopped = f"the request took longer than {timeout_s:g} s and was stopped; "
+    if method in ("GET", "HEAD"):
+        return stopped + (
+            "try again in a moment (work begun may finish meanwhile), or start the server "
+            "with a larger --timeout"
+        )
+    return stopped + "send a smaller image, or send it faster"
 
 
 @dataclass

@@ -113,7 +113,8 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(
-        f"serving {run.path} on http://{shown}:{bound_port}/  (API docs: /docs; Ctrl-C stops)",
+        f"serving {run.path} on http://{shown}:{bound_port}/  "
+        "(run report: /run; API docs: /docs; Ctrl-C stops)",
         flush=True,
     )
     print(predictor.choice.line(), flush=True)

@@ -68,6 +68,7 @@ from cnnlab.training.setup import (
     open_run,
     pick_device,
     thread_count,
+    with_size_used,
 )
 from cnnlab.training.state import Position, Weights, restore, resume_state
 
@@ -186,6 +187,7 @@ def _prepare(
     if not resume:  # choose the recipe from the data before config.toml records it
         data = load_data(config, device)
         config, recipe = choose_recipe(config, data, device, world.size)
+        config = with_size_used(config, data)  # config.toml records the size, not "0"
     opened = open_run(config, resume, world)
     if opened.lock is not None:
         held.callback(opened.lock.release)
@@ -647,9 +649,16 @@ def _save_epoch(
 def _write_model(job: Job, model: nn.Module, metrics: dict[str, Any]) -> None:
     """model.safetensors and model.json with these metrics."""
     data = job.data
-    write_model(
-        job.folder, model, model_meta(model, data.classes, data.mean, data.std, data.name, metrics)
+    meta = model_meta(
+        model,
+        data.classes,
+        data.mean,
+        data.std,
+        data.name,
+        metrics,
+        keep_aspect=job.config.keep_aspect,
     )
+    write_model(job.folder, model, meta)
 
 
 def _model_metrics(job: Job, position: Position, **extra: Any) -> dict[str, Any]:

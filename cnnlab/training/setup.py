@@ -194,6 +194,21 @@ def _open_resumed(folder: Path, config: TrainConfig, world: distributed.World) -
     return OpenedRun(config, folder, (tensors, info), lock)
 
 
+def with_size_used(config: TrainConfig, data: TrainingData) -> TrainConfig:
+    """`config` with the image size an image folder was decoded at, for config.toml to record.
+
+    Only for folders left to choose their size ("0"): the chosen size depends on the files, so a
+    resume or `cnnlab eval` on a folder that has since changed would otherwise decode at another
+    size. Registered data sets keep "0" (their own size; they refuse HxW), and a size the user
+    gave is kept as written. The size is the one the folder chose, so decoding is unchanged.
+    """
+    if parse_image_size(config.image_size) is not None or not is_folder(config.data):
+        return config
+    _, height, width = data.image_shape
+    size = str(height) if height == width else f"{height}x{width}"
+    return dataclasses.replace(config, image_size=size)
+
+
 def default_folder(config: TrainConfig) -> Path:
     """runs/<model>-<data>-<time>: readable, and new for every run."""
     model = (
@@ -299,7 +314,8 @@ def build_learner(
     config: TrainConfig, data: TrainingData, device: torch.device
 ) -> tuple[Learner, ModelSpec, list[str]]:
     """The model (its spec fitted to the data, with notes on what was adapted) and its optimizer."""
-    spec, notes = model_for_data(config.model, data.image_shape, len(data.classes))
+    images = len(data.train[0])  # small data takes the preset's small-data variant
+    spec, notes = model_for_data(config.model, data.image_shape, len(data.classes), images)
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = CnnModel(spec).to(device, memory_format=memory_format)
