@@ -8,8 +8,9 @@ to a half of the side), position and rotation: `disc` (filled circle), `ring` (c
 outline), `star` (five-pointed, filled) and `cross` (a plus of two bars, filled). The
 background is a random two-colour gradient with clutter: coloured blobs (ellipses), lines and
 pixel noise, some of it drawn over the object. A mirror keeps every label (all four objects are
-symmetric), so flips are a fair augmentation for this data; no cnnlab.toml is written, so
-cnnlab is not told so.
+symmetric), so flips are a fair augmentation for this data: the folder says so as a user whose
+classes are mirror-safe would, in a `cnnlab.toml` holding `flip_ok = true` (the README's way;
+flip_ok=False writes none, and cnnlab then never mirrors).
 
 Layout (what cnnlab/data/folder.py reads): OUT/train/<class>/NNNNN.jpg and
 OUT/test/<class>/NNNNN.jpg. `weights` sets the training class counts in proportion
@@ -147,14 +148,18 @@ def write_folder(
     weights: tuple[float, ...] = (1, 1, 1, 1),
     seed: int = 0,
     clutter: bool = True,
+    flip_ok: bool = True,
 ) -> Path:
-    """Write root/train (train images, in proportion to weights) and root/test (balanced).
+    """Write root/train (train images, in proportion to weights), root/test (balanced) and,
+    with flip_ok, root/cnnlab.toml declaring that a mirror keeps every label.
 
     clutter=False leaves the backgrounds plain (gradient and noise): an easy folder for tests.
     """
     root = Path(root)
     write_split(root / "train", class_counts(train, weights), seed, clutter)
     write_split(root / "test", [test_per_class] * len(CLASSES), seed + TEST_SEED_OFFSET, clutter)
+    if flip_ok:  # the user's statement about their data (cnnlab/data/folderconfig.py)
+        (root / "cnnlab.toml").write_text("flip_ok = true\n")
     return root
 
 

@@ -76,6 +76,19 @@ def test_28x28_grayscale_keeps_the_old_default_exactly(classes):
     assert all(torch.equal(fitted[name], before[name]) for name in before)
 
 
+@pytest.mark.parametrize(("images", "gap"), [(500, True), (4999, True), (5000, False), (24_000, False), (60_000, False)])  # fmt: skip
+def test_small_grayscale_data_takes_the_gap_variant_and_large_data_the_old_model(images, gap):
+    """Under GAP_BELOW_IMAGES training images the 28x28 default ends in gap (fewer weights to
+    overfit); full `shapes` (24,000) and Fashion-MNIST (60,000) keep the flatten model exactly."""
+    spec, notes = model_for_data("default", (1, 28, 28), 10, images)
+    kinds = [layer.kind for layer in spec.layers]
+    assert (kinds[-2:] == ["gap", "fc"]) is gap and ("flatten" in kinds) is not gap
+    assert any("small data" in note for note in notes) is gap
+    if not gap:
+        assert spec == parse_spec(DEFAULT_28)
+    assert model_for_data("default", (3, 32, 32), 10, 60_000)[0].layers[-2].kind == "gap"
+
+
 def test_summary_of_default_on_a_large_input_shows_the_variant(cli):
     result = cli("summary", "default", "--input", "3x128x128")
     assert result.code == 0, result.err

@@ -71,7 +71,8 @@ def test_config_toml_holds_the_values_used_and_reads_back_the_same():
     text = used.to_toml()
     for placeholder in ("lr = 0.0\n", "weight_decay = -1.0", "warmup_epochs = -1.0", "warmup_steps = -1"):  # fmt: skip
         assert placeholder not in text
-    assert (used.lr, used.weight_decay, used.warmup_steps) == (pytest.approx(0.05), 5e-4, 102)
+    # 63 epochs of 16 steps (MIN_STEPS 1,000); a fifth of them warm up: 12.6 x 16 = 201.6 steps
+    assert (used.lr, used.weight_decay, used.warmup_steps) == (pytest.approx(0.05), 5e-3, 202)
     assert used.resolved(16) == used  # resolving real values changes nothing
     assert resolve_config(tomllib.loads(text)) == used
 
@@ -86,11 +87,11 @@ def test_a_small_run_prints_its_recipe_records_real_values_and_resumes_with_them
                  "--out", str(out), "--stop-after", "1")  # fmt: skip
     assert result.code == 0, result.err
     log = (out / "train.log").read_text()
-    assert "recipe: 400 images, 10 classes: batch 32, 39 epochs = 507 steps" in log
+    assert "recipe: 400 images, 10 classes: batch 32, 77 epochs = 1001 steps" in log
     assert "last batch of 16 kept" in log and "x sqrt(32/128)" in log
     recorded = load_config(out / "config.toml")
-    assert (recorded.lr, recorded.warmup_steps) == (pytest.approx(0.05), 101)
-    assert (recorded.batch_size, recorded.epochs, recorded.weight_decay) == (32, 39, 5e-4)
+    assert (recorded.lr, recorded.warmup_steps) == (pytest.approx(0.05), 200)  # 77 / 5 x 13
+    assert (recorded.batch_size, recorded.epochs, recorded.weight_decay) == (32, 77, 5e-3)
     resumed = resumed_config(out, resolve_config({"model": TINY}))
     assert dataclasses.replace(resumed, stop_after=0, quiet=False) == dataclasses.replace(
         recorded, stop_after=0, quiet=False

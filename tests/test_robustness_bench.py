@@ -57,6 +57,17 @@ def test_generated_folder_is_read_by_cnnlab_with_the_asked_counts(tmp_path: Path
     assert baselines["chance"] == baselines["majority_share"] == 0.25  # the test part is balanced
 
 
+def test_the_folder_declares_mirrors_safe_in_its_cnnlab_toml_and_cnnlab_reads_it(tmp_path: Path):
+    """The bench's colour folder says flip_ok = true as a user would (its objects are symmetric);
+    flip_ok=False writes no cnnlab.toml, and the loader then allows no mirrors."""
+    declared = write_folder(tmp_path / "a", 8, test_per_class=2)
+    assert (declared / "cnnlab.toml").read_text().strip() == "flip_ok = true"
+    assert load_dataset(f"folder:{declared}", image_size=16, channels=3).flip_ok
+    silent = write_folder(tmp_path / "b", 8, test_per_class=2, flip_ok=False)
+    assert not (silent / "cnnlab.toml").exists()
+    assert not load_dataset(f"folder:{silent}", image_size=16, channels=3).flip_ok
+
+
 def test_the_test_folder_is_the_same_for_every_training_size(tmp_path: Path):
     small = write_folder(tmp_path / "a", 8, test_per_class=2, weights=(4, 2, 1, 1))
     large = write_folder(tmp_path / "b", 40, test_per_class=2)

@@ -333,15 +333,34 @@ def test_fit_to_data_gives_small_data_enough_steps_and_leaves_large_data_alone()
 
     config = resolve_config({})
     fitted, note = fit_to_data(config, 500)
-    # 16 steps an epoch (the last batch of 20 is kept), 512 in all
-    assert (fitted.batch_size, fitted.epochs) == (32, 32)
+    # 16 steps an epoch (the last batch of 20 is kept), 1,008 in all
+    assert (fitted.batch_size, fitted.epochs) == (32, 63)
     assert steps_per_epoch(500, fitted.batch_size) * fitted.epochs >= MIN_STEPS
-    assert "batch 32 (not 128), 32 epochs (not 8)" in note
+    assert "batch 32 (not 128), 63 epochs (not 8)" in note
     assert fit_to_data(config, 24_000) == (config, None)  # 187 steps x 8 epochs already
     assert fit_to_data(config, 20)[0].batch_size == 16  # never below the smallest batch
     pinned = resolve_config({"epochs": 3})
     assert not pinned.fit_to_data and fit_to_data(pinned, 500) == (pinned, None)
     assert resolve_config({"epochs": 3, "fit_to_data": True}).fit_to_data
+
+
+def test_small_data_gets_sgd_a_stronger_default_weight_decay_and_large_data_keeps_its_own():
+    from cnnlab.training.config import (
+        SMALL_DATA,
+        SMALL_DATA_WEIGHT_DECAY,
+        fit_to_data,
+        resolve_config,
+    )
+
+    config = resolve_config({})
+    assert fit_to_data(config, 500)[0].resolved_weight_decay() == SMALL_DATA_WEIGHT_DECAY
+    assert fit_to_data(config, SMALL_DATA - 1)[0].weight_decay == SMALL_DATA_WEIGHT_DECAY
+    assert fit_to_data(config, SMALL_DATA)[0].resolved_weight_decay() == 5e-4
+    assert fit_to_data(config, 60_000)[0].resolved_weight_decay() == 5e-4
+    given = resolve_config({"weight_decay": 1e-4})
+    assert fit_to_data(given, 500)[0].weight_decay == 1e-4  # a given one wins
+    adamw = resolve_config({"optimizer": "adamw"})
+    assert fit_to_data(adamw, 500)[0].resolved_weight_decay() == 0.05  # sgd's rule only
 
 
 @pytest.mark.slow
@@ -350,7 +369,7 @@ def test_500_images_with_the_defaults_learn_far_above_chance(tmp_path, cli):
     out = tmp_path / "small"
     result = cli("train", "train_size=500", "test_size=1000", "--out", str(out))
     assert result.code == 0, result.err
-    assert "recipe: 500 images, 10 classes: batch 32, 32 epochs = 512 steps" in result.out
+    assert "recipe: 500 images, 10 classes: batch 32, 63 epochs = 1008 steps" in result.out
     assert Run.open(out).metrics["test_accuracy"] > 0.6
     recorded = tomllib.loads((out / "config.toml").read_text())
-    assert (recorded["batch_size"], recorded["epochs"]) == (32, 32)  # the values actually used
+    assert (recorded["batch_size"], recorded["epochs"]) == (32, 63)  # the values actually used

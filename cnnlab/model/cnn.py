@@ -96,22 +96,27 @@ def adapt_to_data(
 
 
 def model_for_data(
-    model: str | ModelSpec, input_shape: tuple[int, int, int], num_classes: int
+    model: str | ModelSpec,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    images: int | None = None,
 ) -> tuple[ModelSpec, list[str]]:
-    """The spec training builds for data of (C, H, W) `input_shape` and `num_classes` classes.
+    """The spec training builds for `images` training images of (C, H, W) `input_shape` and
+    `num_classes` classes.
 
-    A preset takes its variant for the input (`preset_spec`: `default` ends in global average
-    pooling on colour inputs or sides over 32 px), then `adapt_to_data`. Returns the spec and
-    notes saying what changed.
+    A preset takes its variant for the data (`preset_spec`: `default` ends in global average
+    pooling on colour inputs, sides over 32 px or under 5,000 images), then `adapt_to_data`.
+    Returns the spec and notes saying what changed.
     """
     spec = resolve_model(model)
     notes = []
     if isinstance(model, str) and model in PRESETS:
-        fitted = preset_spec(model, input_shape)
+        fitted = preset_spec(model, input_shape, images)
         if fitted.layers != spec.layers:
             notes.append(
-                f"{model} on {format_shape(input_shape)} inputs: its variant for colour or larger "
-                "images, ending in global average pooling (the same parameters at any size)"
+                f"{model} on {format_shape(input_shape)} inputs, {images or '?'} images: its "
+                "variant for colour, larger images or small data, ending in global average "
+                "pooling (the same parameters at any size; where an object sits matters less)"
             )
             spec = fitted
     more, extra = adapt_to_data(spec, input_shape, num_classes)

@@ -16,6 +16,7 @@ from cnnlab.training.config import (
     DEFAULT_LRS,
     LR_AUTO,
     REFERENCE_BATCH,
+    SMALL_DATA_WEIGHT_DECAY,
     TrainConfig,
     fit_to_data,
     steps_per_epoch,
@@ -79,6 +80,15 @@ def _size_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     return ""
 
 
+def _decay_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
+    """' (small data)' where fit_to_data raised the default weight decay (config.SMALL_DATA)."""
+    return (
+        " (small data)"
+        if asked.weight_decay < 0 and chosen.weight_decay == SMALL_DATA_WEIGHT_DECAY
+        else ""
+    )
+
+
 def _partial_batch(images: int, batch_size: int, steps: int) -> str:
     rest = images % batch_size
     if not rest:
@@ -99,6 +109,7 @@ def recipe_line(asked: TrainConfig, chosen: TrainConfig, data: TrainingData, ste
         f"{chosen.epochs} epochs = {steps * chosen.epochs} steps{_size_reason(asked, chosen)}"
         f"{_partial_batch(images, chosen.batch_size, steps)}; "
         f"lr {chosen.lr:.3g} ({_lr_reason(asked, chosen)}), {chosen.schedule} with "
-        f"{chosen.warmup_steps} warm-up steps, weight decay {chosen.weight_decay:g}; "
+        f"{chosen.warmup_steps} warm-up steps, weight decay {chosen.weight_decay:g}"
+        f"{_decay_reason(asked, chosen)}; "
         f"{height}x{width} {colour}; augment {data.policy}{mirrors}"
     )
