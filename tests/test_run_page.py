@@ -198,7 +198,8 @@ def test_patches_are_top_patches_with_their_crops(client, run_dir, evaluated):
             assert entry["activation"] == pytest.approx(patch.activation)
             assert np.array_equal(decode_png_data_url(entry["png"]), _as_picture(patch.crop))
     default = client.get("/api/run/patches").json()
-    assert default["layer"] == "conv3" and len(default["channels"]) == 16  # as `cnnlab patches`
+    last_conv = [r.name for r in run.load_model().report.layers if r.layer.kind == "conv"][-1]
+    assert default["layer"] == last_conv and len(default["channels"]) == 16  # as `cnnlab patches`
 
 
 @pytest.mark.slow

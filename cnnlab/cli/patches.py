@@ -58,17 +58,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def default_layer(model: CnnModel) -> str:
-    """The last conv layer whose output is still a map."""
+    """The last conv layer whose output is still a map (`evaluate.patches.default_layer`)."""
+    from cnnlab.evaluate.patches import default_layer as last_conv_with_a_map
     from cnnlab.evaluate.patches import map_layers
 
-    names = map_layers(model.report)
-    convs = [r.name for r in model.report.layers if r.layer.kind == "conv" and r.name in names]
-    if not convs:
+    layer = last_conv_with_a_map(model.report)
+    if layer is None:
+        names = map_layers(model.report)
         raise ConfigError(
             "the model has no conv layer with a feature map: name one with --layer "
             f"({', '.join(names) or 'it has no layer with feature maps'})"
         )
-    return convs[-1]
+    return layer
 
 
 def run_patches(args: argparse.Namespace) -> int:

@@ -109,6 +109,13 @@ def map_layers(report: ModelReport) -> list[str]:
     return [r.name for r in report.layers if len(r.out_shape) == 3 and r.rf is not None]
 
 
+def default_layer(report: ModelReport) -> str | None:
+    """The layer patches shows unless told: the last conv layer whose output is still a map."""
+    names = map_layers(report)
+    convs = [r.name for r in report.layers if r.layer.kind == "conv" and r.name in names]
+    return convs[-1] if convs else None
+
+
 def layer_geometry(report: ModelReport, name: str) -> LayerGeometry:
     """The receptive-field geometry of layer `name`; a ConfigError naming the valid ones if not."""
     valid = map_layers(report)

@@ -31,7 +31,7 @@ from PIL import Image
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.embed import LabelledImages, embed_features
 from cnnlab.evaluate.filters import conv_filters
-from cnnlab.evaluate.patches import map_layers, top_patches
+from cnnlab.evaluate.patches import default_layer, map_layers, top_patches
 from cnnlab.evaluate.scores import Evaluation, evaluate_run
 from cnnlab.run.folder import Run
 from cnnlab.server.camview import CamView
@@ -276,8 +276,7 @@ class RunReport:
         evaluation, images = self.evaluated()
         model = self.run.load_model()
         layers = map_layers(model.report)
-        convs = [r.name for r in model.report.layers if r.layer.kind == "conv" and r.name in layers]
-        layer = layer or (convs[-1] if convs else "")
+        layer = layer or default_layer(model.report) or ""
         if layer not in layers:
             shown = f"'{clipped(layer)}' has no feature map" if layer else "no conv layer has one"
             choices = ", ".join(layers) or "none in this model"
