@@ -214,3 +214,65 @@ def test_the_language_module_is_cheap():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A tiny run (one conv, one epoch on 200 shapes): enough for cam, patches and embed to run."""
+    return cnnlab.train(
+        model="conv(4,3) relu maxpool(2) flatten fc(10)",
+        data="shapes",
+        train_size=200,
+        test_size=60,
+        epochs=1,
+        quiet=True,
+        out=str(tmp_path_factory.mktemp("i18n") / "run"),
+    )
+
+
+def test_cam_in_korean(cli, capsys, english_environment, small_run, tmp_path):
+    capsys.readouterr()  # what training printed
+    out = str(tmp_path / "cam.png")
+    result = cli("cam", str(small_run.path), "test:0", "--sanity", "--out", out, "--lang", "ko")
+    assert result.code == 0, result.err
+    for word in (
+        "실제 클래스",
+        "클래스",
+        "예측",
+        "층 relu1 (conv1 뒤 relu)",
+        "특징 맵",
+        "수용 영역",
+    ):
+        assert word in result.out, word
+    assert "무작위 가중치 모델과의 순위 상관" in result.out and "저장" in result.out
+    for word in ("true class", "predicted", "map, each cell sees", "rank correlation", "wrote"):
+        assert word not in result.out, word
+    # the numbers are the English run's, only the words change
+    english = cli("cam", str(small_run.path), "test:0", "--sanity", "--out", out)
+    found = re.search(
+        r"layer relu1 \(conv1 after relu\): (\d+x\d+) map, each cell sees (\d+x\d+) px", english.out
+    )
+    assert found, english.out
+    size, field = found.groups()
+    assert f"층 relu1 (conv1 뒤 relu): {size} 특징 맵, 각 칸의 수용 영역 {field} px" in result.out
+    assert re.findall(r"\d+x\d+", english.out) == re.findall(r"\d+x\d+", result.out)
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        (["patches", "--top", "2", "--channels", "2"], ("채널", "수용 영역", "상위 이미지")),
+        (["embed"], ("특징", "분산", "클래스별", "오분류")),
+    ],
+)
+def test_patches_and_embed_in_korean(
+    cli, capsys, english_environment, small_run, tmp_path, command, words
+):
+    capsys.readouterr()
+    out = str(tmp_path / "figure.png")
+    result = cli(command[0], str(small_run.path), *command[1:], "--out", out, "--lang", "ko")
+    assert result.code == 0, result.err
+    for word in (*words, "저장"):
+        assert word in result.out, word
+    for word in ("each cell sees", "per class", "features entering", "wrote"):
+        assert word not in result.out, word

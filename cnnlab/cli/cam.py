@@ -11,9 +11,9 @@ from cnnlab.cli.common import (
     output_files,
     percent,
     print_json,
-    print_written,
     say,
 )
+from cnnlab.i18n import _, using_language
 
 if TYPE_CHECKING:
     from cnnlab.evaluate.cam import CamResult
@@ -88,7 +88,8 @@ def run_cam(args: argparse.Namespace) -> int:
     title = f"{run.name}: {sample.source}" + (
         f" (true class {sample.label})" if sample.label else ""
     )
-    figure = cam_figure(sample.image.numpy(), result, title)
+    with using_language("en"):  # the figure's font has no Hangul: its titles stay English
+        figure = cam_figure(sample.image.numpy(), result, title)
     for path in paths:
         save_figure(figure, path)
     if args.json:
@@ -96,7 +97,9 @@ def run_cam(args: argparse.Namespace) -> int:
         print_json({**data, **result.to_json(), "written": [str(p) for p in paths]})
         return 0
     _print_result(sample, result)
-    print_written(paths, f"{result.method} over the image")
+    what = _("{method} over the image").format(method=result.method)
+    for path in paths:
+        say(_("wrote {path} ({what})").format(path=path, what=what))
     return 0
 
 
@@ -116,19 +119,31 @@ def _load(run: Run, args: argparse.Namespace) -> Sample:
 def _print_result(sample: Sample, result: CamResult) -> None:
     """What was explained, by which layer or window, the warnings and the sanity verdict."""
     c, h, w = sample.image.shape
-    true = f", true class {sample.label}" if sample.label else ""
-    say(f"{sample.source}: {c}x{h}x{w}{true}")
+    shape = f"{c}x{h}x{w}"
+    line = _("{source}: {shape}, true class {label}") if sample.label else _("{source}: {shape}")
+    say(line.format(source=sample.source, shape=shape, label=sample.label))
     predicted = result.classes[result.predicted] if result.classes else str(result.predicted)
     say(
-        f"{result.method} for class {result.class_name} ({percent(result.probability, 1)}); "
-        f"predicted {predicted} ({percent(result.probabilities[result.predicted], 1)})"
+        _(
+            "{method} for class {target} ({probability}); predicted {predicted} ({confidence})"
+        ).format(
+            method=result.method,
+            target=result.class_name,
+            probability=percent(result.probability, 1),
+            predicted=predicted,
+            confidence=percent(result.probabilities[result.predicted], 1),
+        )
     )
     if result.layer is not None:
-        say(f"layer {result.layer.describe()}")
+        say(_("layer {description}").format(description=result.layer.describe()))
     elif result.window is not None:
         (ph, pw), (sh, sw) = result.window
-        say(f"occlusion: {ph}x{pw} px patches of the data's mean, stride {sh}x{sw}")
+        say(
+            _("occlusion: {patch} px patches of the data's mean, stride {stride}").format(
+                patch=f"{ph}x{pw}", stride=f"{sh}x{sw}"
+            )
+        )
     for warning in result.warnings:
-        say(f"warning: {warning}")
+        say(_("warning: {warning}").format(warning=warning))
     if result.randomized is not None:
         say(result.sanity_line())

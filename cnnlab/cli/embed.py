@@ -12,11 +12,11 @@ from cnnlab.cli.common import (
     output_files,
     percent,
     print_json,
-    print_written,
     say,
     titled_table,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _, using_language
 
 if TYPE_CHECKING:
     from cnnlab.evaluate.embed import Embedding
@@ -69,7 +69,8 @@ def run_embed(args: argparse.Namespace) -> int:
     run = Run.open(args.run)
     paths = output_files(args, run.path / "embed" / f"{args.method}.png")
     embedding = embed_features(run, None, args.method, max_points=args.max_points, seed=args.seed)
-    figure = embed_figure(embedding, embed_title(run.name, embedding))
+    with using_language("en"):  # the figure's font has no Hangul: its titles stay English
+        figure = embed_figure(embedding, embed_title(run.name, embedding))
     for path in paths:
         save_figure(figure, path)
     if args.json:
@@ -78,7 +79,9 @@ def run_embed(args: argparse.Namespace) -> int:
         )
         return 0
     _print_embedding(embedding)
-    print_written(paths, f"{len(embedding.points)} points")
+    what = _("{count} points").format(count=len(embedding.points))
+    for path in paths:
+        say(_("wrote {path} ({what})").format(path=path, what=what))
     return 0
 
 
@@ -86,17 +89,25 @@ def _print_embedding(embedding: Embedding) -> None:
     """What was embedded, notes, the axes, and per class: images and misclassified ones."""
     method = "PCA" if embedding.method == "pca" else "t-SNE"
     say(
-        f"{method} of the {embedding.features} features entering {embedding.layer} "
-        f"for {len(embedding.points)} {embedding.data} images"
+        _("{method} of the {features} features entering {layer} for {count} {data} images").format(
+            method=method,
+            features=embedding.features,
+            layer=embedding.layer,
+            count=len(embedding.points),
+            data=embedding.data,
+        )
     )
     for note in embedding.notes:
         say(note)
     if embedding.method == "pca":
         x, y = embedding.explained
-        say(f"the two axes hold {percent(x, 1)} and {percent(y, 1)} of the features' variance")
-    table = titled_table(
-        "per class", ["class", "images", "misclassified"], {"images", "misclassified"}
-    )
+        say(
+            _("the two axes hold {first} and {second} of the features' variance").format(
+                first=percent(x, 1), second=percent(y, 1)
+            )
+        )
+    numbers = [_("images"), _("misclassified")]
+    table = titled_table(_("per class"), [_("class"), *numbers], set(numbers))
     for k, name in enumerate(embedding.classes):
         mine = embedding.labels == k
         table.add_row(name, str(int(mine.sum())), str(int((mine & embedding.wrong).sum())))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.cli.common import image_outputs, output_files, print_written, say
+from cnnlab.cli.common import image_outputs, output_files, say
 from cnnlab.cli.train import add_training_options, config_from_args
+from cnnlab.i18n import _
 
 # train's options that mean nothing here (--out names the plot instead of a run folder)
 NOT_HERE = (
@@ -46,6 +47,10 @@ def run_lrfind(args: argparse.Namespace) -> int:
     figure = lrfind_figure(test, title)
     for path in paths:
         save_figure(figure, path)
-    print_written(paths, "loss against learning rate")
-    say(f"suggested learning rate: {test.suggestion:.2g}; train with --lr {test.suggestion:.2g}")
+    what = _("loss against learning rate")
+    for path in paths:
+        say(_("wrote {path} ({what})").format(path=path, what=what))
+    say(
+        _("suggested learning rate: {lr}; train with --lr {lr}").format(lr=f"{test.suggestion:.2g}")
+    )
     return 0

@@ -11,11 +11,11 @@ from cnnlab.cli.common import (
     image_outputs,
     output_files,
     print_json,
-    print_written,
     say,
     titled_table,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _, using_language
 
 if TYPE_CHECKING:
     from cnnlab.evaluate.patches import TopPatches
@@ -100,14 +100,19 @@ def run_patches(args: argparse.Namespace) -> int:
         files,
     )
     result.data = f"{data} test"
-    figure = patches_figure(result, patches_title(run.name, result))
+    with using_language("en"):  # the figure's font has no Hangul: its titles stay English
+        figure = patches_figure(result, patches_title(run.name, result))
     for path in paths:
         save_figure(figure, path)
     if args.json:
         print_json({"run": str(run.path), **result.to_json(), "written": [str(p) for p in paths]})
         return 0
     _print_patches(result)
-    print_written(paths, f"{len(result.channels)} channel(s) x top {args.top}")
+    what = _("{channels} channel(s) x top {top}").format(
+        channels=len(result.channels), top=args.top
+    )
+    for path in paths:
+        say(_("wrote {path} ({what})").format(path=path, what=what))
     return 0
 
 
@@ -116,25 +121,37 @@ def _print_patches(result: TopPatches) -> None:
     g = result.geometry
     c, h, w = g.out_shape
     say(
-        f"{g.name}: {g.spec} -> {c}x{h}x{w}; each cell sees {g.size[0]}x{g.size[1]} px of the "
-        f"input, cells {g.jump[0]}x{g.jump[1]} px apart, cell (0, 0) from pixel "
-        f"({g.start[0]}, {g.start[1]})"
+        _(
+            "{layer}: {spec} -> {shape}; each cell sees {field} px of the input, cells {jump} px "
+            "apart, cell (0, 0) from pixel ({row}, {column})"
+        ).format(
+            layer=g.name,
+            spec=g.spec,
+            shape=f"{c}x{h}x{w}",
+            field=f"{g.size[0]}x{g.size[1]}",
+            jump=f"{g.jump[0]}x{g.jump[1]}",
+            row=g.start[0],
+            column=g.start[1],
+        )
     )
-    say(f"searched {result.images:,} {result.data} images")
+    say(_("searched {count} {data} images").format(count=f"{result.images:,}", data=result.data))
     for note in result.notes:
         say(note)
     if result.clipped:
         say(
-            f"{result.clipped} of {sum(len(r) for r in result.patches)} crops reach past the "
-            "image border (clipped; the padding is drawn grey)"
+            _(
+                "{clipped} of {count} crops reach past the image border (clipped; the padding "
+                "is drawn grey)"
+            ).format(clipped=result.clipped, count=sum(len(r) for r in result.patches))
         )
+    numbers = [_("channel"), _("best")]
     table = titled_table(
-        f"top images per channel of {g.name}",
-        ["channel", "best", "images (activation)"],
-        {"channel", "best"},
+        _("top images per channel of {layer}").format(layer=g.name),
+        [*numbers, _("images (activation)")],
+        set(numbers),
     )
     for channel, row in zip(result.channels, result.patches, strict=True):
         shown = ", ".join(f"#{p.index} {p.label} ({p.activation:.3g})" for p in row[:4])
-        more = f", ... {len(row) - 4} more" if len(row) > 4 else ""
+        more = _(", ... {count} more").format(count=len(row) - 4) if len(row) > 4 else ""
         table.add_row(str(channel), f"{row[0].activation:.3g}", shown + more)
     console().print(table)

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.i18n import _
 from cnnlab.model.cnn import CnnModel
 from cnnlab.spec.analysis import LayerReport
 from cnnlab.spec.kinds import LAYER_KINDS
@@ -66,8 +67,12 @@ class CamLayer:
     def describe(self) -> str:
         """'relu3 (conv3 after relu): 8x8 map, each cell sees 18x18 px'."""
         (h, w), (rh, rw) = self.map_size, self.receptive_field
-        source = f" ({self.conv} after {self.spec})" if self.conv and self.conv != self.name else ""
-        return f"{self.name}{source}: {h}x{w} map, each cell sees {rh}x{rw} px"
+        name = self.name
+        if self.conv and self.conv != self.name:
+            name += " (" + _("{conv} after {spec}").format(conv=self.conv, spec=self.spec) + ")"
+        return _(
+            "{layer}: {height}x{width} map, each cell sees {field_height}x{field_width} px"
+        ).format(layer=name, height=h, width=w, field_height=rh, field_width=rw)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -166,20 +171,20 @@ def sanity_text(correlation: float | None) -> str:
     """The sanity verdict: a low rank correlation with a randomised model means the map depends
     on the learned weights; a high one means it would look the same without them."""
     if correlation is None:
-        return (
+        return _(
             "rank correlation with a randomised model: undefined (one of the maps is flat) "
             "- the map depends on the learned weights"
         )
     if correlation >= SANITY_WARNING:
-        return (
-            f"warning: rank correlation with a randomised model: {correlation:.2f} - the map "
+        return _(
+            "warning: rank correlation with a randomised model: {correlation} - the map "
             "looks much the same without the learned weights; it may show the image more than "
             "what the model learned"
-        )
-    return (
-        f"rank correlation with a randomised model: {correlation:.2f} - the map depends on the "
+        ).format(correlation=f"{correlation:.2f}")
+    return _(
+        "rank correlation with a randomised model: {correlation} - the map depends on the "
         "learned weights"
-    )
+    ).format(correlation=f"{correlation:.2f}")
 
 
 # --- the layer -------------------------------------------------------------------------
@@ -246,13 +251,17 @@ def layer_warnings(layer: CamLayer) -> list[str]:
     """Why a map from this layer says little about where: 1x1, or after flatten."""
     if layer.after_flatten:
         return [
-            f"{layer.name} is at or after flatten: its values have no position in the image, so "
-            "the map is one value everywhere; choose a conv layer (see `cnnlab summary`)"
+            _(
+                "{layer} is at or after flatten: its values have no position in the image, so "
+                "the map is one value everywhere; choose a conv layer (see `cnnlab summary`)"
+            ).format(layer=layer.name)
         ]
     if layer.map_size == (1, 1):
         return [
-            f"{layer.name} has a 1x1 map: one cell for the whole image, so the map cannot say "
-            "where; choose an earlier conv layer"
+            _(
+                "{layer} has a 1x1 map: one cell for the whole image, so the map cannot say "
+                "where; choose an earlier conv layer"
+            ).format(layer=layer.name)
         ]
     return []
 

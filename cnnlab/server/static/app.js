@@ -25,11 +25,7 @@ async function loadModel() {
   model = await response.json();
   $("run-name").textContent = model.run;
   const [c, h, w] = model.input_shape;
-  const accuracy = model.metrics.test_accuracy;
-  $("model-line").textContent =
-    `${model.spec}  |  input ${c}x${h}x${w}, ${model.classes.length} classes` +
-    (accuracy != null ? `, test accuracy ${(100 * accuracy).toFixed(2)}%` : "") +
-    `  |  engine: ${model.engine}`;
+  showModelText();
   background = model.drawing.background === "black" ? "#000" : "#fff";
   ink = model.drawing.ink === "white" ? "#fff" : "#000";
   if (c === 3) {
@@ -37,11 +33,27 @@ async function loadModel() {
     $("ink").value = ink === "#fff" ? "#ffffff" : "#000000";
   }
   $("brush").value = String(Math.round(canvas.width / Math.max(h, w) * 2.5));
-  $("resize-note").textContent =
-    `Your drawing (${canvas.width}x${canvas.height}) is resized to ${h}x${w} on the server.`;
-  renderSummary(model.summary);
   clearCanvas();
 }
+
+// The model's lines and table in the page's language (i18n.js), again when it is switched.
+function showModelText() {
+  const [c, h, w] = model.input_shape;
+  const accuracy = model.metrics.test_accuracy;
+  $("model-line").textContent =
+    `${model.spec}  |  ${tr("input")} ${c}x${h}x${w}, ${model.classes.length} ${tr("classes")}` +
+    (accuracy != null ? `, ${tr("test accuracy")} ${(100 * accuracy).toFixed(2)}%` : "") +
+    `  |  ${tr("engine")}: ${model.engine}`;
+  $("resize-note").textContent = trf("Your drawing ({drawing}) is resized to {input} on the server.", {
+    drawing: `${canvas.width}x${canvas.height}`,
+    input: `${h}x${w}`,
+  });
+  renderSummary(model.summary);
+}
+
+document.addEventListener("cnnlab:language", () => {
+  if (model) showModelText();
+});
 
 // --- drawing -------------------------------------------------------------------------------
 
@@ -329,7 +341,7 @@ function classBars(values, low, high, labels) {
 function renderSummary(summary) {
   const head = el("thead", {}, [
     el("tr", {}, ["#", "layer", "output", "how the size comes about", "params", "FLOPs", "RF"].map((t, i) =>
-      el("th", { textContent: t, className: i >= 4 && i <= 5 ? "num" : "" }),
+      el("th", { textContent: tr(t), className: i >= 4 && i <= 5 ? "num" : "" }),
     )),
   ]);
   const rows = summary.layers.map((r) =>
@@ -341,14 +353,14 @@ function renderSummary(summary) {
       el("td", { className: "num", textContent: r.params.toLocaleString("en") }),
       el("td", { className: "num", textContent: r.flops.toLocaleString("en") }),
       el("td", {
-        textContent: r.receptive_field ? `${r.receptive_field[0]}/${r.jump[0]}` : "all",
+        textContent: r.receptive_field ? `${r.receptive_field[0]}/${r.jump[0]}` : tr("all"),
       }),
     ]),
   );
   const foot = el("tfoot", {}, [
     el("tr", {}, [
       el("td"),
-      el("td", { textContent: "total" }),
+      el("td", { textContent: tr("total") }),
       el("td", { textContent: summary.output_shape.join("x") }),
       el("td"),
       el("td", { className: "num", textContent: summary.total_params.toLocaleString("en") }),

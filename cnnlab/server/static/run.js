@@ -74,9 +74,9 @@ function renderCurves(data) {
   const charts = CHARTS.map((chart) => {
     const series = chart.series
       .filter(([column]) => (data.columns[column] || []).some((v) => v != null))
-      .map(([column, label], i) => ({ label, values: data.columns[column], colour: COLOURS[i] }));
+      .map(([column, label], i) => ({ label: tr(label), values: data.columns[column], colour: COLOURS[i] }));
     const line = chart.percent && data.test_accuracy != null ? data.test_accuracy : null;
-    return lineChart(chart.title, epochs, series, chart.percent, line);
+    return lineChart(tr(chart.title), epochs, series, chart.percent, line);
   });
   $("curves").replaceChildren(...charts);
 }
@@ -101,7 +101,7 @@ function lineChart(title, epochs, series, asPercent, testLine) {
   for (const e of [...new Set([first, last])]) {
     parts.push(svg("text", { x: x(e), y: H - B + 16, class: "tick", "text-anchor": "middle" }, [String(e)]));
   }
-  parts.push(svg("text", { x: (L + W - R) / 2, y: H - 4, class: "tick", "text-anchor": "middle" }, ["epoch"]));
+  parts.push(svg("text", { x: (L + W - R) / 2, y: H - 4, class: "tick", "text-anchor": "middle" }, [tr("epoch")]));
   if (testLine != null) {
     parts.push(svg("line", { x1: L, x2: W - R, y1: y(testLine), y2: y(testLine), class: "test" }));
     parts.push(svg("text", { x: W - R, y: y(testLine) - 4, class: "tick", "text-anchor": "end" }, [`test ${percent(testLine)}`]));
@@ -137,7 +137,7 @@ function renderConfusion(data) {
   $("confusion-line").textContent =
     `${data.images.toLocaleString("en")} ${data.split} images of ${data.data}: accuracy ${percent(data.accuracy)}`;
   const head = el("tr", {}, [
-    el("th", { className: "corner", textContent: "true \u2193  predicted \u2192" }),
+    el("th", { className: "corner", textContent: tr("true \u2193  predicted \u2192") }),
     ...data.classes.map((name) => el("th", { className: "col", title: name }, [el("span", { textContent: name })])),
   ]);
   const rows = data.matrix.map((row, t) => {
@@ -228,7 +228,7 @@ function renderScores(data) {
   $("scores-line").textContent =
     `accuracy ${percent(data.accuracy)} \u00b7 balanced accuracy ${percent(data.balanced_accuracy)} \u00b7 ` +
     `majority baseline ${percent(base.accuracy)} (always "${base.class}") \u00b7 loss ${data.loss == null ? "\u2014" : data.loss.toFixed(4)}`;
-  const head = el("tr", {}, ["class", "precision", "recall", "F1", "support"].map((t, i) => el("th", { textContent: t, className: i ? "num" : "" })));
+  const head = el("tr", {}, ["class", "precision", "recall", "F1", "support"].map((t, i) => el("th", { textContent: tr(t), className: i ? "num" : "" })));
   const rows = data.per_class.map((r) =>
     el("tr", {}, [
       el("td", { textContent: r.class }),
@@ -300,7 +300,7 @@ function renderPatches(data) {
   const zoom = Math.max(1, Math.floor(48 / Math.max(rh, rw)));
   const rows = data.channels.map((row) =>
     el("div", { className: "patch-row" }, [
-      el("span", { className: "channel", textContent: `channel ${row.channel}` }),
+      el("span", { className: "channel", textContent: `${tr("channel")} ${row.channel}` }),
       ...row.top.map((p) =>
         el("img", {
           src: p.png,
@@ -391,3 +391,7 @@ panel("confusion-panel", renderConfusion).then(() => {
   panel("patches-panel", renderPatches);
   panel("embedding-panel", renderEmbedding);
 });
+
+// The panels are drawn from the server's answers once: a new language (i18n.js's switch,
+// already remembered) draws them again.
+document.addEventListener("cnnlab:language", () => window.location.reload());
