@@ -322,3 +322,22 @@ def test_cli_errors_for_a_model_without_conv_and_for_a_file_that_is_no_image(run
     text.write_text("not an image")
     done = cli("cam", str(runs[0].path), str(text), "--out", str(tmp_path / "y.png"))
     assert done.code == 2 and done.err.startswith("error:") and "Traceback" not in done.err
+
+
+def test_a_notebook_shows_the_map_as_a_table_and_a_picture():
+    import base64
+    import io
+
+    from PIL import Image
+
+    _, model = _inplace_pair()
+    result = class_activation_map(model, torch.randn(1, 1, 12, 12), layer="conv2", target=2,
+                                  classes=[f"<c{i}>" for i in range(3)])  # fmt: skip
+    page = result._repr_html_()
+    assert "<table" in page and "&lt;c2&gt;" in page and "<c2>" not in page  # names escaped
+    encoded = page.split("base64,")[1].split('"')[0]
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))))
+    assert picture.shape == (12, 12, 3)
+    hottest = np.unravel_index(np.argmax(result.heatmap), result.heatmap.shape)
+    assert tuple(picture[hottest]) == (255, 255, 0)  # the peak is yellow
+    assert (picture[result.heatmap <= 0] == 0).all()  # no evidence is black

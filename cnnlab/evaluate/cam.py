@@ -161,6 +161,43 @@ class CamResult:
             "warnings": self.warnings,
         }
 
+    def _repr_html_(self) -> str:
+        """A notebook cell's view: what was explained, and the heatmap as a picture."""
+        from cnnlab.spec.summary import html_table
+
+        rows = [
+            ["method", self.method],
+            ["class", f"{self.class_name} ({self.probability:.1%})"],
+            ["map", f"{self.map_size()[0]}x{self.map_size()[1]}, each cell sees "
+                    f"{self.receptive_field()[0]}x{self.receptive_field()[1]} px"],
+        ]  # fmt: skip
+        if self.layer is not None:
+            rows.append(["layer", self.layer.name])
+        if self.sanity_line():
+            rows.append(["sanity", self.sanity_line()])
+        rows += [["warning", warning] for warning in self.warnings]
+        picture = heatmap_png_base64(self.heatmap)
+        return (
+            html_table("class activation map", ["", ""], rows)
+            + f'<img alt="heatmap" style="image-rendering: pixelated; width: 224px" '
+            f'src="data:image/png;base64,{picture}">'
+        )
+
+
+def heatmap_png_base64(heatmap: np.ndarray) -> str:
+    """(H, W) heatmap -> base64 PNG: black (none) through red to yellow (most), scaled to its max."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    peak = float(np.max(heatmap)) if np.size(heatmap) else 0.0
+    level = np.clip(np.asarray(heatmap, dtype=np.float32) / peak, 0, 1) if peak > 0 else 0 * heatmap
+    rgb = np.stack([np.clip(2 * level, 0, 1), np.clip(2 * level - 1, 0, 1), 0 * level], axis=-1)
+    buffer = io.BytesIO()
+    Image.fromarray((rgb * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
 
 def _rounded(values: np.ndarray, digits: int) -> list:
     """Nested lists of floats with `digits` significant digits."""
