@@ -60,7 +60,12 @@ def run_command(line: str, cwd: Path) -> tuple[int, str]:
             return main(argv[1:]), ""
         finally:
             os.chdir(old)
-    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    # The README's commands run as from a checkout: `python -m bench.colour_folder` finds the
+    # repository's bench/ although the blocks run in a temporary folder.
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(
+        os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=pythonpath
+    )
     proc = subprocess.run(
         ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
