@@ -89,16 +89,17 @@ def test_a_command_that_needs_torch_is_seen_loading_it():
     assert "torch" in report["loaded"]
 
 
-def test_the_torch_free_copies_of_cli_constants_agree():
+def test_the_cli_constants_have_one_definition_which_the_torch_modules_use():
+    """Defined in the torch-free package __init__s; the modules that check them use the same."""
     from cnnlab import deploy, evaluate, run
     from cnnlab.deploy import predict
     from cnnlab.evaluate import scores
-    from cnnlab.run import files
+    from cnnlab.run import folder
 
-    assert files.RUNS_DIR == run.RUNS_DIR
-    assert scores.SPLITS == evaluate.SPLITS
-    assert predict.ENGINE_CHOICES == deploy.ENGINE_CHOICES
-    assert predict.INVERT_CHOICES == deploy.INVERT_CHOICES
+    assert folder.RUNS_DIR is run.RUNS_DIR
+    assert scores.SPLITS is evaluate.SPLITS
+    assert predict.ENGINE_CHOICES is deploy.ENGINE_CHOICES
+    assert predict.INVERT_CHOICES is deploy.INVERT_CHOICES
 
 
 def test_cnnlab_data_exports_resolve_lazily():

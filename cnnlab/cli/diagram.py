@@ -42,7 +42,8 @@ def _as_run(model: str) -> Run | None:
     """The Run when MODEL names a run folder (a path or a name under runs/ with model.json, or
     'latest'); None for presets, specs and TOML files."""
     from cnnlab.model.presets import PRESETS
-    from cnnlab.run.files import MODEL_META, RUNS_DIR
+    from cnnlab.run import RUNS_DIR
+    from cnnlab.run.files import MODEL_META
     from cnnlab.run.folder import Run
 
     def holds_run(folder: Path) -> bool:

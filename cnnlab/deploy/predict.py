@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data.images import MAX_PIXELS, load_image
+from cnnlab.deploy import ENGINE_CHOICES, INVERT_CHOICES
 from cnnlab.deploy.engines import (
     EXPORT_FORMATS,
     PARITY_TOLERANCE,
@@ -42,8 +43,6 @@ from cnnlab.run.files import DEFAULT_KEEP_ASPECT, run_keep_aspect
 from cnnlab.run.folder import Run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-INVERT_CHOICES = ("no", "yes", "auto")
-ENGINE_CHOICES = ("auto", "eager", "onnx", "pt2")
 MNIST_BOX = 20 / 28  # MNIST fitted each digit into 20x20 of its 28x28 image
 INK_LEVEL = 64  # after the contrast stretch, pixels above this (of 255) count as ink
 MIN_CONTRAST = 16  # brightest minus median below this: no ink at all

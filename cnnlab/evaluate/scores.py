@@ -15,12 +15,11 @@ import torch.nn.functional as F
 
 from cnnlab.data.dataset import pick_paths, validation_indices
 from cnnlab.errors import DataError
+from cnnlab.evaluate import SPLITS
 from cnnlab.model.inference import logits_in_batches
 from cnnlab.run.folder import Run
 from cnnlab.training.config import config_of
 from cnnlab.training.guard import majority
-
-SPLITS = ("test", "val", "train")
 
 
 @dataclass

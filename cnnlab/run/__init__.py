@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-# Where runs go by default, relative to the working directory. Here, not only in files.py (which
-# loads torch), so that `cnnlab runs --help` can show it without loading torch;
-# tests/test_startup.py checks that files.RUNS_DIR is this value.
+# Where runs go by default, relative to the working directory. Defined here, not in files.py
+# (which loads torch), so that `cnnlab runs --help` shows it without loading torch.
 RUNS_DIR = Path("runs")

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from cnnlab.model.cnn import CnnModel
     from cnnlab.run.folder import Run
 
-RUNS_DIR = Path("runs")  # where runs go by default, relative to the working directory
 CONFIG_FILE = "config.toml"
 LOG_FILE = "train.log"
 METRICS_FILE = "metrics.csv"

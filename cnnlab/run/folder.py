@@ -20,13 +20,13 @@ import torch
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.fileio import NotToml, read_regular_bytes, read_toml
 from cnnlab.model.cnn import CnnModel
+from cnnlab.run import RUNS_DIR
 from cnnlab.run.checkpoint import check_state_dict, load_tensors, read_json
 from cnnlab.run.files import (
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
     MODEL_META,
-    RUNS_DIR,
     check_meta,
 )
 from cnnlab.spec.language import ModelSpec, parse_spec

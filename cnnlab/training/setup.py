@@ -26,8 +26,9 @@ from cnnlab.data.registry import is_folder
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.presets import PRESETS
+from cnnlab.run import RUNS_DIR
 from cnnlab.run.checkpoint import load_tensors
-from cnnlab.run.files import CONFIG_FILE, RESUME_FILE, RUNS_DIR
+from cnnlab.run.files import CONFIG_FILE, RESUME_FILE
 from cnnlab.run.writer import (
     FolderLock,
     claim_folder,
