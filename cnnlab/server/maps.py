@@ -26,11 +26,16 @@ MAX_CHANNELS = 64  # channels drawn per layer (the first ones)
 MAX_VALUES = 4096  # numbers sent per vector layer (flatten, fc)
 
 
-def png_data_url(array: np.ndarray) -> str:
-    """A (H, W) or (H, W, 3) uint8 array as a data:image/png;base64 URL."""
+def png_bytes(array: np.ndarray) -> bytes:
+    """(H, W) or (H, W, 3) uint8 as PNG bytes (fast compression: these are small and many)."""
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
+
+
+def png_data_url(array: np.ndarray) -> str:
+    """A (H, W) or (H, W, 3) uint8 array as a data:image/png;base64 URL."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(array)).decode("ascii")
 
 
 def layer_grid(fmap: FeatureMap, max_channels: int = MAX_CHANNELS) -> Grid:

@@ -17,8 +17,6 @@ of a cell, at most `MAX_FILTERS` filters, `MAX_POINTS` points, `MAX_PATCH_CHANNE
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import threading
 from collections import OrderedDict
@@ -26,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.embed import LabelledImages, embed_features
@@ -36,6 +33,7 @@ from cnnlab.evaluate.scores import Evaluation, evaluate_run
 from cnnlab.run.folder import Run
 from cnnlab.server.camview import CamView
 from cnnlab.server.errors import ApiError
+from cnnlab.server.maps import png_bytes, png_data_url
 from cnnlab.text import clipped
 
 CELL_IMAGES = 48  # images of a confusion cell per answer, unless asked otherwise
@@ -63,18 +61,6 @@ def picture(image: torch.Tensor) -> np.ndarray:
     """A uint8 (C, H, W) image as PIL takes it: (H, W) gray or (H, W, 3) RGB."""
     array = image.numpy()
     return array[0] if array.shape[0] == 1 else np.ascontiguousarray(array.transpose(1, 2, 0))
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """(H, W) or (H, W, 3) uint8 as PNG bytes (fast compression: these are small and many)."""
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def data_url(png: bytes) -> str:
-    """PNG bytes as a data:image/png;base64 URL."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def class_index(classes: list[str], text: str) -> int:
@@ -203,7 +189,7 @@ class RunReport:
             true_probability=float(evaluation.probabilities[i, evaluation.labels[i]]),
             loss=float(evaluation.losses[i]),
             url=f"/api/run/image/{i}",
-            png=data_url(png_bytes(picture(images[i]))),
+            png=png_data_url(picture(images[i])),
         )
         if self.cam is not None:
             entry["cam"] = self._overlay(images, i, predicted)
@@ -214,7 +200,7 @@ class RunReport:
         key = (i, target)
         if key not in self._overlays:
             _, pixels = self.cam.overlay(images[i], target)
-            self._overlays[key] = data_url(png_bytes(pixels))
+            self._overlays[key] = png_data_url(pixels)
         return self._overlays[key]
 
     def image(self, index: int) -> bytes:
@@ -290,7 +276,7 @@ class RunReport:
             answer = found.to_json()
             for row, patches in zip(answer["channels"], found.patches, strict=True):
                 for entry, patch in zip(row["top"], patches, strict=True):
-                    entry["png"] = data_url(png_bytes(picture(patch.crop)))
+                    entry["png"] = png_data_url(picture(patch.crop))
             return finite(
                 {**answer, "data": evaluation.data, "layers": layers, "notes": found.notes}
             )
