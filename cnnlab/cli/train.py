@@ -72,7 +72,11 @@ FLAGS = {
         "warm-up length in optimizer steps (default: onecycle a fifth of the run, others none)",
     ),
     "--warmup-epochs": ("warmup_epochs", "warm-up length in epochs (--warmup-steps wins)"),
-    "--weight-decay": ("weight_decay", "weight decay on conv/fc weights"),
+    "--weight-decay": (
+        "weight_decay",
+        "weight decay on conv/fc weights (default: sgd 5e-4, 5e-3 under 5,000 training "
+        "images; adam 0; adamw 0.05)",
+    ),
     "--label-smoothing": ("label_smoothing", "label smoothing (default: {default})"),
     "--augment": (
         "augment",
