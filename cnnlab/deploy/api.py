@@ -7,7 +7,9 @@ model.probabilities([pil_image, array])    # (2, classes) numpy float32
 
 Every input takes the path of `cnnlab predict`: files are read by `prepare_image`; PIL
 images and uint8 arrays are first written losslessly as PNG bytes, so an array read from a
-file gives exactly that file's answer. Inference runs under `torch.inference_mode`.
+file gives exactly that file's answer. Inference runs under `torch.inference_mode`. A run
+trained with tta = true answers with the mean logits of each image and its mirror, as
+`cnnlab eval` scores it (`Predictor.logits`).
 """
 
 from __future__ import annotations

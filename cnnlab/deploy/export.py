@@ -42,6 +42,7 @@ from cnnlab.deploy.engines import (
     engine_from_bytes,
     sidecar_path,
 )
+from cnnlab.deploy.predict import run_tta
 from cnnlab.errors import CnnlabError, OutputError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from cnnlab.model.cnn import CnnModel
@@ -115,6 +116,10 @@ def model_metadata(run: Run) -> dict[str, str]:
         # how images of another aspect ratio meet input_shape, as in training: stretch (resize),
         # pad (letterbox, black bars) or crop (centre crop); fit images alike before the model
         "keep_aspect": run_keep_aspect(run),
+        # test-time augmentation the run is scored with (`cnnlab eval`) and cnnlab predicts with
+        # around this file: none, or mirror (average the logits of the image and its horizontal
+        # mirror, input.flip(3), before the softmax); the graph itself computes one view
+        "tta": "mirror" if run_tta(run) else "none",
     }
 
 

@@ -11,6 +11,10 @@ dark-on-light digits, as MNIST was made:
           general), and place it so its centre of mass is at the centre of the image
 Probabilities are the softmax of the engine's logits; every engine (engines.py) returns
 logits, so eager, ONNX and pt2 give the same numbers to within engines.PARITY_TOLERANCE.
+A run trained with tta = true is answered as `cnnlab eval` scores it: the logits are the mean
+of the image's and its horizontal mirror's (`inference.tta_logits`), around whichever engine
+runs, here in `Predictor.logits` and nowhere else (the CLI, `cnnlab.load` and the server all
+come through it).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from cnnlab.deploy.engines import (
     read_export,
 )
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
-from cnnlab.model.inference import normalize
+from cnnlab.model.inference import normalize, tta_logits
 from cnnlab.run.files import DEFAULT_KEEP_ASPECT, run_keep_aspect
 from cnnlab.run.folder import Run
 
@@ -270,6 +274,16 @@ def select_engine(
 # --- prediction -----------------------------------------------------------------------------
 
 
+def run_tta(run: Run) -> bool:
+    """Whether the run's config.toml says tta = true (then `cnnlab eval` scores it with the mirror)."""
+    try:
+        config = run.config_values()
+    except CnnlabError:  # a run folder without a readable config.toml: no tta, as before
+        return False
+    train = config.get("train", config)
+    return isinstance(train, dict) and train.get("tta") is True
+
+
 class Predictor:
     """A run's model ready to predict: its preprocessing, classes and an engine."""
 
@@ -285,6 +299,10 @@ class Predictor:
         self.keep_aspect = run_keep_aspect(run)
         self.eager = EagerEngine(self.model)
         self.engine, self.choice = select_engine(run, self.eager, engine, export_path, threads)
+        # as `cnnlab eval` scores the run (evaluate/scores.py), for every engine
+        self.tta = run_tta(run)
+        if self.tta:
+            self.choice.notes.append("tta: each image and its mirror, as the run was trained")
 
     @property
     def classes(self) -> list[str]:
@@ -309,9 +327,13 @@ class Predictor:
         """uint8 (N, C, H, W) -> the float input every engine takes."""
         return normalize(images, self.run.mean, self.run.std)
 
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> logits (N, classes) of the engine, with the run's tta."""
+        return tta_logits(self.engine.logits, self.normalized(images), self.tta)
+
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) -> softmax probabilities (N, classes)."""
-        return torch.softmax(self.engine.logits(self.normalized(images)), dim=1)
+        return torch.softmax(self.logits(images), dim=1)
 
     def top_k(self, probabilities: torch.Tensor, k: int = 5) -> list[dict[str, Any]]:
         """The k most likely classes of one image's probabilities (classes,), best first."""
