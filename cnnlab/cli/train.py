@@ -52,6 +52,12 @@ FLAGS = {
         "epochs",
         "epochs to train (default: {default}, or the preset's recipe; raised on small data)",
     ),
+    "--budget": (
+        "budget",
+        "wall-time budget for the whole run instead of --epochs: seconds (60, 90s) or a multiple "
+        "of E, one epoch of the tutorial recipe on this machine (1.25E); the first steps are "
+        "measured and the steps planned to end within it (config.toml records the plan)",
+    ),
     "--batch-size": (
         "batch_size",
         "images per step over all processes (default: {default}; lowered on small data)",
@@ -187,8 +193,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """`cnnlab train`: train (or resume) a run; 130 when Ctrl-C stopped it."""
+    from cnnlab.training.budget import count_whole_process
     from cnnlab.training.loop import train
 
+    count_whole_process()  # --budget: the whole process, start-up and data loading included
     run = train(config_from_args(args), resume=args.resume)
     if run is not None and run.metrics.get("stopped") == "interrupted":
         return 130  # as a shell reports a command stopped by Ctrl-C

@@ -9,7 +9,10 @@ items such as "translate=2,flip,cutout=8,affine=10,scale=0.1" ("standard,cutout=
 extends the default). Mirrors (flip, vflip) are refused for data sets whose labels a
 mirror changes, unless the data declares otherwise (flip_ok). Colour and geometry items
 for photos: rot90, vflip, crop=0.8 (random resized crop), jitter=0.2 (brightness, contrast
-and saturation at once) or brightness=/contrast=/saturation=/hue= one by one.
+and saturation at once) or brightness=/contrast=/saturation=/hue= one by one. altflip is
+airbench's alternating flip: not drawn per batch but fixed per image and epoch (a seeded half
+of the images mirrored in even epochs, the other half in odd ones), so the training loop
+applies it (`alternating_flip`, which needs the images' indices and the epoch), not augment_batch.
 
 Every item draws from the generator only when it is on, so adding an item never changes
 what the others draw in a policy without it (default runs stay bit-identical).
@@ -46,6 +49,7 @@ class AugmentPolicy:
     contrast: float = 0.0  # distance from the image's mean gray, times 1 +- contrast
     saturation: float = 0.0  # distance from each pixel's gray, times 1 +- saturation (colour only)
     hue: float = 0.0  # hue turned by up to +-hue of a full turn (0.05 = 18 degrees; colour only)
+    altflip: bool = False  # horizontal flip alternating by epoch (alternating_flip; not with flip)
 
     @property
     def is_identity(self) -> bool:
@@ -81,6 +85,7 @@ _ITEMS: dict[str, tuple[type, float, float]] = {
     "contrast": (float, 0, 1),
     "saturation": (float, 0, 1),
     "hue": (float, 0, 0.5),
+    "altflip": (bool, 0, 1),
 }
 _ALIASES = {"shift": "translate", "rotate": "affine", "hflip": "flip"}
 _COLOUR = ("brightness", "contrast", "saturation")  # what jitter=X sets
@@ -156,9 +161,14 @@ def parse_policy(
 def _check_policy(policy: AugmentPolicy, dataset: Dataset | None, flip_ok: bool | None) -> None:
     """Refuse mirrors where they change labels, and rot90 on images that are not square."""
     which = f"{dataset.name}: " if dataset is not None else ""
-    mirrors = [name for name in ("flip", "vflip") if getattr(policy, name)]
+    if policy.flip and policy.altflip:
+        raise ConfigError(
+            "augmentation: flip (random mirrors) and altflip (alternating mirrors) are two ways "
+            "of the same mirror; keep one of them"
+        )
+    mirrors = [name for name in ("flip", "altflip", "vflip") if getattr(policy, name)]
     if mirrors and flip_ok is False:
-        flip = "horizontal flip" if policy.flip else "vertical flip"
+        flip = "horizontal flip" if policy.flip or policy.altflip else "vertical flip"
         raise ConfigError(
             f"{which}{flip} changes labels in this data set (a mirrored digit or glyph is "
             f"not the same class); drop {' and '.join(mirrors)} from the augmentation, or, if a "
@@ -192,6 +202,29 @@ def _translate(x: torch.Tensor, t: int, g: torch.Generator) -> torch.Tensor:
 def _flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     mask = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def alternating_flip(
+    images: torch.Tensor, indices: torch.Tensor, epoch: int, seed: int
+) -> torch.Tensor:
+    """airbench's alternating flip of a batch (N, C, H, W): image `indices[i]` (its index in the
+    training set) is mirrored in even epochs when it is in the seed's half, in odd ones when not.
+
+    Every image is seen both ways in any two epochs in a row, where a coin per draw leaves a
+    quarter of them unmirrored (or always mirrored) for two epochs. A pure function of
+    (indices, epoch, seed): nothing to save for an exact resume."""
+    mirrored = _seeded_half(indices, seed) ^ bool(epoch % 2)
+    return torch.where(mirrored.view(-1, 1, 1, 1).to(images.device), images.flip(3), images)
+
+
+def _seeded_half(indices: torch.Tensor, seed: int) -> torch.Tensor:
+    """(N,) bool: one bit of an integer hash of each index and the seed, true for about half.
+    Products stay below 2**63 for indices below 2**31 (int64 arithmetic, the same on every device)."""
+    mask = 0xFFFFFFFF
+    h = (indices.long() * 0x9E3779B1 + (seed & mask) * 0x85EBCA77) & mask
+    h = ((h ^ (h >> 16)) * 0x2C1B3C6D) & mask
+    h = ((h ^ (h >> 13)) * 0x297A2D39) & mask
+    return ((h ^ (h >> 16)) >> 15) & 1 == 1
 
 
 def _cutout(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
@@ -324,7 +357,9 @@ def _jitter(x: torch.Tensor, policy: AugmentPolicy, g: torch.Generator) -> torch
 def augment_batch(
     images: torch.Tensor, policy: AugmentPolicy, generator: torch.Generator
 ) -> torch.Tensor:
-    """Augment a batch (N, C, H, W), uint8 or float; same shape and dtype out, deterministic for the generator."""
+    """Augment a batch (N, C, H, W), uint8 or float; same shape and dtype out, deterministic for the generator.
+
+    altflip is left to the caller (`alternating_flip`: it needs the images' indices and the epoch)."""
     if policy.is_identity:
         return images
     x = images

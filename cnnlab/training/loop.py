@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data.augment import augment_batch
+from cnnlab.data.augment import alternating_flip, augment_batch
 from cnnlab.errors import ConfigError
 from cnnlab.model.inference import logits_in_batches, loss_and_accuracy, normalize
 from cnnlab.run.files import RESUME_FILE, model_meta
 from cnnlab.run.folder import Run
 from cnnlab.run.writer import append_log, write_config, write_metrics, write_model, write_resume
-from cnnlab.training import distributed
+from cnnlab.training import budget, distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
 from cnnlab.training.config import (
     LR_AUTO,
@@ -56,7 +56,7 @@ from cnnlab.training.guard import (
 )
 from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.recipe import choose_recipe
-from cnnlab.training.schedule import lr_factor, set_lr
+from cnnlab.training.schedule import lr_factor, set_lr, steps_in_epoch
 from cnnlab.training.setup import (
     Learner,
     TrainingData,
@@ -130,6 +130,7 @@ def train(
     under "model"; `on_step_end(model, global_step)` runs after every optimizer
     step (both only in single-process training).
     """
+    budget.start_clock()  # a --budget counts from here (the CLI: from the process's start)
     # Settings as keywords alone: the defaults, the model preset's recipe, then the keywords.
     config = apply(config, overrides) if config is not None else resolve_config(overrides)
     if config.nproc > 1 and config.lr == LR_AUTO and not resume:
@@ -186,7 +187,7 @@ def _prepare(
     data, recipe = None, []
     if not resume:  # choose the recipe from the data before config.toml records it
         data = load_data(config, device)
-        config, recipe = choose_recipe(config, data, device, world.size)
+        config, data, recipe = choose_recipe(config, data, device, world.size)
         config = with_size_used(config, data)  # config.toml records the size, not "0"
     opened = open_run(config, resume, world)
     if opened.lock is not None:
@@ -329,7 +330,9 @@ def fit(
     """Train until the last epoch, an early stop, a pause or Ctrl-C; returns which, and the state."""
     config = job.config
     stepper = _stepper(job, learner)
-    for epoch in range(position.epoch, config.epochs):
+    # total_steps (--budget) may end the run before the last epoch's last step
+    last_epoch = math.ceil(config.planned_steps(stepper.steps_per_epoch) / stepper.steps_per_epoch)
+    for epoch in range(position.epoch, last_epoch):
         sums = _train_epoch(job, learner, stepper, epoch, position, stop_requested, on_step_end)
         if sums.stopped_at is not None:  # Ctrl-C: the step is done; save it to resume there
             position = dataclasses.replace(
@@ -416,13 +419,14 @@ def _train_epoch(
     ).to(job.device)
     if position.step == 0:  # a fresh epoch; a resumed one continues the restored generator
         learner.augment_generator.manual_seed(_epoch_seed(config.seed, epoch) * 31 + world.rank)
-    job.report.start_epoch(epoch + 1, config.epochs, steps, position.step)
+    last = steps_in_epoch(config, epoch, steps)  # fewer than `steps` where total_steps ends
+    job.report.start_epoch(epoch + 1, config.epochs, last, position.step)
     learner.model.train()
     loss_sum = torch.zeros((), device=job.device)
     correct = torch.zeros((), device=job.device, dtype=torch.long)
     seen = 0
     started = time.perf_counter()
-    for step in range(position.step, steps):
+    for step in range(position.step, last):
         global_step = epoch * steps + step
         loss, logits, labels = _step(job, learner, stepper, order, step, global_step)
         loss_sum += loss.detach() * len(labels)
@@ -430,7 +434,7 @@ def _train_epoch(
         seen += len(labels)
         if on_step_end is not None:
             on_step_end(learner.model, global_step)
-        if (step + 1) % stepper.check_every == 0 or step + 1 == steps:
+        if (step + 1) % stepper.check_every == 0 or step + 1 == last:
             stop = _check_in(job, learner, position, epoch, step, loss, stop_requested)
             elapsed = time.perf_counter() - started
             rate = seen * world.size / max(elapsed, 1e-9)
@@ -458,7 +462,11 @@ def _step(
     batch = order[step * config.batch_size : (step + 1) * config.batch_size]
     per_rank = len(batch) // world.size  # the last batch of an epoch may be partial
     batch = batch[world.rank * per_rank : (world.rank + 1) * per_rank]
-    images = augment_batch(data.train[0][batch], data.policy, learner.augment_generator)
+    images = data.train[0][batch]
+    if data.policy.altflip:  # fixed per image and epoch, so not drawn by augment_batch
+        epoch = global_step // stepper.steps_per_epoch
+        images = alternating_flip(images, batch, epoch, config.seed)
+    images = augment_batch(images, data.policy, learner.augment_generator)
     labels = data.train[1][batch]
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     x = normalize(images, data.mean, data.std).contiguous(
@@ -730,3 +738,6 @@ def _test(job: Job, model: nn.Module, position: Position, extra: dict[str, Any])
     )
     for line in job.guard.summary(position.history):
         job.report.say(line, always=True)
+    wall = budget.wall_line(job.config)  # --budget: the wall time so far against it
+    if wall is not None:
+        job.report.say(wall, always=True)

@@ -12,6 +12,8 @@ import dataclasses
 
 import torch
 
+from cnnlab.data.augment import parse_policy
+from cnnlab.training.budget import plan_budget
 from cnnlab.training.config import (
     DEFAULT_LRS,
     LR_AUTO,
@@ -27,19 +29,26 @@ from cnnlab.training.setup import TrainingData
 
 def choose_recipe(
     config: TrainConfig, data: TrainingData, device: torch.device, ranks: int = 1
-) -> tuple[TrainConfig, list[str]]:
-    """The config a new run trains with (real values throughout) and the lines that say so."""
+) -> tuple[TrainConfig, TrainingData, list[str]]:
+    """The config a new run trains with (real values throughout), the data with the augmentation
+    it chose, and the lines that say so."""
     images = len(data.train[0])
-    fitted, _ = fit_to_data(config, images)
+    fitted, _ = fit_to_data(config, images, mirrors=data.policy.flip, flip_ok=data.flip_ok)
+    if fitted.augment != config.augment:  # fit_to_data's augment_when_stretched
+        policy = parse_policy(fitted.augment, flip_ok=data.flip_ok, image_size=data.image_shape[1])
+        data = dataclasses.replace(data, policy=policy)
     fitted, lines = _batch_within_data(fitted, images, ranks)
     if fitted.lr == LR_AUTO:
         test = range_test(fitted, data, device)
         lines.append(test.summary())
         fitted = dataclasses.replace(fitted, lr=test.suggestion)
+    if fitted.budget and not fitted.total_steps:  # last: the time spent so far counts
+        fitted, line = plan_budget(fitted, data, device, ranks)
+        lines.append(line)
     steps = steps_per_epoch(images, fitted.batch_size, ranks)
     chosen = fitted.resolved(steps)
     lines.append(recipe_line(config, chosen, data, steps))
-    return chosen, lines
+    return chosen, data, lines
 
 
 def _batch_within_data(
@@ -70,6 +79,8 @@ def _lr_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
 
 def _size_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     """Why the batch and epochs are what they are."""
+    if chosen.total_steps and chosen.budget:
+        return ""  # _length says it
     changed = []
     if chosen.batch_size != asked.batch_size:
         changed.append(f"batch from {asked.batch_size}")
@@ -98,15 +109,26 @@ def _partial_batch(images: int, batch_size: int, steps: int) -> str:
     return f", last {rest} images of each shuffled epoch left out ({rest / images:.1%})"
 
 
+def _length(chosen: TrainConfig, steps: int) -> str:
+    """'4 epochs = 1876 steps', or with total_steps '2 epochs = 694 steps (for the budget 1.25E;
+    the last epoch partial)'."""
+    total = chosen.planned_steps(steps)
+    why = [f"for the budget {chosen.budget}"] if chosen.budget and chosen.total_steps else []
+    why += ["the last epoch partial"] if total < steps * chosen.epochs else []
+    return f"{chosen.epochs} epochs = {total} steps" + (f" ({'; '.join(why)})" if why else "")
+
+
 def recipe_line(asked: TrainConfig, chosen: TrainConfig, data: TrainingData, steps: int) -> str:
     """'500 images, 10 classes: batch 32, 32 epochs = 512 steps, lr 0.0707 (sgd: ...), ...'."""
     images = len(data.train[0])
     channels, height, width = data.image_shape
     colour = "colour" if channels == 3 else "grey" if channels == 1 else f"{channels} channels"
     mirrors = ", mirrors allowed (flip_ok)" if chosen.flip_ok or data.policy.flip else ""
+    mirrors += ", tta: each test image and its mirror" if chosen.tta else ""
+    mirrors += f"; first conv: patch whitening ({chosen.whiten})" if chosen.whiten != "none" else ""
     return (
         f"recipe: {images} images, {len(data.classes)} classes: batch {chosen.batch_size}, "
-        f"{chosen.epochs} epochs = {steps * chosen.epochs} steps{_size_reason(asked, chosen)}"
+        f"{_length(chosen, steps)}{_size_reason(asked, chosen)}"
         f"{_partial_batch(images, chosen.batch_size, steps)}; "
         f"lr {chosen.lr:.3g} ({_lr_reason(asked, chosen)}), {chosen.schedule} with "
         f"{chosen.warmup_steps} warm-up steps, weight decay {chosen.weight_decay:g}"

@@ -21,8 +21,10 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     cosine:   warm-up, then half a cosine from 1 to 0;
     step:     warm-up, then x gamma every `step_every` epochs;
     constant: warm-up, then 1.
+    The run's last step is total_steps - 1 when total_steps is set (--budget), else the last
+    step of the last epoch.
     """
-    total = max(1, config.epochs * steps_per_epoch)
+    total = max(1, config.planned_steps(steps_per_epoch))
     warmup = config.resolved_warmup_steps(steps_per_epoch)
     if step < warmup:
         start = 0.1 if config.schedule == "onecycle" else 0.0
@@ -38,22 +40,40 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 1.0
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on conv and fc weights only; biases and BatchNorm scales are left free."""
-    decay, free = [], []
+def parameter_groups(model: nn.Module, weight_decay: float, bn_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on conv and fc weights only; biases and BatchNorm scales are left free.
+
+    bn_lr_scale != 1: BatchNorm's scales and biases get a third group (no decay) whose
+    learning rate is bn_lr_scale x the schedule's (`lr_scale`, applied by `set_lr`).
+    """
+    batchnorm = set()
+    if bn_lr_scale != 1.0:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                batchnorm.update(id(p) for p in module.parameters(recurse=False))
+    decay, free, scaled = [], [], []
     for parameter in model.parameters():
-        if parameter.requires_grad:
+        if not parameter.requires_grad:
+            continue
+        if id(parameter) in batchnorm:
+            scaled.append(parameter)
+        else:
             (decay if parameter.ndim > 1 else free).append(parameter)
-    return [
+    groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": free, "weight_decay": 0.0},
     ]
+    if scaled:
+        groups.append({"params": scaled, "weight_decay": 0.0, "lr_scale": bn_lr_scale})
+    return groups
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum, Adam or AdamW, at the schedule's first learning rate."""
-    groups = parameter_groups(model, config.resolved_weight_decay())
+    groups = parameter_groups(model, config.resolved_weight_decay(), config.bn_lr_scale)
     lr = config.resolved_lr()
+    for group in groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             groups, lr=lr, momentum=config.momentum, nesterov=config.momentum > 0
@@ -64,6 +84,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate."""
+    """Set every group's learning rate: `lr`, times the group's lr_scale where it has one."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def steps_in_epoch(config: TrainConfig, epoch: int, steps_per_epoch: int) -> int:
+    """The optimizer steps epoch `epoch` (0-based) takes: all, or fewer where total_steps ends it."""
+    left = config.planned_steps(steps_per_epoch) - epoch * steps_per_epoch
+    return max(0, min(steps_per_epoch, left))

@@ -46,6 +46,7 @@ from cnnlab.training.config import (
     resolve_config,
     usable_cores,
 )
+from cnnlab.training.init import dirac_init, whiten_first_conv
 from cnnlab.training.schedule import make_optimizer
 
 # Settings of this invocation only: a resumed run takes them from the request, not the run.
@@ -80,6 +81,7 @@ class TrainingData:
     test: Pair  # on the CPU: scored in batches at the end
     policy: AugmentPolicy
     class_counts: tuple[int, ...] = ()  # training images per class (after the validation split)
+    flip_ok: bool = False  # a mirror keeps every label (the data set's word, or the user's)
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,7 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
         test=(data.test_images, data.test_labels),
         policy=parse_policy(config.augment, data, flip_ok=flip_ok),
         class_counts=tuple(counts.tolist()),
+        flip_ok=flip_ok,
     )
 
 
@@ -320,5 +323,20 @@ def build_learner(
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = CnnModel(spec).to(device, memory_format=memory_format)
+    initialise(model, config, data)
     learner = Learner(model, make_optimizer(model, config), torch.Generator(device="cpu"))
     return learner, spec, notes
+
+
+def initialise(model: CnnModel, config: TrainConfig, data: TrainingData) -> None:
+    """The opt-in initialisations of training/init.py, before the optimizer sees the model.
+
+    Deterministic in the seed and the training images: a resumed run computes the same
+    starting weights (and frozen flags) and then loads its checkpoint over them.
+    """
+    if config.whiten != "none":
+        whiten_first_conv(
+            model, data.train[0], data.mean, data.std, frozen=config.whiten == "frozen"
+        )
+    if config.dirac:
+        dirac_init(model)

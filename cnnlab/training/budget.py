@@ -1,0 +1,350 @@
+"""`--budget`: plan a run's optimizer steps so that the whole process ends within a wall time.
+
+A budget is seconds ("60", "90s") or a multiple of E ("1.25E"), E being the wall seconds of one
+epoch of seed 000's tutorial recipe (the `tutorial` preset, Adam 1e-3, batch 128, fp32, fed by a
+DataLoader: 60,000 images) on this machine, the unit of issue 15's goals. Before training
+(recipe.choose_recipe), on throwaway copies, as lrfind.py's range test trains one:
+
+- the run's own recipe: WARMUP_STEPS steps (oneDNN builds its kernels), then MEASURED_STEPS
+  timed ones; their mean without the slowest (`_typical_seconds`), with LOOP_OVERHEAD, is the
+  seconds per step;
+- for an "xE" budget, the tutorial recipe the same way, its steps alternating with the run's
+  (both see the same load, so their ratio holds on a busy machine): E = its step x 60,000 / 128;
+- the test evaluation: a forward pass over part of the test set, scaled to all of it.
+
+Then `plan_steps` (pure arithmetic): the budget, less the seconds the process has already run,
+the test evaluation and writing, and a margin, divided by the seconds per step (each epoch's
+checkpoint spread over its steps). config.toml records budget, total_steps, budget_seconds and
+e_seconds: `--resume` replays the plan and measures nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from cnnlab.data.augment import augment_batch
+from cnnlab.errors import ConfigError
+from cnnlab.model.cnn import CnnModel, model_for_data
+from cnnlab.model.inference import logits_in_batches, normalize
+from cnnlab.training.config import MAX_COUNT, TrainConfig, parse_budget, steps_per_epoch
+from cnnlab.training.schedule import set_lr
+from cnnlab.training.setup import (
+    Learner,
+    TrainingData,
+    autocast,
+    autocast_dtype,
+    build_learner,
+)
+
+WARMUP_STEPS = 2  # untimed: the first steps build oneDNN's kernels for these shapes
+MEASURED_STEPS = 10
+# the loop's own per-step work beside the step timed here (summing the epoch's metrics, the
+# progress bar): measured under load, 103 ms timed vs 113-115 ms a step in the loop
+LOOP_OVERHEAD = 1.08
+MIN_STEPS = 50  # "a few dozen": fewer steps learn next to nothing
+E_IMAGES = 60_000  # Fashion-MNIST's training set: E's epoch
+E_BATCH = 128
+E_SHAPE = (1, 28, 28)
+E_CLASSES = 10
+TEST_SAMPLE = 500  # test images timed; the estimate scales to the whole test set
+TEST_TIMES = 4
+WRITE_SECONDS = 0.15  # model.safetensors, model.json, metrics.csv at the end
+EPOCH_END_SECONDS = 0.1  # each epoch's checkpoint (resume state, model, metrics)
+# Process exit (torch's teardown, the CLI's last reads) and the steps between planning and the
+# first training step: at least MARGIN_SECONDS, or EXIT_SHARE of the start-up spent (both scale
+# with the machine's speed and load: 3.6 s of exit after 25 s of start-up at a load of 16).
+MARGIN_SECONDS = 0.4
+EXIT_SHARE = 0.15
+
+_imported_at = time.time()  # the fallback for process_seconds where /proc is missing
+# What the budget counts from: None = the process's start (`cnnlab train`: start-up, imports and
+# data loading count); a time = when cnnlab.train() was called (a notebook's hours do not).
+_clock_from: float | None = None
+_whole_process = False  # set by the CLI: count from the process's start
+_planned_here = False  # whether this process planned the run (a resume only replays it)
+
+
+def count_whole_process() -> None:
+    """`cnnlab train`: the budget is the whole process's wall time, start-up included."""
+    global _whole_process
+    _whole_process = True
+
+
+def start_clock() -> None:
+    """cnnlab.train() was called: a budget counts from now, or, for the `cnnlab train` that just
+    asked (count_whole_process), from the process's start; nothing is planned yet."""
+    global _clock_from, _whole_process, _planned_here
+    _clock_from = None if _whole_process else time.time()
+    _whole_process = _planned_here = False  # one call's settings: a later call starts afresh
+
+
+def spent_seconds() -> float:
+    """Wall seconds the budget has used so far (see _clock_from)."""
+    return process_seconds() if _clock_from is None else time.time() - _clock_from
+
+
+def process_seconds() -> float:
+    """Wall seconds since this process started (Linux: /proc; elsewhere since cnnlab's training
+    modules were imported, a little later)."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, after the name
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time() - _imported_at
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What planning needs, measured on this machine (seconds)."""
+
+    step: float  # one optimizer step of the run's recipe
+    spent: float  # the process's wall time so far
+    finish: float  # the test evaluation and writing the run at the end
+    epoch_end: float = EPOCH_END_SECONDS  # each epoch's checkpoint (and validation)
+    e: float = 0.0  # E, for a budget in E (0 = not measured)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A budget turned into optimizer steps."""
+
+    text: str  # as given, e.g. "1.25E"
+    seconds: float  # the budget in seconds
+    total_steps: int
+    steps_per_epoch: int
+    measured: Measured
+
+    @property
+    def epochs(self) -> int:
+        """Epochs started: the last one maybe partial."""
+        return max(1, math.ceil(self.total_steps / self.steps_per_epoch))
+
+    def line(self) -> str:
+        """'budget: 1.25E = 18.9 s (E = 15.1 s measured here): 0.9 s spent, ... = 3.3 epochs'."""
+        m = self.measured
+        e = f" (E = {m.e:.1f} s measured here)" if m.e else ""
+        return (
+            f"budget: {self.text} = {self.seconds:.1f} s{e}: {m.spent:.1f} s spent, "
+            f"{m.finish:.1f} s for test and writing: {self.total_steps:,} steps of "
+            f"{m.step * 1000:.1f} ms = {self.total_steps / self.steps_per_epoch:.1f} epochs"
+        )
+
+
+def budget_seconds(text: str, e: float) -> float:
+    """The budget in seconds: "90s" -> 90, "1.25E" -> 1.25 x e."""
+    parsed = parse_budget(text)
+    assert parsed is not None, "no budget"
+    amount, unit = parsed
+    return amount * e if unit == "E" else amount
+
+
+def margin_seconds(measured: Measured) -> float:
+    """Kept free for the process's exit: MARGIN_SECONDS, more after a slow start-up."""
+    return max(MARGIN_SECONDS, EXIT_SHARE * measured.spent)
+
+
+def plan_steps(seconds: float, measured: Measured, steps_per_epoch: int) -> int:
+    """The most optimizer steps that fit in `seconds` of wall time after what is spent and what
+    the end needs, each started epoch costing its checkpoint too. May be below MIN_STEPS (or 0)."""
+    left = seconds - measured.spent - measured.finish - margin_seconds(measured)
+
+    def cost(steps: int) -> float:
+        return steps * measured.step + math.ceil(steps / steps_per_epoch) * measured.epoch_end
+
+    epoch = cost(steps_per_epoch)
+    full = max(0, math.floor(left / epoch))  # whole epochs, then the steps of a partial one
+    rest = left - full * epoch - measured.epoch_end
+    steps = full * steps_per_epoch + max(0, min(steps_per_epoch, math.floor(rest / measured.step)))
+    while steps > 0 and cost(steps) > left:  # floating-point edges: settle on the exact rule
+        steps -= 1
+    while cost(steps + 1) <= left:
+        steps += 1
+    return min(steps, MAX_COUNT)
+
+
+def minimum_seconds(measured: Measured) -> float:
+    """The least budget (seconds) that plans MIN_STEPS steps, as measured."""
+    return (
+        measured.spent
+        + measured.finish
+        + margin_seconds(measured)
+        + MIN_STEPS * measured.step
+        + measured.epoch_end
+    )
+
+
+def check_enough(plan: Plan) -> None:
+    """A ConfigError naming the least budget when the plan has under MIN_STEPS steps."""
+    if plan.total_steps >= MIN_STEPS:
+        return
+    m = plan.measured
+    least = minimum_seconds(m)
+    in_e = f" = {math.ceil(100 * least / m.e) / 100:g}E" if m.e else ""
+    raise ConfigError(
+        f"budget {plan.text} = {plan.seconds:.1f} s is too short: {m.spent:.1f} s are already "
+        f"spent and the test and writing need {m.finish:.1f} s, which leaves "
+        f"{plan.total_steps} optimizer steps of {m.step * 1000:.1f} ms, under the {MIN_STEPS} "
+        f"a run needs to learn anything; give --budget {math.ceil(least)}s{in_e} or more"
+    )
+
+
+def plan_budget(
+    config: TrainConfig, data: TrainingData, device: torch.device, ranks: int = 1
+) -> tuple[TrainConfig, str]:
+    """`config` with epochs and total_steps planned for its budget (measured here), and the line
+    that says so; a ConfigError when the budget is too short."""
+    global _planned_here
+    steps = steps_per_epoch(len(data.train[0]), config.batch_size, ranks)
+    unit = parse_budget(config.budget)
+    in_e = unit is not None and unit[1] == "E"
+    learner, run_step = _run_step(config, data, device)
+    # Alternating, the two recipes see the same load: their ratio holds on a busy machine.
+    timed = _typical_seconds([run_step, _tutorial_step(device)] if in_e else [run_step])
+    step, e = timed[0] * LOOP_OVERHEAD, timed[1] * E_IMAGES / E_BATCH if in_e else 0.0
+    finish = time_test(learner.model, config, data, device)
+    epoch_end = EPOCH_END_SECONDS + finish_share(data) * finish
+    measured = Measured(step, spent_seconds(), finish + WRITE_SECONDS, epoch_end, e)
+    seconds = budget_seconds(config.budget, e)
+    plan = Plan(config.budget, seconds, plan_steps(seconds, measured, steps), steps, measured)
+    check_enough(plan)
+    _planned_here = True
+    planned = dataclasses.replace(
+        config,
+        epochs=plan.epochs,
+        total_steps=plan.total_steps,
+        budget_seconds=round(seconds, 2),
+        e_seconds=round(e, 2),
+    )
+    return planned, plan.line()
+
+
+def finish_share(data: TrainingData) -> float:
+    """The validation set's size relative to the test set's (its evaluation after each epoch)."""
+    return len(data.val[0]) / max(1, len(data.test[0])) if data.val else 0.0
+
+
+def _typical_seconds(
+    steps: list[Callable[[], None]], warmup: int = WARMUP_STEPS, measured: int = MEASURED_STEPS
+) -> list[float]:
+    """The wall seconds of each of `steps`, called in turn: the mean of `measured` calls but the
+    slowest, after `warmup` untimed ones (a mean, as the run pays the machine's ordinary
+    slow-downs too; without the slowest, as one stall would weigh on 10 steps what it weighs on
+    hundreds)."""
+    for _ in range(warmup):
+        for step in steps:
+            step()
+    times: list[list[float]] = [[] for _ in steps]
+    for _ in range(measured):
+        for step, kept in zip(steps, times, strict=True):
+            started = time.perf_counter()
+            step()
+            kept.append(time.perf_counter() - started)
+    return [statistics.fmean(sorted(t)[:-1] if len(t) > 2 else t) for t in times]
+
+
+def _run_step(
+    config: TrainConfig, data: TrainingData, device: torch.device
+) -> tuple[Learner, Callable[[], None]]:
+    """A throwaway copy of the run's model and one optimizer step of it, as loop._step takes
+    one (the run's own model is built later, from the seed)."""
+    learner, _, _ = build_learner(config, data, device)
+    learner.augment_generator.manual_seed(config.seed)
+    set_lr(learner.optimizer, 0.1 * config.resolved_lr())  # the one-cycle's first lr
+    amp_dtype = autocast_dtype(device, config.precision)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    images, labels = data.train
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed))
+    batch_size = min(config.batch_size, len(labels))
+    position = [0]
+
+    def step() -> None:
+        first = position[0] % max(1, len(labels) - batch_size + 1)
+        batch = order[first : first + batch_size].to(images.device)
+        position[0] += batch_size
+        x = augment_batch(images[batch], data.policy, learner.augment_generator)
+        x = normalize(x, data.mean, data.std).contiguous(memory_format=layout)
+        with autocast(device, amp_dtype):
+            loss = F.cross_entropy(
+                learner.model(x).float(), labels[batch], label_smoothing=config.label_smoothing
+            )
+        learner.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        learner.optimizer.step()
+        loss.item()  # as the loop's check for NaN does each step
+
+    learner.model.train()
+    return learner, step
+
+
+def time_test(
+    model: torch.nn.Module, config: TrainConfig, data: TrainingData, device: torch.device
+) -> float:
+    """Seconds to score the whole test set, from TEST_SAMPLE images scored TEST_TIMES times
+    (after one untimed call; one timing alone was 3x off on a busy machine)."""
+    images = data.test[0]
+    sample = images[: min(TEST_SAMPLE, len(images))]
+    if not len(sample):
+        return 0.0
+
+    def score() -> None:
+        logits_in_batches(
+            model,
+            sample,
+            data.mean,
+            data.std,
+            device=device,
+            channels_last=config.channels_last,
+            tta=config.tta,
+        )
+
+    with torch.no_grad():
+        [seconds] = _typical_seconds([score], warmup=1, measured=TEST_TIMES)
+    return seconds * len(images) / len(sample)
+
+
+def _tutorial_step(device: torch.device) -> Callable[[], None]:
+    """One step of seed 000's tutorial recipe (E's: fp32, Adam 1e-3, batch 128, a shuffling
+    DataLoader over float images) on random images: a step's time does not depend on the pixels."""
+    spec, _ = model_for_data("tutorial", E_SHAPE, E_CLASSES, E_IMAGES)
+    torch.manual_seed(0)  # build_learner seeds again before the run's own model
+    model = CnnModel(spec).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    count = E_BATCH * (WARMUP_STEPS + MEASURED_STEPS)
+    images = torch.rand((count, *E_SHAPE), generator=generator)
+    labels = torch.randint(0, E_CLASSES, (count,), generator=generator)
+    batches = iter(DataLoader(TensorDataset(images, labels), batch_size=E_BATCH, shuffle=True))
+    model.train()
+
+    def step() -> None:
+        x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def wall_line(config: TrainConfig) -> str | None:
+    """After the test: how the process's wall time compares with the budget (None without a
+    budget, or on a resume, whose process is not the one the budget was planned for)."""
+    if not config.budget or not config.budget_seconds or not _planned_here:
+        return None
+    wall, budget = spent_seconds(), config.budget_seconds
+    verdict = f"{budget - wall:.1f} s to spare" if wall <= budget else f"{wall - budget:.1f} s over"
+    where = "the process has" if _clock_from is None else "training has"
+    return f"budget {config.budget} = {budget:.1f} s: {where} run {wall:.1f} s, {verdict}"
