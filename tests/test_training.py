@@ -373,3 +373,25 @@ def test_500_images_with_the_defaults_learn_far_above_chance(tmp_path, cli):
     assert Run.open(out).metrics["test_accuracy"] > 0.6
     recorded = tomllib.loads((out / "config.toml").read_text())
     assert (recorded["batch_size"], recorded["epochs"]) == (32, 63)  # the values actually used
+
+
+def test_a_short_recipe_stretched_over_small_data_gets_its_stretched_augmentation_back():
+    """Fashion-MNIST's recipe trains 4 epochs without augmentation; over 1,000 images
+    fit_to_data makes that 63 epochs, which want the mirror (and, under SMALL_DATA, mirror TTA)."""
+    from cnnlab.training.config import fit_to_data, resolve_config
+
+    config = resolve_config({"data": "fashion-mnist"})
+    assert (config.augment, config.augment_when_stretched, config.whiten) == (
+        "none",
+        "light",
+        "frozen",
+    )
+    full, _ = fit_to_data(config, 60_000, mirrors=False, flip_ok=True)
+    assert (full.augment, full.epochs, full.tta) == ("none", 4, False)  # not stretched
+    small, _ = fit_to_data(config, 1000, mirrors=False, flip_ok=True)
+    assert (small.augment, small.epochs, small.tta) == ("light", 63, True)
+    no_mirror, _ = fit_to_data(config, 1000, mirrors=False, flip_ok=False)
+    assert (no_mirror.augment, no_mirror.tta) == ("light", False)  # light mirrors only if allowed
+    given = resolve_config({"data": "fashion-mnist"}, {"augment": "none"})
+    assert given.augment_when_stretched == ""  # the user's augmentation is kept
+    assert fit_to_data(given, 1000, flip_ok=True)[0].augment == "none"
