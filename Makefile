@@ -47,7 +47,7 @@ bench-quick: $(BENCH_STAMP)
 	$(PY) -m bench.run --quick
 
 # cnnlab with no flags vs a plain-PyTorch reference on small and own data (bench/robustness.py):
-# 8 cells x 3 seeds: about 40 min on a quiet 2-core machine (estimated); quick: 1 seed, 4 cells, 7 min.
+# 8 cells x 3 seeds: about 80 min at load 1.5-4 (2026-11-30); quick: 1 seed, 4 cells, 7-13 min.
 bench-robust: setup
 	$(PY) -m bench.robustness
 
