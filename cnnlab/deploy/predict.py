@@ -45,6 +45,7 @@ from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.model.inference import normalize, tta_logits
 from cnnlab.run.files import DEFAULT_KEEP_ASPECT, run_keep_aspect
 from cnnlab.run.folder import Run
+from cnnlab.training.config import config_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MNIST_BOX = 20 / 28  # MNIST fitted each digit into 20x20 of its 28x28 image
@@ -277,11 +278,9 @@ def select_engine(
 def run_tta(run: Run) -> bool:
     """Whether the run's config.toml says tta = true (then `cnnlab eval` scores it with the mirror)."""
     try:
-        config = run.config_values()
+        return config_of(run).tta
     except CnnlabError:  # a run folder without a readable config.toml: no tta, as before
         return False
-    train = config.get("train", config)
-    return isinstance(train, dict) and train.get("tta") is True
 
 
 class Predictor:
