@@ -106,7 +106,8 @@ class TrainConfig:
     # stop after this many epochs without a better validation accuracy (0 = off)
     early_stop: int = 0
     seed: int = 0
-    # airbench's ablations (training/init.py), off by default: the first conv's filters whiten
+    # airbench's ablations (training/init.py), off by default (default's Fashion-MNIST recipe
+    # sets whiten = frozen): the first conv's filters whiten
     # the training images' patches (none, frozen or trainable); later convs start as identities
     whiten: str = "none"
     dirac: bool = False

@@ -1,4 +1,5 @@
-"""Initial weights chosen from the data or the model's structure (airbench's ablations, opt-in).
+"""Initial weights chosen from the data or the model's structure (airbench's ablations; off
+unless asked: `default`'s Fashion-MNIST recipe asks for whiten = frozen, model/presets.py).
 
 Patch whitening: the first convolution's filters set from the eigenvectors of the covariance
 of the training images' k x k patches, W = V / sqrt(lambda + eps) in +/- pairs, so its
