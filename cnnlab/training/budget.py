@@ -38,6 +38,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.inference import logits_in_batches, normalize
 from cnnlab.training.config import MAX_COUNT, TrainConfig, parse_budget, steps_per_epoch
+from cnnlab.training.init import first_conv
 from cnnlab.training.schedule import set_lr
 from cnnlab.training.setup import (
     Learner,
@@ -259,8 +260,14 @@ def _run_step(
     config: TrainConfig, data: TrainingData, device: torch.device
 ) -> tuple[Learner, Callable[[], None]]:
     """A throwaway copy of the run's model and one optimizer step of it, as loop._step takes
-    one (the run's own model is built later, from the seed)."""
-    learner, _, _ = build_learner(config, data, device)
+    one (the run's own model is built later, from the seed).
+
+    The copy skips the whitening's patch statistics (0.7 CPU s on Fashion-MNIST, spent again
+    on the run's own model): a filter's values do not change a step's time, only whether the
+    first conv trains, so a frozen whitening is a frozen first conv here."""
+    learner, _, _ = build_learner(dataclasses.replace(config, whiten="none"), data, device)
+    if config.whiten == "frozen":  # no gradient for it: the optimizer skips it, as in the run
+        first_conv(learner.model).requires_grad_(False)
     learner.augment_generator.manual_seed(config.seed)
     set_lr(learner.optimizer, 0.1 * config.resolved_lr())  # the one-cycle's first lr
     amp_dtype = autocast_dtype(device, config.precision)

@@ -56,7 +56,12 @@ from cnnlab.training.guard import (
 )
 from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.recipe import choose_recipe
-from cnnlab.training.schedule import lr_factor, set_lr, steps_in_epoch
+from cnnlab.training.schedule import (
+    lr_factor,
+    prefetch_optimizer_import,
+    set_lr,
+    steps_in_epoch,
+)
 from cnnlab.training.setup import (
     Learner,
     TrainingData,
@@ -184,6 +189,7 @@ def _prepare(
     """Folder (its lock released by `held`), data, model, optimizer and, when resuming, the saved
     state; says what will train."""
     torch.set_num_threads(thread_count(config, world))
+    prefetch_optimizer_import()  # while the data loads
     data, recipe = None, []
     if not resume:  # choose the recipe from the data before config.toml records it
         data = load_data(config, device)
