@@ -19,6 +19,7 @@ from cnnlab.training.config import (
     DEFAULT_LRS,
     LR_AUTO,
     REFERENCE_BATCH,
+    SMALL_COLOUR_AUGMENT,
     SMALL_DATA_WEIGHT_DECAY,
     TrainConfig,
     fit_to_data,
@@ -35,8 +36,11 @@ def choose_recipe(
     """The config a new run trains with (real values throughout), the data with the augmentation
     it chose, and the lines that say so."""
     images = len(data.train[0])
-    fitted, _ = fit_to_data(config, images, mirrors=data.policy.flip, flip_ok=data.flip_ok)
-    if fitted.augment != config.augment:  # fit_to_data's augment_when_stretched
+    colour = data.image_shape[0] == 3
+    fitted, _ = fit_to_data(
+        config, images, mirrors=data.policy.flip, flip_ok=data.flip_ok, colour=colour
+    )
+    if fitted.augment != config.augment:  # augment_when_stretched, or small colour data's jitter
         policy = parse_policy(fitted.augment, flip_ok=data.flip_ok, image_size=data.image_shape[1])
         data = dataclasses.replace(data, policy=policy)
     fitted, lines = _batch_within_data(fitted, images, ranks)
@@ -108,6 +112,14 @@ def _decay_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     )
 
 
+def _augment_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
+    """' (colour jitter: small colour data)' where fit_to_data added it (SMALL_COLOUR_AUGMENT)."""
+    added = asked.augment != chosen.augment and chosen.augment == SMALL_COLOUR_AUGMENT
+    return (
+        " (colour jitter: small colour data; --augment standard,jitter=0 without)" if added else ""
+    )
+
+
 def _partial_batch(images: int, batch_size: int, steps: int) -> str:
     rest = images % batch_size
     if not rest:
@@ -141,5 +153,6 @@ def recipe_line(asked: TrainConfig, chosen: TrainConfig, data: TrainingData, ste
         f"lr {chosen.lr:.3g} ({lr_reason(asked, chosen)}), {chosen.schedule} with "
         f"{chosen.warmup_steps} warm-up steps, weight decay {chosen.weight_decay:g}"
         f"{_decay_reason(asked, chosen)}; "
-        f"{height}x{width} {colour}; augment {data.policy}{mirrors}"
+        f"{height}x{width} {colour}; augment {data.policy}{_augment_reason(asked, chosen)}"
+        f"{mirrors}"
     )
