@@ -4,7 +4,6 @@ mid-epoch at total_steps, and a budgeted run whose resume replays the recorded p
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import subprocess
 import sys
@@ -15,19 +14,15 @@ import cnnlab
 from cnnlab.errors import ConfigError
 from cnnlab.training.budget import (
     MIN_STEPS,
-    SHORT_EPOCHS,
     Measured,
     Plan,
     budget_seconds,
     check_enough,
-    half_batch,
-    half_batch_pays,
     margin_seconds,
     minimum_seconds,
     plan_steps,
 )
 from cnnlab.training.config import TrainConfig, load_config, parse_budget, resolve_config
-from cnnlab.training.recipe import lr_reason
 from cnnlab.training.schedule import lr_factor, steps_in_epoch
 
 TINY = "input(1x28x28) conv(4,3) relu maxpool(2) flatten fc(10)"
@@ -132,45 +127,6 @@ def test_the_plan_line_says_what_was_measured():
     line = Plan("1.25E", 18.875, 1530, 469, m).line()
     assert line.startswith("budget: 1.25E = 18.9 s (E = 15.1 s measured here)")
     assert "1,530 steps of 10.9 ms = 3.3 epochs" in line
-
-
-def _plan_at(batch: int, step: float, seconds: float = 25.0, images: int = 60_000) -> Plan:
-    m = Measured(step=step, spent=5.0, finish=1.5, e=20.0)
-    per_epoch = images // batch
-    return Plan("1.25E", seconds, plan_steps(seconds, m, per_epoch), per_epoch, m, batch)
-
-
-def test_a_short_budget_trains_at_half_the_batch_with_the_same_lr():
-    config = resolve_config({"data": "fashion-mnist", "budget": "1.25E"})
-    [half] = half_batch(config)
-    assert half.batch_size == config.batch_size // 2
-    assert half.lr == pytest.approx(config.resolved_lr())  # kept, not scaled down
-    assert half_batch(resolve_config({"budget": "60", "batch_size": 128})) == []  # given
-    assert (
-        half_batch(resolve_config({"budget": "60", "batch_size": 30}, {"fit_to_data": True})) == []
-    )
-
-
-def test_half_the_batch_only_when_the_full_batch_is_short_and_the_half_costs_little_more():
-    full = _plan_at(128, 0.027)  # 18.5 s of steps: ~685 steps = 1.5 epochs
-    assert full.total_steps < SHORT_EPOCHS * full.steps_per_epoch
-    assert half_batch_pays(full, _plan_at(64, 0.015))  # 10% more time per image
-    assert not half_batch_pays(full, _plan_at(64, 0.020))  # 48% more: fewer images than it pays for
-    long = _plan_at(128, 0.027, seconds=100.0)  # over SHORT_EPOCHS: the recipe's batch
-    assert not half_batch_pays(long, _plan_at(64, 0.0135, seconds=100.0))
-    line = dataclasses.replace(_plan_at(64, 0.015), instead_of=full).line()
-    assert "steps at batch 64 of 15.0 ms" in line
-    assert f"(batch 128: {full.total_steps / full.steps_per_epoch:.1f} epochs; under 2" in line
-
-
-def test_the_recipe_line_says_the_half_batch_kept_its_lr():
-    asked = resolve_config({"data": "fashion-mnist", "budget": "1.25E"})
-    chosen = dataclasses.replace(asked, batch_size=64, lr=0.1, epochs=2, total_steps=1000)
-    assert "sgd: its lr at batch 128, kept at half the batch" in lr_reason(asked, chosen)
-    scaled = dataclasses.replace(chosen, lr=0.0)
-    assert "x sqrt(64/128)" in lr_reason(
-        asked, dataclasses.replace(scaled, lr=scaled.resolved_lr())
-    )
 
 
 # --- the schedule over total_steps ---------------------------------------------------------

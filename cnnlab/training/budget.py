@@ -37,7 +37,7 @@ from cnnlab.data.augment import augment_batch
 from cnnlab.errors import ConfigError
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.inference import logits_in_batches, normalize
-from cnnlab.training.config import MAX_COUNT, MIN_BATCH, TrainConfig, parse_budget, steps_per_epoch
+from cnnlab.training.config import MAX_COUNT, TrainConfig, parse_budget, steps_per_epoch
 from cnnlab.training.init import first_conv
 from cnnlab.training.schedule import set_lr
 from cnnlab.training.setup import (
@@ -51,19 +51,12 @@ from cnnlab.training.setup import (
 WARMUP_STEPS = 2  # untimed: the first steps build oneDNN's kernels for these shapes
 MEASURED_STEPS = 10
 # the loop's step against the step timed here (the loop also sums the epoch's metrics and
-# draws the progress bar; the timing alternates recipes, which costs them cache): under a load
-# of ~15, 103 ms timed vs 113-115 ms in the loop; quiet (2026-11-30, Fashion-MNIST, 2 threads)
-# 23.2 ms timed vs 22.4 ms in the loop at batch 128, 17.4 vs 15.9 at batch 64. 1.08 left 2.4-3.4 s
-# of a 24 s budget unused on the quiet machine the goal is measured on.
+# draws the progress bar; the timing alternates two recipes, which costs them cache): under a
+# load of ~15, 103 ms timed vs 113-115 ms in the loop; quiet (2026-11-30, Fashion-MNIST, batch
+# 128, 2 threads) 23.2 ms timed vs 22.4 ms in the loop, where 1.08 left 2.4-3.4 s of a 24 s
+# budget unused on the quiet machine the goal is measured on.
 LOOP_OVERHEAD = 1.0
 MIN_STEPS = 50  # "a few dozen": fewer steps learn next to nothing
-# A budget that fits under SHORT_EPOCHS epochs at the recipe's batch trains at half the batch
-# (where the batch is cnnlab's to choose) and the same lr: twice the steps learn more from the
-# same images. Fashion-MNIST, default recipe, 83,200 images (1.39 epochs), seeds 0/1, 1 thread:
-# batch 128 (650 steps) 91.44 / 91.74%; batch 64 (1,300 steps) at lr 0.1 92.01 / 92.24%, at
-# the sqrt-scaled 0.0707 91.87 / 91.95%, at 0.05 92.09 / 91.90% (docs/performance.md).
-SHORT_EPOCHS = 2.0
-HALF_MIN_IMAGES = 0.85  # at 89% of the images (1,160 steps) batch 64 gave 91.89% on seed 0
 E_IMAGES = 60_000  # Fashion-MNIST's training set: E's epoch
 E_BATCH = 128
 E_SHAPE = (1, 28, 28)
@@ -137,8 +130,6 @@ class Plan:
     total_steps: int
     steps_per_epoch: int
     measured: Measured
-    batch_size: int = 0  # 0: not said (the recipe's)
-    instead_of: Plan | None = None  # the plan at the recipe's batch, too short (SHORT_EPOCHS)
 
     @property
     def epochs(self) -> int:
@@ -149,22 +140,10 @@ class Plan:
         """'budget: 1.25E = 18.9 s (E = 15.1 s measured here): 0.9 s spent, ... = 3.3 epochs'."""
         m = self.measured
         e = f" (E = {m.e:.1f} s measured here)" if m.e else ""
-        batch = f" at batch {self.batch_size}" if self.batch_size else ""
         return (
             f"budget: {self.text} = {self.seconds:.1f} s{e}: {m.spent:.1f} s spent, "
-            f"{m.finish:.1f} s for test and writing: {self.total_steps:,} steps{batch} of "
+            f"{m.finish:.1f} s for test and writing: {self.total_steps:,} steps of "
             f"{m.step * 1000:.1f} ms = {self.total_steps / self.steps_per_epoch:.1f} epochs"
-            f"{self._why_batch()}"
-        )
-
-    def _why_batch(self) -> str:
-        """' (batch 128: 1.1 epochs; under 2, smaller steps learn more)' when the batch was halved."""
-        other = self.instead_of
-        if other is None:
-            return ""
-        return (
-            f" (batch {other.batch_size}: {other.total_steps / other.steps_per_epoch:.1f} "
-            f"epochs; under {SHORT_EPOCHS:g}, smaller steps learn more)"
         )
 
 
@@ -230,70 +209,30 @@ def plan_budget(
     config: TrainConfig, data: TrainingData, device: torch.device, ranks: int = 1
 ) -> tuple[TrainConfig, str]:
     """`config` with epochs and total_steps planned for its budget (measured here), and the line
-    that says so; a ConfigError when the budget is too short. A budget that fits under
-    SHORT_EPOCHS epochs at the recipe's batch trains at half of it, where the batch is free."""
+    that says so; a ConfigError when the budget is too short."""
     global _planned_here
+    steps = steps_per_epoch(len(data.train[0]), config.batch_size, ranks)
     unit = parse_budget(config.budget)
     in_e = unit is not None and unit[1] == "E"
-    options = [config, *half_batch(config)]
-    runs = [_run_step(option, data, device) for option in options]
-    tutorial = [_tutorial_step(device)] if in_e else []
-    # Alternating, the recipes see the same load: their ratios hold on a busy machine.
-    timed = _typical_seconds([step for _, step in runs] + tutorial)
-    e = timed[-1] * E_IMAGES / E_BATCH if in_e else 0.0
-    finish = time_test(runs[0][0].model, config, data, device)
+    learner, run_step = _run_step(config, data, device)
+    # Alternating, the two recipes see the same load: their ratio holds on a busy machine.
+    timed = _typical_seconds([run_step, _tutorial_step(device)] if in_e else [run_step])
+    step, e = timed[0] * LOOP_OVERHEAD, timed[1] * E_IMAGES / E_BATCH if in_e else 0.0
+    finish = time_test(learner.model, config, data, device)
     epoch_end = EPOCH_END_SECONDS + finish_share(data) * finish
-    seconds, spent = budget_seconds(config.budget, e), spent_seconds()
-    plans = [
-        _plan(
-            option,
-            len(data.train[0]),
-            ranks,
-            seconds,
-            Measured(step * LOOP_OVERHEAD, spent, finish + WRITE_SECONDS, epoch_end, e),
-        )
-        for option, step in zip(options, timed, strict=False)
-    ]
-    chosen, plan = options[0], plans[0]
-    if len(plans) > 1 and half_batch_pays(plan, plans[1]):
-        chosen, plan = options[1], dataclasses.replace(plans[1], instead_of=plan)
+    measured = Measured(step, spent_seconds(), finish + WRITE_SECONDS, epoch_end, e)
+    seconds = budget_seconds(config.budget, e)
+    plan = Plan(config.budget, seconds, plan_steps(seconds, measured, steps), steps, measured)
     check_enough(plan)
     _planned_here = True
     planned = dataclasses.replace(
-        chosen,
+        config,
         epochs=plan.epochs,
         total_steps=plan.total_steps,
         budget_seconds=round(seconds, 2),
         e_seconds=round(e, 2),
     )
     return planned, plan.line()
-
-
-def half_batch(config: TrainConfig) -> list[TrainConfig]:
-    """The recipe at half its batch and the same lr (measured: better than the lr scaled down,
-    SHORT_EPOCHS), where the user left the batch to cnnlab (fit_to_data) and half is still a
-    usable batch; else nothing."""
-    half = config.batch_size // 2
-    if not config.fit_to_data or half < MIN_BATCH:
-        return []
-    return [dataclasses.replace(config, batch_size=half, lr=config.resolved_lr())]
-
-
-def half_batch_pays(full: Plan, half: Plan) -> bool:
-    """Whether the half batch's plan should train instead: the full batch's fits under
-    SHORT_EPOCHS epochs, and the half's smaller steps still reach HALF_MIN_IMAGES of its images
-    (each image at most ~18% dearer; on 2 busy threads small steps can cost far more)."""
-    images = (plan.total_steps * plan.batch_size for plan in (full, half))
-    full_images, half_images = images
-    short = full.total_steps < SHORT_EPOCHS * full.steps_per_epoch
-    return short and half_images >= HALF_MIN_IMAGES * full_images
-
-
-def _plan(config: TrainConfig, images: int, ranks: int, seconds: float, measured: Measured) -> Plan:
-    """The plan at `config`'s batch, its step as `measured`."""
-    steps = steps_per_epoch(images, config.batch_size, ranks)
-    total = plan_steps(seconds, measured, steps)
-    return Plan(config.budget, seconds, total, steps, measured, config.batch_size)
 
 
 def finish_share(data: TrainingData) -> float:

@@ -9,7 +9,6 @@ folder records real values and a resumed run reads back exactly what the first o
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
@@ -23,7 +22,6 @@ from cnnlab.training.config import (
     SMALL_DATA_WEIGHT_DECAY,
     TrainConfig,
     fit_to_data,
-    scaled_lr,
     steps_per_epoch,
 )
 from cnnlab.training.lrfind import range_test
@@ -69,7 +67,7 @@ def _batch_within_data(
     return dataclasses.replace(config, batch_size=batch), [note]
 
 
-def lr_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
+def _lr_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     """Where the learning rate came from."""
     if asked.lr == LR_AUTO:
         return f"{chosen.optimizer}, from the range test"
@@ -77,12 +75,6 @@ def lr_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
         return f"{chosen.optimizer}, given"
     if chosen.batch_size == REFERENCE_BATCH:
         return f"{chosen.optimizer} default"
-    if chosen.budget and not math.isclose(
-        chosen.lr, scaled_lr(DEFAULT_LRS[chosen.optimizer], chosen.batch_size)
-    ):  # budget.py's half batch keeps the lr of the batch it halved
-        return (
-            f"{chosen.optimizer}: its lr at batch {2 * chosen.batch_size}, kept at half the batch"
-        )
     return (
         f"{chosen.optimizer}: its default {DEFAULT_LRS[chosen.optimizer]:g} at batch "
         f"{REFERENCE_BATCH}, x sqrt({chosen.batch_size}/{REFERENCE_BATCH})"
@@ -150,7 +142,7 @@ def recipe_line(asked: TrainConfig, chosen: TrainConfig, data: TrainingData, ste
         f"recipe: {images} images, {len(data.classes)} classes: batch {chosen.batch_size}, "
         f"{_length(chosen, steps)}{_size_reason(asked, chosen)}"
         f"{_partial_batch(images, chosen.batch_size, steps)}; "
-        f"lr {chosen.lr:.3g} ({lr_reason(asked, chosen)}), {chosen.schedule} with "
+        f"lr {chosen.lr:.3g} ({_lr_reason(asked, chosen)}), {chosen.schedule} with "
         f"{chosen.warmup_steps} warm-up steps, weight decay {chosen.weight_decay:g}"
         f"{_decay_reason(asked, chosen)}; "
         f"{height}x{width} {colour}; augment {data.policy}{_augment_reason(asked, chosen)}"
