@@ -93,15 +93,16 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     """SGD with Nesterov momentum, Adam or AdamW, at the schedule's first learning rate."""
     groups = parameter_groups(model, config.resolved_weight_decay(), config.bn_lr_scale)
     lr = config.resolved_lr()
-    for group in groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
             groups, lr=lr, momentum=config.momentum, nesterov=config.momentum > 0
         )
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=lr)
-    return torch.optim.AdamW(groups, lr=lr)
+    elif config.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups, lr=lr)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+    set_lr(optimizer, lr)  # each group's lr_scale (bn_lr_scale) applied, as at every step
+    return optimizer
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
