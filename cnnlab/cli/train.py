@@ -89,7 +89,9 @@ FLAGS = {
         "none, standard, light (mirror only), or items: translate=2, flip, vflip, rot90, "
         "cutout=8, affine=10, scale=0.1, crop=0.8 (random resized crop, area 80-100%%), "
         "jitter=0.2 (brightness, contrast, saturation), brightness=, contrast=, saturation=, "
-        "hue=0.05; e.g. standard,rot90,jitter=0.2 (default: {default})",
+        "hue=0.05, altflip (mirrors alternating by epoch); e.g. standard,rot90,jitter=0.2 "
+        "(default: {default}, or the preset's recipe; colour folders under 5,000 images add "
+        "jitter=0.2)",
     ),
     "--flip-ok": (
         "flip_ok",
