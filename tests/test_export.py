@@ -106,9 +106,35 @@ def test_folded_model_equals_the_model_in_eval_mode(spec):
     assert [n for n, _ in folded.named_children()] == [n for n, _ in model.named_children()]
 
 
-def test_batchnorm_after_a_pool_is_left_alone():
-    model = build_model("input(1x8x8) conv(2,3) maxpool(2) batchnorm flatten fc(2)")
+@pytest.mark.parametrize(
+    "pools", ["maxpool(2)", "minpool(2,padding=1)", "maxpool(2) maxpool(3,stride=1)", "gmp"]
+)
+def test_batchnorm_after_max_or_min_pools_folds_when_no_scale_is_negative(pools):
+    flatten = "" if pools == "gmp" else "flatten"
+    model = build_model(f"input(2x12x12) conv(4,3) {pools} batchnorm {flatten} fc(3)").eval()
+    _randomize_batchnorm(model)
+    bn = next(
+        m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)
+    )
+    bn.weight.data.abs_()  # every scale >= 0: pooling and normalising commute
+    bn.weight.data[0] = 0.0  # a zero scale too: the channel is constant either way
+    x = torch.randn(5, 2, 12, 12)
+    assert foldable_pairs(model) == [("conv1", bn_name := _name_of(model, bn))]
+    folded = fold_batchnorm(model)
+    assert isinstance(getattr(folded, bn_name), torch.nn.Identity)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+    bn.weight.data[1] = -0.5  # one negative scale turns that channel's max into a min
     assert foldable_pairs(model) == []
+
+
+def test_batchnorm_after_an_average_pool_is_left_alone():
+    model = build_model("input(1x8x8) conv(2,3) avgpool(2) batchnorm flatten fc(2)")
+    assert foldable_pairs(model) == []
+
+
+def _name_of(model: torch.nn.Module, child: torch.nn.Module) -> str:
+    return next(name for name, module in model.named_children() if module is child)
 
 
 # --- every layer kind exports ----------------------------------------------------------------

@@ -3,7 +3,14 @@
 In eval mode BatchNorm is an affine map per channel, y = (x - mean) * s + beta with
 s = gamma / sqrt(var + eps). After a conv or fc, y = W'x + b' with W' = W * s (per output
 channel) and b' = (b - mean) * s + beta: exact for any stride, padding (mode), dilation
-or groups, since it only rescales each output channel. Exports use the folded copy.
+or groups, since it only rescales each output channel. Exports and the eager engine use
+the folded copy.
+
+A BatchNorm after a max pool (conv -> maxpool -> batchnorm, the `default` preset's order)
+folds too when every s >= 0: a per-channel map x -> x * s + c with s >= 0 never changes
+which value of a window is largest (or smallest: min pooling), so pooling then normalising
+equals normalising then pooling. A negative s turns the max into a min; such a BatchNorm
+stays as it is.
 """
 
 from __future__ import annotations
@@ -14,19 +21,39 @@ import torch
 from torch import nn
 
 from cnnlab.model.cnn import CnnModel
+from cnnlab.model.layers import GlobalMaxPool2d
 
 _FOLDABLE = (nn.Conv2d, nn.Linear)  # SameConv2d is an nn.Conv2d
 _BATCHNORMS = (nn.BatchNorm2d, nn.BatchNorm1d)
+_ORDER_KEEPING_POOLS = (nn.MaxPool2d, GlobalMaxPool2d)  # MinPool2d is an nn.MaxPool2d
 
 
 def foldable_pairs(model: CnnModel) -> list[tuple[str, str]]:
-    """(conv or fc name, batchnorm name) for each BatchNorm that directly follows a conv or fc."""
+    """(conv or fc name, batchnorm name) for each BatchNorm that can merge into a conv or fc.
+
+    The BatchNorm follows the conv or fc directly, or through max/min pools only when none of
+    its channel scales is negative (the module docstring says why).
+    """
     children = list(model.named_children())
-    return [
-        (name, next_name)
-        for (name, module), (next_name, next_module) in zip(children, children[1:], strict=False)
-        if isinstance(module, _FOLDABLE) and isinstance(next_module, _BATCHNORMS)
-    ]
+    pairs = []
+    for i, (name, module) in enumerate(children):
+        if not isinstance(module, _FOLDABLE):
+            continue
+        j = i + 1
+        while j < len(children) and isinstance(children[j][1], _ORDER_KEEPING_POOLS):
+            j += 1
+        if j < len(children) and isinstance(children[j][1], _BATCHNORMS):
+            bn_name, bn = children[j]
+            if j == i + 1 or bool((_scale(bn) >= 0).all()):
+                pairs.append((name, bn_name))
+    return pairs
+
+
+def _scale(bn: nn.BatchNorm2d | nn.BatchNorm1d) -> torch.Tensor:
+    """s = gamma / sqrt(var + eps) per channel, in float64: the factor BatchNorm multiplies by."""
+    var = bn.running_var.double()
+    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
+    return gamma / torch.sqrt(var + bn.eps)
 
 
 @torch.no_grad()
@@ -34,8 +61,8 @@ def fold_batchnorm(model: CnnModel) -> CnnModel:
     """An eval-mode copy of `model` with every foldable BatchNorm merged in and replaced by Identity.
 
     The copy keeps its children's names and count (conv1, batchnorm2 -> Identity, ...),
-    so it runs exactly as the original does in eval mode. BatchNorms that follow
-    something else (a pool, an activation) stay as they are. The original is untouched.
+    so it runs as the original does in eval mode. BatchNorms that follow something
+    else (an activation, an average pool) stay as they are. The original is untouched.
     """
     folded = copy.deepcopy(model).eval()
     for layer_name, bn_name in foldable_pairs(folded):
@@ -50,11 +77,9 @@ def _fold_into(layer: nn.Conv2d | nn.Linear, bn: nn.BatchNorm2d | nn.BatchNorm1d
     """Rescale `layer`'s output channels and shift its bias so that it computes bn(layer(x))."""
     # Fold in float64 so the merged weights are the exact product rounded once to float32.
     dtype = layer.weight.dtype
-    var = bn.running_var.double()
     mean = bn.running_mean.double()
-    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
-    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
-    scale = gamma / torch.sqrt(var + bn.eps)  # (out_channels,)
+    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
+    scale = _scale(bn)  # (out_channels,)
     weight = layer.weight.double() * scale.view(-1, *([1] * (layer.weight.ndim - 1)))
     bias = layer.bias.double() if layer.bias is not None else torch.zeros_like(mean)
     layer.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
