@@ -3,11 +3,12 @@
 Run: .venv/bin/python -m bench.infer_bench [--quick] [--run RUN_FOLDER]
 Throughput (images/s) at batch 1, 64, 256 and 1024 and single-image latency for:
 - peer eager: seed 000's model in plain PyTorch (NCHW fp32, eval, inference_mode), as a tutorial
-  user runs it;
+  user runs it, and the same under cnnlab's thread rule (one thread below batch 16);
 - cnnlab eager: the `default` model as predict, serve and `cnnlab.load` run it (`EagerEngine`:
-  the memory layout by batch size, `inference.memory_format_for`), and the same model in NCHW
-  and in channels_last throughout, to see where the layouts cross (CHANNELS_LAST_FROM_BATCH);
-- cnnlab folded: the same with every conv->batchnorm pair folded into the conv (when adjacent);
+  BatchNorm folded, the memory layout and thread count by batch size, `inference.memory_format_for`
+  and `threads_for`), and the unfolded model in NCHW and in channels_last throughout on all
+  threads, to see where the layouts cross (CHANNELS_LAST_FROM_BATCH);
+- cnnlab folded: BatchNorm folded into the conv before it (model/fold.py), channels_last, all threads;
 - cnnlab torch.compile: inductor on the eager model (compile seconds reported apart);
 - cnnlab ONNX Runtime: torch.onnx.export(dynamo=False) of the folded model, ORT_ENABLE_ALL, 2 threads.
 Weights: RUN_FOLDER's (bench/run.py passes the default run it trained), else random weights with
@@ -19,6 +20,7 @@ every path). Writes bench/results/infer_bench.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import statistics
 import time
@@ -33,12 +35,14 @@ from cnnlab.data import load_dataset
 from cnnlab.deploy.engines import EagerEngine
 from cnnlab.model.cnn import build_model
 from cnnlab.model.fold import fold_batchnorm
-from cnnlab.model.inference import normalize
+from cnnlab.model.inference import normalize, threads_for
 from cnnlab.run.folder import Run
 
 BATCHES = (1, 64, 256, 1024)
 PEER = "peer eager (seed000, NCHW fp32)"
-EAGER = "cnnlab eager (as predict runs it: layout by batch size)"
+PEER_ONE_THREAD = "peer eager, one thread below batch 16 (cnnlab's thread rule)"
+CL = {"memory_format": torch.channels_last}
+EAGER = "cnnlab eager (as predict runs it: BN folded, layout and threads by batch size)"
 ONNX = "cnnlab ONNX Runtime, BN folded"
 
 
@@ -52,6 +56,16 @@ def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> None:
             m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+def _on_threads_for_batch(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`model` under cnnlab's thread rule (`inference.threads_for`), to tell it from the layout."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with threads_for(len(x)):
+            return model(x)
+
+    return run
 
 
 def _time_batches(
@@ -115,13 +129,14 @@ def bench(quick: bool = False, run_folder: str | Path | None = None) -> dict:
     peer = reference_model(1, 10, 28).eval()
     x_peer = data.test_images.float() / 255.0  # the peer's ToTensor input
 
-    engine = EagerEngine(model)  # `model` stays NCHW; the engine keeps a channels_last copy
+    engine = EagerEngine(model)  # `model` stays as it is; the engine keeps folded copies
     folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
     paths: dict[str, tuple[Callable, torch.Tensor]] = {
         PEER: (peer, x_peer),
+        PEER_ONE_THREAD: (_on_threads_for_batch(peer), x_peer),
         EAGER: (engine.logits, x_nchw),
         "cnnlab eager, NCHW throughout": (model, x_nchw),
-        "cnnlab eager, channels_last throughout": (engine.model_in(torch.channels_last), x_cl),
+        "cnnlab eager, channels_last throughout": (copy.deepcopy(model).to(**CL), x_cl),
         "cnnlab eager, BN folded (channels_last)": (folded, x_cl),
     }
     extra: dict[str, float] = {}

@@ -1,4 +1,4 @@
-"""Inference's memory layout by batch size: the same logits in either layout, and the layout the rule picks.
+"""Inference by batch size: the same logits in either layout, and the layout and thread count the rules pick.
 
 `memory_format_for` says channels_last from CHANNELS_LAST_FROM_BATCH images on (1 on the
 machine it was measured on, see model/inference.py); the tests also set the threshold to 8,
@@ -100,3 +100,49 @@ def test_logits_in_batches_agree_in_either_layout(model, monkeypatch):
     by_size = logits_in_batches(model, images, mean, std, batch_size=10)  # 10, 10: NHWC; 1: NCHW
     torch.testing.assert_close(by_size, nchw, rtol=1e-4, atol=1e-5)
     assert by_size.shape == (21, 10)
+
+
+def _threads_seen(engine: EagerEngine) -> list[int]:
+    """The thread count each conv of either layout's copy runs under, in call order."""
+    seen: list[int] = []
+    models = [engine.model_in(layout) for layout in (NCHW, NHWC)]  # copied before the hooks
+    for net in models:
+        for conv in (m for m in net.modules() if isinstance(m, nn.Conv2d)):
+            conv.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    return seen
+
+
+def test_small_batches_run_on_one_thread_and_the_count_comes_back(model):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(inference.SPLIT_FROM_BATCH, 1, 28, 28)
+        with torch.inference_mode():
+            reference = model(x)  # before the hooks: the NCHW copy is `model` itself
+        engine = EagerEngine(model)
+        seen = _threads_seen(engine)
+        small = engine.logits(x[:1])
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+        seen.clear()
+        split = engine.logits(x)
+        assert seen == [2, 2, 2] and torch.get_num_threads() == 2
+        torch.testing.assert_close(small, reference[:1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(split, reference, rtol=1e-4, atol=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_thread_rule_keeps_a_count_of_one_and_restores_after_an_error():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with inference.threads_for(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        with pytest.raises(RuntimeError), inference.threads_for(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("a failing forward")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

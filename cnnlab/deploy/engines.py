@@ -16,7 +16,6 @@ export's logits may stray from the eager model's, when written and when used.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
@@ -34,7 +33,8 @@ from torch import nn
 
 from cnnlab.errors import CheckpointError
 from cnnlab.fileio import read_regular_bytes, sha256_file
-from cnnlab.model.inference import memory_format_for
+from cnnlab.model.fold import fold_batchnorm
+from cnnlab.model.inference import memory_format_for, threads_for
 from cnnlab.run.checkpoint import read_json
 from cnnlab.run.files import MODEL_FILE
 from cnnlab.run.folder import Run
@@ -57,9 +57,11 @@ class Engine:
 class EagerEngine(Engine):
     """The CnnModel itself, in eval mode, without autograd, in the layout that suits the batch.
 
-    The memory layout follows the batch size (`inference.memory_format_for`): the weights
-    must be in the input's layout for oneDNN to run it without reordering them on every call,
-    so each layout gets its own copy of the model, made on first use; `model` stays as given.
+    It runs a copy with BatchNorm folded into the layers before it (model/fold.py: one op fewer
+    per BatchNorm, the same logits to 1e-6). The memory layout and the thread count follow the
+    batch size (`inference.memory_format_for`, `inference.threads_for`). The weights must be in
+    the input's layout for oneDNN to run it without reordering them on every call, so each
+    layout gets its own copy, made on first use; `model` stays as given.
     """
 
     name = "eager"
@@ -69,18 +71,14 @@ class EagerEngine(Engine):
         self._in_layout: dict[torch.memory_format, nn.Module] = {}
 
     def model_in(self, layout: torch.memory_format) -> nn.Module:
-        """The model with its weights in `layout` (a copy, kept, unless `model` already is)."""
+        """The folded model with its weights in `layout` (a copy, kept)."""
         if layout not in self._in_layout:
-            weights = [p for p in self.model.parameters() if p.dim() == 4]
-            if all(w.is_contiguous(memory_format=layout) for w in weights):
-                self._in_layout[layout] = self.model
-            else:
-                self._in_layout[layout] = copy.deepcopy(self.model).to(memory_format=layout)
+            self._in_layout[layout] = fold_batchnorm(self.model).to(memory_format=layout)
         return self._in_layout[layout]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         layout = memory_format_for(len(x))
-        with torch.inference_mode():
+        with torch.inference_mode(), threads_for(len(x)):
             return self.model_in(layout)(x.contiguous(memory_format=layout)).float()
 
 

@@ -7,7 +7,8 @@ preprocessed the same way everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,13 @@ from torch import nn
 # channels_last ran 0.93x the peer at batch 1, in NCHW 0.65x. Where NCHW wins small batches,
 # raise this number: bench/infer_bench.py prints both layouts at every batch size.
 CHANNELS_LAST_FROM_BATCH = 1
+# Inference splits each layer over the threads from this many images on; smaller batches run on
+# one. cnnlab's OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE, cnnlab/__init__.py), and
+# waking one costs more than its share of a small batch's work. Measured 2026-11-30 on the 2-core
+# Intel Xeon, quiet, PASSIVE, random weights, channels_last, calls alternating 1 and 2 threads
+# (median ms per image, 1 vs 2 threads): `default` batch 1 0.44 vs 1.37, 4 0.26 vs 0.45,
+# 8 0.21 vs 0.28, 16 0.22 vs 0.19, 64 0.18 vs 0.10; `best` and `tutorial` cross at 16 too.
+SPLIT_FROM_BATCH = 16
 # Evaluation batches of this many images: the activations of 256 28x28 images stay in the L3
 # cache, those of 1,000 do not. bench/infer_bench.py (docs/performance.md, "Inference"): cnnlab
 # eager at batch 256 16,027 img/s, at 1,024 6,548. The logits do not depend on the batch size
@@ -40,6 +48,24 @@ def memory_format_for(batch_size: int) -> torch.memory_format:
     if batch_size >= CHANNELS_LAST_FROM_BATCH:
         return torch.channels_last
     return torch.contiguous_format
+
+
+@contextmanager
+def threads_for(batch_size: int) -> Iterator[None]:
+    """Run a batch under SPLIT_FROM_BATCH images on one thread; restore the thread count after.
+
+    The count is the process's. A caller that finds it at 1 leaves it alone, so of callers
+    running at once only those that found it higher set it back, each to what it found.
+    """
+    before = torch.get_num_threads()
+    if batch_size >= SPLIT_FROM_BATCH or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def normalize(
