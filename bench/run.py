@@ -15,8 +15,9 @@ What runs, interleaved so that other work on the machine hits every contender al
 
 The goals of issue 15 close the report as a table (goal | measured | target | pass), in units of
 E = one epoch of seed 000's tutorial recipe (the `seed000` peer), measured in the same run;
-`cnnlab train --data fashion-mnist --budget 1.25E` runs once after the peers (cnnlab measures its
-own E to plan; the goal compares its wall with 1.25 x the bench's E); `best` is full mode only.
+after the peers, `cnnlab train --data fashion-mnist --budget SECONDS` with SECONDS = 1.25 x this
+run's E (as many times as the default), then once `--budget 1.25E`, for which cnnlab measures E
+itself (a row apart: how far its 10-step E strays); `best` is full mode only.
 
 Full mode: peers up to 10 epochs each (stopping once at --stop-at, 93%), cnnlab default 3 times,
 best once (about 30 minutes in all at light load). Quick mode (under 5 minutes): cnnlab default once, each
@@ -27,6 +28,7 @@ Writes bench/results/bench[-quick].json and .md, and prints the markdown table.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -216,12 +218,17 @@ def bench(
                 )
     e = epoch_seconds_e(dict(results, peers=[peer_summary(p) for p in peers if p.history]))
     if e:
-        # cnnlab measures its own E before training; the goal compares with the bench's E
+        # The goal's budget in seconds, from this run's E (issue 15: "--budget 1.25E (or
+        # --budget SECONDS)"); cnnlab's own E, from 10 steps, strays 5-15% from a median of
+        # whole epochs, so `1.25E` runs once more, beside it, to show by how much.
+        seconds = f"{math.floor(12.5 * e) / 10:.1f}s"  # 1.25 E, rounded down to 0.1 s
         budget_runs = []
         for _ in range(cnnlab_runs):  # back to back, after the peers: all see the same load
-            budget_runs.append(run_cnnlab("cnnlab budget", ["--budget", "1.25E"]))
+            budget_runs.append(run_cnnlab("cnnlab budget", ["--budget", seconds]))
             _say(budget_runs[-1])
         results["cnnlab_budget"] = _median_run(budget_runs)
+        results["cnnlab_budget_own_e"] = run_cnnlab("cnnlab budget, own E", ["--budget", "1.25E"])
+        _say(results["cnnlab_budget_own_e"])
     results["ceiling_after"] = matmul_ceiling(5 if quick else 10)
     return _collect(results, peers, default_runs, best)
 
@@ -314,10 +321,16 @@ def _training_goals(results: dict, e: float | None) -> list[dict]:
     ]
     budget = results.get("cnnlab_budget")
     if budget:
-        b_wall, b_acc = budget["wall_s"], budget["test_accuracy"]
         every = budget.get("runs_detail", [])
+        # Medians of the runs (issue 15's goals are medians of 3), each figure on its own.
+        b_wall = statistics.median(r["wall_s"] for r in every) if every else budget["wall_s"]
+        b_acc = (
+            statistics.median(r["test_accuracy"] for r in every)
+            if every
+            else budget["test_accuracy"]
+        )
         runs = (
-            f" (median-wall run of {len(every)}: "
+            f" (medians of {len(every)} runs: "
             + ", ".join(f"{r['test_accuracy']:.2%} in {r['wall_s'] / e:.2f} E" for r in every)
             + ")"
             if len(every) > 1
@@ -325,10 +338,20 @@ def _training_goals(results: dict, e: float | None) -> list[dict]:
         )
         out.append(
             _goal(
-                "`--budget 1.25E`: accuracy, wall",
-                f"{b_acc:.2%}, {b_wall / e:.2f} E{_own_e(budget)}{runs}",
+                f"`--budget {budget['command'].split()[-1]}` (1.25 E): accuracy, wall",
+                f"{b_acc:.2%}, {b_wall / e:.2f} E{runs}",
                 ">= 92.0% within 1.25 E",
                 b_acc >= 0.92 and b_wall <= 1.25 * e,
+            )
+        )
+    own = results.get("cnnlab_budget_own_e")
+    if own:
+        out.append(
+            _goal(
+                "`--budget 1.25E`, E measured by cnnlab (not a goal)",
+                f"{own['test_accuracy']:.2%}, {own['wall_s'] / e:.2f} E{_own_e(own)}",
+                "-",
+                None,
             )
         )
     else:
@@ -429,7 +452,7 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = []
-    for key in ("cnnlab_default", "cnnlab_budget", "cnnlab_best"):
+    for key in ("cnnlab_default", "cnnlab_budget", "cnnlab_budget_own_e", "cnnlab_best"):
         r = results.get(key)
         if r:
             reach = r["wall_s_to"]
