@@ -169,3 +169,15 @@ def test_small_data_trained_with_mirrors_gets_mirror_tta_by_default():
     assert not fit_to_data(TrainConfig(), SMALL_DATA, mirrors=True)[0].tta  # large: unchanged
     sized = TrainConfig(fit_to_data=False)  # the user gave epochs or batch_size
     assert not fit_to_data(sized, 300, mirrors=True)[0].tta
+
+
+@pytest.mark.parametrize(("augment", "noted"), [("none", True), ("standard", False)])
+def test_tta_on_a_run_that_never_trains_on_mirrors_is_noted(augment, noted, tmp_path, capsys):
+    from cnnlab.cli import main
+
+    argv = ["train", "--model", TINY_MODEL, "--data", "shapes", "train_size=256"]
+    argv += ["test_size=64", "epochs=1", "tta=true", f"augment={augment}"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr()
+    assert ("note: tta=true averages each test image with its mirror" in printed.out) is noted
+    assert "test accuracy:" in printed.out
