@@ -163,3 +163,29 @@ def test_resuming_with_the_data_named_again_keeps_the_runs_own_settings(tmp_path
     assert resumed.epochs == 8 and resumed.augment == saved.augment
     asked = resumed_config(tmp_path, resolve_config({"data": "fashion-mnist"}, {"epochs": 10}))
     assert asked.epochs == 10  # an explicit change the resume allows still applies
+
+
+@pytest.mark.parametrize(
+    ("settings", "shown"),
+    [
+        ([], None),
+        (["momentum=0.95"], ", Nesterov momentum 0.95,"),
+        (["momentum=0"], ", no momentum,"),
+    ],
+)
+def test_the_recipe_line_names_a_momentum_other_than_the_usual(settings, shown, tmp_path, capsys):
+    from cnnlab.cli import main
+
+    argv = ["train", "--model", "tutorial", "--data", "shapes", "train_size=128", "test_size=32"]
+    assert main([*argv, "epochs=1", *settings, "--out", str(tmp_path / "run")]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("recipe:")]
+    if shown:
+        assert shown in line
+    else:
+        assert "momentum" not in line
+
+
+def test_fashion_mnist_brings_the_default_models_momentum():
+    assert resolve_config({"data": "fashion-mnist"}).momentum == 0.95
+    assert resolve_config({"data": "fashion-mnist"}, {"momentum": 0.9}).momentum == 0.9
+    assert resolve_config({"data": "shapes"}).momentum == TrainConfig().momentum == 0.9

@@ -145,6 +145,13 @@ def _length(chosen: TrainConfig, steps: int) -> str:
     return f"{chosen.epochs} epochs = {total} steps" + (f" ({'; '.join(why)})" if why else "")
 
 
+def _momentum(chosen: TrainConfig) -> str:
+    """', Nesterov momentum 0.95' where sgd's momentum is not the usual 0.9 (a preset's recipe)."""
+    if chosen.optimizer != "sgd" or chosen.momentum == TrainConfig.momentum:
+        return ""
+    return f", Nesterov momentum {chosen.momentum:g}" if chosen.momentum else ", no momentum"
+
+
 def recipe_line(asked: TrainConfig, chosen: TrainConfig, data: TrainingData, steps: int) -> str:
     """'500 images, 10 classes: batch 32, 32 epochs = 512 steps, lr 0.0707 (sgd: ...), ...'."""
     images = len(data.train[0])
@@ -157,7 +164,7 @@ def recipe_line(asked: TrainConfig, chosen: TrainConfig, data: TrainingData, ste
         f"recipe: {images} images, {len(data.classes)} classes: batch {chosen.batch_size}, "
         f"{_length(chosen, steps)}{_size_reason(asked, chosen)}"
         f"{_partial_batch(images, chosen.batch_size, steps)}; "
-        f"lr {chosen.lr:.3g} ({_lr_reason(asked, chosen)}), {chosen.schedule} with "
+        f"lr {chosen.lr:.3g} ({_lr_reason(asked, chosen)}){_momentum(chosen)}, {chosen.schedule} with "
         f"{chosen.warmup_steps} warm-up steps, weight decay {chosen.weight_decay:g}"
         f"{_decay_reason(asked, chosen)}; "
         f"{height}x{width} {colour}; augment {data.policy}{_augment_reason(asked, chosen)}"
