@@ -171,7 +171,9 @@ def test_small_data_trained_with_mirrors_gets_mirror_tta_by_default():
     assert not fit_to_data(sized, 300, mirrors=True)[0].tta
 
 
-@pytest.mark.parametrize(("augment", "noted"), [("none", True), ("standard", False)])
+@pytest.mark.parametrize(
+    ("augment", "noted"), [("none", True), ("standard", False), ("translate=2,altflip", False)]
+)
 def test_tta_on_a_run_that_never_trains_on_mirrors_is_noted(augment, noted, tmp_path, capsys):
     from cnnlab.cli import main
 
