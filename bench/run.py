@@ -344,6 +344,10 @@ def _training_goals(results: dict, e: float | None) -> list[dict]:
                 b_acc >= 0.92 and b_wall <= 1.25 * e,
             )
         )
+    else:
+        out.append(
+            _goal("`--budget 1.25E`: accuracy, wall", "not run", ">= 92.0% within 1.25 E", None)
+        )
     own = results.get("cnnlab_budget_own_e")
     if own:
         out.append(
@@ -353,10 +357,6 @@ def _training_goals(results: dict, e: float | None) -> list[dict]:
                 "-",
                 None,
             )
-        )
-    else:
-        out.append(
-            _goal("`--budget 1.25E`: accuracy, wall", "not built", ">= 92.0% within 1.25 E", None)
         )
     best = results.get("cnnlab_best")
     shown = f"{best['test_accuracy']:.2%} in {best['wall_s']:.0f} s" if best else "not run (quick)"
