@@ -52,6 +52,11 @@ class AugmentPolicy:
     altflip: bool = False  # horizontal flip alternating by epoch (alternating_flip; not with flip)
 
     @property
+    def mirrors(self) -> bool:
+        """True when training shows left-right mirrored images (flip or altflip)."""
+        return self.flip or self.altflip
+
+    @property
     def is_identity(self) -> bool:
         """True when augment_batch returns its input unchanged."""
         return self == AugmentPolicy()
@@ -168,7 +173,7 @@ def _check_policy(policy: AugmentPolicy, dataset: Dataset | None, flip_ok: bool 
         )
     mirrors = [name for name in ("flip", "altflip", "vflip") if getattr(policy, name)]
     if mirrors and flip_ok is False:
-        flip = "horizontal flip" if policy.flip or policy.altflip else "vertical flip"
+        flip = "horizontal flip" if policy.mirrors else "vertical flip"
         raise ConfigError(
             f"{which}{flip} changes labels in this data set (a mirrored digit or glyph is "
             f"not the same class); drop {' and '.join(mirrors)} from the augmentation, or, if a "

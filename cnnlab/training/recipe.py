@@ -61,7 +61,7 @@ def _unseen_mirror_note(chosen: TrainConfig, data: TrainingData) -> list[str]:
 
     Measured 2026-11-30, Fashion-MNIST, `default`, augment none, 900 steps, seeds 0 / 1: 92.15 /
     92.30% without tta, 81.67 / 81.75% with (its shoes all point one way)."""
-    if not chosen.tta or data.policy.flip or data.policy.altflip:
+    if not chosen.tta or data.policy.mirrors:
         return []
     return [
         f"note: tta=true averages each test image with its mirror, but this run's augmentation "
