@@ -1,4 +1,5 @@
-"""User-supplied text made safe to show: cut short (`clipped`) and escaped for a terminal (`printable`).
+"""User-supplied text made safe to show: cut short (`clipped`) and escaped for a terminal (`printable`);
+counts with their noun (`counted`).
 
 The bottom layer, beside errors.py: spec and config errors quote what the user typed, training
 prints the folder they chose, the CLI prints file and class names; all go through here.
@@ -33,3 +34,8 @@ def _escape(ch: str) -> str:
 def clipped(text: str, limit: int = SHOWN_CHARS) -> str:
     """`text`, or its first `limit` characters and how many more there are."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more)"
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 epoch', '4 epochs': an English count with its noun, plural unless the count is 1."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -50,6 +50,7 @@ def test_train_writes_a_complete_run_folder(tmp_path, cli):
                  "--val-split", "0.1", "train_size=1200", "test_size=400")  # fmt: skip
     assert result.code == 0, result.err
     assert "test accuracy:" in result.out
+    assert " after 2 epochs, " in result.out and "2 epochs = " in result.out
     for name in (
         "config.toml",
         "model.safetensors",

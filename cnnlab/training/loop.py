@@ -34,6 +34,7 @@ from cnnlab.model.inference import logits_in_batches, loss_and_accuracy, normali
 from cnnlab.run.files import RESUME_FILE, model_meta
 from cnnlab.run.folder import Run
 from cnnlab.run.writer import append_log, write_config, write_metrics, write_model, write_resume
+from cnnlab.text import counted
 from cnnlab.training import budget, distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
 from cnnlab.training.config import (
@@ -546,7 +547,9 @@ def _stop_reason(job: Job, position: Position) -> str | None:
     config = job.config
     patience = config.early_stop
     if patience and job.data.val is not None and position.epochs_without_improvement >= patience:
-        job.report.say(f"early stop: no better validation accuracy for {patience} epochs")
+        job.report.say(
+            f"early stop: no better validation accuracy for {counted(patience, 'epoch')}"
+        )
         return "early-stop"
     if config.stop_after and config.stop_after <= position.epoch < config.epochs:
         return "paused"
@@ -739,7 +742,7 @@ def _test(job: Job, model: nn.Module, position: Position, extra: dict[str, Any])
     note = accuracy_note(test_accuracy, job.data.test[1], job.data.classes)
     job.report.say(
         f"test accuracy: {test_accuracy:.2%} ({round(test_accuracy * images)}/{images}){note} after "
-        f"{position.epoch} epochs, {position.train_seconds:.1f}s of training; run folder: {job.folder}",
+        f"{counted(position.epoch, 'epoch')}, {position.train_seconds:.1f}s of training; run folder: {job.folder}",
         always=True,
     )
     for line in job.guard.summary(position.history):

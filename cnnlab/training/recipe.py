@@ -13,6 +13,7 @@ import dataclasses
 import torch
 
 from cnnlab.data.augment import parse_policy
+from cnnlab.text import counted
 from cnnlab.training.budget import plan_budget
 from cnnlab.training.config import (
     DEFAULT_LRS,
@@ -142,7 +143,9 @@ def _length(chosen: TrainConfig, steps: int) -> str:
     total = chosen.planned_steps(steps)
     why = [f"for the budget {chosen.budget}"] if chosen.budget and chosen.total_steps else []
     why += ["the last epoch partial"] if total < steps * chosen.epochs else []
-    return f"{chosen.epochs} epochs = {total} steps" + (f" ({'; '.join(why)})" if why else "")
+    return f"{counted(chosen.epochs, 'epoch')} = {total} steps" + (
+        f" ({'; '.join(why)})" if why else ""
+    )
 
 
 def _momentum(chosen: TrainConfig) -> str:
