@@ -1,12 +1,14 @@
 """Where a training step's time goes: torch.profiler over the default recipe's step, grouped.
 
-Run: .venv/bin/python -m bench.profile_step [--model default] [--threads 2] [--steps 40]
+Run: .venv/bin/python -m bench.profile_step [--model default] [--threads 2] [--steps 40] [--compile]
 A step is what cnnlab's loop does: index a batch, augment it, normalise, forward under the
 recipe's autocast, cross-entropy, backward, optimizer step. Operator self-times are grouped into
 convolution forward/backward, BatchNorm, pooling, activations, optimizer, augmentation and data,
 and the rest; "Python, framework and profiler overhead" is the profiled step's wall time minus
 the operators' self time (measured on the calling thread, so it is wall time with the OpenMP
 team working inside it). The step is also cut into phases with record_function.
+--compile runs the model through torch.compile (inductor) and reports the first step, which
+compiles the forward and backward graphs, apart from the steady steps.
 Writes bench/results/profile_step.json and prints a table.
 """
 
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = resolve_config({"model": args.model, "data": "fashion-mnist"})
@@ -70,6 +73,7 @@ def main() -> None:
     spec, _ = adapt_to_data(resolve_model(config.model), data.image_shape, len(data.classes))
     model = build_model(spec).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
+    net = torch.compile(model) if args.compile else model
     policy = parse_policy(config.augment, data)
     dtype = autocast_dtype(torch.device("cpu"), config.precision)
     generator = torch.Generator().manual_seed(0)
@@ -83,7 +87,7 @@ def main() -> None:
             x = augment_batch(images[batch], policy, generator)
             x = normalize(x, data.mean, data.std).contiguous(memory_format=torch.channels_last)
         with record_function(PHASES[1]), autocast(torch.device("cpu"), dtype):
-            logits = model(x)
+            logits = net(x)
             loss = F.cross_entropy(logits.float(), labels[batch], label_smoothing=0.1)
         with record_function(PHASES[2]):
             optimizer.zero_grad(set_to_none=True)
@@ -91,7 +95,10 @@ def main() -> None:
         with record_function(PHASES[3]):
             optimizer.step()
 
-    for i in range(10):  # oneDNN picks and caches its kernels in the first steps
+    started = time.perf_counter()
+    step(0)  # with --compile: the compile of the forward and backward graphs
+    first_step_s = time.perf_counter() - started
+    for i in range(1, 10):  # oneDNN picks and caches its kernels in the first steps
         step(i)
     load_before = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
@@ -124,6 +131,8 @@ def main() -> None:
         "batch_size": bs,
         "threads": args.threads,
         "precision": str(dtype or torch.float32).removeprefix("torch."),
+        "compiled": args.compile,
+        "first_step_s": round(first_step_s, 2),
         "load_before": load_before,
         "step_ms": round(wall_ms, 2),
         "profiled_step_ms": round(profiled_ms, 2),
@@ -134,8 +143,10 @@ def main() -> None:
     result["phases_ms"]["outside the phases (Python loop, profiler)"] = round(
         max(0.0, profiled_ms - sum(phases.values())), 3
     )
+    compiled = f", torch.compile (first step {first_step_s:.1f} s)" if args.compile else ""
     print(
-        f"{args.model}: batch {bs}, {args.threads} threads, {result['precision']}, load {load_before}"
+        f"{args.model}: batch {bs}, {args.threads} threads, {result['precision']}{compiled}, "
+        f"load {load_before}"
     )
     print(
         f"step {wall_ms:.2f} ms = {result['images_per_s']:,} images/s ({profiled_ms:.2f} ms profiled)\n"
