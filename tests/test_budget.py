@@ -4,7 +4,9 @@ mid-epoch at total_steps, and a budgeted run whose resume replays the recorded p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
+import re
 import subprocess
 import sys
 
@@ -21,6 +23,7 @@ from cnnlab.training.budget import (
     margin_seconds,
     minimum_seconds,
     plan_steps,
+    replan_steps,
 )
 from cnnlab.training.config import TrainConfig, load_config, parse_budget, resolve_config
 from cnnlab.training.schedule import lr_factor, steps_in_epoch
@@ -129,6 +132,45 @@ def test_the_plan_line_says_what_was_measured():
     assert "1,530 steps of 10.9 ms = 3.3 epochs" in line
 
 
+def _replan_cost(done: int, more: int, step: float, spent: float, plan: Plan) -> float:
+    """Wall seconds a re-plan expects: spent, the steps left, each epoch end still ahead, the end."""
+    m, per_epoch = plan.measured, plan.steps_per_epoch
+    ends = math.ceil((done + more) / per_epoch) - (done - 1) // per_epoch
+    return spent + more * step + ends * m.epoch_end + m.finish + margin_seconds(m)
+
+
+@pytest.mark.parametrize("done", [1, 155, 468, 469, 600])
+@pytest.mark.parametrize("step", [0.0182, 0.0246])
+def test_a_replan_fills_what_is_left_of_the_budget_and_no_more(done, step):
+    m = Measured(step=0.0237, spent=3.4, finish=1.1, epoch_end=0.15)
+    plan = Plan("23.6", 23.6, 774, 468, m)
+    spent = 3.4 + done * 0.022
+    total = replan_steps(plan, done, step, spent)
+    assert _replan_cost(done, total - done, step, spent, plan) <= 23.6 + 1e-9
+    assert _replan_cost(done, total - done + 1, step, spent, plan) > 23.6
+
+
+def test_a_replan_follows_the_loops_speed_and_a_run_out_of_time_ends_at_once():
+    m = Measured(step=0.0237, spent=3.4, finish=1.1)
+    plan = Plan("23.6", 23.6, 774, 468, m)
+    faster, slower = replan_steps(plan, 155, 0.020, 7.0), replan_steps(plan, 155, 0.028, 7.0)
+    assert faster > 774 > slower > 155
+    assert replan_steps(plan, 155, 0.024, 30.0) == 156  # over the budget already: one more step
+
+
+def test_a_replan_at_the_warm_ups_end_leaves_every_learning_rate_so_far_and_the_next():
+    """The warm-up is fixed in steps and the decay starts at the peak whatever the total: the
+    schedule a re-planned run follows is the planned one up to and including the step after."""
+    planned = resolve_config({"total_steps": 774, "epochs": 2}).resolved(468)
+    replanned = dataclasses.replace(planned, total_steps=900, epochs=2)
+    warmup = planned.warmup_steps
+    assert warmup == replanned.resolved_warmup_steps(468) == round(774 / 5)
+    for step in range(warmup + 1):
+        assert lr_factor(replanned, step, 468) == lr_factor(planned, step, 468)
+    assert lr_factor(replanned, warmup, 468) == 1.0
+    assert lr_factor(replanned, 899, 468) == min(lr_factor(replanned, s, 468) for s in range(900))
+
+
 # --- the schedule over total_steps ---------------------------------------------------------
 
 
@@ -212,6 +254,37 @@ def test_a_budget_is_planned_recorded_and_replayed_on_resume(tmp_path, capsys):
     assert "budget:" not in again  # nothing measured, nothing planned
     assert load_config(folder / "config.toml") == planned
     assert steps == list(range(16))
+
+
+@pytest.mark.slow
+def test_a_budget_run_replans_once_at_its_warm_ups_end_and_records_the_new_total(tmp_path, capsys):
+    """A real budget run of the tiny model (a few ms a step: hundreds of warm-up steps): after
+    the warm-up it re-plans from its own steps, says so, trains exactly the new total and
+    leaves it in config.toml with the warm-up it had."""
+    steps: list[int] = []
+    folder = tmp_path / "run"
+    cnnlab.train(
+        model=TINY,
+        data="shapes",
+        train_size=256,
+        test_size=64,
+        batch_size=32,
+        budget="6",
+        out=str(folder),
+        on_step_end=lambda m, s: steps.append(s),
+    )
+    out = capsys.readouterr().out
+    replanned = re.search(r"budget: re-planned after (\d+) steps at [\d.]+ ms a step \(planned "
+                          r"[\d.]+\): ([\d,]+) steps \(was ([\d,]+)\)", out)  # fmt: skip
+    assert replanned, out
+    at, total, was = (int(g.replace(",", "")) for g in replanned.groups())
+    recorded = load_config(folder / "config.toml")
+    assert recorded.total_steps == total == len(steps) and steps == list(range(total))
+    assert recorded.warmup_steps == at == round(was / 5)  # the planned run's warm-up, kept
+    assert recorded.epochs == math.ceil(total / 8)
+    with open(folder / "metrics.csv") as f:
+        assert len(list(csv.DictReader(f))) == recorded.epochs
+    assert out.count("re-planned") == 1
 
 
 @pytest.mark.slow

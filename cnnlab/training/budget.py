@@ -16,6 +16,12 @@ Then `plan_steps` (pure arithmetic): the budget, less the seconds the process ha
 the test evaluation and writing, and a margin, divided by the seconds per step (each epoch's
 checkpoint spread over its steps). config.toml records budget, total_steps, budget_seconds and
 e_seconds: `--resume` replays the plan and measures nothing.
+
+Ten timed steps foretell the loop's step to about +-5%, so the run re-plans once, when its
+warm-up ends (`Replanner`): the loop's own steps so far give the step's time, and the steps
+left are fitted to the seconds left (`replan_steps`). The warm-up's steps are fixed and the
+one-cycle's decay starts at the peak whatever its length, so the learning rate runs on
+without a jump; config.toml is written again with the new total_steps.
 """
 
 from __future__ import annotations
@@ -55,6 +61,14 @@ MEASURED_STEPS = 10
 # budget unused; in `make bench` Run 5 three runs planned on it for 23.5 s ended at 24.0, 24.3
 # and 23.3 s. An 8% allowance (before) left 2.4-3.4 s of 24 unused when quiet.
 STEP_SAFETY = 1.04
+# The re-plan at the end of the warm-up (`Replanner`). In `make bench` Run 6 the plan alone left
+# 1.0-2.1 s of 23.6 unused (runs of 1.14-1.19 E, 91.83-92.16%). The loop's own mean over the
+# warm-up's steps is the run's step; REPLAN_SAFETY covers how the steps still ahead differ from
+# them (quiet, 2 threads, Fashion-MNIST, the 150 steps of a 1.25E warm-up against the 600 after:
+# 24.4 vs 22.5 ms in one process, 23.4 vs 24.3 in another).
+REPLAN_MIN_STEPS = 20  # a shorter warm-up is too few steps to time: the plan stands
+REPLAN_UNTIMED = 2  # the loop's first steps, not timed (a first step allocates)
+REPLAN_SAFETY = 1.02
 MIN_STEPS = 50  # "a few dozen": fewer steps learn next to nothing
 E_IMAGES = 60_000  # Fashion-MNIST's training set: E's epoch
 E_BATCH = 128
@@ -77,7 +91,7 @@ _imported_at = time.time()  # the fallback for process_seconds where /proc is mi
 # data loading count); a time = when cnnlab.train() was called (a notebook's hours do not).
 _clock_from: float | None = None
 _whole_process = False  # set by the CLI: count from the process's start
-_planned_here = False  # whether this process planned the run (a resume only replays it)
+_plan: Plan | None = None  # the plan this process made (None: none, or a resume that replays one)
 
 
 def count_whole_process() -> None:
@@ -89,9 +103,9 @@ def count_whole_process() -> None:
 def start_clock() -> None:
     """cnnlab.train() was called: a budget counts from now, or, for the `cnnlab train` that just
     asked (count_whole_process), from the process's start; nothing is planned yet."""
-    global _clock_from, _whole_process, _planned_here
+    global _clock_from, _whole_process, _plan
     _clock_from = None if _whole_process else time.time()
-    _whole_process = _planned_here = False  # one call's settings: a later call starts afresh
+    _whole_process, _plan = False, None  # one call's settings: a later call starts afresh
 
 
 def spent_seconds() -> float:
@@ -206,12 +220,68 @@ def check_enough(plan: Plan) -> None:
     )
 
 
+def replan_steps(plan: Plan, done: int, step: float, spent: float) -> int:
+    """The run's total steps re-planned after `done` of them (done >= 1): as many more steps of
+    `step` seconds as fit in what is left of the budget after `spent` seconds, each epoch still
+    to end costing its checkpoint; at least one more (a run over its time ends at once)."""
+    m, per_epoch = plan.measured, plan.steps_per_epoch
+    left = plan.seconds - spent - m.finish - margin_seconds(m)
+    ended = (done - 1) // per_epoch  # epochs whose end (checkpoint) is already behind
+
+    def cost(more: int) -> float:
+        return more * step + (math.ceil((done + more) / per_epoch) - ended) * m.epoch_end
+
+    more = max(1, math.floor(left / step))
+    while more > 1 and cost(more) > left:
+        more -= 1
+    while cost(more + 1) <= left:
+        more += 1
+    return min(done + more, MAX_COUNT)
+
+
+class Replanner:
+    """Re-plans a budget run once, after its warm-up's `at` steps, from the loop's own steps."""
+
+    def __init__(self, plan: Plan, at: int) -> None:
+        self.plan, self.at = plan, at
+        self._timed_from: float | None = None  # perf_counter after REPLAN_UNTIMED steps
+
+    def step_done(self, config: TrainConfig, done: int) -> tuple[TrainConfig, str] | None:
+        """After the run's `done`-th step: None, or at the re-plan the config with its new
+        total_steps and epochs and the line that says so."""
+        if done == REPLAN_UNTIMED:
+            self._timed_from = time.perf_counter()
+        if done != self.at or self._timed_from is None:
+            return None
+        step = (time.perf_counter() - self._timed_from) / (done - REPLAN_UNTIMED) * REPLAN_SAFETY
+        total = replan_steps(self.plan, done, step, spent_seconds())
+        per_epoch = self.plan.steps_per_epoch
+        line = (
+            f"budget: re-planned after {done} steps at {step * 1000:.1f} ms a step (planned "
+            f"{self.plan.measured.step * 1000:.1f}): {total:,} steps (was "
+            f"{config.total_steps:,}) = {total / per_epoch:.1f} epochs"
+        )
+        epochs = max(1, math.ceil(total / per_epoch))
+        return dataclasses.replace(config, total_steps=total, epochs=epochs), line
+
+
+def replanner(config: TrainConfig, steps_per_epoch: int) -> Replanner | None:
+    """The re-planner of a budget run this process planned, whose warm-up is long enough to time
+    and ends before the run does; None otherwise (no budget, a resume, a short warm-up)."""
+    if _plan is None or not config.budget or not config.total_steps:
+        return None
+    at = config.resolved_warmup_steps(steps_per_epoch)
+    if at < REPLAN_MIN_STEPS or at >= config.total_steps:
+        return None
+    return Replanner(_plan, at)
+
+
 def plan_budget(
     config: TrainConfig, data: TrainingData, device: torch.device, ranks: int = 1
 ) -> tuple[TrainConfig, str]:
     """`config` with epochs and total_steps planned for its budget (measured here), and the line
     that says so; a ConfigError when the budget is too short."""
-    global _planned_here
+    global _plan
     steps = steps_per_epoch(len(data.train[0]), config.batch_size, ranks)
     unit = parse_budget(config.budget)
     in_e = unit is not None and unit[1] == "E"
@@ -227,7 +297,7 @@ def plan_budget(
     seconds = budget_seconds(config.budget, e)
     plan = Plan(config.budget, seconds, plan_steps(seconds, measured, steps), steps, measured)
     check_enough(plan)
-    _planned_here = True
+    _plan = plan
     planned = dataclasses.replace(
         config,
         epochs=plan.epochs,
@@ -355,7 +425,7 @@ def _tutorial_step(device: torch.device) -> Callable[[], None]:
 def wall_line(config: TrainConfig) -> str | None:
     """After the test: how the process's wall time compares with the budget (None without a
     budget, or on a resume, whose process is not the one the budget was planned for)."""
-    if not config.budget or not config.budget_seconds or not _planned_here:
+    if not config.budget or not config.budget_seconds or _plan is None:
         return None
     wall, budget = spent_seconds(), config.budget_seconds
     verdict = f"{budget - wall:.1f} s to spare" if wall <= budget else f"{wall - budget:.1f} s over"

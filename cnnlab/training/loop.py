@@ -263,7 +263,7 @@ def _fit_lowering_lr(
     """`fit`, started again from the seed at a tenth of the lr while the loss explodes early."""
     while True:
         try:
-            outcome, position, best = fit(
+            job, outcome, position, best = fit(
                 job, learner, position, best, stop_requested, on_epoch_end, on_step_end
             )
             return job, learner, outcome, position, best
@@ -333,14 +333,16 @@ def fit(
     stop_requested: threading.Event,
     on_epoch_end: EpochCallback | None = None,
     on_step_end: StepCallback | None = None,
-) -> tuple[str, Position, Weights | None]:
-    """Train until the last epoch, an early stop, a pause or Ctrl-C; returns which, and the state."""
-    config = job.config
+) -> tuple[Job, str, Position, Weights | None]:
+    """Train until the last epoch, an early stop, a pause or Ctrl-C; returns the job (its config
+    re-planned where a budget did), which of those it was, and the state."""
     stepper = _stepper(job, learner)
-    # total_steps (--budget) may end the run before the last epoch's last step
-    last_epoch = math.ceil(config.planned_steps(stepper.steps_per_epoch) / stepper.steps_per_epoch)
-    for epoch in range(position.epoch, last_epoch):
-        sums = _train_epoch(job, learner, stepper, epoch, position, stop_requested, on_step_end)
+    replan = budget.replanner(job.config, stepper.steps_per_epoch)  # a budget run planned here
+    epoch = position.epoch
+    while epoch < _last_epoch(job.config, stepper.steps_per_epoch):
+        sums, job = _train_epoch(
+            job, learner, stepper, epoch, position, stop_requested, on_step_end, replan
+        )
         if sums.stopped_at is not None:  # Ctrl-C: the step is done; save it to resume there
             position = dataclasses.replace(
                 position,
@@ -351,7 +353,7 @@ def fit(
                 f"interrupted in epoch {epoch + 1} after step {sums.stopped_at}/{stepper.steps_per_epoch}"
             )
             _save_resume(job, learner, position, best)
-            return "interrupted", position, best
+            return job, "interrupted", position, best
         distributed.average_buffers(learner.model)
         row = _epoch_row(job, learner, epoch + 1, sums)
         position = dataclasses.replace(
@@ -362,7 +364,7 @@ def fit(
             history=[*position.history, row],
         )
         position, best, improved = _track_best(job, learner, position, best, row)
-        job.report.end_epoch(_epoch_line(row, config.epochs))
+        job.report.end_epoch(_epoch_line(row, job.config.epochs))
         warning = job.guard.after_epoch(position.history)
         if warning is not None and job.world.is_main:
             job.report.say(warning, always=True)
@@ -372,8 +374,14 @@ def fit(
             on_epoch_end({**row, "model": learner.model})
         stop = _stop_reason(job, position)
         if stop is not None:
-            return stop, position, best
-    return "completed", position, best
+            return job, stop, position, best
+        epoch += 1
+    return job, "completed", position, best
+
+
+def _last_epoch(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Epochs the run trains: total_steps (--budget) may end it before the last epoch's end."""
+    return math.ceil(config.planned_steps(steps_per_epoch) / steps_per_epoch)
 
 
 def _stepper(job: Job, learner: Learner) -> Stepper:
@@ -414,8 +422,10 @@ def _train_epoch(
     position: Position,
     stop_requested: threading.Event,
     on_step_end: StepCallback | None,
-) -> EpochSums:
-    """The steps of one epoch (0-based), from the position's step; stops early on Ctrl-C."""
+    replan: budget.Replanner | None = None,
+) -> tuple[EpochSums, Job]:
+    """The steps of one epoch (0-based), from the position's step; stops early on Ctrl-C.
+    Returns the job, with a config of a new total_steps where a budget re-planned the run."""
     config, world, steps = job.config, job.world, stepper.steps_per_epoch
     # The same on every rank (each takes its share of a batch), and a function of the epoch.
     order = epoch_order(
@@ -433,7 +443,8 @@ def _train_epoch(
     correct = torch.zeros((), device=job.device, dtype=torch.long)
     seen = 0
     started = time.perf_counter()
-    for step in range(position.step, last):
+    step = position.step
+    while step < last:
         global_step = epoch * steps + step
         loss, logits, labels = _step(job, learner, stepper, order, step, global_step)
         loss_sum += loss.detach() * len(labels)
@@ -447,10 +458,28 @@ def _train_epoch(
             rate = seen * world.size / max(elapsed, 1e-9)
             job.report.step(step + 1, loss.item(), correct.item() / seen, rate)
             if stop:
-                return EpochSums(
+                sums = EpochSums(
                     loss_sum, correct, seen, time.perf_counter() - started, stopped_at=step + 1
                 )
-    return EpochSums(loss_sum, correct, seen, time.perf_counter() - started)
+                return sums, job
+        replanned = replan.step_done(job.config, global_step + 1) if replan else None
+        if replanned is not None:
+            job, last = _replanned(job, *replanned, epoch, step + 1, steps)
+        step += 1
+    return EpochSums(loss_sum, correct, seen, time.perf_counter() - started), job
+
+
+def _replanned(
+    job: Job, config: TrainConfig, line: str, epoch: int, done: int, steps: int
+) -> tuple[Job, int]:
+    """The job on a budget's re-planned config (recorded in config.toml, said) and the epoch's
+    new last step; the epoch's bar starts again on the new count."""
+    write_config(job.folder, dataclasses.replace(config, out=str(job.folder)).to_toml())
+    job.report.stop_bar()
+    job.report.say(line)
+    last = steps_in_epoch(config, epoch, steps)
+    job.report.start_epoch(epoch + 1, config.epochs, last, done)
+    return dataclasses.replace(job, config=config), last
 
 
 def _step(
