@@ -86,7 +86,8 @@ StepCallback = Callable[[nn.Module, int], None]
 
 @dataclass(frozen=True)
 class Job:
-    """What a run trains with and never changes: settings, folder, place, data, reporter."""
+    """What a run trains with: settings, folder, place, data, reporter. Frozen: a lowered lr or
+    a budget's re-plan makes a new Job with the new config."""
 
     config: TrainConfig
     folder: Path
