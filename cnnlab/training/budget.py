@@ -179,19 +179,26 @@ def plan_steps(seconds: float, measured: Measured, steps_per_epoch: int) -> int:
     """The most optimizer steps that fit in `seconds` of wall time after what is spent and what
     the end needs, each started epoch costing its checkpoint too. May be below MIN_STEPS (or 0)."""
     left = seconds - measured.spent - measured.finish - margin_seconds(measured)
+    return min(_steps_fitting(left, measured, steps_per_epoch), MAX_COUNT)
 
-    def cost(steps: int) -> float:
-        return steps * measured.step + math.ceil(steps / steps_per_epoch) * measured.epoch_end
 
-    epoch = cost(steps_per_epoch)
-    full = max(0, math.floor(left / epoch))  # whole epochs, then the steps of a partial one
-    rest = left - full * epoch - measured.epoch_end
-    steps = full * steps_per_epoch + max(0, min(steps_per_epoch, math.floor(rest / measured.step)))
-    while steps > 0 and cost(steps) > left:  # floating-point edges: settle on the exact rule
-        steps -= 1
-    while cost(steps + 1) <= left:
-        steps += 1
-    return min(steps, MAX_COUNT)
+def _steps_fitting(left: float, measured: Measured, per_epoch: int, done: int = 0) -> int:
+    """The most steps after `done` whose cost fits in `left` seconds: each step measured.step,
+    each epoch end still ahead (the current epoch's included) measured.epoch_end; 0 if none."""
+    behind = (done - 1) // per_epoch if done else 0  # epoch ends (checkpoints) already passed
+
+    def cost(more: int) -> float:
+        ends = math.ceil((done + more) / per_epoch) - behind
+        return more * measured.step + ends * measured.epoch_end
+
+    # A guess within an epoch end or two of the answer, then the exact rule (cost grows with steps).
+    per_step = measured.step + measured.epoch_end / per_epoch
+    more = max(0, math.floor((left - measured.epoch_end) / per_step))
+    while more > 0 and cost(more) > left:
+        more -= 1
+    while cost(more + 1) <= left:
+        more += 1
+    return more
 
 
 def minimum_seconds(measured: Measured) -> float:
@@ -224,19 +231,9 @@ def replan_steps(plan: Plan, done: int, step: float, spent: float) -> int:
     """The run's total steps re-planned after `done` of them (done >= 1): as many more steps of
     `step` seconds as fit in what is left of the budget after `spent` seconds, each epoch still
     to end costing its checkpoint; at least one more (a run over its time ends at once)."""
-    m, per_epoch = plan.measured, plan.steps_per_epoch
+    m = dataclasses.replace(plan.measured, step=step)
     left = plan.seconds - spent - m.finish - margin_seconds(m)
-    ended = (done - 1) // per_epoch  # epochs whose end (checkpoint) is already behind
-
-    def cost(more: int) -> float:
-        return more * step + (math.ceil((done + more) / per_epoch) - ended) * m.epoch_end
-
-    more = max(1, math.floor(left / step))
-    while more > 1 and cost(more) > left:
-        more -= 1
-    while cost(more + 1) <= left:
-        more += 1
-    return min(done + more, MAX_COUNT)
+    return min(done + max(1, _steps_fitting(left, m, plan.steps_per_epoch, done)), MAX_COUNT)
 
 
 class Replanner:
