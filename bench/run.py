@@ -290,7 +290,13 @@ def _e_beside(seed000, cap: float, images: int) -> float:
     """E timed now: one more training epoch of the seed 000 peer (not in its history), scaled to
     `images` where `cap` seconds cut it short."""
     seconds, trained = seed000.train_epoch(cap)
-    print(f"E beside the next run: {seconds * images / trained:.1f} s, load {load()}", flush=True)
+    e = _whole_epoch(seconds, trained, images)
+    print(f"E beside the next run: {e:.1f} s, load {load()}", flush=True)
+    return e
+
+
+def _whole_epoch(seconds: float, trained: int, images: int) -> float:
+    """Seconds of an epoch of `images` images, from `seconds` spent on `trained` of them."""
     return seconds * images / trained
 
 
@@ -304,7 +310,9 @@ def epoch_seconds_e(results: dict) -> float | None:
     if not peer:
         return None
     full = results["train_images"]
-    return statistics.median(e["train_s"] * full / e["images"] for e in peer["per_epoch"])
+    return statistics.median(
+        _whole_epoch(e["train_s"], e["images"], full) for e in peer["per_epoch"]
+    )
 
 
 def _goal(goal: str, value, target: str, met: bool | None) -> dict:

@@ -29,6 +29,8 @@ from cnnlab.training.config import TrainConfig, load_config, parse_budget, resol
 from cnnlab.training.schedule import lr_factor, steps_in_epoch
 
 TINY = "input(1x28x28) conv(4,3) relu maxpool(2) flatten fc(10)"
+# The tiny model on 256 shapes images, 8 steps an epoch: a real budget run in seconds.
+TINY_RUN = {"model": TINY, "data": "shapes", "train_size": 256, "test_size": 64, "batch_size": 32}
 
 
 # --- parsing and configuration ---------------------------------------------------------
@@ -232,11 +234,7 @@ def test_a_budget_is_planned_recorded_and_replayed_on_resume(tmp_path, capsys):
     steps: list[int] = []
     folder = tmp_path / "run"
     cnnlab.train(
-        model=TINY,
-        data="shapes",
-        train_size=256,
-        test_size=64,
-        batch_size=32,
+        **TINY_RUN,
         budget="60",
         stop_after=1,
         out=str(folder),
@@ -264,11 +262,7 @@ def test_a_budget_run_replans_once_at_its_warm_ups_end_and_records_the_new_total
     steps: list[int] = []
     folder = tmp_path / "run"
     cnnlab.train(
-        model=TINY,
-        data="shapes",
-        train_size=256,
-        test_size=64,
-        batch_size=32,
+        **TINY_RUN,
         budget="6",
         out=str(folder),
         on_step_end=lambda m, s: steps.append(s),
@@ -290,8 +284,7 @@ def test_a_budget_run_replans_once_at_its_warm_ups_end_and_records_the_new_total
 @pytest.mark.slow
 def test_an_e_budget_measures_e_and_records_it(tmp_path, capsys):
     folder = tmp_path / "run"
-    common = {"model": TINY, "data": "shapes", "train_size": 256, "test_size": 64}
-    cnnlab.train(**common, batch_size=32, budget="50E", stop_after=1, out=str(folder))
+    cnnlab.train(**TINY_RUN, budget="50E", stop_after=1, out=str(folder))
     planned = load_config(folder / "config.toml")
     assert planned.e_seconds > 0
     assert planned.budget_seconds == pytest.approx(50 * planned.e_seconds, abs=0.5)
