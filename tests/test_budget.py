@@ -226,6 +226,22 @@ def test_training_stops_at_total_steps_mid_epoch(tmp_path):
     assert lr_factor(config, 10, 4) == 0.0
 
 
+def test_the_epoch_lines_count_the_epochs_total_steps_reaches(tmp_path, capsys):
+    """epochs=4 with total_steps=6 at 4 steps an epoch trains 2 epochs: 'epoch 2/2', not '/4'."""
+    cnnlab.train(
+        model=TINY,
+        data="shapes",
+        train_size=64,
+        test_size=32,
+        batch_size=16,
+        epochs=4,
+        total_steps=6,
+        out=str(tmp_path / "run"),
+    )
+    lines = re.findall(r"^epoch \d+/\d+", capsys.readouterr().out, re.MULTILINE)
+    assert lines == ["epoch 1/2", "epoch 2/2"]
+
+
 @pytest.mark.slow
 def test_a_budget_is_planned_recorded_and_replayed_on_resume(tmp_path, capsys):
     """A real budget: measured, planned, written to config.toml; the resumed run measures

@@ -365,7 +365,7 @@ def fit(
             history=[*position.history, row],
         )
         position, best, improved = _track_best(job, learner, position, best, row)
-        job.report.end_epoch(_epoch_line(row, job.config.epochs))
+        job.report.end_epoch(_epoch_line(row, _last_epoch(job.config, stepper.steps_per_epoch)))
         warning = job.guard.after_epoch(position.history)
         if warning is not None and job.world.is_main:
             job.report.say(warning, always=True)
@@ -438,7 +438,7 @@ def _train_epoch(
     if position.step == 0:  # a fresh epoch; a resumed one continues the restored generator
         learner.augment_generator.manual_seed(_epoch_seed(config.seed, epoch) * 31 + world.rank)
     last = steps_in_epoch(config, epoch, steps)  # fewer than `steps` where total_steps ends
-    job.report.start_epoch(epoch + 1, config.epochs, last, position.step)
+    job.report.start_epoch(epoch + 1, _last_epoch(config, steps), last, position.step)
     learner.model.train()
     loss_sum = torch.zeros((), device=job.device)
     correct = torch.zeros((), device=job.device, dtype=torch.long)
@@ -479,7 +479,7 @@ def _replanned(
     job.report.stop_bar()
     job.report.say(line)
     last = steps_in_epoch(config, epoch, steps)
-    job.report.start_epoch(epoch + 1, config.epochs, last, done)
+    job.report.start_epoch(epoch + 1, _last_epoch(config, steps), last, done)
     return dataclasses.replace(job, config=config), last
 
 
