@@ -56,7 +56,8 @@ FLAGS = {
         "budget",
         "wall-time budget for the whole run instead of --epochs: seconds (60, 90s) or a multiple "
         "of E, one epoch of the tutorial recipe on this machine (1.25E); the first steps are "
-        "measured and the steps planned to end within it (config.toml records the plan)",
+        "measured and the steps planned to end within it, then re-planned once from the run's "
+        "own steps after the warm-up (config.toml records the plan)",
     ),
     "--batch-size": (
         "batch_size",
