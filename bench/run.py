@@ -360,7 +360,7 @@ def _training_goals(results: dict, e: float | None) -> list[dict]:
         out.append(
             _goal(
                 "`--budget SECONDS` (1.25 x the E timed beside each run): accuracy, wall",
-                f"{b_acc:.2%}, {b_e:.2f} E (medians of {len(every)}: {runs})",
+                f"{b_acc:.2%}, {b_e:.2f} E (medians of {len(every)} runs; each: {runs})",
                 ">= 92.0% within 1.25 E",
                 b_acc >= 0.92 and b_e <= 1.25,
             )
