@@ -251,15 +251,15 @@ class Replanner:
         if done != self.at or self._timed_from is None:
             return None
         step = (time.perf_counter() - self._timed_from) / (done - REPLAN_UNTIMED) * REPLAN_SAFETY
-        total = replan_steps(self.plan, done, step, spent_seconds())
-        per_epoch = self.plan.steps_per_epoch
+        new = dataclasses.replace(
+            self.plan, total_steps=replan_steps(self.plan, done, step, spent_seconds())
+        )
         line = (
             f"budget: re-planned after {done} steps at {step * 1000:.1f} ms a step (planned "
-            f"{self.plan.measured.step * 1000:.1f}): {total:,} steps (was "
-            f"{config.total_steps:,}) = {total / per_epoch:.1f} epochs"
+            f"{self.plan.measured.step * 1000:.1f}): {new.total_steps:,} steps (was "
+            f"{config.total_steps:,}) = {new.total_steps / new.steps_per_epoch:.1f} epochs"
         )
-        epochs = max(1, math.ceil(total / per_epoch))
-        return dataclasses.replace(config, total_steps=total, epochs=epochs), line
+        return dataclasses.replace(config, total_steps=new.total_steps, epochs=new.epochs), line
 
 
 def replanner(config: TrainConfig, steps_per_epoch: int) -> Replanner | None:

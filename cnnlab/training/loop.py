@@ -279,11 +279,18 @@ def _lowered(job: Job, error: LrTooHigh) -> tuple[Job, Learner]:
     lr = job.config.resolved_lr()
     config = dataclasses.replace(job.config, lr=float(f"{lr / LR_CUT:.3g}"))
     job.report.say(lowered_lr_line(error, lr, config.lr), always=True)
-    if job.world.is_main:
-        write_config(job.folder, dataclasses.replace(config, out=str(job.folder)).to_toml())
+    job = _recorded(job, config)
     job.guard.restart(config.lr)
     learner, _, _ = build_learner(config, job.data, job.device)
-    return dataclasses.replace(job, config=config), learner
+    return job, learner
+
+
+def _recorded(job: Job, config: TrainConfig) -> Job:
+    """The job on `config`, written to config.toml (by rank 0): from here the run is one that
+    started with it, for a resume too."""
+    if job.world.is_main:
+        write_config(job.folder, dataclasses.replace(config, out=str(job.folder)).to_toml())
+    return dataclasses.replace(job, config=config)
 
 
 def _say_class_counts(report: TrainingReporter, data: TrainingData, balance: str) -> None:
@@ -475,12 +482,11 @@ def _replanned(
 ) -> tuple[Job, int]:
     """The job on a budget's re-planned config (recorded in config.toml, said) and the epoch's
     new last step; the epoch's bar starts again on the new count."""
-    write_config(job.folder, dataclasses.replace(config, out=str(job.folder)).to_toml())
     job.report.stop_bar()
     job.report.say(line)
     last = steps_in_epoch(config, epoch, steps)
     job.report.start_epoch(epoch + 1, _last_epoch(config, steps), last, done)
-    return dataclasses.replace(job, config=config), last
+    return _recorded(job, config), last
 
 
 def _step(
