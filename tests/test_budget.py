@@ -31,6 +31,14 @@ from cnnlab.training.schedule import lr_factor, steps_in_epoch
 TINY = "input(1x28x28) conv(4,3) relu maxpool(2) flatten fc(10)"
 # The tiny model on 256 shapes images, 8 steps an epoch: a real budget run in seconds.
 TINY_RUN = {"model": TINY, "data": "shapes", "train_size": 256, "test_size": 64, "batch_size": 32}
+# The tiny model on 64 shapes images at batch 16: 4 steps an epoch.
+FOUR_STEP_EPOCHS = {
+    "model": TINY,
+    "data": "shapes",
+    "train_size": 64,
+    "test_size": 32,
+    "batch_size": 16,
+}
 
 
 # --- parsing and configuration ---------------------------------------------------------
@@ -206,11 +214,7 @@ def test_training_stops_at_total_steps_mid_epoch(tmp_path):
     """64 images at batch 16 are 4 steps an epoch; 10 steps end half-way through epoch 3."""
     seen: list[int] = []
     run = cnnlab.train(
-        model=TINY,
-        data="shapes",
-        train_size=64,
-        test_size=32,
-        batch_size=16,
+        **FOUR_STEP_EPOCHS,
         epochs=3,
         total_steps=10,
         augment="none",
@@ -229,11 +233,7 @@ def test_training_stops_at_total_steps_mid_epoch(tmp_path):
 def test_the_epoch_lines_count_the_epochs_total_steps_reaches(tmp_path, capsys):
     """epochs=4 with total_steps=6 at 4 steps an epoch trains 2 epochs: 'epoch 2/2', not '/4'."""
     cnnlab.train(
-        model=TINY,
-        data="shapes",
-        train_size=64,
-        test_size=32,
-        batch_size=16,
+        **FOUR_STEP_EPOCHS,
         epochs=4,
         total_steps=6,
         out=str(tmp_path / "run"),
