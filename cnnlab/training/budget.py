@@ -287,11 +287,13 @@ def plan_budget(
     timed = _typical_seconds([run_step, _tutorial_step(device)] if in_e else [run_step])
     # The plan allows STEP_SAFETY x the timed step: 10 steps right after start-up foretell the
     # loop's mean only to about +-5%, and a budget is a promise to end within it.
-    step, e = timed[0] * STEP_SAFETY, timed[1] * E_IMAGES / E_BATCH if in_e else 0.0
+    step = timed[0] * STEP_SAFETY
+    # E and the budget rounded as config.toml records them, so the line says what a resume reads
+    e = round(timed[1] * E_IMAGES / E_BATCH, 2) if in_e else 0.0
     finish = time_test(learner.model, config, data, device)
     epoch_end = EPOCH_END_SECONDS + finish_share(data) * finish
     measured = Measured(step, spent_seconds(), finish + WRITE_SECONDS, epoch_end, e)
-    seconds = budget_seconds(config.budget, e)
+    seconds = round(budget_seconds(config.budget, e), 2)
     plan = Plan(config.budget, seconds, plan_steps(seconds, measured, steps), steps, measured)
     check_enough(plan)
     _plan = plan
@@ -299,8 +301,8 @@ def plan_budget(
         config,
         epochs=plan.epochs,
         total_steps=plan.total_steps,
-        budget_seconds=round(seconds, 2),
-        e_seconds=round(e, 2),
+        budget_seconds=seconds,
+        e_seconds=e,
     )
     return planned, plan.line()
 
