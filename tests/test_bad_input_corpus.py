@@ -176,8 +176,10 @@ def test_a_fifo_given_as_a_config_or_model_file_is_refused_not_waited_on(tmp_pat
     ids=["5000 digits", "deep arrays", "syntax", "not utf-8"],
 )
 def test_a_damaged_config_toml_in_a_run_is_a_clean_error(trained, tmp_path, text, cli):
-    """Every TOML reader goes through fileio.read_toml; a run's own config.toml included."""
+    """Every TOML reader goes through fileio.read_toml; a run's own config.toml included (read by
+    eval where the run has no record.json: a run written before it)."""
     run = Path(shutil.copytree(trained, tmp_path / "run"))
+    (run / "record.json").unlink()
     (run / "config.toml").write_bytes(text.encode("latin-1"))
     result = cli("eval", str(run))
     assert result.code == 2, result.err

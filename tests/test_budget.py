@@ -16,8 +16,9 @@ import cnnlab
 from cnnlab.errors import ConfigError
 from cnnlab.training.budget import (
     MIN_STEPS,
+    BudgetClock,
+    BudgetPlan,
     Measured,
-    Plan,
     budget_seconds,
     check_enough,
     margin_seconds,
@@ -26,6 +27,7 @@ from cnnlab.training.budget import (
     replan_steps,
 )
 from cnnlab.training.config import TrainConfig, load_config, parse_budget, resolve_config
+from cnnlab.training.plan import planned_steps, warmup_steps
 from cnnlab.training.schedule import lr_factor, steps_in_epoch
 
 TINY = "input(1x28x28) conv(4,3) relu maxpool(2) flatten fc(10)"
@@ -127,22 +129,22 @@ def test_a_slow_start_keeps_more_for_the_exit():
 def test_a_budget_too_short_names_the_least_that_works():
     m = Measured(step=0.05, spent=2.0, finish=1.0, e=15.0)
     seconds = 4.0
-    plan = Plan("4", seconds, plan_steps(seconds, m, 100), 100, m)
+    plan = BudgetPlan("4", seconds, plan_steps(seconds, m, 100), 100, m)
     with pytest.raises(ConfigError, match=r"too short.*give --budget (\d+)s = [\d.]+E or more"):
         check_enough(plan)
     least = math.ceil(minimum_seconds(m))
     assert plan_steps(least, m, 100) >= MIN_STEPS  # the advice works
-    check_enough(Plan(f"{least}", least, plan_steps(least, m, 100), 100, m))
+    check_enough(BudgetPlan(f"{least}", least, plan_steps(least, m, 100), 100, m))
 
 
 def test_the_plan_line_says_what_was_measured():
     m = Measured(step=0.0109, spent=0.9, finish=1.2, e=15.1)
-    line = Plan("1.25E", 18.875, 1530, 469, m).line()
+    line = BudgetPlan("1.25E", 18.875, 1530, 469, m).line()
     assert line.startswith("budget: 1.25E = 18.9 s (E = 15.1 s measured here)")
     assert "1,530 steps of 10.9 ms = 3.3 epochs" in line
 
 
-def _replan_cost(done: int, more: int, step: float, spent: float, plan: Plan) -> float:
+def _replan_cost(done: int, more: int, step: float, spent: float, plan: BudgetPlan) -> float:
     """Wall seconds a re-plan expects: spent, the steps left, each epoch end still ahead, the end."""
     m, per_epoch = plan.measured, plan.steps_per_epoch
     ends = math.ceil((done + more) / per_epoch) - (done - 1) // per_epoch
@@ -153,7 +155,7 @@ def _replan_cost(done: int, more: int, step: float, spent: float, plan: Plan) ->
 @pytest.mark.parametrize("step", [0.0182, 0.0246])
 def test_a_replan_fills_what_is_left_of_the_budget_and_no_more(done, step):
     m = Measured(step=0.0237, spent=3.4, finish=1.1, epoch_end=0.15)
-    plan = Plan("23.6", 23.6, 774, 468, m)
+    plan = BudgetPlan("23.6", 23.6, 774, 468, m)
     spent = 3.4 + done * 0.022
     total = replan_steps(plan, done, step, spent)
     assert _replan_cost(done, total - done, step, spent, plan) <= 23.6 + 1e-9
@@ -162,7 +164,7 @@ def test_a_replan_fills_what_is_left_of_the_budget_and_no_more(done, step):
 
 def test_a_replan_follows_the_loops_speed_and_a_run_out_of_time_ends_at_once():
     m = Measured(step=0.0237, spent=3.4, finish=1.1)
-    plan = Plan("23.6", 23.6, 774, 468, m)
+    plan = BudgetPlan("23.6", 23.6, 774, 468, m)
     faster, slower = replan_steps(plan, 155, 0.020, 7.0), replan_steps(plan, 155, 0.028, 7.0)
     assert faster > 774 > slower > 155
     assert replan_steps(plan, 155, 0.024, 30.0) == 156  # over the budget already: one more step
@@ -171,10 +173,11 @@ def test_a_replan_follows_the_loops_speed_and_a_run_out_of_time_ends_at_once():
 def test_a_replan_at_the_warm_ups_end_leaves_every_learning_rate_so_far_and_the_next():
     """The warm-up is fixed in steps and the decay starts at the peak whatever the total: the
     schedule a re-planned run follows is the planned one up to and including the step after."""
-    planned = resolve_config({"total_steps": 774, "epochs": 2}).resolved(468)
+    asked = resolve_config({"total_steps": 774, "epochs": 2})
+    planned = dataclasses.replace(asked, warmup_steps=warmup_steps(asked, 468))
     replanned = dataclasses.replace(planned, total_steps=900, epochs=2)
     warmup = planned.warmup_steps
-    assert warmup == replanned.resolved_warmup_steps(468) == round(774 / 5)
+    assert warmup == warmup_steps(replanned, 468) == round(774 / 5)
     for step in range(warmup + 1):
         assert lr_factor(replanned, step, 468) == lr_factor(planned, step, 468)
     assert lr_factor(replanned, warmup, 468) == 1.0
@@ -187,7 +190,7 @@ def test_a_replan_at_the_warm_ups_end_leaves_every_learning_rate_so_far_and_the_
 def test_onecycle_over_total_steps_warms_up_a_fifth_and_ends_at_zero():
     config = TrainConfig(epochs=3, total_steps=250)  # 100 steps an epoch: the last has 50
     factors = [lr_factor(config, step, 100) for step in range(251)]
-    assert config.resolved_warmup_steps(100) == 50
+    assert warmup_steps(config, 100) == 50
     assert max(factors) == factors[49] == 1.0  # the peak ends the warm-up
     assert factors[250] == 0.0  # the step after the last: the schedule has run out
     assert all(a > b for a, b in zip(factors[50:250], factors[51:251], strict=True))
@@ -196,9 +199,9 @@ def test_onecycle_over_total_steps_warms_up_a_fifth_and_ends_at_zero():
 
 def test_without_total_steps_the_schedule_is_unchanged():
     config = TrainConfig(epochs=3)
-    assert config.planned_steps(100) == 300
+    assert planned_steps(config, 100) == 300
     assert lr_factor(config, 300, 100) == 0.0
-    assert config.resolved_warmup_steps(100) == 60
+    assert warmup_steps(config, 100) == 60
 
 
 # --- training ------------------------------------------------------------------------------
@@ -307,16 +310,18 @@ def test_an_e_budget_measures_e_and_records_it(tmp_path, capsys):
     assert f"(E = {planned.e_seconds:.1f} s measured here)" in capsys.readouterr().out
 
 
-def test_the_clis_whole_process_clock_is_for_one_call_only():
-    """`cnnlab train` in a process (tests, notebooks) must not make a later cnnlab.train() count
-    from the process's start."""
-    from cnnlab.training import budget
-
-    budget.count_whole_process()
-    budget.start_clock()
-    assert budget._clock_from is None  # the CLI's call: from the process's start
-    budget.start_clock()
-    assert budget._clock_from is not None  # the next call: from itself
+@pytest.mark.slow
+def test_the_clis_whole_process_clock_is_for_one_call_only(tmp_path, capsys):
+    """`cnnlab train` counts a budget from the process's start; a later cnnlab.train() in the
+    same process (tests, notebooks) counts from its own call: the clock is an argument of each
+    call, no state left behind."""
+    whole, call = BudgetClock.whole_process(), BudgetClock.from_now()
+    assert whole.since is None and call.since is not None
+    assert call.spent() < whole.spent()  # this process started before the call
+    cnnlab.train(**TINY_RUN, budget="60", stop_after=1, out=str(tmp_path / "run"))
+    out = capsys.readouterr().out
+    spent = float(re.search(r"budget: 60 = 60.0 s: ([\d.]+) s spent", out).group(1))
+    assert spent < whole.spent()  # counted from cnnlab.train()'s call, not the process's start
 
 
 def test_training_imports_torch_dynamo_on_a_thread_before_the_optimizer_needs_it():

@@ -14,6 +14,7 @@ from cnnlab.deploy.predict import FileResult, folder_accuracy
 from cnnlab.evaluate.featuremaps import feature_maps, top_classes
 from cnnlab.model.cnn import build_model
 from cnnlab.training.config import OPTIMIZERS, TrainConfig
+from cnnlab.training.plan import SMALL_DATA, SMALL_DATA_WEIGHT_DECAY, peak_lr, weight_decay
 
 COMMANDS = [
     "summary", "models", "spec", "datasets", "train", "runs", "lr-find", "eval", "plot", "filters",
@@ -40,9 +41,15 @@ def test_train_help_shows_the_config_defaults():
             assert f"(default: {getattr(defaults, key)}" in helps[key]
         assert "{" not in helps[key]
     for name in OPTIMIZERS:
-        lr = dataclasses.replace(defaults, optimizer=name).resolved_lr()
+        lr = peak_lr(dataclasses.replace(defaults, optimizer=name))  # at the reference batch
         shown = helps["lr"].split(f"{name} ", 1)[1].split(",")[0].rstrip(")")
         assert float(shown) == lr
+        decay = weight_decay(dataclasses.replace(defaults, optimizer=name))
+        shown = helps["weight_decay"].split(f"{name} ", 1)[1].split(",")[0].split(";")[0]
+        assert float(shown.rstrip(")")) == decay
+    small = helps["weight_decay"].split("sgd ", 1)[1].split(";")[0]
+    assert f"{SMALL_DATA_WEIGHT_DECAY:.0e}".replace("e-03", "e-3") in small
+    assert f"{SMALL_DATA:,}" in small
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])

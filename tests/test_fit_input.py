@@ -15,12 +15,14 @@ import cnnlab
 from cnnlab.data import folder
 from cnnlab.data.folder import RGB_MAX_DEFAULT, SMALL_FOLDER, default_rgb_size, load_folder
 from cnnlab.data.images import KEEP_ASPECT, fit_image, load_image
+from cnnlab.data.source import KEEP_ASPECTS, parse_image_size
 from cnnlab.errors import CheckpointError, ConfigError, DataError
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.presets import preset_spec
-from cnnlab.run.files import check_meta, keep_aspect_of
+from cnnlab.run.files import check_meta
+from cnnlab.run.record import legacy_pixels
 from cnnlab.spec.language import parse_spec
-from cnnlab.training.config import KEEP_ASPECTS, parse_image_size, resolve_config
+from cnnlab.training.config import resolve_config
 
 # The default model as it was before the GAP variant: 28x28 grayscale data must keep it exactly
 # (Fashion-MNIST's and shapes' trained weights stay bit-identical).
@@ -280,9 +282,12 @@ def _meta(**extra) -> dict:
 
 def test_model_json_without_keep_aspect_still_loads_as_stretch(tmp_path):
     check_meta(_meta(), tmp_path / "model.json")
-    assert keep_aspect_of(_meta(), {}) == "stretch"
-    assert keep_aspect_of(_meta(), {"keep_aspect": "crop"}) == "crop"  # from config.toml
-    assert keep_aspect_of(_meta(keep_aspect="pad"), {"keep_aspect": "crop"}) == "pad"
+    path = tmp_path / "model.json"
+    assert legacy_pixels(_meta(), {}, path).keep_aspect == "stretch"
+    assert legacy_pixels(_meta(), {"keep_aspect": "crop"}, path).keep_aspect == "crop"  # config
+    assert (
+        legacy_pixels(_meta(keep_aspect="pad"), {"keep_aspect": "crop"}, path).keep_aspect == "pad"
+    )
     check_meta(_meta(keep_aspect="pad"), tmp_path / "model.json")
     with pytest.raises(CheckpointError, match="keep_aspect must be one of"):
         check_meta(_meta(keep_aspect="zoom"), tmp_path / "model.json")

@@ -21,6 +21,7 @@ from cnnlab.errors import DataError
 from cnnlab.evaluate.scores import Evaluation
 from cnnlab.training.balance import epoch_order, imbalance_warning, loss_weights
 from cnnlab.training.config import resolve_config
+from cnnlab.training.plan import plan
 from cnnlab.training.setup import load_data
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
@@ -77,9 +78,9 @@ def test_flip_is_refused_on_a_folder_unless_flip_ok_is_given(cli, even, tmp_path
     assert ok.code == 0, ok.err
     assert "flip_ok = true" in (tmp_path / "yes" / "config.toml").read_text()
     config = resolve_config({"data": str(even), "augment": "standard", "flip_ok": True})
-    assert load_data(config, torch.device("cpu")).policy.flip  # standard brings the mirror
+    assert plan(config, load_data(config, torch.device("cpu"))).policy.flip  # standard: mirrors
     plain = resolve_config({"data": str(even), "augment": "standard"})
-    assert not load_data(plain, torch.device("cpu")).policy.flip
+    assert not plan(plain, load_data(plain, torch.device("cpu"))).policy.flip
 
 
 def test_tta_is_allowed_on_a_folder_with_flip_ok(cli, even, tmp_path):

@@ -23,7 +23,8 @@ from cnnlab.evaluate.scores import split_images
 from cnnlab.run.folder import Run
 from cnnlab.server.limits import Guard, Limits, timeout_message
 from cnnlab.training.config import resolve_config
-from cnnlab.training.setup import load_data, with_size_used
+from cnnlab.training.plan import plan
+from cnnlab.training.setup import load_data
 
 TINY = "conv(4,3,padding=same) relu maxpool(2) flatten fc(2)"
 
@@ -101,11 +102,11 @@ def test_only_folders_left_to_choose_get_their_size_recorded(tmp_path):
     chosen = resolve_config({"data": str(root), "keep_aspect": "pad"})
     data = load_data(chosen, torch.device("cpu"))
     _, height, width = data.image_shape
-    assert with_size_used(chosen, data).image_size == f"{height}" == f"{width}"
+    assert plan(chosen, data).config.image_size == f"{height}" == f"{width}"
     given = dataclasses.replace(chosen, image_size="24x40")
-    assert with_size_used(given, data) == given  # as the user wrote it
+    assert plan(given, data).config.image_size == "24x40"  # as the user wrote it
     registered = resolve_config({"data": "shapes"})
-    assert with_size_used(registered, data).image_size == "0"  # built-in sets refuse HxW
+    assert plan(registered, data).config.image_size == "0"  # built-in sets refuse HxW
 
 
 @pytest.mark.slow

@@ -7,19 +7,19 @@ import dataclasses
 import tomllib
 
 import pytest
+import torch
 
 from cnnlab.run.folder import Run
-from cnnlab.training.config import (
+from cnnlab.training.config import REFERENCE_BATCH, load_config, resolve_config, scaled_lr
+from cnnlab.training.plan import (
     MAX_DROPPED_SHARE,
-    REFERENCE_BATCH,
-    fit_to_data,
-    load_config,
-    resolve_config,
-    scaled_lr,
+    peak_lr,
+    plan,
     steps_per_epoch,
+    warmup_steps,
 )
 from cnnlab.training.schedule import lr_factor
-from cnnlab.training.setup import resumed_config
+from cnnlab.training.setup import TrainingData, resumed_config
 
 TINY = "conv(8,3,padding=same) batchnorm relu maxpool(2) conv(16,3,padding=same) relu maxpool(2) flatten fc(10)"
 
@@ -34,8 +34,8 @@ def test_warm_up_is_counted_in_optimizer_steps():
         assert factors[10] == 1.0 > factors[11]  # the decay starts after the tenth step
     # the default, a fifth of the run's steps, is the warm-up of every run before (in epochs)
     default = resolve_config({})
-    assert default.resolved_warmup_steps(187) == round(default.epochs / 5 * 187) == 299
-    assert resolve_config({"warmup_epochs": 1.5}).resolved_warmup_steps(10) == 15
+    assert warmup_steps(default, 187) == round(default.epochs / 5 * 187) == 299
+    assert warmup_steps(resolve_config({"warmup_epochs": 1.5}), 10) == 15
 
 
 @pytest.mark.parametrize(
@@ -58,22 +58,30 @@ def test_a_partial_batch_is_kept_when_dropping_it_wastes_more_than_a_few_percent
 
 
 def test_the_default_lr_scales_with_the_batch_and_a_given_one_does_not():
-    assert resolve_config({}).resolved_lr() == 0.1  # the reference batch: unchanged
-    assert resolve_config({"batch_size": 32}).resolved_lr() == pytest.approx(0.05)
-    assert resolve_config({"batch_size": 512}).resolved_lr() == pytest.approx(0.2)
-    assert resolve_config({"batch_size": 32, "lr": 0.3}).resolved_lr() == 0.3
+    assert peak_lr(resolve_config({})) == 0.1  # the reference batch: unchanged
+    assert peak_lr(resolve_config({"batch_size": 32})) == pytest.approx(0.05)
+    assert peak_lr(resolve_config({"batch_size": 512})) == pytest.approx(0.2)
+    assert peak_lr(resolve_config({"batch_size": 32, "lr": 0.3})) == 0.3
     assert scaled_lr(2e-3, REFERENCE_BATCH) == 2e-3
 
 
+def _grey_images(count: int) -> TrainingData:
+    """`count` blank 28x28 grey training images of 10 classes: all a plan looks at."""
+    images, labels = torch.zeros((count, 1, 28, 28), dtype=torch.uint8), torch.arange(count) % 10
+    return TrainingData(
+        "blank", [str(k) for k in range(10)], (1, 28, 28), (0.5,), (0.25,),
+        (images, labels), None, (images[:10], labels[:10]),
+    )  # fmt: skip
+
+
 def test_config_toml_holds_the_values_used_and_reads_back_the_same():
-    fitted, _ = fit_to_data(resolve_config({}), 500)
-    used = fitted.resolved(steps_per_epoch(500, fitted.batch_size))
+    used = plan(resolve_config({}), _grey_images(500)).config
     text = used.to_toml()
     for placeholder in ("lr = 0.0\n", "weight_decay = -1.0", "warmup_epochs = -1.0", "warmup_steps = -1"):  # fmt: skip
         assert placeholder not in text
     # 63 epochs of 16 steps (MIN_STEPS 1,000); a fifth of them warm up: 12.6 x 16 = 201.6 steps
     assert (used.lr, used.weight_decay, used.warmup_steps) == (pytest.approx(0.05), 5e-3, 202)
-    assert used.resolved(16) == used  # resolving real values changes nothing
+    assert plan(used, _grey_images(500)).config == used  # planning real values changes nothing
     assert resolve_config(tomllib.loads(text)) == used
 
 

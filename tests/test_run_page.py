@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import math
 import re
 import threading
@@ -343,6 +344,9 @@ def test_a_run_whose_data_is_gone_still_shows_what_needs_no_data(folder_run, tmp
     config = (moved / "config.toml").read_text()
     gone = (tmp_path / "gone").as_posix()
     (moved / "config.toml").write_text(re.sub(r'(?m)^data = ".*"$', f'data = "{gone}"', config))
+    record = json.loads((moved / "record.json").read_text())  # what later stages read
+    record["source"]["name"] = gone
+    (moved / "record.json").write_text(json.dumps(record))
     with TestClient(create_app(Predictor(Run.open(moved), "eager"))) as test_client:
         for path in ("/api/run/confusion", "/api/run/scores", "/api/run/embedding"):
             answer = test_client.get(path)

@@ -1,5 +1,5 @@
 """Small colour data trains with colour jitter added to the standard augmentation
-(config.SMALL_COLOUR_AUGMENT); grey data, large data and a chosen augmentation keep theirs."""
+(plan.SMALL_COLOUR_AUGMENT); grey data, large data and a chosen augmentation keep theirs."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ import torch
 from PIL import Image
 
 from cnnlab.data.augment import parse_policy, standard_policy
-from cnnlab.training.config import (
-    SMALL_COLOUR_AUGMENT,
-    SMALL_DATA,
-    fit_to_data,
-    resolve_config,
-)
-from cnnlab.training.recipe import choose_recipe
+from cnnlab.training.config import resolve_config
+from cnnlab.training.plan import SMALL_COLOUR_AUGMENT, SMALL_DATA, fit_to_data, plan
 from cnnlab.training.setup import load_data
 
 
@@ -70,10 +65,11 @@ def test_a_new_run_on_a_small_folder_says_why_it_jitters_colours(tmp_path, monke
     root = _folder(tmp_path / mode, mode)
     config = resolve_config({"data": f"folder:{root}", "flip_ok": True})
     data = load_data(config, torch.device("cpu"))
-    chosen, data, lines = choose_recipe(config, data, torch.device("cpu"))
+    planned = plan(config, data)
+    chosen, policy, lines = planned.config, planned.policy, planned.lines
     colour = mode == "RGB"
     assert data.image_shape[0] == (3 if colour else 1)
     assert (chosen.augment == SMALL_COLOUR_AUGMENT) is colour
-    assert (data.policy.brightness > 0) is colour and data.policy.flip  # what training draws
+    assert (policy.brightness > 0) is colour and policy.flip  # what training draws
     assert ("colour jitter: small colour data" in lines[-1]) is colour
     assert "brightness=0.2" in lines[-1] if colour else "brightness" not in lines[-1]

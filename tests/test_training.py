@@ -113,7 +113,7 @@ def test_resume_refuses_changes_that_would_make_another_run(tmp_path):
 
 
 def test_nan_stops_training_and_no_nan_weights_are_written(tmp_path):
-    from cnnlab.training.config import steps_per_epoch as steps_of
+    from cnnlab.training.plan import steps_per_epoch as steps_of
 
     steps_per_epoch = steps_of(SMALL["train_size"], SMALL["batch_size"])  # 19: the last 48 kept
 
@@ -330,7 +330,8 @@ def test_config_of_a_run_is_the_config_it_was_trained_with(tmp_path):
 
 
 def test_fit_to_data_gives_small_data_enough_steps_and_leaves_large_data_alone():
-    from cnnlab.training.config import MIN_STEPS, fit_to_data, resolve_config, steps_per_epoch
+    from cnnlab.training.config import resolve_config
+    from cnnlab.training.plan import MIN_STEPS, fit_to_data, steps_per_epoch
 
     config = resolve_config({})
     fitted, note = fit_to_data(config, 500)
@@ -346,22 +347,23 @@ def test_fit_to_data_gives_small_data_enough_steps_and_leaves_large_data_alone()
 
 
 def test_small_data_gets_sgd_a_stronger_default_weight_decay_and_large_data_keeps_its_own():
-    from cnnlab.training.config import (
+    from cnnlab.training.config import resolve_config
+    from cnnlab.training.plan import (
         SMALL_DATA,
         SMALL_DATA_WEIGHT_DECAY,
         fit_to_data,
-        resolve_config,
+        weight_decay,
     )
 
     config = resolve_config({})
-    assert fit_to_data(config, 500)[0].resolved_weight_decay() == SMALL_DATA_WEIGHT_DECAY
+    assert weight_decay(fit_to_data(config, 500)[0]) == SMALL_DATA_WEIGHT_DECAY
     assert fit_to_data(config, SMALL_DATA - 1)[0].weight_decay == SMALL_DATA_WEIGHT_DECAY
-    assert fit_to_data(config, SMALL_DATA)[0].resolved_weight_decay() == 5e-4
-    assert fit_to_data(config, 60_000)[0].resolved_weight_decay() == 5e-4
+    assert weight_decay(fit_to_data(config, SMALL_DATA)[0]) == 5e-4
+    assert weight_decay(fit_to_data(config, 60_000)[0]) == 5e-4
     given = resolve_config({"weight_decay": 1e-4})
     assert fit_to_data(given, 500)[0].weight_decay == 1e-4  # a given one wins
     adamw = resolve_config({"optimizer": "adamw"})
-    assert fit_to_data(adamw, 500)[0].resolved_weight_decay() == 0.05  # sgd's rule only
+    assert weight_decay(fit_to_data(adamw, 500)[0]) == 0.05  # sgd's rule only
 
 
 @pytest.mark.slow
@@ -379,7 +381,8 @@ def test_500_images_with_the_defaults_learn_far_above_chance(tmp_path, cli):
 def test_a_short_recipe_stretched_over_small_data_gets_its_stretched_augmentation_back():
     """Fashion-MNIST's recipe trains 4 epochs without augmentation; over 1,000 images
     fit_to_data makes that 63 epochs, which want the mirror (and, under SMALL_DATA, mirror TTA)."""
-    from cnnlab.training.config import fit_to_data, resolve_config
+    from cnnlab.training.config import resolve_config
+    from cnnlab.training.plan import fit_to_data
 
     config = resolve_config({"data": "fashion-mnist"})
     assert (config.augment, config.augment_when_stretched, config.whiten) == (

@@ -20,7 +20,8 @@ from cnnlab.evaluate.scores import evaluate_run
 from cnnlab.model.cnn import build_model
 from cnnlab.model.inference import logits_in_batches, normalize, tta_logits
 from cnnlab.run.folder import Run
-from cnnlab.training.config import SMALL_DATA, TrainConfig, fit_to_data
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.plan import SMALL_DATA, fit_to_data
 
 TINY_MODEL = (
     "conv(16,3,padding=same) maxpool(2) batchnorm relu conv(32,3,padding=same) maxpool(2) "
@@ -40,13 +41,17 @@ def tta_run(tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def plain_run(tta_run, tmp_path_factory) -> Run:
-    """The same weights, but config.toml saying tta = false."""
+    """The same weights, but the run record (and config.toml) saying tta = false."""
     out = tmp_path_factory.mktemp("plain") / "run"
     shutil.copytree(tta_run.path, out)
     config = out / "config.toml"
     text = config.read_text()
     assert "tta = true" in text
     config.write_text(text.replace("tta = true", "tta = false"))
+    record = json.loads((out / "record.json").read_text())
+    assert record["pixels"]["tta"] is True
+    record["pixels"]["tta"] = False
+    (out / "record.json").write_text(json.dumps(record))
     return Run.open(out)
 
 

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import console, percent, print_json, titled_table
 from cnnlab.run import RUNS_DIR  # not run.files or run.folder: they load torch (start-up)
 from cnnlab.training.config import (
+    DEFAULT_LRS,
+    DEFAULT_WEIGHT_DECAYS,
     FIELD_TYPES,
     LR_AUTO,
-    OPTIMIZERS,
     REFERENCE_BATCH,
     TrainConfig,
     parse_overrides,
     read_config_file,
     resolve_config,
 )
+from cnnlab.training.plan import SMALL_DATA, SMALL_DATA_WEIGHT_DECAY
 
 if TYPE_CHECKING:
     from cnnlab.run.folder import Run
@@ -35,9 +36,15 @@ def _short(value: float) -> str:
 
 def _lr_defaults() -> str:
     """'sgd 0.1, adam 1e-3, adamw 2e-3': each optimizer's default peak learning rate."""
-    return ", ".join(
-        f"{name} {_short(dataclasses.replace(DEFAULTS, optimizer=name).resolved_lr())}"
-        for name in OPTIMIZERS
+    return ", ".join(f"{name} {_short(lr)}" for name, lr in DEFAULT_LRS.items())
+
+
+def _decay_defaults() -> str:
+    """'sgd 5e-4, 5e-3 under 5,000 training images; adam 0; adamw 0.05' (plan.weight_decay)."""
+    small = f", {_short(SMALL_DATA_WEIGHT_DECAY)} under {SMALL_DATA:,} training images"
+    return "; ".join(
+        f"{name} {_short(decay)}{small if name == 'sgd' else ''}"
+        for name, decay in DEFAULT_WEIGHT_DECAYS.items()
     )
 
 
@@ -81,8 +88,7 @@ FLAGS = {
     "--warmup-epochs": ("warmup_epochs", "warm-up length in epochs (--warmup-steps wins)"),
     "--weight-decay": (
         "weight_decay",
-        "weight decay on conv/fc weights (default: sgd 5e-4, 5e-3 under 5,000 training "
-        "images; adam 0; adamw 0.05)",
+        f"weight decay on conv/fc weights (default: {_decay_defaults()})",
     ),
     "--label-smoothing": ("label_smoothing", "label smoothing (default: {default})"),
     "--augment": (
@@ -196,11 +202,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """`cnnlab train`: train (or resume) a run; 130 when Ctrl-C stopped it."""
-    from cnnlab.training.budget import count_whole_process
+    from cnnlab.training.budget import BudgetClock
     from cnnlab.training.loop import train
 
-    count_whole_process()  # --budget: the whole process, start-up and data loading included
-    run = train(config_from_args(args), resume=args.resume)
+    # --budget: the whole process, start-up and data loading included
+    run = train(config_from_args(args), resume=args.resume, clock=BudgetClock.whole_process())
     if run is not None and run.metrics.get("stopped") == "interrupted":
         return 130  # as a shell reports a command stopped by Ctrl-C
     return 0

@@ -114,6 +114,13 @@ def stratified_pick(labels: torch.Tensor, counts: torch.Tensor, seed: int) -> to
     return torch.sort(order[rank < counts[sorted_labels]]).values
 
 
+def majority(labels: torch.Tensor, classes: list[str]) -> tuple[str, float]:
+    """(name, share) of the most frequent class among `labels`: what a constant answer scores."""
+    counts = torch.bincount(labels.cpu(), minlength=len(classes))
+    i = int(counts.argmax())
+    return classes[i], counts[i].item() / max(1, len(labels))
+
+
 def pick_paths(paths: list[str] | None, idx: torch.Tensor) -> list[str] | None:
     """The paths at indices `idx` (None stays None): file names follow their images."""
     return None if paths is None else [paths[i] for i in idx.tolist()]

@@ -45,7 +45,6 @@ from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
 from cnnlab.model.inference import normalize, tta_logits
 from cnnlab.run.files import DEFAULT_KEEP_ASPECT, run_keep_aspect
 from cnnlab.run.folder import Run
-from cnnlab.training.config import config_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MNIST_BOX = 20 / 28  # MNIST fitted each digit into 20x20 of its 28x28 image
@@ -276,11 +275,8 @@ def select_engine(
 
 
 def run_tta(run: Run) -> bool:
-    """Whether the run's config.toml says tta = true (then `cnnlab eval` scores it with the mirror)."""
-    try:
-        return config_of(run).tta
-    except CnnlabError:  # a run folder without a readable config.toml: no tta, as before
-        return False
+    """Whether the run is scored with mirror tta (its record says so; `cnnlab eval` does too)."""
+    return run.pixels.tta
 
 
 class Predictor:

@@ -270,10 +270,8 @@ def _resolve(
         if classes is None or norm is None or data is None:
             raise ConfigError("embedding a bare model needs data, classes and norm=(mean, std)")
         return run_or_model, classes, norm, data, False
-    from cnnlab.training.config import config_of
-
     run = run_or_model
     data = data if data is not None else LabelledImages.of_run(run)
     # predictions as `cnnlab eval` makes them: with the mirror for a run trained with tta
-    tta = config_of(run).tta
+    tta = run.record.pixels.tta
     return run.load_model(), classes or run.classes, norm or (run.mean, run.std), data, tta

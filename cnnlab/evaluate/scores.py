@@ -13,13 +13,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.dataset import pick_paths, validation_indices
+from cnnlab.data.dataset import majority
+from cnnlab.data.source import SPLITS, load_source, split_source
 from cnnlab.errors import DataError
-from cnnlab.evaluate import SPLITS
 from cnnlab.model.inference import logits_in_batches
 from cnnlab.run.folder import Run
-from cnnlab.training.config import config_of
-from cnnlab.training.guard import majority
 
 
 @dataclass
@@ -213,13 +211,14 @@ def split_images(
 def split_with_files(
     run: Run, data: str | None = None, split: str = "test"
 ) -> tuple[torch.Tensor, torch.Tensor, str, list[str] | None]:
-    """`split_images` plus the file of each image (image folders; None for built-in data sets)."""
-    from cnnlab.training.setup import dataset_from_config, training_and_validation
+    """`split_images` plus the file of each image (image folders; None for built-in data sets).
 
+    The data comes from the run record: its data set (or `data` loaded with the same options),
+    split by the run's own rule."""
+    source = run.record.source.with_name(data)
     if split not in SPLITS:
         raise DataError(f"split '{split}' is not one of {', '.join(SPLITS)}")
-    config = config_of(run)
-    dataset = dataset_from_config(config, data)
+    dataset = load_source(source)
     if dataset.image_shape != run.input_shape:
         raise DataError(
             f"{dataset.name} has {'x'.join(map(str, dataset.image_shape))} images, but the model of "
@@ -230,19 +229,11 @@ def split_with_files(
             f"{dataset.name}'s classes ({', '.join(dataset.classes)}) are not the ones {run.path} was "
             f"trained on ({', '.join(run.classes)})"
         )
-    if split == "test":
-        return dataset.test_images, dataset.test_labels, dataset.name, dataset.test_paths
-    train, val = training_and_validation(dataset, config)
-    if split == "val" and val is None:
-        raise DataError(
-            f"{run.path} was trained without a validation split (val_split=0): use --split test"
-        )
-    paths = dataset.train_paths
-    if paths is not None and val is not None:  # the same split as training_and_validation's
-        train_idx, val_idx = validation_indices(dataset.train_labels, config.val_split, config.seed)
-        paths = pick_paths(paths, val_idx if split == "val" else train_idx)
-    pair = val if split == "val" else train
-    return pair[0], pair[1], dataset.name, paths
+    try:
+        images, labels, paths = split_source(dataset, source, split)
+    except DataError as error:
+        raise DataError(f"{run.path}: {error}") from None
+    return images, labels, dataset.name, paths
 
 
 def evaluate_run(
@@ -252,6 +243,6 @@ def evaluate_run(
     images, labels, name, files = split_with_files(run, data, split)
     model = run.load_model(device)
     # Scored as training scored it: a run trained with tta=true is evaluated with the mirror too.
-    tta = config_of(run).tta
+    tta = run.record.pixels.tta
     logits = logits_in_batches(model, images, run.mean, run.std, device=device, tta=tta)
     return Evaluation(run.classes, labels, logits, name, split, files), images

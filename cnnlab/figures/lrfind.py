@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from matplotlib.figure import Figure
 
 from cnnlab.figures.canvas import new_figure
 
-if TYPE_CHECKING:
-    from cnnlab.training.lrfind import RangeTest
+
+class RangeCurve(Protocol):
+    """What the figure draws of a learning-rate range test (training/lrfind.py's RangeTest)."""
+
+    lrs: list[float]
+    losses: list[float]  # smoothed, one per lr
+    minimum: float
+    steepest: float
+
+    @property
+    def suggestion(self) -> float: ...
+
+    @property
+    def rule(self) -> str: ...
 
 
-def lrfind_figure(test: RangeTest, title: str = "") -> Figure:
+def lrfind_figure(test: RangeCurve, title: str = "") -> Figure:
     """Loss (smoothed) against learning rate; the suggestion, the minimum and the steepest marked."""
-    from cnnlab.training.lrfind import RULE
-
     figure = new_figure(7, 4.5)
     ax = figure.add_subplot(1, 1, 1)
     ax.plot(test.lrs, test.losses, color="tab:blue", label="smoothed training loss")
     ax.set_xscale("log")
     marks = (
-        (test.suggestion, "tab:red", "-", f"suggestion {test.suggestion:.2g} ({RULE})"),
+        (test.suggestion, "tab:red", "-", f"suggestion {test.suggestion:.2g} ({test.rule})"),
         (test.minimum / 10, "tab:gray", ":", f"cautious {test.minimum / 10:.2g} (minimum/10)"),
         (test.steepest, "tab:green", "--", f"steepest descent at {test.steepest:.2g}"),
     )

@@ -1,7 +1,9 @@
 """The run folder's layout: every file name in it, and the schema of model.json.
 
 A run folder holds:
-  config.toml         the training settings (TrainConfig.to_toml), written first
+  config.toml         the training settings as planned (every value the run uses), written first
+  record.json         the run record (run/record.py): how pixels become the model's input and
+                      where the data came from; what every stage after training reads
   train.log           every line training printed, appended as it goes
   metrics.csv         one row per epoch (METRIC_COLUMNS)
   resume.safetensors  the full training state in one file (weights, optimizer tensors, RNG
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from cnnlab.run.folder import Run
 
 CONFIG_FILE = "config.toml"
+RECORD_FILE = "record.json"
 LOG_FILE = "train.log"
 METRICS_FILE = "metrics.csv"
 RESUME_FILE = "resume.safetensors"
@@ -81,7 +84,7 @@ def model_meta(
     keep_aspect: str | None = None,
 ) -> dict[str, Any]:
     """What model.json holds; keep_aspect: how images were fitted to the input (stretch, pad or
-    crop; None leaves the key out, and readers take config.toml's, see `keep_aspect_of`)."""
+    crop; None leaves the key out, and readers take config.toml's, see run/record.py)."""
     meta = {
         "format": RUN_FORMAT,
         "spec": model.spec.text(),
@@ -130,25 +133,10 @@ def check_meta(meta: dict[str, Any], source: Path) -> None:
         raise _damaged(source, f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}")
 
 
-def keep_aspect_of(meta: dict[str, Any], config: dict[str, Any]) -> str:
-    """How a run fitted images to its input: model.json's keep_aspect, else its config.toml's
-    (runs whose model.json predates the key), else stretch (runs before keep_aspect existed)."""
-    if "keep_aspect" in meta:
-        return meta["keep_aspect"]
-    value = config.get("train", config).get("keep_aspect", DEFAULT_KEEP_ASPECT)
-    return value if value in KEEP_ASPECT else DEFAULT_KEEP_ASPECT
-
-
 def run_keep_aspect(run: Run) -> str:
-    """`keep_aspect_of` a run folder: model.json, else config.toml, else stretch. Everything that
+    """How a run fits images to its input (stretch, pad or crop): its record's. Everything that
     fits an image file to a run's input (predict, serve, feature maps, export) asks here."""
-    if "keep_aspect" in run.meta:
-        return keep_aspect_of(run.meta, {})
-    try:
-        config = run.config_values()
-    except CnnlabError:  # a run folder without a readable config.toml: the old behaviour
-        config = {}
-    return keep_aspect_of(run.meta, config)
+    return run.pixels.keep_aspect
 
 
 def _damaged(source: Path, what: str) -> CheckpointError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,16 @@ from cnnlab.run.files import (
     METRICS_FILE,
     MODEL_FILE,
     MODEL_META,
+    RECORD_FILE,
     check_meta,
+)
+from cnnlab.run.record import (
+    Pixels,
+    RunRecord,
+    check_agrees,
+    legacy_pixels,
+    legacy_record,
+    record_from_json,
 )
 from cnnlab.spec.language import ModelSpec, parse_spec
 
@@ -47,7 +57,32 @@ class Run:
         folder = resolve_run(path)
         meta = read_json(folder / MODEL_META)
         check_meta(meta, folder / MODEL_META)
-        return cls(folder, meta)
+        run = cls(folder, meta)
+        if (folder / RECORD_FILE).exists():  # validated now; a run without it is read lazily
+            run.record  # noqa: B018 (a property read for its check)
+        return run
+
+    @cached_property
+    def record(self) -> RunRecord:
+        """The run record (run/record.py): pixels, data source, split sizes. Runs before
+        record.json: read from model.json and config.toml (CheckpointError without it)."""
+        path = self.path / RECORD_FILE
+        if path.exists():
+            record = record_from_json(read_json(path), path)
+            check_agrees(record, self.meta, path)
+            return record
+        return legacy_record(self.meta, self.config_values(), self.path / CONFIG_FILE)
+
+    @property
+    def pixels(self) -> Pixels:
+        """How an image becomes the model's input (`record.pixels`); an old run whose config.toml
+        is gone still predicts: model.json's shape, normalisation and keep_aspect, without tta."""
+        try:
+            return self.record.pixels
+        except CnnlabError:
+            if (self.path / RECORD_FILE).exists():
+                raise
+            return legacy_pixels(self.meta, {}, self.path / MODEL_META)
 
     @property
     def name(self) -> str:
@@ -98,8 +133,8 @@ class Run:
         return model.to(device).eval()
 
     def config_values(self) -> dict[str, Any]:
-        """The training settings of this run as config.toml holds them (training.config.config_of
-        turns them into a TrainConfig)."""
+        """The training settings of this run as config.toml holds them, for reading: stages after
+        training take what they need from `record`; training.config.config_of makes a TrainConfig."""
         path = self.path / CONFIG_FILE
         if not path.exists():
             raise CheckpointError(f"{path} is missing; the run folder is incomplete")

@@ -33,11 +33,13 @@ from cnnlab.run.files import (
     METRICS_FILE,
     MODEL_FILE,
     MODEL_META,
+    RECORD_FILE,
     RESUME_FILE,
 )
 
 if TYPE_CHECKING:
     from cnnlab.model.cnn import CnnModel
+    from cnnlab.run.record import RunRecord
 
 
 # --- claiming the folder -------------------------------------------------------------
@@ -184,6 +186,12 @@ def write_config(folder: Path, toml_text: str) -> None:
     """config.toml: the settings the run trains with."""
     with _writing(folder, folder / CONFIG_FILE):
         atomic_write_text(folder / CONFIG_FILE, toml_text)
+
+
+def write_record(folder: Path, record: RunRecord) -> None:
+    """record.json: the run record, what every stage after training reads."""
+    with _writing(folder, folder / RECORD_FILE):
+        atomic_write_json(folder / RECORD_FILE, record.to_json())
 
 
 def append_log(folder: Path, line: str) -> None:

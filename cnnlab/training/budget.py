@@ -3,7 +3,7 @@
 A budget is seconds ("60", "90s") or a multiple of E ("1.25E"), E being the wall seconds of one
 epoch of seed 000's tutorial recipe (the `tutorial` preset, Adam 1e-3, batch 128, fp32, fed by a
 DataLoader: 60,000 images) on this machine, the unit of issue 15's goals. Before training
-(recipe.choose_recipe), on throwaway copies, as lrfind.py's range test trains one:
+(plan.plan, its last decision), on throwaway copies, as lrfind.py's range test trains one:
 
 - the run's own recipe: WARMUP_STEPS steps (oneDNN builds its kernels), then MEASURED_STEPS
   timed ones; their mean without the slowest (`_typical_seconds`), x STEP_SAFETY, is what the
@@ -19,9 +19,13 @@ e_seconds: `--resume` replays the plan and measures nothing.
 
 Ten timed steps foretell the loop's step to about +-5%, so the run re-plans once, when its
 warm-up ends (`Replanner`): the loop's own steps so far give the step's time, and the steps
-left are fitted to the seconds left (`replan_steps`). The warm-up's steps are fixed and the
-one-cycle's decay starts at the peak whatever its length, so the learning rate runs on
-without a jump; config.toml is written again with the new total_steps.
+left are fitted to the seconds left (`replan_steps`); the loop makes the new Plan
+(plan.revised). The warm-up's steps are fixed and the one-cycle's decay starts at the peak
+whatever its length, so the learning rate runs on without a jump; config.toml is written
+again with the new total_steps.
+
+What the budget counts from travels as a `BudgetClock` (the CLI: the process's start;
+cnnlab.train(): the call), passed to planning and to the loop; no module state.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from cnnlab.data.augment import augment_batch
+from cnnlab.data.augment import AugmentPolicy, augment_batch
 from cnnlab.errors import ConfigError
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.inference import logits_in_batches, normalize
-from cnnlab.training.config import MAX_COUNT, TrainConfig, parse_budget, steps_per_epoch
+from cnnlab.training.config import MAX_COUNT, TrainConfig, parse_budget
 from cnnlab.training.init import first_conv
+from cnnlab.training.plan import steps_per_epoch
 from cnnlab.training.schedule import set_lr
 from cnnlab.training.setup import (
     Learner,
@@ -87,30 +92,32 @@ MARGIN_SECONDS = 0.4
 EXIT_SHARE = 0.15
 
 _imported_at = time.time()  # the fallback for process_seconds where /proc is missing
-# What the budget counts from: None = the process's start (`cnnlab train`: start-up, imports and
-# data loading count); a time = when cnnlab.train() was called (a notebook's hours do not).
-_clock_from: float | None = None
-_whole_process = False  # set by the CLI: count from the process's start
-_plan: Plan | None = None  # the plan this process made (None: none, or a resume that replays one)
 
 
-def count_whole_process() -> None:
-    """`cnnlab train`: the budget is the whole process's wall time, start-up included."""
-    global _whole_process
-    _whole_process = True
+@dataclass(frozen=True)
+class BudgetClock:
+    """What a budget counts from: the process's start (`cnnlab train`: start-up, imports and
+    data loading count), or the moment cnnlab.train() was called (a notebook's hours do not)."""
 
+    since: float | None = None  # time.time() of the call; None = the process's start
 
-def start_clock() -> None:
-    """cnnlab.train() was called: a budget counts from now, or, for the `cnnlab train` that just
-    asked (count_whole_process), from the process's start; nothing is planned yet."""
-    global _clock_from, _whole_process, _plan
-    _clock_from = None if _whole_process else time.time()
-    _whole_process, _plan = False, None  # one call's settings: a later call starts afresh
+    @classmethod
+    def whole_process(cls) -> BudgetClock:
+        """`cnnlab train`: the budget is the whole process's wall time, start-up included."""
+        return cls(None)
 
+    @classmethod
+    def from_now(cls) -> BudgetClock:
+        """cnnlab.train(): the budget counts from this call."""
+        return cls(time.time())
 
-def spent_seconds() -> float:
-    """Wall seconds the budget has used so far (see _clock_from)."""
-    return process_seconds() if _clock_from is None else time.time() - _clock_from
+    def spent(self) -> float:
+        """Wall seconds the budget has used so far."""
+        return process_seconds() if self.since is None else time.time() - self.since
+
+    def what_ran(self) -> str:
+        """What the seconds count: 'the process has' or 'training has'."""
+        return "the process has" if self.since is None else "training has"
 
 
 def process_seconds() -> float:
@@ -137,7 +144,7 @@ class Measured:
 
 
 @dataclass(frozen=True)
-class Plan:
+class BudgetPlan:
     """A budget turned into optimizer steps."""
 
     text: str  # as given, e.g. "1.25E"
@@ -212,7 +219,7 @@ def minimum_seconds(measured: Measured) -> float:
     )
 
 
-def check_enough(plan: Plan) -> None:
+def check_enough(plan: BudgetPlan) -> None:
     """A ConfigError naming the least budget when the plan has under MIN_STEPS steps."""
     if plan.total_steps >= MIN_STEPS:
         return
@@ -227,7 +234,7 @@ def check_enough(plan: Plan) -> None:
     )
 
 
-def replan_steps(plan: Plan, done: int, step: float, spent: float) -> int:
+def replan_steps(plan: BudgetPlan, done: int, step: float, spent: float) -> int:
     """The run's total steps re-planned after `done` of them (done >= 1): as many more steps of
     `step` seconds as fit in what is left of the budget after `spent` seconds, each epoch still
     to end costing its checkpoint; at least one more (a run over its time ends at once)."""
@@ -239,50 +246,51 @@ def replan_steps(plan: Plan, done: int, step: float, spent: float) -> int:
 class Replanner:
     """Re-plans a budget run once, after its warm-up's `at` steps, from the loop's own steps."""
 
-    def __init__(self, plan: Plan, at: int) -> None:
-        self.plan, self.at = plan, at
+    def __init__(self, plan: BudgetPlan, at: int, clock: BudgetClock) -> None:
+        self.plan, self.at, self.clock = plan, at, clock
         self._timed_from: float | None = None  # perf_counter after REPLAN_UNTIMED steps
 
-    def step_done(self, config: TrainConfig, done: int) -> tuple[TrainConfig, str] | None:
-        """After the run's `done`-th step: None, or at the re-plan the config with its new
-        total_steps and epochs and the line that says so."""
+    def step_done(self, done: int, total_steps: int) -> tuple[int, str] | None:
+        """After the run's `done`-th step of `total_steps`: None, or at the re-plan the new
+        total_steps and the line that says so."""
         if done == REPLAN_UNTIMED:
             self._timed_from = time.perf_counter()
         if done != self.at or self._timed_from is None:
             return None
         step = (time.perf_counter() - self._timed_from) / (done - REPLAN_UNTIMED) * REPLAN_SAFETY
-        new = dataclasses.replace(
-            self.plan, total_steps=replan_steps(self.plan, done, step, spent_seconds())
-        )
+        new = replan_steps(self.plan, done, step, self.clock.spent())
         line = (
             f"budget: re-planned after {done} steps at {step * 1000:.1f} ms a step (planned "
-            f"{self.plan.measured.step * 1000:.1f}): {new.total_steps:,} steps (was "
-            f"{config.total_steps:,}) = {new.total_steps / new.steps_per_epoch:.1f} epochs"
+            f"{self.plan.measured.step * 1000:.1f}): {new:,} steps (was "
+            f"{total_steps:,}) = {new / self.plan.steps_per_epoch:.1f} epochs"
         )
-        return dataclasses.replace(config, total_steps=new.total_steps, epochs=new.epochs), line
+        return new, line
 
 
-def replanner(config: TrainConfig, steps_per_epoch: int) -> Replanner | None:
+def replanner(
+    plan: BudgetPlan | None, warmup_steps: int, total_steps: int, clock: BudgetClock
+) -> Replanner | None:
     """The re-planner of a budget run this process planned, whose warm-up is long enough to time
     and ends before the run does; None otherwise (no budget, a resume, a short warm-up)."""
-    if _plan is None or not config.budget or not config.total_steps:
+    if plan is None or warmup_steps < REPLAN_MIN_STEPS or warmup_steps >= total_steps:
         return None
-    at = config.resolved_warmup_steps(steps_per_epoch)
-    if at < REPLAN_MIN_STEPS or at >= config.total_steps:
-        return None
-    return Replanner(_plan, at)
+    return Replanner(plan, warmup_steps, clock)
 
 
 def plan_budget(
-    config: TrainConfig, data: TrainingData, device: torch.device, ranks: int = 1
-) -> tuple[TrainConfig, str]:
-    """`config` with epochs and total_steps planned for its budget (measured here), and the line
-    that says so; a ConfigError when the budget is too short."""
-    global _plan
+    config: TrainConfig,
+    data: TrainingData,
+    policy: AugmentPolicy,
+    device: torch.device,
+    clock: BudgetClock,
+    ranks: int = 1,
+) -> BudgetPlan:
+    """The steps that end `config`'s budget in time, measured here (its `line()` says so); a
+    ConfigError when the budget is too short."""
     steps = steps_per_epoch(len(data.train[0]), config.batch_size, ranks)
     unit = parse_budget(config.budget)
     in_e = unit is not None and unit[1] == "E"
-    learner, run_step = _run_step(config, data, device)
+    learner, run_step = _run_step(config, data, policy, device)
     # Alternating, the two recipes see the same load: their ratio holds on a busy machine.
     timed = _typical_seconds([run_step, _tutorial_step(device)] if in_e else [run_step])
     # The plan allows STEP_SAFETY x the timed step: 10 steps right after start-up foretell the
@@ -292,19 +300,11 @@ def plan_budget(
     e = round(timed[1] * E_IMAGES / E_BATCH, 2) if in_e else 0.0
     finish = time_test(learner.model, config, data, device)
     epoch_end = EPOCH_END_SECONDS + finish_share(data) * finish
-    measured = Measured(step, spent_seconds(), finish + WRITE_SECONDS, epoch_end, e)
+    measured = Measured(step, clock.spent(), finish + WRITE_SECONDS, epoch_end, e)
     seconds = round(budget_seconds(config.budget, e), 2)
-    plan = Plan(config.budget, seconds, plan_steps(seconds, measured, steps), steps, measured)
+    plan = BudgetPlan(config.budget, seconds, plan_steps(seconds, measured, steps), steps, measured)
     check_enough(plan)
-    _plan = plan
-    planned = dataclasses.replace(
-        config,
-        epochs=plan.epochs,
-        total_steps=plan.total_steps,
-        budget_seconds=seconds,
-        e_seconds=e,
-    )
-    return planned, plan.line()
+    return plan
 
 
 def finish_share(data: TrainingData) -> float:
@@ -332,7 +332,7 @@ def _typical_seconds(
 
 
 def _run_step(
-    config: TrainConfig, data: TrainingData, device: torch.device
+    config: TrainConfig, data: TrainingData, policy: AugmentPolicy, device: torch.device
 ) -> tuple[Learner, Callable[[], None]]:
     """A throwaway copy of the run's model and one optimizer step of it, as loop._step takes
     one (the run's own model is built later, from the seed).
@@ -344,7 +344,7 @@ def _run_step(
     if config.whiten == "frozen":  # no gradient for it: the optimizer skips it, as in the run
         first_conv(learner.model).requires_grad_(False)
     learner.augment_generator.manual_seed(config.seed)
-    set_lr(learner.optimizer, 0.1 * config.resolved_lr())  # the one-cycle's first lr
+    set_lr(learner.optimizer, 0.1 * config.lr)  # the one-cycle's first lr
     amp_dtype = autocast_dtype(device, config.precision)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     images, labels = data.train
@@ -356,7 +356,7 @@ def _run_step(
         first = position[0] % max(1, len(labels) - batch_size + 1)
         batch = order[first : first + batch_size].to(images.device)
         position[0] += batch_size
-        x = augment_batch(images[batch], data.policy, learner.augment_generator)
+        x = augment_batch(images[batch], policy, learner.augment_generator)
         x = normalize(x, data.mean, data.std).contiguous(memory_format=layout)
         with autocast(device, amp_dtype):
             loss = F.cross_entropy(
@@ -421,12 +421,11 @@ def _tutorial_step(device: torch.device) -> Callable[[], None]:
     return step
 
 
-def wall_line(config: TrainConfig) -> str | None:
-    """After the test: how the process's wall time compares with the budget (None without a
-    budget, or on a resume, whose process is not the one the budget was planned for)."""
-    if not config.budget or not config.budget_seconds or _plan is None:
+def wall_line(plan: BudgetPlan | None, clock: BudgetClock) -> str | None:
+    """After the test: how the wall time compares with the budget this process planned (None
+    without one, or on a resume, whose process is not the one the budget was planned for)."""
+    if plan is None:
         return None
-    wall, budget = spent_seconds(), config.budget_seconds
+    wall, budget = clock.spent(), plan.seconds
     verdict = f"{budget - wall:.1f} s to spare" if wall <= budget else f"{wall - budget:.1f} s over"
-    where = "the process has" if _clock_from is None else "training has"
-    return f"budget {config.budget} = {budget:.1f} s: {where} run {wall:.1f} s, {verdict}"
+    return f"budget {plan.text} = {budget:.1f} s: {clock.what_ran()} run {wall:.1f} s, {verdict}"

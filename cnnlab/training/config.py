@@ -3,6 +3,10 @@
 Precedence (later wins): the defaults below, the recipe of the chosen model preset
 (`Preset.recipe` in models.py, e.g. `best`), `--config FILE.toml`, command-line flags,
 `key=value` overrides. Unknown keys are errors that suggest the near name.
+
+This is what the user asks for; 0, -1 and "auto" here mean "decide for me". plan.py decides:
+`plan(config, data)` turns the asked settings into every value the run uses, and config.toml
+records those.
 """
 
 from __future__ import annotations
@@ -10,13 +14,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import json
 import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnlab.data.source import KEEP_ASPECTS, parse_image_size
 from cnnlab.errors import ConfigError
 from cnnlab.fileio import NotToml, read_toml
 from cnnlab.text import clipped
@@ -39,8 +43,8 @@ LR_AUTO = -1.0  # lr = "auto": found by the learning-rate range test before trai
 # (full `shapes`, Fashion-MNIST) is unchanged.
 REFERENCE_BATCH = 128
 DEFAULT_LRS = {"sgd": 0.1, "adam": 1e-3, "adamw": 2e-3}
-# The last partial batch of an epoch is dropped only while it is at most this share of the data.
-MAX_DROPPED_SHARE = 0.02
+# Each optimizer's weight decay when none is given (plan.py: sgd's is higher on small data).
+DEFAULT_WEIGHT_DECAYS = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05}
 
 
 @dataclass
@@ -84,7 +88,7 @@ class TrainConfig:
     # a range test first); a run's config.toml records the number used
     lr: float = 0.0
     momentum: float = 0.9  # sgd (Nesterov)
-    weight_decay: float = -1.0  # -1 = the optimizer's default below
+    weight_decay: float = -1.0  # -1 = the optimizer's default (DEFAULT_WEIGHT_DECAYS; plan.py)
     schedule: str = "onecycle"
     warmup_epochs: float = -1.0  # -1 = the schedule's default (onecycle: a fifth of the run)
     # warm-up in optimizer steps; wins over warmup_epochs (-1 = from warmup_epochs or the schedule)
@@ -128,63 +132,14 @@ class TrainConfig:
     stop_after: int = 0  # pause after this epoch with a resumable checkpoint (0 = run to the end)
     quiet: bool = False
 
-    def resolved_lr(self) -> float:
-        """The peak learning rate: the given one, or the optimizer's default scaled to the batch."""
-        assert self.lr != LR_AUTO, "lr = auto is resolved by the range test before training"
-        if self.lr > 0:
-            return self.lr
-        return scaled_lr(DEFAULT_LRS[self.optimizer], self.batch_size)
-
-    def resolved_weight_decay(self) -> float:
-        """The weight decay: the given one, or the optimizer's default."""
-        if self.weight_decay >= 0:
-            return self.weight_decay
-        return {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05}[self.optimizer]
-
-    def resolved_warmup_steps(self, steps_per_epoch: int) -> int:
-        """Warm-up length in optimizer steps: warmup_steps, warmup_epochs, or the schedule's default."""
-        if self.warmup_steps >= 0:
-            return self.warmup_steps
-        epochs = self.warmup_epochs
-        if epochs < 0 and self.total_steps and self.schedule == "onecycle":
-            return round(self.planned_steps(steps_per_epoch) / 5)
-        if epochs < 0:
-            epochs = self.epochs / 5 if self.schedule == "onecycle" else 0.0
-        return round(epochs * steps_per_epoch)
-
-    def planned_steps(self, steps_per_epoch: int) -> int:
-        """Optimizer steps of the whole run: total_steps, or epochs x steps per epoch."""
-        every = self.epochs * steps_per_epoch
-        return min(self.total_steps, every) if self.total_steps else every
-
-    def resolved(self, steps_per_epoch: int) -> TrainConfig:
-        """This config with the values a run actually uses in place of 0 / -1 ("the default")."""
-        warmup = self.resolved_warmup_steps(steps_per_epoch)
-        return dataclasses.replace(
-            self,
-            lr=self.resolved_lr(),
-            weight_decay=self.resolved_weight_decay(),
-            warmup_steps=warmup,
-            warmup_epochs=round(warmup / max(1, steps_per_epoch), 4),  # for reading; steps win
-        )
-
     def to_toml(self) -> str:
-        """Every key and value, as TOML that `load_config` reads back."""
-        lines = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif f.name == "lr" and value == LR_AUTO:
-                text = '"auto"'
-            elif isinstance(value, str):
-                # TOML's basic-string escapes are JSON's, plus DEL: a path holding ESC or a
-                # newline stays valid TOML (hand-escaping only \\ and " did not)
-                text = json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-            else:
-                text = repr(value)
-            lines.append(f"{f.name} = {text}")
-        return "\n".join(lines) + "\n"
+        """Every key and value, as TOML that `load_config` reads back (lr = auto as "auto")."""
+        import tomli_w  # here: only a run being written needs it
+
+        values = dataclasses.asdict(self)
+        if self.lr == LR_AUTO:
+            values["lr"] = "auto"
+        return tomli_w.dumps(values)
 
 
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
@@ -193,14 +148,6 @@ FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainCon
 def scaled_lr(lr: float, batch_size: int) -> float:
     """A learning rate tuned at REFERENCE_BATCH moved to `batch_size` (square-root scaling)."""
     return lr * math.sqrt(batch_size / REFERENCE_BATCH)
-
-
-def steps_per_epoch(images: int, batch_size: int, ranks: int = 1) -> int:
-    """Optimizer steps in an epoch: the last partial batch counts when dropping it would waste
-    more than MAX_DROPPED_SHARE of the images (and it holds an image for every rank, 2 at least)."""
-    full, rest = divmod(images, batch_size)
-    keep = rest > MAX_DROPPED_SHARE * images and rest >= max(2, ranks)
-    return full + 1 if keep else full
 
 
 MAX_FILE_BYTES = 1 << 20  # a training config is a few lines; refuse anything near a MiB
@@ -331,92 +278,6 @@ def resolve_config(*settings: dict[str, Any]) -> TrainConfig:
     return apply(base, merged)
 
 
-# A run needs enough optimizer steps to learn: 300 images at batch 128 give 2 steps an epoch,
-# 16 in 8 epochs, and the model stays at chance (measured: 10% on 500 shapes; 15% on 2,000).
-# 1,000 steps, not 500: 500 `shapes` (gap model) 89.3 -> 91.2/91.6% (seeds 0/1), the
-# reference's step count (docs/performance.md, "Small-data recipe"). Large data sets have more.
-MIN_STEPS_PER_EPOCH = 10
-MIN_STEPS = 1000
-MIN_BATCH = 16
-MAX_FITTED_EPOCHS = 300
-# Under this many training images sgd's default weight decay is SMALL_DATA_WEIGHT_DECAY, not 5e-4:
-# 1,000 steps over a few hundred images overfit. Measured (docs/performance.md, "Small-data
-# recipe"): colour-300 54.5 -> 56.0 / 48.5 -> 54.25% (seeds 0/1), 500 `shapes` 91.95 -> 92.83%.
-# The same bound as the default model's gap variant (model/presets.py GAP_BELOW_IMAGES).
-SMALL_DATA = 5000
-SMALL_DATA_WEIGHT_DECAY = 5e-3
-# Under SMALL_DATA images, a run whose augmentation mirrors its images (flip_ok data) is scored
-# and answered with mirror TTA: tta = true in config.toml, honoured by eval, predict, load, serve
-# and exports alike. Measured 2026-11-30 on bench/robustness.py's cells, the same weights without
-# -> with (seeds 0 / 1): colour-300-imbalanced 56.00 -> 57.75 / 54.25 -> 54.50%, fashion-mnist-1000
-# 84.33 -> 84.93%, shapes-500 92.83 -> 94.30% (seed 0). Multi-crop TTA (mirror + 1-px shifts,
-# inference.TTA_MODES) was not taken: colour-300 57.75 / 53.50%, default Fashion-MNIST (4 epochs,
-# trained without shifts) 92.71 -> 92.10%.
-SMALL_DATA_TTA = True
-# Under SMALL_DATA images of colour data the default augmentation ("standard": shifts, and
-# mirrors where flip_ok) gains colour jitter (brightness, contrast and saturation x 1 +- 0.2;
-# hue kept): a few hundred photos do not show the lighting and colour variation a test set has.
-# Measured 2026-11-30 on bench/robustness.py's colour-300-imbalanced (--threads 1, seeds 0/1/2,
-# docs/performance.md, "Small-data recipe"): 56.00/52.00/51.50 -> 61.50/57.50/60.00%. Grey data
-# and a given augmentation are untouched.
-SMALL_COLOUR_AUGMENT = "standard,jitter=0.2"
-
-
-def _small_data_defaults(config: TrainConfig, images: int, colour: bool) -> TrainConfig:
-    """Under SMALL_DATA images: sgd's default weight decay raised, colour jitter on colour data."""
-    if images >= SMALL_DATA:
-        return config
-    if config.optimizer == "sgd" and config.weight_decay < 0:
-        config = dataclasses.replace(config, weight_decay=SMALL_DATA_WEIGHT_DECAY)
-    if colour and config.augment == "standard":
-        config = dataclasses.replace(config, augment=SMALL_COLOUR_AUGMENT)
-    return config
-
-
-def fit_to_data(
-    config: TrainConfig,
-    images: int,
-    mirrors: bool = False,
-    flip_ok: bool = False,
-    colour: bool = False,
-) -> tuple[TrainConfig, str | None]:
-    """The config sized to `images` training images, and a note saying what changed (or None).
-
-    Halves the batch while an epoch has fewer than MIN_STEPS_PER_EPOCH steps (down to
-    MIN_BATCH), then raises the epochs until the run has MIN_STEPS steps; under SMALL_DATA
-    images sgd's default weight decay becomes SMALL_DATA_WEIGHT_DECAY, `colour` data's
-    "standard" augmentation becomes SMALL_COLOUR_AUGMENT, and a run whose augmentation
-    `mirrors` its images (flip_ok data) is scored with mirror TTA (SMALL_DATA_TTA); raised
-    epochs bring `augment_when_stretched` in place of `augment` (whether it mirrors follows
-    `flip_ok`). Large data sets already have their steps: their
-    runs are unchanged.
-    """
-    if not config.fit_to_data:
-        return config, None
-    config = _small_data_defaults(config, images, colour)
-    batch = config.batch_size
-    while batch // 2 >= MIN_BATCH and steps_per_epoch(images, batch) < MIN_STEPS_PER_EPOCH:
-        batch //= 2
-    steps = max(1, steps_per_epoch(images, batch))
-    epochs = min(MAX_FITTED_EPOCHS, max(config.epochs, math.ceil(MIN_STEPS / steps)))
-    if epochs > config.epochs and config.augment_when_stretched:
-        from cnnlab.data.augment import parse_policy  # torch: not at start-up (cli/__init__)
-
-        config = dataclasses.replace(config, augment=config.augment_when_stretched)
-        mirrors = parse_policy(config.augment, flip_ok=flip_ok).flip
-    if images < SMALL_DATA and mirrors and SMALL_DATA_TTA:
-        config = dataclasses.replace(config, tta=True)
-    if (batch, epochs) == (config.batch_size, config.epochs):
-        return config, None
-    changed = [f"batch {batch} (not {config.batch_size})"] if batch != config.batch_size else []
-    changed += [f"{epochs} epochs (not {config.epochs})"] if epochs != config.epochs else []
-    note = (
-        f"fitted to {images} training images: {', '.join(changed)} = {steps * epochs} "
-        "optimizer steps; give --batch-size or --epochs to choose yourself"
-    )
-    return dataclasses.replace(config, batch_size=batch, epochs=epochs), note
-
-
 def parse_overrides(items: list[str]) -> dict[str, str]:
     """['lr=0.1', 'epochs=3'] -> {'lr': '0.1', 'epochs': '3'}."""
     values = {}
@@ -492,7 +353,6 @@ def usable_cores() -> int:
 MAX_COUNT = 2**31 - 1  # images, steps, threads: torch's int32 limits
 MAX_EPOCHS = 1_000_000
 MAX_SEED = 2**32 - 1  # epoch seeds are seed * 1_000_003 * 31 + rank: must stay below 2**64
-MAX_IMAGE_SIZE = 1024  # as the folder loader allows
 MAX_FORCED_NPROC = 256  # even with force_nproc
 
 # key -> (lowest, highest, what 0 means or ""): the whole-number settings and their ranges.
@@ -531,29 +391,6 @@ def _check_ranges(config: TrainConfig) -> None:
         raise ConfigError(
             f"channels must be 0 (decide from the data), 1 or 3, not {config.channels}"
         )
-
-
-# as data/images.py's KEEP_ASPECT (torch-free here; a test keeps the two equal)
-KEEP_ASPECTS = ("stretch", "pad", "crop")
-
-
-def parse_image_size(text: str) -> int | tuple[int, int] | None:
-    """image_size as loaders take it: "0" -> None (the data set's size), "N" -> N, "HxW" -> (H, W)."""
-    parts = str(text).strip().lower().split("x")
-    if len(parts) > 2 or not all(p.isdigit() and len(p) <= MAX_DIGITS for p in parts):
-        raise ConfigError(
-            f"image_size must be N or HxW (height x width, e.g. 64 or 48x64), each side 1 to "
-            f"{MAX_IMAGE_SIZE}, or 0 for the data set's size; not {_shown(text)}"
-        )
-    sides = [int(p) for p in parts]
-    if sides == [0]:
-        return None
-    if not all(1 <= side <= MAX_IMAGE_SIZE for side in sides):
-        raise ConfigError(
-            f"image_size must be 0 (the data set's size) or 1 to {MAX_IMAGE_SIZE} pixels a side, "
-            f"not {_shown(text)}"
-        )
-    return sides[0] if len(set(sides)) == 1 else (sides[0], sides[1])
 
 
 def _check_image_size(config: TrainConfig) -> None:

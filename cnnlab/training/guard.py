@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cnnlab.data.dataset import majority
 from cnnlab.errors import CnnlabError
 
 EXPLOSION_FACTOR = (
@@ -40,13 +41,6 @@ class LrTooHigh(Exception):  # noqa: N818 - a signal to the loop, not an error a
     def __init__(self, step: int, loss: float, first: float):
         super().__init__(f"loss {loss:.4g} at step {step + 1}, from {first:.4g}")
         self.step, self.loss, self.first = step, loss, first
-
-
-def majority(labels: torch.Tensor, classes: list[str]) -> tuple[str, float]:
-    """(name, share) of the most frequent class among `labels`: what a constant answer scores."""
-    counts = torch.bincount(labels.cpu(), minlength=len(classes))
-    i = int(counts.argmax())
-    return classes[i], counts[i].item() / max(1, len(labels))
 
 
 def advice(lr: float, optimizer: str) -> str:

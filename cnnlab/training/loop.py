@@ -29,21 +29,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.augment import alternating_flip, augment_batch
+from cnnlab.data.dataset import majority
 from cnnlab.errors import ConfigError
 from cnnlab.model.inference import logits_in_batches, loss_and_accuracy, normalize
 from cnnlab.run.files import RESUME_FILE, model_meta
 from cnnlab.run.folder import Run
 from cnnlab.run.writer import append_log, write_config, write_metrics, write_model, write_resume
 from cnnlab.text import counted
-from cnnlab.training import budget, distributed
+from cnnlab.training import distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
-from cnnlab.training.config import (
-    LR_AUTO,
-    TrainConfig,
-    apply,
-    resolve_config,
-    steps_per_epoch,
-)
+from cnnlab.training.budget import BudgetClock, Replanner, replanner, wall_line
+from cnnlab.training.config import LR_AUTO, TrainConfig, apply, resolve_config
 from cnnlab.training.guard import (
     LR_CUT,
     MAX_LR_CUTS,
@@ -53,16 +49,10 @@ from cnnlab.training.guard import (
     accuracy_note,
     advice,
     lowered_lr_line,
-    majority,
 )
+from cnnlab.training.plan import Measure, Plan, plan, recorded, revised
 from cnnlab.training.progress import TrainingReporter
-from cnnlab.training.recipe import choose_recipe
-from cnnlab.training.schedule import (
-    lr_factor,
-    prefetch_optimizer_import,
-    set_lr,
-    steps_in_epoch,
-)
+from cnnlab.training.schedule import lr_factor, prefetch_optimizer_import, set_lr, steps_in_epoch
 from cnnlab.training.setup import (
     Learner,
     TrainingData,
@@ -73,8 +63,8 @@ from cnnlab.training.setup import (
     load_data,
     open_run,
     pick_device,
+    run_record,
     thread_count,
-    with_size_used,
 )
 from cnnlab.training.state import Position, Weights, restore, resume_state
 
@@ -86,10 +76,10 @@ StepCallback = Callable[[nn.Module, int], None]
 
 @dataclass(frozen=True)
 class Job:
-    """What a run trains with: settings, folder, place, data, reporter. Frozen: a lowered lr or
-    a budget's re-plan makes a new Job with the new config."""
+    """What a run trains with: its plan, folder, place, data, reporter and budget clock. Frozen:
+    a lowered lr or a budget's re-plan makes a new Job with the new Plan."""
 
-    config: TrainConfig
+    plan: Plan
     folder: Path
     world: distributed.World
     device: torch.device
@@ -97,6 +87,25 @@ class Job:
     data: TrainingData
     report: TrainingReporter
     guard: DivergenceGuard  # watches the losses (changes as training goes)
+    clock: BudgetClock  # what a --budget counts from
+
+    @property
+    def config(self) -> TrainConfig:
+        """The planned settings (every value the run uses)."""
+        return self.plan.config
+
+
+@dataclass(frozen=True)
+class Training:
+    """Where a run stands: its job, what steps change in place (learner), the position and the
+    best weights so far, and how the fit ended ("" while it goes on). Each stage of the loop
+    takes one and returns the next."""
+
+    job: Job
+    learner: Learner
+    position: Position
+    best: Weights | None = None
+    outcome: str = ""  # completed, early-stop, paused or interrupted, once fit returns
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,10 @@ class Stepper:
 
 @dataclass(frozen=True)
 class EpochSums:
-    """One epoch's training figures on this rank: sums over its images, and its wall time."""
+    """One epoch's training figures on this rank: sums over its images, and its wall time; and
+    the job at its end (re-planned where a budget did)."""
 
+    job: Job
     loss_sum: torch.Tensor  # () float, summed over images
     correct: torch.Tensor  # () long
     seen: int
@@ -128,6 +139,7 @@ def train(
     resume: str | Path | None = None,
     on_epoch_end: EpochCallback | None = None,
     on_step_end: StepCallback | None = None,
+    clock: BudgetClock | None = None,
     **overrides: Any,
 ) -> Run | None:
     """Train a model and return its run folder, opened (None on ranks other than 0); as `cnnlab train`.
@@ -135,9 +147,10 @@ def train(
     `cnnlab.train(model="tutorial", data="shapes", epochs=2)`; `resume` continues a
     run folder. `on_epoch_end(row)` gets each epoch's metrics and the live model
     under "model"; `on_step_end(model, global_step)` runs after every optimizer
-    step (both only in single-process training).
+    step (both only in single-process training). A --budget counts from `clock` (the
+    CLI: the process's start), else from this call.
     """
-    budget.start_clock()  # a --budget counts from here (the CLI: from the process's start)
+    clock = clock or BudgetClock.from_now()
     # Settings as keywords alone: the defaults, the model preset's recipe, then the keywords.
     config = apply(config, overrides) if config is not None else resolve_config(overrides)
     if config.nproc > 1 and config.lr == LR_AUTO and not resume:
@@ -150,7 +163,9 @@ def train(
             config = dataclasses.replace(config, out=str(default_folder(config)))
         distributed.spawn(config.to_toml(), config.nproc, str(resume) if resume else None)
         return Run.open(resume or config.out)
-    return run_training(config, resume=resume, on_epoch_end=on_epoch_end, on_step_end=on_step_end)
+    return run_training(
+        config, resume=resume, on_epoch_end=on_epoch_end, on_step_end=on_step_end, clock=clock
+    )
 
 
 def run_training(
@@ -159,6 +174,7 @@ def run_training(
     resume: str | Path | None = None,
     on_epoch_end: EpochCallback | None = None,
     on_step_end: StepCallback | None = None,
+    clock: BudgetClock | None = None,
 ) -> Run | None:
     """Train in this process (one rank of a distributed run, or the only one); rank 0 returns the run."""
     world = distributed.world_from_env()
@@ -166,19 +182,18 @@ def run_training(
     distributed.init(world, device)
     try:
         with contextlib.ExitStack() as held:  # the run folder's lock, released also on errors
-            job, learner, position, best = _prepare(config, resume, world, device, held)
+            state = _prepare(config, resume, world, device, held, clock or BudgetClock.from_now())
             with _graceful_interrupt() as stop_requested:
-                job, learner, outcome, position, best = _fit_lowering_lr(
-                    job, learner, position, best, stop_requested, on_epoch_end, on_step_end
-                )
-            identical = distributed.same_on_all_ranks(learner.model) if world.distributed else None
+                state = _fit_lowering_lr(state, stop_requested, on_epoch_end, on_step_end)
+            model = state.learner.model
+            identical = distributed.same_on_all_ranks(model) if world.distributed else None
             if world.is_main:
-                _finish(job, learner, position, best, outcome, identical)
+                _finish(state, identical)
         distributed.barrier()  # the others wait until rank 0 has written the run
     finally:
         distributed.shutdown()
     # Only rank 0 writes; on other machines of a multi-node run the folder may not exist.
-    return Run.open(job.folder) if world.is_main else None
+    return Run.open(state.job.folder) if world.is_main else None
 
 
 def _prepare(
@@ -187,110 +202,111 @@ def _prepare(
     world: distributed.World,
     device: torch.device,
     held: contextlib.ExitStack,
-) -> tuple[Job, Learner, Position, Weights | None]:
-    """Folder (its lock released by `held`), data, model, optimizer and, when resuming, the saved
-    state; says what will train."""
+    clock: BudgetClock,
+) -> Training:
+    """Folder (its lock released by `held`), data, plan, model, optimizer and, when resuming, the
+    saved state; says what will train."""
     torch.set_num_threads(thread_count(config, world))
     prefetch_optimizer_import()  # while the data loads
-    data, recipe = None, []
-    if not resume:  # choose the recipe from the data before config.toml records it
-        data = load_data(config, device)
-        config, data, recipe = choose_recipe(config, data, device, world.size)
-        config = with_size_used(config, data)  # config.toml records the size, not "0"
-    opened = open_run(config, resume, world)
+    data = load_data(config, device) if not resume else None
+    planned = plan(config, data, world.size, Measure(device, clock)) if data else None
+    record = run_record(planned.config, data) if planned else None
+    opened = open_run(planned.config if planned else config, resume, world, record)
     if opened.lock is not None:
         held.callback(opened.lock.release)
-    config = opened.config
+    data = data or load_data(opened.config, device)
+    planned = planned or recorded(opened.config, data, world.size)  # a resume reads its plan
     report = TrainingReporter(
         partial(append_log, opened.folder) if world.is_main else None,
-        quiet=config.quiet or not world.is_main,
+        quiet=planned.config.quiet or not world.is_main,
     )
-    data = data or load_data(config, device)
-    learner, spec, notes = build_learner(config, data, device)
-    position, best = Position(), None
+    learner, spec, notes = build_learner(planned.config, data, device)
+    job = _job(planned, opened.folder, world, device, data, report, clock, fresh=not resume)
+    state = Training(job, learner, Position())
     if opened.saved is not None:
         position, best = restore(learner, *opened.saved, str(opened.folder / RESUME_FILE))
-    amp_dtype = autocast_dtype(device, config.precision)
-    job = Job(
-        config,
-        opened.folder,
-        world,
-        device,
-        amp_dtype,
-        data,
-        report,
-        _guard(config, data, world, fresh=not resume),
-    )
-    if not world.is_main:
-        return job, learner, position, best
-    if resume:
-        step = f", step {position.step}" if position.step else ""
-        report.say(f"resuming {job.folder} after epoch {position.epoch}{step}")
-    else:
-        report.say(f"run folder: {job.folder}")
-        report.say(f"model: {spec.text()}")
-        for note in notes:
-            report.say(f"  adapted: {note}")
-        report.say(_data_line(data))
-        _say_class_counts(report, data, config.balance)
-        for line in recipe:
-            report.say(line)
-    return job, learner, position, best
+        state = dataclasses.replace(state, position=position, best=best)
+    if world.is_main:
+        _say_start(state, resume, spec.text(), notes)
+    return state
 
 
-def _guard(config: TrainConfig, data: TrainingData, world: distributed.World, fresh: bool):
-    """The divergence guard of this run; only a fresh run may be started again at a lower lr."""
-    steps = steps_per_epoch(len(data.train[0]), config.batch_size, world.size)
-    return DivergenceGuard(
+def _job(
+    planned: Plan,
+    folder: Path,
+    world: distributed.World,
+    device: torch.device,
+    data: TrainingData,
+    report: TrainingReporter,
+    clock: BudgetClock,
+    fresh: bool,
+) -> Job:
+    """The Job of a planned run; its divergence guard may restart only a `fresh` run (a resumed
+    one has a checkpoint to keep)."""
+    guard = DivergenceGuard(
         classes=len(data.classes),
         majority_share=majority(data.train[1], data.classes)[1],
-        warmup_steps=config.resolved_warmup_steps(steps),
-        steps_per_epoch=steps,
-        lr=config.resolved_lr(),
-        optimizer=config.optimizer,
+        warmup_steps=planned.config.warmup_steps,
+        steps_per_epoch=planned.steps_per_epoch,
+        lr=planned.config.lr,
+        optimizer=planned.config.optimizer,
         cuts_left=MAX_LR_CUTS if fresh else 0,
     )
+    amp_dtype = autocast_dtype(device, planned.config.precision)
+    return Job(planned, folder, world, device, amp_dtype, data, report, guard, clock)
+
+
+def _say_start(state: Training, resume: str | Path | None, model: str, notes: list[str]) -> None:
+    """What will train: the folder, model, data, class counts and the plan's lines."""
+    job, position = state.job, state.position
+    if resume:
+        step = f", step {position.step}" if position.step else ""
+        job.report.say(f"resuming {job.folder} after epoch {position.epoch}{step}")
+        return
+    job.report.say(f"run folder: {job.folder}")
+    job.report.say(f"model: {model}")
+    for note in notes:
+        job.report.say(f"  adapted: {note}")
+    job.report.say(_data_line(job.data))
+    _say_class_counts(job.report, job.data, job.config.balance)
+    for line in job.plan.lines:
+        job.report.say(line)
 
 
 def _fit_lowering_lr(
-    job: Job,
-    learner: Learner,
-    position: Position,
-    best: Weights | None,
+    state: Training,
     stop_requested: threading.Event,
     on_epoch_end: EpochCallback | None,
     on_step_end: StepCallback | None,
-) -> tuple[Job, Learner, str, Position, Weights | None]:
+) -> Training:
     """`fit`, started again from the seed at a tenth of the lr while the loss explodes early."""
     while True:
         try:
-            job, outcome, position, best = fit(
-                job, learner, position, best, stop_requested, on_epoch_end, on_step_end
-            )
-            return job, learner, outcome, position, best
+            return fit(state, stop_requested, on_epoch_end, on_step_end)
         except LrTooHigh as error:
-            job, learner = _lowered(job, error)
+            state = _lowered(state, error)
 
 
-def _lowered(job: Job, error: LrTooHigh) -> tuple[Job, Learner]:
-    """The job at a tenth of its lr, recorded in config.toml (no checkpoint exists yet), and a
-    fresh learner: the run is now exactly one started with that lr."""
+def _lowered(state: Training, error: LrTooHigh) -> Training:
+    """The run at a tenth of its lr (a new Plan, recorded in config.toml: no checkpoint exists
+    yet) with a fresh learner: the run is now exactly one started with that lr."""
+    job = state.job
     job.report.stop_bar()
-    lr = job.config.resolved_lr()
-    config = dataclasses.replace(job.config, lr=float(f"{lr / LR_CUT:.3g}"))
-    job.report.say(lowered_lr_line(error, lr, config.lr), always=True)
-    job = _recorded(job, config)
-    job.guard.restart(config.lr)
-    learner, _, _ = build_learner(config, job.data, job.device)
-    return job, learner
+    lr = job.config.lr
+    lowered = revised(job.plan, job.data, job.world.size, lr=float(f"{lr / LR_CUT:.3g}"))
+    job.report.say(lowered_lr_line(error, lr, lowered.config.lr), always=True)
+    job = _recorded(job, lowered)
+    job.guard.restart(lowered.config.lr)
+    learner, _, _ = build_learner(lowered.config, job.data, job.device)
+    return Training(job, learner, state.position, state.best)
 
 
-def _recorded(job: Job, config: TrainConfig) -> Job:
-    """The job on `config`, written to config.toml (by rank 0): from here the run is one that
-    started with it, for a resume too."""
+def _recorded(job: Job, new: Plan) -> Job:
+    """The job on the `new` plan, its config written to config.toml (by rank 0): from here the
+    run is one that started with it, for a resume too."""
     if job.world.is_main:
-        write_config(job.folder, dataclasses.replace(config, out=str(job.folder)).to_toml())
-    return dataclasses.replace(job, config=config)
+        write_config(job.folder, dataclasses.replace(new.config, out=str(job.folder)).to_toml())
+    return dataclasses.replace(job, plan=new)
 
 
 def _say_class_counts(report: TrainingReporter, data: TrainingData, balance: str) -> None:
@@ -334,78 +350,84 @@ def _graceful_interrupt() -> Iterator[threading.Event]:
 
 
 def fit(
-    job: Job,
-    learner: Learner,
-    position: Position,
-    best: Weights | None,
+    state: Training,
     stop_requested: threading.Event,
     on_epoch_end: EpochCallback | None = None,
     on_step_end: StepCallback | None = None,
-) -> tuple[Job, str, Position, Weights | None]:
-    """Train until the last epoch, an early stop, a pause or Ctrl-C; returns the job (its config
-    re-planned where a budget did), which of those it was, and the state."""
-    stepper = _stepper(job, learner)
-    replan = budget.replanner(job.config, stepper.steps_per_epoch)  # a budget run planned here
-    epoch = position.epoch
-    while epoch < _last_epoch(job.config, stepper.steps_per_epoch):
-        sums, job = _train_epoch(
-            job, learner, stepper, epoch, position, stop_requested, on_step_end, replan
-        )
+) -> Training:
+    """Train until the last epoch, an early stop, a pause or Ctrl-C; returns where the run
+    stands (its job re-planned where a budget did) and which of those ended it."""
+    job = state.job
+    stepper = _stepper(job, state.learner)
+    replan = replanner(job.plan.budget, job.config.warmup_steps, job.plan.total_steps, job.clock)
+    while state.position.epoch < state.job.plan.last_epoch:
+        sums = _train_epoch(state, stepper, stop_requested, on_step_end, replan)
+        state = dataclasses.replace(state, job=sums.job)
         if sums.stopped_at is not None:  # Ctrl-C: the step is done; save it to resume there
-            position = dataclasses.replace(
-                position,
-                step=sums.stopped_at,
-                train_seconds=position.train_seconds + sums.seconds,
-            )
-            job.report.end_epoch(
-                f"interrupted in epoch {epoch + 1} after step {sums.stopped_at}/{stepper.steps_per_epoch}"
-            )
-            _save_resume(job, learner, position, best)
-            return job, "interrupted", position, best
-        distributed.average_buffers(learner.model)
-        row = _epoch_row(job, learner, epoch + 1, sums)
-        position = dataclasses.replace(
-            position,
-            epoch=epoch + 1,
-            step=0,
-            train_seconds=position.train_seconds + sums.seconds,
-            history=[*position.history, row],
-        )
-        position, best, improved = _track_best(job, learner, position, best, row)
-        job.report.end_epoch(_epoch_line(row, _last_epoch(job.config, stepper.steps_per_epoch)))
-        warning = job.guard.after_epoch(position.history)
-        if warning is not None and job.world.is_main:
-            job.report.say(warning, always=True)
-        if job.world.is_main:
-            _save_epoch(job, learner, position, best, improved)
+            return _interrupted(state, sums, stepper)
+        state = _epoch_done(state, sums)
         if on_epoch_end is not None:
-            on_epoch_end({**row, "model": learner.model})
-        stop = _stop_reason(job, position)
+            on_epoch_end({**state.position.history[-1], "model": state.learner.model})
+        stop = _stop_reason(state)
         if stop is not None:
-            return job, stop, position, best
-        epoch += 1
-    return job, "completed", position, best
+            return dataclasses.replace(state, outcome=stop)
+    return dataclasses.replace(state, outcome="completed")
 
 
-def _last_epoch(config: TrainConfig, steps_per_epoch: int) -> int:
-    """Epochs the run trains: total_steps (--budget) may end it before the last epoch's end."""
-    return math.ceil(config.planned_steps(steps_per_epoch) / steps_per_epoch)
+def _interrupted(state: Training, sums: EpochSums, stepper: Stepper) -> Training:
+    """Ctrl-C in an epoch: the position at its last step, saved to resume there."""
+    position = dataclasses.replace(
+        state.position,
+        step=sums.stopped_at,
+        train_seconds=state.position.train_seconds + sums.seconds,
+    )
+    state = dataclasses.replace(state, position=position, outcome="interrupted")
+    state.job.report.end_epoch(
+        f"interrupted in epoch {position.epoch + 1} after step {sums.stopped_at}/"
+        f"{stepper.steps_per_epoch}"
+    )
+    _save_resume(state)
+    return state
+
+
+def _epoch_done(state: Training, sums: EpochSums) -> Training:
+    """An epoch's end: BN buffers averaged, its metrics row, the best weights, the line and the
+    guard's warning, and everything saved (rank 0)."""
+    job, learner = state.job, state.learner
+    distributed.average_buffers(learner.model)
+    row = _epoch_row(job, learner, state.position.epoch + 1, sums)
+    position = dataclasses.replace(
+        state.position,
+        epoch=state.position.epoch + 1,
+        step=0,
+        train_seconds=state.position.train_seconds + sums.seconds,
+        history=[*state.position.history, row],
+    )
+    state = _track_best(dataclasses.replace(state, position=position), row)
+    improved = job.data.val is None or state.position.best_epoch == position.epoch
+    job.report.end_epoch(_epoch_line(row, job.plan.last_epoch))
+    warning = job.guard.after_epoch(state.position.history)
+    if warning is not None and job.world.is_main:
+        job.report.say(warning, always=True)
+    if job.world.is_main:
+        _save_epoch(state, improved)
+    return state
 
 
 def _stepper(job: Job, learner: Learner) -> Stepper:
     """The network to step (DDP when distributed), the fp16 scaler and the steps per epoch."""
-    config, images = job.config, len(job.data.train[0])
-    steps = steps_per_epoch(images, config.batch_size, job.world.size)
+    config, steps = job.config, job.plan.steps_per_epoch
     if steps == 0:
         raise ConfigError(
-            f"batch_size {config.batch_size} is larger than the {images} training images: use a smaller one"
+            f"batch_size {config.batch_size} is larger than the {len(job.data.train[0])} "
+            "training images: use a smaller one"
         )
     model = learner.model
     return Stepper(
         net=nn.parallel.DistributedDataParallel(model) if job.world.distributed else model,
         scaler=torch.amp.GradScaler("cuda") if job.amp_dtype == torch.float16 else None,
         steps_per_epoch=steps,
-        peak_lr=config.resolved_lr(),
+        peak_lr=config.lr,
         loss_weight=_on(loss_weights(job.data.class_counts, config.balance), job.device),
         check_every=1
         if job.device.type == "cpu"
@@ -423,18 +445,16 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _train_epoch(
-    job: Job,
-    learner: Learner,
+    state: Training,
     stepper: Stepper,
-    epoch: int,
-    position: Position,
     stop_requested: threading.Event,
     on_step_end: StepCallback | None,
-    replan: budget.Replanner | None = None,
-) -> tuple[EpochSums, Job]:
-    """The steps of one epoch (0-based), from the position's step; stops early on Ctrl-C.
-    Returns the job, with a config of a new total_steps where a budget re-planned the run."""
-    config, world, steps = job.config, job.world, stepper.steps_per_epoch
+    replan: Replanner | None = None,
+) -> EpochSums:
+    """The steps of the position's epoch (0-based), from its step; stops early on Ctrl-C. The
+    sums carry the job, on a new Plan where a budget re-planned the run."""
+    job, learner, position = state.job, state.learner, state.position
+    config, world, steps, epoch = job.config, job.world, stepper.steps_per_epoch, position.epoch
     # The same on every rank (each takes its share of a batch), and a function of the epoch.
     order = epoch_order(
         job.data.train[1],
@@ -445,13 +465,11 @@ def _train_epoch(
     if position.step == 0:  # a fresh epoch; a resumed one continues the restored generator
         learner.augment_generator.manual_seed(_epoch_seed(config.seed, epoch) * 31 + world.rank)
     last = steps_in_epoch(config, epoch, steps)  # fewer than `steps` where total_steps ends
-    job.report.start_epoch(epoch + 1, _last_epoch(config, steps), last, position.step)
+    job.report.start_epoch(epoch + 1, job.plan.last_epoch, last, position.step)
     learner.model.train()
     loss_sum = torch.zeros((), device=job.device)
     correct = torch.zeros((), device=job.device, dtype=torch.long)
-    seen = 0
-    started = time.perf_counter()
-    step = position.step
+    seen, started, step = 0, time.perf_counter(), position.step
     while step < last:
         global_step = epoch * steps + step
         loss, logits, labels = _step(job, learner, stepper, order, step, global_step)
@@ -461,32 +479,28 @@ def _train_epoch(
         if on_step_end is not None:
             on_step_end(learner.model, global_step)
         if (step + 1) % stepper.check_every == 0 or step + 1 == last:
-            stop = _check_in(job, learner, position, epoch, step, loss, stop_requested)
-            elapsed = time.perf_counter() - started
-            rate = seen * world.size / max(elapsed, 1e-9)
+            stop = _check_in(state, step, loss, stop_requested)
+            rate = seen * world.size / max(time.perf_counter() - started, 1e-9)
             job.report.step(step + 1, loss.item(), correct.item() / seen, rate)
             if stop:
-                sums = EpochSums(
-                    loss_sum, correct, seen, time.perf_counter() - started, stopped_at=step + 1
-                )
-                return sums, job
-        replanned = replan.step_done(job.config, global_step + 1) if replan else None
+                seconds = time.perf_counter() - started
+                return EpochSums(job, loss_sum, correct, seen, seconds, stopped_at=step + 1)
+        replanned = replan.step_done(global_step + 1, job.plan.total_steps) if replan else None
         if replanned is not None:
-            job, last = _replanned(job, *replanned, epoch, step + 1, steps)
+            job, last = _replanned(job, *replanned, epoch, step + 1)
         step += 1
-    return EpochSums(loss_sum, correct, seen, time.perf_counter() - started), job
+    return EpochSums(job, loss_sum, correct, seen, time.perf_counter() - started)
 
 
-def _replanned(
-    job: Job, config: TrainConfig, line: str, epoch: int, done: int, steps: int
-) -> tuple[Job, int]:
-    """The job on a budget's re-planned config (recorded in config.toml, said) and the epoch's
+def _replanned(job: Job, total_steps: int, line: str, epoch: int, done: int) -> tuple[Job, int]:
+    """The job on a budget's re-planned Plan (recorded in config.toml, said) and the epoch's
     new last step; the epoch's bar starts again on the new count."""
     job.report.stop_bar()
     job.report.say(line)
-    last = steps_in_epoch(config, epoch, steps)
-    job.report.start_epoch(epoch + 1, _last_epoch(config, steps), last, done)
-    return _recorded(job, config), last
+    new = revised(job.plan, job.data, job.world.size, total_steps=total_steps)
+    last = steps_in_epoch(new.config, epoch, new.steps_per_epoch)
+    job.report.start_epoch(epoch + 1, new.last_epoch, last, done)
+    return _recorded(job, new), last
 
 
 def _step(
@@ -506,10 +520,11 @@ def _step(
     per_rank = len(batch) // world.size  # the last batch of an epoch may be partial
     batch = batch[world.rank * per_rank : (world.rank + 1) * per_rank]
     images = data.train[0][batch]
-    if data.policy.altflip:  # fixed per image and epoch, so not drawn by augment_batch
+    policy = job.plan.policy
+    if policy.altflip:  # fixed per image and epoch, so not drawn by augment_batch
         epoch = global_step // stepper.steps_per_epoch
         images = alternating_flip(images, batch, epoch, config.seed)
-    images = augment_batch(images, data.policy, learner.augment_generator)
+    images = augment_batch(images, policy, learner.augment_generator)
     labels = data.train[1][batch]
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     x = normalize(images, data.mean, data.std).contiguous(
@@ -535,16 +550,11 @@ def _step(
 
 
 def _check_in(
-    job: Job,
-    learner: Learner,
-    position: Position,
-    epoch: int,
-    step: int,
-    loss: torch.Tensor,
-    stop_requested: threading.Event,
+    state: Training, step: int, loss: torch.Tensor, stop_requested: threading.Event
 ) -> bool:
     """Whether any rank was asked to stop; raises TrainingDiverged if any rank's loss is not finite,
     LrTooHigh if any rank's loss exploded early in a fresh run's warm-up."""
+    job, epoch = state.job, state.position.epoch
     value = loss.item()
     global_step = epoch * job.guard.steps_per_epoch + step
     exploded = epoch == 0 and job.guard.exploded(global_step, value)
@@ -556,38 +566,37 @@ def _check_in(
     if exploded:
         raise LrTooHigh(step, value, job.guard.first_step_loss or value)
     if nonfinite:
-        raise _diverged(job, learner, position, epoch, step, value)
+        raise _diverged(state, step, value)
     return bool(stop_flag)
 
 
-def _diverged(
-    job: Job, learner: Learner, position: Position, epoch: int, step: int, loss: float
-) -> TrainingDiverged:
+def _diverged(state: Training, step: int, loss: float) -> TrainingDiverged:
     """The error for a loss that became NaN or inf, with what was kept and what to change."""
-    lr = learner.optimizer.param_groups[0]["lr"]
+    job, position = state.job, state.position
+    lr = state.learner.optimizer.param_groups[0]["lr"]
     kept = (
         f"the checkpoint of epoch {position.epoch} is kept"
         if position.epoch
         else "nothing was saved"
     )
     return TrainingDiverged(
-        f"the loss became {loss} in epoch {epoch + 1}, step {step + 1} (learning rate {lr:.3g}); "
-        f"training stopped and no weights with NaN or inf were written ({kept}). "
+        f"the loss became {loss} in epoch {position.epoch + 1}, step {step + 1} (learning rate "
+        f"{lr:.3g}); training stopped and no weights with NaN or inf were written ({kept}). "
         f"{advice(job.guard.lr, job.config.optimizer)}; or add batchnorm, or check the data "
         "for extreme values"
     )
 
 
-def _stop_reason(job: Job, position: Position) -> str | None:
+def _stop_reason(state: Training) -> str | None:
     """'early-stop' or 'paused' when training should stop after this epoch; None to go on."""
-    config = job.config
-    patience = config.early_stop
+    job, position = state.job, state.position
+    patience = job.config.early_stop
     if patience and job.data.val is not None and position.epochs_without_improvement >= patience:
         job.report.say(
             f"early stop: no better validation accuracy for {counted(patience, 'epoch')}"
         )
         return "early-stop"
-    if config.stop_after and config.stop_after <= position.epoch < config.epochs:
+    if job.config.stop_after and job.config.stop_after <= position.epoch < job.config.epochs:
         return "paused"
     return None
 
@@ -646,12 +655,11 @@ def _epoch_line(row: dict[str, float], epochs: int) -> str:
     return line + f"  lr {row['lr']:.3g}  {row['seconds']:.1f}s  {row['images_per_s']:,.0f} img/s"
 
 
-def _track_best(
-    job: Job, learner: Learner, position: Position, best: Weights | None, row: dict[str, float]
-) -> tuple[Position, Weights | None, bool]:
-    """With a validation set, keep the best weights; also returns whether this epoch is the best so far."""
-    if job.data.val is None:
-        return position, best, True
+def _track_best(state: Training, row: dict[str, float]) -> Training:
+    """With a validation set, keep the best weights (and count the epochs since them)."""
+    position = state.position
+    if state.job.data.val is None:
+        return state
     if row["val_accuracy"] > position.best_val_accuracy:
         position = dataclasses.replace(
             position,
@@ -659,13 +667,12 @@ def _track_best(
             best_epoch=int(row["epoch"]),
             epochs_without_improvement=0,
         )
-        return (
-            position,
-            {k: v.detach().clone() for k, v in learner.model.state_dict().items()},
-            True,
-        )
+        weights = state.learner.model.state_dict()
+        best = {k: v.detach().clone() for k, v in weights.items()}
+        return dataclasses.replace(state, position=position, best=best)
     waited = position.epochs_without_improvement + 1
-    return dataclasses.replace(position, epochs_without_improvement=waited), best, False
+    position = dataclasses.replace(position, epochs_without_improvement=waited)
+    return dataclasses.replace(state, position=position)
 
 
 # --- writing the run ---------------------------------------------------------------
@@ -681,22 +688,22 @@ def _check_finite(model: nn.Module, epoch: int) -> None:
             )
 
 
-def _save_resume(job: Job, learner: Learner, position: Position, best: Weights | None) -> None:
+def _save_resume(state: Training) -> None:
     """The whole training state in one atomic file (rank 0 only)."""
+    job = state.job
     if not job.world.is_main:
         return
-    _check_finite(learner.model, position.epoch)
-    write_resume(job.folder, *resume_state(learner, position, best, job.device))
+    _check_finite(state.learner.model, state.position.epoch)
+    tensors, info = resume_state(state.learner, state.position, state.best, job.device)
+    write_resume(job.folder, tensors, info)
 
 
-def _save_epoch(
-    job: Job, learner: Learner, position: Position, best: Weights | None, improved: bool
-) -> None:
+def _save_epoch(state: Training, improved: bool) -> None:
     """Resume state, then the model (the best so far with a validation set), then metrics.csv."""
-    _save_resume(job, learner, position, best)
+    _save_resume(state)
     if improved:
-        _write_model(job, learner.model, _model_metrics(job, position))
-    write_metrics(job.folder, position.history)
+        _write_model(state.job, state.learner.model, _model_metrics(state.job, state.position))
+    write_metrics(state.job.folder, state.position.history)
 
 
 def _write_model(job: Job, model: nn.Module, metrics: dict[str, Any]) -> None:
@@ -731,15 +738,9 @@ def _model_metrics(job: Job, position: Position, **extra: Any) -> dict[str, Any]
     return metrics
 
 
-def _finish(
-    job: Job,
-    learner: Learner,
-    position: Position,
-    best: Weights | None,
-    outcome: str,
-    ranks_identical: bool | None,
-) -> None:
+def _finish(state: Training, ranks_identical: bool | None) -> None:
     """Test the final model and write it with its score, or tell how to resume."""
+    job, learner, position = state.job, state.learner, state.position
     extra: dict[str, Any] = {}
     if ranks_identical is not None:
         extra = {"ranks_identical": ranks_identical, "processes": job.world.size}
@@ -748,16 +749,17 @@ def _finish(
                 "warning: the processes ended with different weights; rank 0's are saved",
                 always=True,
             )
-    if outcome in ("interrupted", "paused"):
-        _write_model(job, learner.model, _model_metrics(job, position, **extra, stopped=outcome))
+    if state.outcome in ("interrupted", "paused"):
+        metrics = _model_metrics(job, position, **extra, stopped=state.outcome)
+        _write_model(job, learner.model, metrics)
         job.report.say(
-            f"{outcome}: the run is saved; continue with: cnnlab train --resume {job.folder}",
+            f"{state.outcome}: the run is saved; continue with: cnnlab train --resume {job.folder}",
             always=True,
         )
         return
-    if best is not None:
-        learner.model.load_state_dict(best)
-    _test(job, learner.model, position, {**extra, "stopped": outcome})
+    if state.best is not None:
+        learner.model.load_state_dict(state.best)
+    _test(job, learner.model, position, {**extra, "stopped": state.outcome})
 
 
 def _test(job: Job, model: nn.Module, position: Position, extra: dict[str, Any]) -> None:
@@ -783,6 +785,6 @@ def _test(job: Job, model: nn.Module, position: Position, extra: dict[str, Any])
     )
     for line in job.guard.summary(position.history):
         job.report.say(line, always=True)
-    wall = budget.wall_line(job.config)  # --budget: the wall time so far against it
+    wall = wall_line(job.plan.budget, job.clock)  # --budget: the wall time so far against it
     if wall is not None:
         job.report.say(wall, always=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from cnnlab.data.augment import augment_batch
 from cnnlab.model.inference import normalize
 from cnnlab.training import distributed
-from cnnlab.training.config import TrainConfig, fit_to_data
+from cnnlab.training.config import TrainConfig
 from cnnlab.training.guard import TrainingDiverged
 from cnnlab.training.schedule import set_lr
 from cnnlab.training.setup import (
@@ -35,6 +36,9 @@ from cnnlab.training.setup import (
     pick_device,
     thread_count,
 )
+
+if TYPE_CHECKING:
+    from cnnlab.data.augment import AugmentPolicy
 
 START_LR = 1e-7
 END_LR = 10.0
@@ -54,6 +58,11 @@ class RangeTest:
     minimum: float  # the lr at the smallest smoothed loss
     steepest: float  # the lr where the smoothed loss falls fastest (per decade of lr)
     stopped: str  # why the test ended
+
+    @property
+    def rule(self) -> str:
+        """How the suggestion is picked from the curve."""
+        return RULE
 
     @property
     def suggestion(self) -> float:
@@ -86,6 +95,7 @@ def _batches(images: int, batch_size: int, seed: int):
 def range_test(
     config: TrainConfig,
     data: TrainingData,
+    policy: AugmentPolicy,
     device: torch.device,
     *,
     start: float = START_LR,
@@ -107,7 +117,7 @@ def range_test(
         lr = _exponential_lr(step, steps, start, end)
         set_lr(learner.optimizer, lr)
         batch = next(batches).to(images.device)
-        x = augment_batch(images[batch], data.policy, learner.augment_generator)
+        x = augment_batch(images[batch], policy, learner.augment_generator)
         x = normalize(x, data.mean, data.std).contiguous(memory_format=memory_format)
         with autocast(device, amp_dtype):
             logits = learner.model(x)
@@ -152,10 +162,17 @@ def _suggest(lrs: list[float], losses: list[float], stopped: str) -> RangeTest:
 
 
 def find_lr(config: TrainConfig) -> tuple[RangeTest, TrainConfig]:
-    """`cnnlab lr-find`: the config's data and model, sized as training sizes them, range-tested."""
+    """`cnnlab lr-find`: the range test `--lr auto` runs, on the config's data and model sized
+    as the run's plan sizes them (so both suggest the same number), and that config."""
+    from cnnlab.training.plan import plan  # plan imports this module lazily
+
     world = distributed.world_from_env()
     device = pick_device(config.device, world)
     torch.set_num_threads(thread_count(config, world))
     data = load_data(config, device)
-    config, _ = fit_to_data(config, len(data.train[0]))
-    return range_test(config, data, device), config
+    # Every decision of the run's plan but the learning rate (a placeholder here): the range
+    # test trains what `--lr auto` would train it on.
+    asked = dataclasses.replace(config, lr=1.0, budget="", total_steps=0)
+    planned = plan(asked, data)
+    test = range_test(planned.config, data, planned.policy, device)
+    return test, planned.config

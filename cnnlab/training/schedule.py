@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.plan import peak_lr, planned_steps, warmup_steps, weight_decay
 
 
 def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -26,8 +27,8 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     The run's last step is total_steps - 1 when total_steps is set (--budget), else the last
     step of the last epoch.
     """
-    total = max(1, config.planned_steps(steps_per_epoch))
-    warmup = config.resolved_warmup_steps(steps_per_epoch)
+    total = max(1, planned_steps(config, steps_per_epoch))
+    warmup = warmup_steps(config, steps_per_epoch)
     if step < warmup:
         start = 0.1 if config.schedule == "onecycle" else 0.0
         return start + (1.0 - start) * (step + 1) / warmup
@@ -91,8 +92,8 @@ def _import_dynamo() -> None:
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum, Adam or AdamW, at the schedule's first learning rate."""
-    groups = parameter_groups(model, config.resolved_weight_decay(), config.bn_lr_scale)
-    lr = config.resolved_lr()
+    groups = parameter_groups(model, weight_decay(config), config.bn_lr_scale)
+    lr = peak_lr(config)
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             groups, lr=lr, momentum=config.momentum, nesterov=config.momentum > 0
@@ -113,5 +114,5 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def steps_in_epoch(config: TrainConfig, epoch: int, steps_per_epoch: int) -> int:
     """The optimizer steps epoch `epoch` (0-based) takes: all, or fewer where total_steps ends it."""
-    left = config.planned_steps(steps_per_epoch) - epoch * steps_per_epoch
+    left = planned_steps(config, steps_per_epoch) - epoch * steps_per_epoch
     return max(0, min(steps_per_epoch, left))

@@ -19,22 +19,23 @@ from typing import Any
 
 import torch
 
-from cnnlab.data import Dataset, load_dataset, split_validation
-from cnnlab.data.augment import AugmentPolicy, parse_policy
+from cnnlab.data.augment import parse_policy
 from cnnlab.data.folder import folder_notes
-from cnnlab.data.registry import is_folder
+from cnnlab.data.source import DataSource, load_source, training_splits
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.presets import PRESETS
 from cnnlab.run import RUNS_DIR
 from cnnlab.run.checkpoint import load_tensors
 from cnnlab.run.files import CONFIG_FILE, RESUME_FILE
+from cnnlab.run.record import Pixels, RunRecord
 from cnnlab.run.writer import (
     FolderLock,
     claim_folder,
     lock_folder,
     remove_stale_temporaries,
     write_config,
+    write_record,
 )
 from cnnlab.spec.language import ModelSpec
 from cnnlab.training import distributed
@@ -42,7 +43,6 @@ from cnnlab.training.config import (
     LR_AUTO,
     TrainConfig,
     load_config,
-    parse_image_size,
     resolve_config,
     usable_cores,
 )
@@ -79,7 +79,6 @@ class TrainingData:
     train: Pair  # on the training device
     val: Pair | None  # on the training device; None without val_split
     test: Pair  # on the CPU: scored in batches at the end
-    policy: AugmentPolicy
     class_counts: tuple[int, ...] = ()  # training images per class (after the validation split)
     flip_ok: bool = False  # a mirror keeps every label (the data set's word, or the user's)
 
@@ -159,8 +158,14 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 # --- the run folder ------------------------------------------------------------------
 
 
-def open_run(config: TrainConfig, resume: str | Path | None, world: distributed.World) -> OpenedRun:
-    """A resumed run with its saved state, or a new folder claimed and its config.toml written.
+def open_run(
+    config: TrainConfig,
+    resume: str | Path | None,
+    world: distributed.World,
+    record: RunRecord | None = None,
+) -> OpenedRun:
+    """A resumed run with its saved state, or a new folder claimed and its config.toml (the
+    plan's config) and record.json (the run record) written.
 
     Rank 0 locks the folder (the lock is in the result) so that no second process writes it.
     """
@@ -172,6 +177,8 @@ def open_run(config: TrainConfig, resume: str | Path | None, world: distributed.
     lock = claim_folder(folder)
     try:
         write_config(folder, dataclasses.replace(config, out=str(folder)).to_toml())
+        if record is not None:
+            write_record(folder, record)
     except BaseException:
         lock.release()
         raise
@@ -195,21 +202,6 @@ def _open_resumed(folder: Path, config: TrainConfig, world: distributed.World) -
             lock.release()
         raise
     return OpenedRun(config, folder, (tensors, info), lock)
-
-
-def with_size_used(config: TrainConfig, data: TrainingData) -> TrainConfig:
-    """`config` with the image size an image folder was decoded at, for config.toml to record.
-
-    Only for folders left to choose their size ("0"): the chosen size depends on the files, so a
-    resume or `cnnlab eval` on a folder that has since changed would otherwise decode at another
-    size. Registered data sets keep "0" (their own size; they refuse HxW), and a size the user
-    gave is kept as written. The size is the one the folder chose, so decoding is unchanged.
-    """
-    if parse_image_size(config.image_size) is not None or not is_folder(config.data):
-        return config
-    _, height, width = data.image_shape
-    size = str(height) if height == width else f"{height}x{width}"
-    return dataclasses.replace(config, image_size=size)
 
 
 def default_folder(config: TrainConfig) -> Path:
@@ -258,34 +250,35 @@ def resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
 # --- data and model ------------------------------------------------------------------
 
 
-def dataset_from_config(config: TrainConfig, name: str | None = None) -> Dataset:
-    """The data set a config trains on (or `name` loaded with the same options)."""
-    return load_dataset(
-        name or config.data,
-        data_dir=config.data_dir or None,
-        image_size=parse_image_size(config.image_size),
-        channels=config.channels or None,
-        train_size=config.train_size or None,
-        test_size=config.test_size or None,
-        # folders only: a registered data set refuses the option
-        **({"skip_bad": True} if config.skip_bad and is_folder(name or config.data) else {}),
-        **({"keep_aspect": config.keep_aspect} if config.keep_aspect != "stretch" else {}),
+def source_of(config: TrainConfig) -> DataSource:
+    """Where a config's data comes from and how it is split: what the run record keeps."""
+    return DataSource(
+        name=config.data,
+        data_dir=config.data_dir,
+        image_size=config.image_size,
+        channels=config.channels,
+        keep_aspect=config.keep_aspect,
+        train_size=config.train_size,
+        test_size=config.test_size,
+        skip_bad=config.skip_bad,
+        val_split=config.val_split,
+        split_seed=config.seed,
     )
 
 
-def training_and_validation(data: Dataset, config: TrainConfig) -> tuple[Pair, Pair | None]:
-    """(train images, labels) and, with val_split, the held-out (images, labels): deterministic per seed."""
-    if config.val_split <= 0:
-        return (data.train_images, data.train_labels), None
-    train_x, train_y, val_x, val_y = split_validation(
-        data.train_images, data.train_labels, config.val_split, seed=config.seed
-    )
-    return (train_x, train_y), (val_x, val_y)
+def run_record(config: TrainConfig, data: TrainingData) -> RunRecord:
+    """The run record of a planned config: how pixels become the input, where the data came from."""
+    pixels = Pixels(data.image_shape, config.keep_aspect, data.mean, data.std, config.tta)
+    sizes = {"train": len(data.train[0]), "test": len(data.test[0])}
+    if data.val is not None:
+        sizes["val"] = len(data.val[0])
+    return RunRecord(pixels, source_of(config), sizes)
 
 
 def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
     """The config's data set, split as the run splits it, the training part on `device`."""
-    data = dataset_from_config(config)
+    source = source_of(config)
+    data = load_source(source)
     for message in data.skipped:  # skip_bad: say what was left out
         print(f"skipped: {message}", file=sys.stderr)
     for message in folder_notes(data):  # e.g. images much larger than the size chosen
@@ -297,7 +290,8 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
             "this data set (a mirrored digit or glyph is another class); drop tta=true, or, if a "
             "mirror keeps every label in your data, add --flip-ok"
         )
-    (train_x, train_y), val = training_and_validation(data, config)
+    parse_policy(config.augment, data, flip_ok=flip_ok)  # refused here, before any training
+    (train_x, train_y, _), val = training_splits(data, source)
     counts = torch.bincount(train_y, minlength=len(data.classes))
     return TrainingData(
         name=data.name,
@@ -308,7 +302,6 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
         train=(train_x.to(device), train_y.to(device)),
         val=(val[0].to(device), val[1].to(device)) if val is not None else None,
         test=(data.test_images, data.test_labels),
-        policy=parse_policy(config.augment, data, flip_ok=flip_ok),
         class_counts=tuple(counts.tolist()),
         flip_ok=flip_ok,
     )
