@@ -261,6 +261,26 @@ def test_predict_on_class_folders_prints_per_class_accuracy_and_confusion(
         assert str(row["correct"]) in line and str(row["images"]) in line
 
 
+def test_predict_shows_class_names_with_control_characters_escaped(tmp_path, cli):
+    # folder names are the user's (or a downloaded archive's): ESC, newline and tab in them must
+    # not reach the terminal, in the confusion table's column headers as anywhere else
+    root = tmp_path / "odd"
+    rng = np.random.default_rng(3)
+    names = ("a\x1b[31mred", "b\nnew\tline")
+    for name, kind in zip(names, ("circle", "square"), strict=True):
+        (root / name).mkdir(parents=True)
+        for i in range(8):
+            _draw(kind, rng).save(root / name / f"{i}.png")
+    run = tmp_path / "run"
+    model = "conv(4, 3, padding=same) relu maxpool(2) flatten fc(2)"
+    cnnlab.train(model=model, data=str(root), epochs=1, batch_size=8, quiet=True, out=str(run))
+    result = cli("predict", str(run), str(root), "--engine", "eager")
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.err + result.out and "\t" not in result.err + result.out
+    header = next(line for line in result.err.splitlines() if "folder \\ predicted" in line)
+    assert "a\\x1b[31mred" in header and "b\\x0anew\\x09line" in header
+
+
 # --- cnnlab.load ---------------------------------------------------------------------------
 
 
