@@ -214,6 +214,22 @@ def test_cli_show_folder_with_skip_bad(cli, tmp_path):
     assert ok.code == 0 and "skipped:" in ok.out and (tmp_path / "g.png").is_file()
 
 
+def test_cli_show_folder_prints_one_summary_line_as_built_in_sets_do(cli, tmp_path):
+    for name, value in (("a", 20), ("b", 230)):
+        (tmp_path / "f" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (10, 10), value).save(tmp_path / "f" / name / f"{i}.png")
+    result = cli("datasets", "show", f"folder:{tmp_path / 'f'}", "--out", str(tmp_path / "g.png"))
+    assert result.code == 0, result.err
+    described = result.out.splitlines()[0]
+    root = tmp_path / "f"
+    assert described.startswith(f"Dataset('folder:{root}', 2 classes, 1x28x28, train=")
+    assert described.endswith(f") from {root}")
+    # not the data set object's fields: no tensors, no file list
+    assert "tensor(" not in result.out and "0.png" not in result.out
+    assert len(result.out.splitlines()) == 2  # the summary, then 'wrote ...'
+
+
 def test_readme_names_every_data_set_and_its_commands_run(cli, tmp_path, monkeypatch):
     text = README.read_text()
     section = text[text.index("## Data sets") :]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from matplotlib.artist import Artist
 from PIL import Image
 
 from cnnlab.errors import CnnlabError, OutputError
-from cnnlab.figures.canvas import save_figure
+from cnnlab.figures.canvas import new_figure, save_figure
 from cnnlab.figures.diagram import diagram_blocks, diagram_figure, shape_label
 from cnnlab.model.cnn import build_model
 from cnnlab.model.presets import PRESETS, resolve_model
@@ -139,3 +144,87 @@ def test_save_figure_names_the_path_and_the_reason(tmp_path):
     with pytest.raises(OutputError, match=r"cannot write .*file/x\.svg: .*") as info:
         save_figure(diagram_figure(analyze(resolve_model("lenet5"))), blocker / "x.svg")
     assert isinstance(info.value, CnnlabError)
+
+
+# --- a figure is written whole or not at all -----------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB tmpfs: a disk that fills up (needs root, or a user mount namespace)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: cannot make a small disk to fill")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (not root?): {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def _fill(disk: Path) -> None:
+    """Fill `disk` to the last byte."""
+    with open(disk / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"\0")
+        except OSError:
+            pass
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_a_full_disk_keeps_the_old_figure_and_leaves_no_partial_file(small_disk, cli):
+    keep = save_figure(new_figure(1, 1), small_disk / "keep.png")
+    before = _md5(keep)
+    _fill(small_disk)
+    with pytest.raises(OutputError, match="keep.png"):
+        save_figure(diagram_figure(analyze(resolve_model("lenet5"))), keep)
+    assert _md5(keep) == before
+    with Image.open(keep) as image:
+        image.verify()  # still the whole PNG
+    for argv in (
+        ("diagram", "lenet5", "--out", str(small_disk / "new.png")),
+        ("datasets", "show", "shapes", "--per-class", "2", "--out", str(small_disk / "s.png")),
+    ):
+        result = cli(*argv)
+        assert result.code == 2 and "Traceback" not in result.err, result.err
+    # no 0-byte figure, no temporary file left behind
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "keep.png"]
+
+
+class _FailsWhileWritten(Artist):
+    """An artist that draws for the size measurement, then fails once the file is being written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draws = 0
+
+    def draw(self, renderer) -> None:
+        self.draws += 1  # 1: bbox_inches='tight' measures; 2: the real drawing into the file
+        if self.draws > 1:
+            raise RuntimeError("drawing failed")
+
+
+@pytest.mark.parametrize("suffix", ["svg", "png"])
+def test_an_error_while_saving_keeps_the_old_figure_and_leaves_no_temp_file(tmp_path, suffix):
+    keep = save_figure(diagram_figure(analyze(resolve_model("lenet5"))), tmp_path / f"k.{suffix}")
+    before = _md5(keep)
+    figure = new_figure(2, 2)
+    figure.add_artist(_FailsWhileWritten())
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        save_figure(figure, keep)
+    assert _md5(keep) == before
+    assert [p.name for p in tmp_path.iterdir()] == [keep.name]

@@ -3,7 +3,9 @@ class folders) and a run used from Python (`cnnlab.load`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import cnnlab
 from cnnlab.data import load_dataset
 from cnnlab.data.folder import load_folder
 from cnnlab.errors import DataError
+from cnnlab.evaluate.misclassified import write_misclassified
 from cnnlab.evaluate.scores import split_images
 from cnnlab.model.cnn import build_model
 from cnnlab.run.folder import Run
@@ -176,6 +179,62 @@ def test_misclassified_refuses_a_file_in_its_place(folder_run, cli, tmp_path):
     assert not (tmp_path / "e" / "evaluation.json").exists()  # refused before evaluating
 
 
+def _md5s(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _wrong(path: Path, index: int, true: str = "a", predicted: str = "b") -> dict:
+    return {"file": str(path), "index": index, "true": true, "predicted": predicted}
+
+
+def _same_name_test_split(tmp_path: Path) -> Path:
+    """test/a/2_img.png, test/a/x/img.png, test/a/y/img.png: three different images."""
+    rng = np.random.default_rng(7)
+    for relative in ("a/2_img.png", "a/x/img.png", "a/y/img.png"):
+        (tmp_path / "data" / "test" / relative).parent.mkdir(parents=True, exist_ok=True)
+        _draw("circle", rng).save(tmp_path / "data" / "test" / relative)
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["links", "copies"])
+def test_misclassified_never_writes_through_a_name_already_taken(tmp_path, monkeypatch, links):
+    # indices as in the split: y/img.png is image 2, so its first fallback name is 2_img.png,
+    # which 2_img.png itself took: the write must pick another name, not go through that link
+    data = _same_name_test_split(tmp_path)
+    before = _md5s(data)
+    if not links:  # a file system that refuses links (FAT, some shares): copies instead
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "symlink", refuse)
+    test = data / "test" / "a"
+    items = [_wrong(test / "2_img.png", 0), _wrong(test / "x/img.png", 1)]
+    items.append(_wrong(test / "y/img.png", 2))
+    counts = write_misclassified(tmp_path / "wrong", items, torch.zeros(0))
+    assert _md5s(data) == before  # the user's files untouched
+    written = sorted((tmp_path / "wrong" / "a__as__b").iterdir())
+    assert counts == {"a__as__b": 3} and len(written) == 3
+    assert {p.is_symlink() for p in written} == {links}
+    contents = sorted(hashlib.md5(p.read_bytes()).hexdigest() for p in written)
+    assert contents == sorted(before.values())  # each original once, none twice
+
+
+def test_misclassified_folders_of_different_classes_differ(tmp_path):
+    data = _same_name_test_split(tmp_path)
+    test = data / "test" / "a"
+    pairs = [("a b", "c"), ("a-b", "c"), ("a", "b__as__c"), ("a__as__b", "c"), (".x", "%2Ex")]
+    items = [_wrong(test / "2_img.png", 0, *pair) for pair in pairs]
+    counts = write_misclassified(tmp_path / "wrong", items, torch.zeros(0))
+    assert len(counts) == len(pairs) == len(list((tmp_path / "wrong").iterdir()))
+    assert all(not name.startswith(".") for name in counts)
+    assert "a-b__as__c" in counts  # plain names stay as they are
+
+
 # --- predict on class folders ----------------------------------------------------------
 
 
@@ -200,6 +259,26 @@ def test_predict_on_class_folders_prints_per_class_accuracy_and_confusion(
             line for line in text.err.splitlines() if line.strip("│ ").startswith(row["class"])
         )
         assert str(row["correct"]) in line and str(row["images"]) in line
+
+
+def test_predict_shows_class_names_with_control_characters_escaped(tmp_path, cli):
+    # folder names are the user's (or a downloaded archive's): ESC, newline and tab in them must
+    # not reach the terminal, in the confusion table's column headers as anywhere else
+    root = tmp_path / "odd"
+    rng = np.random.default_rng(3)
+    names = ("a\x1b[31mred", "b\nnew\tline")
+    for name, kind in zip(names, ("circle", "square"), strict=True):
+        (root / name).mkdir(parents=True)
+        for i in range(8):
+            _draw(kind, rng).save(root / name / f"{i}.png")
+    run = tmp_path / "run"
+    model = "conv(4, 3, padding=same) relu maxpool(2) flatten fc(2)"
+    cnnlab.train(model=model, data=str(root), epochs=1, batch_size=8, quiet=True, out=str(run))
+    result = cli("predict", str(run), str(root), "--engine", "eager")
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.err + result.out and "\t" not in result.err + result.out
+    header = next(line for line in result.err.splitlines() if "folder \\ predicted" in line)
+    assert "a\\x1b[31mred" in header and "b\\x0anew\\x09line" in header
 
 
 # --- cnnlab.load ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -330,7 +331,10 @@ def test_folder_data_cells_name_their_files_and_filters_are_rgb(folder_client, f
             cell = folder_client.get(f"/api/run/confusion/{t}/{p}").json()
             assert len(cell["images"]) == count
             shown += [(image["index"], image["file"]) for image in cell["images"]]
-    assert sorted(shown) == list(enumerate(evaluation.files))
+    # named relative to the data set's folder: the server's own layout stays its own
+    root = (folder_run.parent / "data").resolve()
+    files = [Path(file).relative_to(root).as_posix() for file in evaluation.files]
+    assert sorted(shown) == list(enumerate(files))
     assert all(Path(file).parent.name in ("dark", "light") for _, file in shown)
     filters = folder_client.get("/api/run/filters").json()
     assert filters["rgb"] is True and filters["weight_shape"] == [4, 3, 3, 3]
@@ -351,8 +355,79 @@ def test_a_run_whose_data_is_gone_still_shows_what_needs_no_data(folder_run, tmp
         for path in ("/api/run/confusion", "/api/run/scores", "/api/run/embedding"):
             answer = test_client.get(path)
             assert answer.status_code == 404 and "cannot be loaded" in answer.json()["error"]
+            assert _paths_in(answer, [str(tmp_path)]) == []
         assert test_client.get("/api/run/curves").status_code == 200
         assert test_client.get("/api/run/filters").status_code == 200
+
+
+# An absolute path in a string: at its start or after a space, quote, '(', '=', ':' or ','.
+ABSOLUTE_PATH = re.compile(r"""(?:^|[\s"'(=:,])(/[^\s"',;)]+)""")
+OUR_URLS = ("/api/", "/static/", "/run", "/docs", "/openapi.json", "/healthz", "/readyz")
+
+
+def _strings(value) -> list[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _paths_in(answer: httpx.Response, roots: list[str]) -> list[str]:
+    """The file-system paths an answer names (our own URLs and data URLs are not paths)."""
+    assert answer.headers["content-type"].startswith("application/json"), answer.headers
+    found = [root for root in roots if root in answer.text]
+    for text in _strings(answer.json()):
+        if not text.startswith("data:"):
+            found += [
+                m.group(1)
+                for m in ABSOLUTE_PATH.finditer(text)
+                if not m.group(1).startswith(OUR_URLS)
+            ]
+    return found
+
+
+def _folder_answers(client: TestClient) -> dict[str, httpx.Response]:
+    """An answer of every JSON route, and of a few refused requests, on the two-class folder run."""
+    gets = ["/api/model", "/healthz", "/readyz", "/openapi.json"]
+    gets += [f"/api/run/{panel}" for panel in REPORT_PANELS]
+    gets += [f"/api/run/confusion/{t}/{p}" for t in (0, 1) for p in (0, 1)]
+    gets += ["/api/run/confusion/nope/0", "/api/run/image/999", "/api/run/patches?layer=nope"]
+    answers = {path: client.get(path) for path in gets}
+    png = client.get("/api/run/image/0").content
+    for path in ("/api/predict", "/api/featuremaps", "/api/cam"):
+        answers[path] = client.post(path, content=png, headers={"content-type": "image/png"})
+    answers["not an image"] = client.post(
+        "/api/predict", content=b"not an image", headers={"content-type": "image/png"}
+    )
+    return answers
+
+
+def test_no_answer_names_a_path_of_the_server(folder_client, folder_run):
+    roots = sorted({str(folder_run.parent), str(folder_run.parent.resolve()), str(Path.home())})
+    answers = _folder_answers(folder_client)
+    assert [path for path, answer in answers.items() if answer.status_code >= 500] == []
+    for path, answer in answers.items():
+        assert _paths_in(answer, roots) == [], path
+    assert answers["/api/model"].json()["data"] == "folder:data"
+    assert answers["/api/run/confusion"].json()["data"] == "folder:data"
+    patch = answers["/api/run/patches"].json()["channels"][0]["top"][0]
+    assert Path(patch["file"]).parent.name in ("dark", "light")
+    points = answers["/api/run/embedding"].json()["points"]
+    assert all(Path(p["file"]).parent.name in ("dark", "light") for p in points)
+
+
+def test_errors_of_a_damaged_or_moved_run_name_no_path(folder_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(folder_run, run)
+    with TestClient(create_app(Predictor(Run.open(run), "eager"))) as test_client:
+        (run / "model.safetensors").write_bytes(b"damaged after the server started")
+        answers = {path: test_client.get(path) for path in ("/api/run/filters", "/api/run/scores")}
+    assert answers["/api/run/filters"].status_code == 500  # the server's fault: its run folder
+    for path, answer in answers.items():
+        assert _paths_in(answer, [str(tmp_path), str(tmp_path.resolve())]) == [], path
+        assert "model.safetensors" in answer.json()["error"]  # still says which file
 
 
 def test_a_model_without_conv_layers_has_no_filters_patches_or_cam(tmp_path_factory):

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnnlab.errors import ConfigError, OutputError
-from cnnlab.text import printable
+from cnnlab.text import clipped, printable
 
 RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
 
@@ -81,10 +81,15 @@ def percent(value: float | None, places: int = 2) -> str:
 
 
 def titled_table(title: str, columns: list[str], right: set[str]) -> Table:
-    """A table with a left-aligned title; the columns named in `right` are right-aligned."""
+    """A table with a left-aligned title; the columns named in `right` are right-aligned.
+
+    Headers are `plain` (escaped, no markup) and clipped, as cells are: columns may be class
+    names, and a name with ESC or a newline must not reach the terminal or break the header.
+    """
     table = PlainTable(title=plain(title), title_justify="left")
     for column in columns:
-        table.add_column(column, justify="right" if column in right else "left")
+        justify = "right" if column in right else "left"
+        table.add_column(plain(clipped(column)), justify=justify)
     return table
 
 

@@ -65,7 +65,7 @@ class FolderOptions:
     keep_aspect: str = "stretch"  # stretch, pad or crop to a size of another aspect (fit_image)
 
 
-@dataclass
+@dataclass(repr=False)  # Dataset's one-line repr: the generated one printed every tensor and path
 class FolderDataset(Dataset):
     """A Dataset read from an image folder, with what its files' own sizes say."""
 

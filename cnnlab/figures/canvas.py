@@ -4,11 +4,13 @@ Figures are `matplotlib.figure.Figure` objects with an Agg canvas, never pyplot:
 nothing is registered globally, so there is no window, no backend to select and
 no figure to forget to close. SVG keeps its text as text (svg.fonttype 'none'),
 so labels stay searchable and tests can read them back. A file that cannot be
-written (a missing or read-only folder) is a `OutputError` naming the path.
+written (a read-only folder, a full disk) is an `OutputError` naming the path; files are
+written atomically, so the old file survives any failure.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cnnlab.errors import ConfigError, OutputError
+from cnnlab.fileio import atomic_write_bytes
 
 FORMATS = ("png", "svg")
 DPI = 120  # PNG pixels per inch
@@ -63,21 +66,26 @@ def output_paths(outs: list[str] | None, fmt: str | None, default_stem: str) -> 
 
 
 def save_figure(figure: Figure, path: str | Path, fmt: str | None = None) -> Path:
-    """Write `figure` as PNG or SVG (by extension or `fmt`), creating the folder; returns the path."""
+    """Write `figure` as PNG or SVG (by extension or `fmt`), creating the folder; returns the path.
+
+    Drawn into memory first, then written atomically (`fileio.atomic_write_bytes`): a drawing
+    error or a full disk leaves the old file as it was and no partial or empty file behind.
+    """
     path = Path(path)
     fmt = figure_format(path, fmt)
+    buffer = io.BytesIO()
+    # Text as <text> elements; a fixed hash salt and no date keep the SVG reproducible.
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "cnnlab"}):
+        figure.savefig(
+            buffer,
+            format=fmt,
+            dpi=DPI,
+            bbox_inches="tight",
+            facecolor="white",
+            metadata={"Date": None} if fmt == "svg" else None,
+        )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Text as <text> elements; a fixed hash salt and no date keep the SVG reproducible.
-        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "cnnlab"}):
-            figure.savefig(
-                path,
-                format=fmt,
-                dpi=DPI,
-                bbox_inches="tight",
-                facecolor="white",
-                metadata={"Date": None} if fmt == "svg" else None,
-            )
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError as error:
         reason = error.strerror or str(error)
         raise OutputError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.data.dataset import Dataset
 from cnnlab.errors import DataError
+from cnnlab.fileio import atomic_write_bytes
 
 
 def sample_indices(labels: torch.Tensor, num_classes: int, per_class: int) -> list[list[int]]:
@@ -49,8 +51,10 @@ def save_sample_grid(
         raise DataError(
             f"{out}: folder {out.parent} does not exist; create it or choose another --out"
         )
-    try:
-        fig.savefig(out, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    try:  # atomically: a full disk leaves no empty or partial PNG (see canvas.save_figure)
+        atomic_write_bytes(out, buffer.getvalue())
     except OSError as error:
         raise DataError(
             f"{out}: cannot write ({error.strerror or error}); choose a writable --out"

@@ -29,7 +29,7 @@ from cnnlab.deploy.predict import Predictor, Preprocess
 from cnnlab.evaluate.featuremaps import feature_maps
 from cnnlab.server.body import ImageBody, read_body
 from cnnlab.server.camview import CamView
-from cnnlab.server.errors import add_error_handlers
+from cnnlab.server.errors import add_error_handlers, without_paths
 from cnnlab.server.limits import DEFAULT_LIMITS, BodyLimit, Guard, Limits, Workers
 from cnnlab.server.maps import MAX_CHANNELS, input_json, layer_json
 from cnnlab.server.openapi import ERRORS, IMAGE_BODY, NO_MAP
@@ -65,12 +65,12 @@ def model_info(predictor: Predictor, limits: Limits) -> dict[str, Any]:
             "classes": run.classes,
             "mean": list(run.mean),
             "std": list(run.std),
-            "data": run.meta.get("data", ""),
+            "data": without_paths(run.meta.get("data", "")),  # no server paths in answers
             "metrics": run.metrics,
             "summary": summary_json(predictor.model.report),
             "engine": predictor.choice.name,
             "engine_latency_us": predictor.choice.latency_us,
-            "engine_notes": predictor.choice.notes,
+            "engine_notes": [without_paths(note) for note in predictor.choice.notes],
             "output": "softmax of the model's logits",
             # The page draws in the training data's polarity: white on black for MNIST-like data.
             "drawing": {

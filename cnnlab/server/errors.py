@@ -2,12 +2,15 @@
 
 A client's mistake (bad image, bad parameters, wrong Content-Type) is a 4xx naming the
 problem and the fix; a damaged run folder (`CheckpointError`) or a bug of ours is a 500.
-No answer ever carries a traceback: bugs are logged with theirs, server-side.
+No answer ever carries a traceback: bugs are logged with theirs, server-side. Nor does it name
+a path of the server's disk (`without_paths`): a server on 0.0.0.0 would show its layout to
+anyone; the log keeps the whole message.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +21,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cnnlab.errors import CheckpointError, CnnlabError
 
 log = logging.getLogger("cnnlab.server")
+# An absolute path (not inside a word or a relative path, not one of our URLs), up to a space,
+# quote, bracket or ':' (messages read 'PATH: what is wrong').
+_ABSOLUTE = re.compile(r"(?<![\w.~/-])/(?!api/|static/)[^\s'\"`,;:()\[\]{}<>]+")
+
+
+def without_paths(text: str) -> str:
+    """`text` with each absolute path cut to its last part: '/srv/runs/a/model.json' -> 'model.json'.
+
+    The file is still named (the fix needs it), not where it lies on the server.
+    """
+    return _ABSOLUTE.sub(lambda m: m.group().rstrip("/").rsplit("/", 1)[-1] or "/", text)
 
 
 class ApiError(Exception):
@@ -30,8 +44,9 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
-    """The one shape of every error answer: {"error": message, "status": code}."""
-    return JSONResponse({"error": message, "status": status, **extra}, status_code=status)
+    """The one shape of every error answer: {"error": message, "status": code}; no paths."""
+    body = {"error": without_paths(message), "status": status, **extra}
+    return JSONResponse(body, status_code=status)
 
 
 async def api_error(request: Request, error: ApiError) -> JSONResponse:

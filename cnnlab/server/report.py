@@ -17,9 +17,11 @@ of a cell, at most `MAX_FILTERS` filters, `MAX_POINTS` points, `MAX_PATCH_CHANNE
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from cnnlab.evaluate.patches import default_layer, map_layers, top_patches
 from cnnlab.evaluate.scores import Evaluation, evaluate_run
 from cnnlab.run.folder import Run
 from cnnlab.server.camview import CamView
-from cnnlab.server.errors import ApiError
+from cnnlab.server.errors import ApiError, without_paths
 from cnnlab.server.maps import png_bytes, png_data_url
 from cnnlab.text import clipped
 
@@ -76,6 +78,29 @@ def class_index(classes: list[str], text: str) -> int:
     )
 
 
+def shown_files(files: list[str] | None, data: str) -> list[str] | None:
+    """Each file relative to the data set's folder ('dark/dark-03.png'), not where it lies on
+    the server; just its name where it is not under that folder."""
+    if files is None:
+        return None
+    root = Path(data.removeprefix("folder:"))
+    roots = (root, root.resolve())
+    shown = []
+    for file in map(Path, files):
+        under = next((r for r in roots if file.is_relative_to(r)), None)
+        shown.append(file.relative_to(under).as_posix() if under else file.name)
+    return shown
+
+
+def shown_evaluation(evaluation: Evaluation) -> Evaluation:
+    """`evaluation` as answers show it: its data set and files named without server paths."""
+    return dataclasses.replace(
+        evaluation,
+        data=without_paths(evaluation.data),  # 'folder:/srv/photos' -> 'folder:photos'
+        files=shown_files(evaluation.files, evaluation.data),
+    )
+
+
 class RunReport:
     """The report of one run; every method is safe to call from several worker threads."""
 
@@ -97,7 +122,8 @@ class RunReport:
         with self._lock:
             if self._evaluated is None and self._failure is None:
                 try:
-                    self._evaluated = evaluate_run(self.run)
+                    evaluation, images = evaluate_run(self.run)
+                    self._evaluated = shown_evaluation(evaluation), images
                 except CnnlabError as error:  # e.g. the data set is not on this machine
                     self._failure = error
             if self._failure is not None:
