@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import MAX_PATCH_CHANNELS, MAX_PATCH_TOP  # noqa: F401 (report_api's import)
 from cnnlab.evaluate.embed import LabelledImages, embed_features
 from cnnlab.evaluate.filters import conv_filters
 from cnnlab.evaluate.patches import default_layer, map_layers, top_patches
@@ -41,8 +42,6 @@ MAX_CELL_IMAGES = 200  # the most one answer may hold (each is a PNG in base64)
 MAX_FILTERS = 256  # filters of the first conv layer sent (the first ones)
 CELL_ORDER = "highest loss first: the most confident mistakes, the least sure correct answers"
 MAX_POINTS = 2000  # projector points (a seeded subsample of larger test splits)
-MAX_PATCH_CHANNELS = 64
-MAX_PATCH_TOP = 16
 MAX_KEPT = 16  # answers with options kept (the oldest goes first): options cannot fill memory
 
 
