@@ -23,9 +23,13 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.run.checkpoint import load_tensors, read_metadata
+from cnnlab.model.cnn import CnnModel
+from cnnlab.model.presets import PRESETS, preset_spec
+from cnnlab.run.checkpoint import load_tensors, read_metadata, spec_tensor_shapes
 from cnnlab.run.files import LOCK_FILE, MODEL_META, RESUME_FILE
 from cnnlab.run.folder import Run
+from cnnlab.spec.analysis import analyze
+from cnnlab.spec.language import parse_spec
 
 TINY = "conv(4,3) relu maxpool(2) flatten fc(10)"  # 10 outputs, the shapes data set's 10 classes
 TINY_ARGS = ["--model", TINY, "--train-size", "256", "--test-size", "64", "--batch-size", "64"]
@@ -181,6 +185,39 @@ def test_serve_refuses_a_run_whose_classes_do_not_fit(run_dir, cli):
     assert result.code == 2
     assert "3 classes but the model's last layer has 10 outputs" in result.err
     _no_traceback(result)
+
+
+@pytest.mark.parametrize("conv", ["conv(20000, 3)", "conv(1000000000, 3)"])
+def test_a_spec_that_does_not_fit_the_weights_is_refused_before_the_model_is_built(
+    run_dir, image, cli, conv
+):
+    # conv(100000000,3) took 7.8 GB and 29 s before the weights were refused, 10^9 was an
+    # allocator traceback: the header's shapes are compared with the spec's before any module
+    meta = json.loads((run_dir / MODEL_META).read_text())
+    assert "conv(4, 3)" in meta["spec"]
+    (run_dir / MODEL_META).write_text(
+        json.dumps(_edit(meta, "spec", meta["spec"].replace("conv(4, 3)", conv)))
+    )
+    with pytest.raises(CheckpointError, match="the run folder is damaged") as caught:
+        Run.open(run_dir).load_model()
+    assert "conv1.weight: file 4x1x3x3, model " in str(caught.value)
+    result = cli("predict", str(run_dir), str(image))
+    assert result.code == 2 and "the run folder is damaged" in result.err, result.err
+    _no_traceback(result)
+
+
+SPECS = [
+    "input(1x12x12) conv(4,3,bias=false) batchnorm relu conv(6,3,groups=2) flatten batchnorm fc(5)",
+    "input(3x16x16) conv(8,(3,5),padding=same,stride=2) gap fc(7,bias=false) softmax",
+]
+
+
+@pytest.mark.parametrize("text", [*SPECS, *PRESETS])
+def test_the_tensor_shapes_a_spec_needs_are_those_torch_builds(text):
+    spec = parse_spec(text) if text not in PRESETS else preset_spec(text)
+    spec = spec if spec.input_shape else spec.with_input((1, 28, 28))
+    built = {name: tuple(t.shape) for name, t in CnnModel(spec).state_dict().items()}
+    assert spec_tensor_shapes(analyze(spec)) == built
 
 
 def test_the_runs_own_model_json_passes(run_dir):
