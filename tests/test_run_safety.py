@@ -19,15 +19,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_system_part
+from fastapi.testclient import TestClient
 from PIL import Image
 
 import cnnlab
+from cnnlab.deploy.predict import Predictor
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.presets import PRESETS, preset_spec
 from cnnlab.run.checkpoint import load_tensors, read_metadata, spec_tensor_shapes
-from cnnlab.run.files import LOCK_FILE, MODEL_META, RESUME_FILE
+from cnnlab.run.files import (
+    LOCK_FILE,
+    MAX_EPOCH_ROWS,
+    METRICS_FILE,
+    MODEL_META,
+    RESUME_FILE,
+    epoch_rows,
+)
 from cnnlab.run.folder import Run
+from cnnlab.server.app import create_app
 from cnnlab.spec.analysis import analyze
 from cnnlab.spec.language import parse_spec
 
@@ -222,6 +232,28 @@ def test_the_tensor_shapes_a_spec_needs_are_those_torch_builds(text):
 
 def test_the_runs_own_model_json_passes(run_dir):
     assert Run.open(run_dir).classes[0] == "circle"
+
+
+def test_a_metrics_csv_of_more_rows_than_any_run_is_refused_unread(run_dir, cli):
+    # 30 M rows (60 MB) took 7.4 GB and ended in a MemoryError: the rows are counted first
+    header = (run_dir / METRICS_FILE).read_text().splitlines()[0]
+    row = ",".join(["1"] * len(header.split(",")))
+    (run_dir / METRICS_FILE).write_text("\n".join([header] + [row] * (MAX_EPOCH_ROWS + 1)) + "\n")
+    result = cli("plot", str(run_dir), "--out", str(run_dir / "curves.png"))
+    assert result.code == 2, result.err
+    assert f"more than {MAX_EPOCH_ROWS:,} rows" in result.err
+    assert "the run folder is damaged" in result.err
+    _no_traceback(result)
+    with TestClient(create_app(Predictor(Run.open(run_dir), "eager"))) as client:
+        answer = client.get("/api/run/curves")
+    assert answer.status_code == 500 and "rows" in answer.json()["error"], answer.text
+
+
+def test_a_metrics_csv_as_long_as_the_limit_is_read(run_dir):
+    header = (run_dir / METRICS_FILE).read_text().splitlines()[0]
+    row = ",".join(["1"] * len(header.split(",")))
+    (run_dir / METRICS_FILE).write_text("\n".join([header] + [row] * 3) + "\n")
+    assert len(epoch_rows(Run.open(run_dir))) == 3
 
 
 # --- 12: a FIFO where a file should be -------------------------------------------------

@@ -31,6 +31,7 @@ from cnnlab.evaluate.embed import LabelledImages, embed_features
 from cnnlab.evaluate.filters import conv_filters
 from cnnlab.evaluate.patches import default_layer, map_layers, top_patches
 from cnnlab.evaluate.scores import Evaluation, evaluate_run
+from cnnlab.run.files import epoch_rows
 from cnnlab.run.folder import Run
 from cnnlab.server.camview import CamView
 from cnnlab.server.errors import ApiError
@@ -110,7 +111,7 @@ class RunReport:
 
     def curves(self) -> dict[str, Any]:
         """metrics.csv as columns (one value per epoch, null where empty) and the test accuracy."""
-        rows = self.run.epoch_metrics()
+        rows = epoch_rows(self.run)
         names = list(dict.fromkeys(key for row in rows for key in row))
         return finite(
             {
