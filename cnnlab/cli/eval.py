@@ -18,6 +18,7 @@ from cnnlab.cli.common import (
     print_json,
     say,
     titled_table,
+    warn_if_weights_not_finite,
 )
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate import MAX_TOP_LOSSES, SPLITS  # not evaluate.scores: it loads torch (start-up)
@@ -100,6 +101,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         require_new_folder(Path(args.misclassified))
     evaluation, images = evaluate_run(run, args.data, args.split)
+    warn_if_weights_not_finite(run)
     if evaluation.size == 0:
         raise ConfigError(f"the {args.split} split of {evaluation.data} is empty: nothing to score")
     result = evaluation.to_json(top=args.top)

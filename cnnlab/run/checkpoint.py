@@ -132,6 +132,16 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def non_finite_tensors(path: Path) -> list[str]:
+    """The names of a safetensors file's floating-point tensors that hold NaN or infinity."""
+    tensors, _ = load_tensors(path)
+    return [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+
+
 # --- state dicts ----------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ from cnnlab.evaluate.embed import LabelledImages, embed_features
 from cnnlab.evaluate.filters import conv_filters
 from cnnlab.evaluate.patches import default_layer, map_layers, top_patches
 from cnnlab.evaluate.scores import Evaluation, evaluate_run
+from cnnlab.fileio import finite
 from cnnlab.run.files import epoch_rows
 from cnnlab.run.folder import Run
 from cnnlab.server.camview import CamView
@@ -44,17 +45,6 @@ MAX_FILTERS = 256  # filters of the first conv layer sent (the first ones)
 CELL_ORDER = "highest loss first: the most confident mistakes, the least sure correct answers"
 MAX_POINTS = 2000  # projector points (a seeded subsample of larger test splits)
 MAX_KEPT = 16  # answers with options kept (the oldest goes first): options cannot fill memory
-
-
-def finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null (in dicts and lists too)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 def picture(image: torch.Tensor) -> np.ndarray:
