@@ -21,6 +21,8 @@ import pytest
 from conftest import require_system_part
 from fastapi.testclient import TestClient
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 import cnnlab
 from cnnlab.deploy.predict import Predictor
@@ -254,6 +256,49 @@ def test_a_metrics_csv_as_long_as_the_limit_is_read(run_dir):
     row = ",".join(["1"] * len(header.split(",")))
     (run_dir / METRICS_FILE).write_text("\n".join([header] + [row] * 3) + "\n")
     assert len(epoch_rows(Run.open(run_dir))) == 3
+
+
+@pytest.fixture(scope="module")
+def paused(tmp_path_factory) -> Path:
+    """A tiny run paused after its first of two epochs: resumable."""
+    return _tiny_run(tmp_path_factory.mktemp("paused") / "run", epochs=2, stop_after=1)
+
+
+def _without(row: dict, key: str) -> dict:
+    return {k: v for k, v in row.items() if k != key}
+
+
+def _progress(info: dict, **changes) -> dict:
+    return {**info, "progress": {**info["progress"], **changes}}
+
+
+DAMAGED_RESUME = {
+    "no progress": lambda i: _without(i, "progress"),
+    "progress as a list": lambda i: {**i, "progress": []},
+    "the epoch as text": lambda i: _progress(i, epoch="1"),
+    "the epoch 10^12": lambda i: _progress(i, epoch=10**12),
+    "a negative step": lambda i: _progress(i, step=-1),
+    "a row without train_loss": lambda i: _progress(
+        i, history=[_without(i["progress"]["history"][0], "train_loss")]
+    ),
+    "a row as text": lambda i: _progress(i, history=["epoch 1"]),
+    "no optimizer": lambda i: _without(i, "optimizer"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_RESUME), ids=list(DAMAGED_RESUME))
+def test_a_damaged_resume_state_is_refused_naming_the_file(paused, tmp_path, cli, damage):
+    # a missing key was a KeyError, "1" a TypeError, and epoch 10^12 was accepted
+    run = Path(shutil.copytree(paused, tmp_path / "run"))
+    path = run / RESUME_FILE
+    with safe_open(str(path), "pt") as state:
+        tensors = {name: state.get_tensor(name) for name in state.keys()}  # noqa: SIM118
+        info = json.loads(state.metadata()["json"])
+    save_file(tensors, str(path), metadata={"json": json.dumps(DAMAGED_RESUME[damage](info))})
+    result = cli("train", "--resume", str(run))
+    assert result.code == 2, result.err
+    assert f"error: {path}" in result.err and "damaged" in result.err, result.err
+    _no_traceback(result)
 
 
 # --- 12: a FIFO where a file should be -------------------------------------------------
