@@ -301,6 +301,15 @@ def test_a_damaged_resume_state_is_refused_naming_the_file(paused, tmp_path, cli
     _no_traceback(result)
 
 
+def test_plot_of_a_metrics_csv_without_a_column_says_which(run_dir, cli):
+    text = (run_dir / METRICS_FILE).read_text().replace("train_loss", "loss", 1)
+    (run_dir / METRICS_FILE).write_text(text)
+    result = cli("plot", str(run_dir), "--out", str(run_dir / "curves.png"))
+    assert result.code == 2, result.err
+    assert "has no train_loss column" in result.err and "damaged" in result.err
+    _no_traceback(result)
+
+
 # --- 12: a FIFO where a file should be -------------------------------------------------
 
 

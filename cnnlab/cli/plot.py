@@ -45,7 +45,7 @@ def run_plot(args: argparse.Namespace) -> int:
 
     run = Run.open(args.run)
     paths = output_files(args, run.path / "curves.png")
-    rows = epoch_rows(run)
+    rows = epoch_rows(run, ("epoch", "train_loss", "train_accuracy", "lr"))  # what is drawn
     if not rows:
         raise CheckpointError(
             f"{run.path / METRICS_FILE} has no epochs yet: train the run for at least one epoch"

@@ -136,9 +136,9 @@ def check_meta(meta: dict[str, Any], source: Path) -> None:
         raise _damaged(source, f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}")
 
 
-def epoch_rows(run: Run) -> list[dict[str, float]]:
+def epoch_rows(run: Run, columns: tuple[str, ...] = ()) -> list[dict[str, float]]:
     """`run.epoch_metrics()` once metrics.csv is known to hold at most MAX_EPOCH_ROWS rows
-    (counted as lines, before any is parsed)."""
+    (counted as lines, before any is parsed) and, when it has rows, each of `columns`."""
     path = run.path / METRICS_FILE
     try:
         with open_regular_file(path) as lines:
@@ -150,7 +150,14 @@ def epoch_rows(run: Run) -> list[dict[str, float]]:
             f"{path} has more than {MAX_EPOCH_ROWS:,} rows, a row per epoch, which no run "
             "trains: the run folder is damaged; delete the file or train the run again"
         )
-    return run.epoch_metrics()
+    rows = run.epoch_metrics()
+    missing = [column for column in columns if rows and column not in rows[0]]
+    if missing:
+        raise CheckpointError(
+            f"{path} has no {', '.join(missing)} column: the run folder is damaged; cnnlab "
+            f"writes {', '.join(METRIC_COLUMNS)}"
+        )
+    return rows
 
 
 def keep_aspect_of(meta: dict[str, Any], config: dict[str, Any]) -> str:
