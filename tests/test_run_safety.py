@@ -26,7 +26,8 @@ from safetensors.torch import save_file
 
 import cnnlab
 from cnnlab.deploy.predict import Predictor
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.errors import CheckpointError, CnnlabError, DataError
+from cnnlab.evaluate.samples import check_index
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.presets import PRESETS, preset_spec
 from cnnlab.run.checkpoint import load_tensors, read_metadata, spec_tensor_shapes
@@ -307,6 +308,34 @@ def test_plot_of_a_metrics_csv_without_a_column_says_which(run_dir, cli):
     result = cli("plot", str(run_dir), "--out", str(run_dir / "curves.png"))
     assert result.code == 2, result.err
     assert "has no train_loss column" in result.err and "damaged" in result.err
+    _no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("{tmp}", "is a folder, not an image file"),
+        ("/dev/zero", "is not a regular file"),
+        ("{tmp}/missing.png", "does not exist"),
+    ],
+)
+def test_cam_says_what_its_image_argument_is(run_dir, tmp_path, cli, source, message):
+    result = cli("cam", str(run_dir), source.format(tmp=tmp_path), "--out", str(tmp_path / "c.png"))
+    assert result.code == 2 and message in result.err, result.err
+    _no_traceback(result)
+
+
+def test_an_index_into_an_empty_split_says_the_split_is_empty():
+    with pytest.raises(DataError, match="the test split of shapes is empty: give an image file"):
+        check_index("test:0", "the test split of shapes", 0, 0)
+    with pytest.raises(DataError, match="has 3 images; use an index from 0 to 2"):
+        check_index("test:3", "the test split of shapes", 3, 3)
+
+
+def test_predict_with_a_foreign_export_names_the_formats(run_dir, image, cli):
+    result = cli("predict", str(run_dir), str(image), "--engine", "onnx", "--export", "/etc/passwd")
+    assert result.code == 2, result.err
+    assert "--format onnx|pt2" in result.err and "--format \n" not in result.err + "\n"
     _no_traceback(result)
 
 
