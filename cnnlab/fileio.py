@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import stat
 import tempfile
@@ -110,9 +111,25 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null (in dicts, lists and tuples too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """Strict JSON (NaN and infinity as null: Python's bare NaN is refused by other parsers)."""
+    return json.dumps(finite(data), indent=indent, allow_nan=False)
+
+
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    """atomic_write_bytes for JSON (indented, with a final newline)."""
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    """atomic_write_bytes for strict JSON (indented, with a final newline)."""
+    atomic_write_text(path, json_text(data) + "\n")
 
 
 def fsync_dir(directory: str | Path) -> None:

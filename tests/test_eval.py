@@ -182,6 +182,8 @@ def test_svg_output_and_no_gallery(run, cli, tmp_path):
     [
         (["--split", "val"], "without a validation split"),
         (["--top", "-1"], "--top -1"),
+        # the gallery is a tile per image: an uncapped --top drew thousands
+        (["--top", "201"], "--top 201 is out of range: give 0 (no gallery) to 200 images"),
     ],
 )
 def test_eval_refuses_what_cannot_be_done(run, cli, argv, message):

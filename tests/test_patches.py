@@ -8,9 +8,11 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from fastapi.testclient import TestClient
 from PIL import Image
 
 import cnnlab
+from cnnlab.deploy.predict import Predictor
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.patches import (
     PAD_VALUE,
@@ -24,6 +26,7 @@ from cnnlab.evaluate.scores import split_images
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.inference import normalize
 from cnnlab.run.folder import Run
+from cnnlab.server.app import create_app
 from cnnlab.spec.language import parse_spec
 
 # Models whose receptive fields have no holes: every input pixel of a window reaches the cell.
@@ -237,3 +240,21 @@ def test_the_command_refuses_a_wrong_layer_with_the_valid_names(run, cli):
     assert "conv1, relu1, maxpool1, conv2, relu2" in result.err
     result = cli("patches", str(run.path), "--top", "0")
     assert result.code == 2 and "--top 0" in result.err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--top", "17"], "--top 17 is out of range: give 1 to 16"),
+        (["--channels", "65"], "--channels 65 is out of range: give 1 to 64"),
+    ],
+)
+def test_the_command_and_the_server_share_one_limit(run, cli, argv, message):
+    # 200 x 64 patches ran for minutes and gigabytes and wrote nothing: the CLI caps as /run does
+    result = cli("patches", str(run.path), *argv)
+    assert result.code == 2 and message in result.err, result.err
+    assert "Traceback" not in result.err
+    app = create_app(Predictor(run, "eager"))
+    with TestClient(app) as client:
+        answer = client.get("/api/run/patches", params={argv[0].removeprefix("--"): argv[1]})
+        assert answer.status_code == 422, answer.text

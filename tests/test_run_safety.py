@@ -19,13 +19,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_system_part
+from fastapi.testclient import TestClient
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 import cnnlab
-from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.run.checkpoint import load_tensors, read_metadata
-from cnnlab.run.files import LOCK_FILE, MODEL_META, RESUME_FILE
+from cnnlab.deploy.predict import Predictor
+from cnnlab.errors import CheckpointError, CnnlabError, DataError
+from cnnlab.evaluate.samples import check_index
+from cnnlab.model.cnn import CnnModel
+from cnnlab.model.presets import PRESETS, preset_spec
+from cnnlab.run.checkpoint import load_tensors, read_metadata, spec_tensor_shapes
+from cnnlab.run.files import (
+    LOCK_FILE,
+    MAX_EPOCH_ROWS,
+    METRICS_FILE,
+    MODEL_META,
+    RESUME_FILE,
+    epoch_rows,
+)
 from cnnlab.run.folder import Run
+from cnnlab.server.app import create_app
+from cnnlab.spec.analysis import analyze
+from cnnlab.spec.language import parse_spec
 
 TINY = "conv(4,3) relu maxpool(2) flatten fc(10)"  # 10 outputs, the shapes data set's 10 classes
 TINY_ARGS = ["--model", TINY, "--train-size", "256", "--test-size", "64", "--batch-size", "64"]
@@ -183,8 +200,143 @@ def test_serve_refuses_a_run_whose_classes_do_not_fit(run_dir, cli):
     _no_traceback(result)
 
 
+@pytest.mark.parametrize("conv", ["conv(20000, 3)", "conv(1000000000, 3)"])
+def test_a_spec_that_does_not_fit_the_weights_is_refused_before_the_model_is_built(
+    run_dir, image, cli, conv
+):
+    # conv(100000000,3) took 7.8 GB and 29 s before the weights were refused, 10^9 was an
+    # allocator traceback: the header's shapes are compared with the spec's before any module
+    meta = json.loads((run_dir / MODEL_META).read_text())
+    assert "conv(4, 3)" in meta["spec"]
+    (run_dir / MODEL_META).write_text(
+        json.dumps(_edit(meta, "spec", meta["spec"].replace("conv(4, 3)", conv)))
+    )
+    with pytest.raises(CheckpointError, match="the run folder is damaged") as caught:
+        Run.open(run_dir).load_model()
+    assert "conv1.weight: file 4x1x3x3, model " in str(caught.value)
+    result = cli("predict", str(run_dir), str(image))
+    assert result.code == 2 and "the run folder is damaged" in result.err, result.err
+    _no_traceback(result)
+
+
+SPECS = [
+    "input(1x12x12) conv(4,3,bias=false) batchnorm relu conv(6,3,groups=2) flatten batchnorm fc(5)",
+    "input(3x16x16) conv(8,(3,5),padding=same,stride=2) gap fc(7,bias=false) softmax",
+]
+
+
+@pytest.mark.parametrize("text", [*SPECS, *PRESETS])
+def test_the_tensor_shapes_a_spec_needs_are_those_torch_builds(text):
+    spec = parse_spec(text) if text not in PRESETS else preset_spec(text)
+    spec = spec if spec.input_shape else spec.with_input((1, 28, 28))
+    built = {name: tuple(t.shape) for name, t in CnnModel(spec).state_dict().items()}
+    assert spec_tensor_shapes(analyze(spec)) == built
+
+
 def test_the_runs_own_model_json_passes(run_dir):
     assert Run.open(run_dir).classes[0] == "circle"
+
+
+def test_a_metrics_csv_of_more_rows_than_any_run_is_refused_unread(run_dir, cli):
+    # 30 M rows (60 MB) took 7.4 GB and ended in a MemoryError: the rows are counted first
+    header = (run_dir / METRICS_FILE).read_text().splitlines()[0]
+    row = ",".join(["1"] * len(header.split(",")))
+    (run_dir / METRICS_FILE).write_text("\n".join([header] + [row] * (MAX_EPOCH_ROWS + 1)) + "\n")
+    result = cli("plot", str(run_dir), "--out", str(run_dir / "curves.png"))
+    assert result.code == 2, result.err
+    assert f"more than {MAX_EPOCH_ROWS:,} rows" in result.err
+    assert "the run folder is damaged" in result.err
+    _no_traceback(result)
+    with TestClient(create_app(Predictor(Run.open(run_dir), "eager"))) as client:
+        answer = client.get("/api/run/curves")
+    assert answer.status_code == 500 and "rows" in answer.json()["error"], answer.text
+
+
+def test_a_metrics_csv_as_long_as_the_limit_is_read(run_dir):
+    header = (run_dir / METRICS_FILE).read_text().splitlines()[0]
+    row = ",".join(["1"] * len(header.split(",")))
+    (run_dir / METRICS_FILE).write_text("\n".join([header] + [row] * 3) + "\n")
+    assert len(epoch_rows(Run.open(run_dir))) == 3
+
+
+@pytest.fixture(scope="module")
+def paused(tmp_path_factory) -> Path:
+    """A tiny run paused after its first of two epochs: resumable."""
+    return _tiny_run(tmp_path_factory.mktemp("paused") / "run", epochs=2, stop_after=1)
+
+
+def _without(row: dict, key: str) -> dict:
+    return {k: v for k, v in row.items() if k != key}
+
+
+def _progress(info: dict, **changes) -> dict:
+    return {**info, "progress": {**info["progress"], **changes}}
+
+
+DAMAGED_RESUME = {
+    "no progress": lambda i: _without(i, "progress"),
+    "progress as a list": lambda i: {**i, "progress": []},
+    "the epoch as text": lambda i: _progress(i, epoch="1"),
+    "the epoch 10^12": lambda i: _progress(i, epoch=10**12),
+    "a negative step": lambda i: _progress(i, step=-1),
+    "a row without train_loss": lambda i: _progress(
+        i, history=[_without(i["progress"]["history"][0], "train_loss")]
+    ),
+    "a row as text": lambda i: _progress(i, history=["epoch 1"]),
+    "no optimizer": lambda i: _without(i, "optimizer"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_RESUME), ids=list(DAMAGED_RESUME))
+def test_a_damaged_resume_state_is_refused_naming_the_file(paused, tmp_path, cli, damage):
+    # a missing key was a KeyError, "1" a TypeError, and epoch 10^12 was accepted
+    run = Path(shutil.copytree(paused, tmp_path / "run"))
+    path = run / RESUME_FILE
+    with safe_open(str(path), "pt") as state:
+        tensors = {name: state.get_tensor(name) for name in state.keys()}  # noqa: SIM118
+        info = json.loads(state.metadata()["json"])
+    save_file(tensors, str(path), metadata={"json": json.dumps(DAMAGED_RESUME[damage](info))})
+    result = cli("train", "--resume", str(run))
+    assert result.code == 2, result.err
+    assert f"error: {path}" in result.err and "damaged" in result.err, result.err
+    _no_traceback(result)
+
+
+def test_plot_of_a_metrics_csv_without_a_column_says_which(run_dir, cli):
+    text = (run_dir / METRICS_FILE).read_text().replace("train_loss", "loss", 1)
+    (run_dir / METRICS_FILE).write_text(text)
+    result = cli("plot", str(run_dir), "--out", str(run_dir / "curves.png"))
+    assert result.code == 2, result.err
+    assert "has no train_loss column" in result.err and "damaged" in result.err
+    _no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("{tmp}", "is a folder, not an image file"),
+        ("/dev/zero", "is not a regular file"),
+        ("{tmp}/missing.png", "does not exist"),
+    ],
+)
+def test_cam_says_what_its_image_argument_is(run_dir, tmp_path, cli, source, message):
+    result = cli("cam", str(run_dir), source.format(tmp=tmp_path), "--out", str(tmp_path / "c.png"))
+    assert result.code == 2 and message in result.err, result.err
+    _no_traceback(result)
+
+
+def test_an_index_into_an_empty_split_says_the_split_is_empty():
+    with pytest.raises(DataError, match="the test split of shapes is empty: give an image file"):
+        check_index("test:0", "the test split of shapes", 0, 0)
+    with pytest.raises(DataError, match="has 3 images; use an index from 0 to 2"):
+        check_index("test:3", "the test split of shapes", 3, 3)
+
+
+def test_predict_with_a_foreign_export_names_the_formats(run_dir, image, cli):
+    result = cli("predict", str(run_dir), str(image), "--engine", "onnx", "--export", "/etc/passwd")
+    assert result.code == 2, result.err
+    assert "--format onnx|pt2" in result.err and "--format \n" not in result.err + "\n"
+    _no_traceback(result)
 
 
 # --- 12: a FIFO where a file should be -------------------------------------------------

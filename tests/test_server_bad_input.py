@@ -136,6 +136,14 @@ BAD = {
         400,
         "not valid JSON",
     ),
+    "JSON nested too deeply": (
+        {
+            "content": b"[" * 100_000 + b"]" * 100_000,
+            "headers": {"content-type": "application/json"},
+        },
+        400,
+        "nested too deeply",
+    ),
     "multipart without a file field": (
         {"data": {"note": "hi"}, "files": {"other": ("a.txt", b"x")}},
         422,

@@ -12,6 +12,7 @@ from cnnlab.cli.common import (
     percent,
     print_json,
     say,
+    warn_if_weights_not_finite,
 )
 from cnnlab.i18n import _, using_language
 
@@ -76,6 +77,7 @@ def run_cam(args: argparse.Namespace) -> int:
     sample = _load(run, args)
     paths = output_files(args, run.path / "cam" / f"{sample.stem}-{args.method}.png")
     model = run.load_model()
+    warn_if_weights_not_finite(run)
     result = class_activation_map(
         model,
         sample.model_input(run),

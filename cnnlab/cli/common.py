@@ -4,19 +4,22 @@ terminal), JSON output, help strings, output-file options, the percent formatter
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from cnnlab.errors import ConfigError, OutputError
+from cnnlab.fileio import json_text
 from cnnlab.text import clipped, printable
+
+if TYPE_CHECKING:
+    from cnnlab.run.folder import Run
 
 RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
 
@@ -60,8 +63,25 @@ def console() -> Console:
 
 
 def print_json(data: Any) -> None:
-    """JSON for machines, on stdout."""
-    print(json.dumps(data, indent=2))
+    """Strict JSON for machines, on stdout (NaN and infinity as null)."""
+    print(json_text(data))
+
+
+def warn_if_weights_not_finite(run: Run) -> None:
+    """A warning on stderr when the run's weights hold NaN or infinity: its outputs are then NaN
+    (null in JSON), which must not pass for a result."""
+    from cnnlab.run.checkpoint import non_finite_tensors
+    from cnnlab.run.files import MODEL_FILE
+
+    names = non_finite_tensors(run.path / MODEL_FILE)
+    if names:
+        print(
+            printable(
+                f"warning: the weights in {run.path / MODEL_FILE} hold NaN or infinity "
+                f"({', '.join(names[:4])}): outputs are NaN (null in JSON); train the run again"
+            ),
+            file=sys.stderr,
+        )
 
 
 def say(text: str) -> None:

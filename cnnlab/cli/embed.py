@@ -14,6 +14,7 @@ from cnnlab.cli.common import (
     print_json,
     say,
     titled_table,
+    warn_if_weights_not_finite,
 )
 from cnnlab.errors import ConfigError
 from cnnlab.i18n import _, using_language
@@ -69,6 +70,7 @@ def run_embed(args: argparse.Namespace) -> int:
     run = Run.open(args.run)
     paths = output_files(args, run.path / "embed" / f"{args.method}.png")
     embedding = embed_features(run, None, args.method, max_points=args.max_points, seed=args.seed)
+    warn_if_weights_not_finite(run)
     with using_language("en"):  # the figure's font has no Hangul: its titles stay English
         figure = embed_figure(embedding, embed_title(run.name, embedding))
     for path in paths:
@@ -99,7 +101,7 @@ def _print_embedding(embedding: Embedding) -> None:
     )
     for note in embedding.notes:
         say(note)
-    if embedding.method == "pca":
+    if embedding.method == "pca" and embedding.explained:  # none when no image has a point
         x, y = embedding.explained
         say(
             _("the two axes hold {first} and {second} of the features' variance").format(

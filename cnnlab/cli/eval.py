@@ -18,9 +18,10 @@ from cnnlab.cli.common import (
     print_json,
     say,
     titled_table,
+    warn_if_weights_not_finite,
 )
 from cnnlab.errors import ConfigError
-from cnnlab.evaluate import SPLITS  # not evaluate.scores: it loads torch (start-up)
+from cnnlab.evaluate import MAX_TOP_LOSSES, SPLITS  # not evaluate.scores: it loads torch (start-up)
 from cnnlab.i18n import _
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=16,
         metavar="N",
-        help="images in the top-loss gallery (%(default)s; 0: none)",
+        help=f"images in the top-loss gallery (%(default)s; 0: none; at most {MAX_TOP_LOSSES})",
     )
     p.add_argument(
         "--misclassified",
@@ -88,8 +89,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.evaluate.scores import evaluate_run
     from cnnlab.run.folder import Run
 
-    if args.top < 0:
-        raise ConfigError(f"--top {args.top} must be 0 (no gallery) or more")
+    if not 0 <= args.top <= MAX_TOP_LOSSES:
+        raise ConfigError(
+            f"--top {args.top} is out of range: give 0 (no gallery) to {MAX_TOP_LOSSES} images"
+        )
     run = Run.open(args.run)
     folder = Path(args.out) if args.out else eval_folder(run.path, args.data, args.split)
     make_folder(folder)  # an unwritable --out fails now, not after the evaluation
@@ -98,6 +101,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         require_new_folder(Path(args.misclassified))
     evaluation, images = evaluate_run(run, args.data, args.split)
+    warn_if_weights_not_finite(run)
     if evaluation.size == 0:
         raise ConfigError(f"the {args.split} split of {evaluation.data} is empty: nothing to score")
     result = evaluation.to_json(top=args.top)

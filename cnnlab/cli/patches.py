@@ -15,6 +15,7 @@ from cnnlab.cli.common import (
     titled_table,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.evaluate import MAX_PATCH_CHANNELS, MAX_PATCH_TOP
 from cnnlab.i18n import _, using_language
 
 if TYPE_CHECKING:
@@ -43,14 +44,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "maxpool1, ...; default: the last conv layer)",
     )
     p.add_argument(
-        "--top", type=int, default=9, metavar="K", help="images per channel (%(default)s)"
+        "--top",
+        type=int,
+        default=9,
+        metavar="K",
+        help=f"images per channel (%(default)s; at most {MAX_PATCH_TOP})",
     )
     p.add_argument(
         "--channels",
         type=int,
         default=16,
         metavar="N",
-        help="the first N channels of the layer (%(default)s; fewer if it has fewer)",
+        help="the first N channels of the layer (%(default)s; fewer if it has fewer; at most "
+        f"{MAX_PATCH_CHANNELS})",
     )
     image_outputs(p, "RUN/patches/LAYER.png")
     p.add_argument("--json", action="store_true", help="print the windows and activations as JSON")
@@ -74,14 +80,13 @@ def default_layer(model: CnnModel) -> str:
 
 def run_patches(args: argparse.Namespace) -> int:
     """`cnnlab patches`: the top test images of each channel, cropped to the receptive field."""
-    from cnnlab.evaluate.patches import layer_geometry, top_patches
+    from cnnlab.evaluate.patches import check_counts, layer_geometry, top_patches
     from cnnlab.evaluate.scores import split_with_files
     from cnnlab.figures.canvas import save_figure
     from cnnlab.figures.patches import patches_figure, patches_title
     from cnnlab.run.folder import Run
 
-    if args.top < 1 or args.channels < 1:
-        raise ConfigError(f"--top {args.top} and --channels {args.channels} must be at least 1")
+    check_counts(args.top, args.channels)  # before the model and data are loaded
     run = Run.open(args.run)
     model = run.load_model()
     layer = args.layer or default_layer(model)

@@ -40,12 +40,12 @@ def run_plot(args: argparse.Namespace) -> int:
     """`cnnlab plot`: the curves image and a table of the epochs."""
     from cnnlab.figures.canvas import save_figure
     from cnnlab.figures.curves import curves_figure
-    from cnnlab.run.files import METRICS_FILE
+    from cnnlab.run.files import METRICS_FILE, epoch_rows
     from cnnlab.run.folder import Run
 
     run = Run.open(args.run)
     paths = output_files(args, run.path / "curves.png")
-    rows = run.epoch_metrics()
+    rows = epoch_rows(run, ("epoch", "train_loss", "train_accuracy", "lr"))  # what is drawn
     if not rows:
         raise CheckpointError(
             f"{run.path / METRICS_FILE} has no epochs yet: train the run for at least one epoch"

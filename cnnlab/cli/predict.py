@@ -15,6 +15,7 @@ from cnnlab.cli.common import (
     print_json,
     printable,
     titled_table,
+    warn_if_weights_not_finite,
 )
 from cnnlab.errors import ConfigError
 
@@ -75,6 +76,7 @@ def run_predict(args: argparse.Namespace) -> int:
     run = _checked_run(args)
     files, problems = expand_paths(args.files)
     predictor = Predictor(run, args.engine, args.export)
+    warn_if_weights_not_finite(run)
     if not args.json:
         print(printable(predictor.choice.line()), file=sys.stderr)
     results = list(problems)

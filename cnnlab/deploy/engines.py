@@ -183,7 +183,9 @@ def read_export(path: str | Path, run: Run) -> tuple[str, bytes, dict[str, Any]]
     .pt2 is never unpickled), and the sidecar's weights hash must match the run's weights.
     """
     path = Path(path)
-    again = f"export it again: cnnlab export {run.path} --format {path.suffix.lstrip('.')}"
+    suffix = path.suffix.lstrip(".")
+    named = suffix if suffix in EXPORT_FORMATS else "|".join(EXPORT_FORMATS)  # /etc/passwd: none
+    again = f"export it again: cnnlab export {run.path} --format {named}"
     if not path.exists():
         raise CheckpointError(f"{path} does not exist: {again}")
     sidecar = sidecar_path(path)

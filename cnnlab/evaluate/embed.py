@@ -7,6 +7,7 @@ can serve `Embedding.to_json()`. t-SNE is scikit-learn's, imported only when ask
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,12 +69,14 @@ class Embedding:
         return self.predictions != self.labels
 
     def axis_labels(self) -> tuple[str, str]:
-        """'PC1 (41% of variance)' ... for PCA; 't-SNE 1', 't-SNE 2' (no units) for t-SNE."""
-        if self.method == "pca":
+        """'PC1 (41% of variance)' ... for PCA ('PC1' with no points); 't-SNE 1', 't-SNE 2' for t-SNE."""
+        if self.method == "pca" and self.explained:
             return tuple(  # type: ignore[return-value]
                 f"PC{i + 1} ({share:.0%} of the variance)" for i, share in enumerate(self.explained)
             )
-        return "t-SNE 1", "t-SNE 2"
+        return (
+            ("PC1", "PC2") if self.method == "pca" else ("t-SNE 1", "t-SNE 2")
+        )  # no point: no shares
 
     def to_json(self) -> dict[str, Any]:
         """Everything for machines (a page's projector): a row per point."""
@@ -199,6 +202,27 @@ def tsne_2d(features: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(tsne.fit_transform(features.double().numpy())).float()
 
 
+def _project(
+    features: torch.Tensor, method: str, seed: int
+) -> tuple[torch.Tensor, list[float], list[str]]:
+    """(N, F) -> (N, 2) points by `method`, each axis's variance share (PCA) and notes. Rows
+    with NaN or infinity (weights that hold NaN) get NaN points: the SVD cannot take them."""
+    good = features.isfinite().all(dim=1)  # (N,)
+    points = torch.full((len(features), 2), math.nan)
+    explained: list[float] = []
+    notes = []
+    if not good.all():
+        notes.append(
+            f"{int((~good).sum())} of {len(features)} images have features that are NaN or "
+            "infinite (do the run's weights hold NaN?): they have no point"
+        )
+    if good.any() and method == "pca":
+        points[good], _, explained = pca_2d(features[good])
+    elif good.any():
+        points[good] = tsne_2d(features[good], seed)
+    return points, explained, notes
+
+
 def _subsample(total: int, limit: int, seed: int) -> torch.Tensor:
     """Sorted indices of at most `limit` of `total` images, the same for the same seed."""
     if total <= limit:
@@ -233,11 +257,7 @@ def embed_features(
     )
     keep = _subsample(len(data.images), limit or len(data.images), seed)
     features, logits = features_and_logits(model, data.images[keep], *norm, tta=tta)
-    explained: list[float] = []
-    if method == "pca":
-        points, _, explained = pca_2d(features)
-    else:
-        points = tsne_2d(features, seed)
+    points, explained, notes = _project(features, method, seed)
     embedding = Embedding(
         method=method,
         points=points,
@@ -252,6 +272,7 @@ def embed_features(
         explained=explained,
         data=data.name,
     )
+    embedding.notes += notes
     if len(keep) < len(data.images):
         embedding.notes.append(
             f"{len(keep)} of {len(data.images)} images, drawn at random (seed {seed})"

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from cnnlab.errors import ConfigError
+from cnnlab.evaluate import MAX_PATCH_CHANNELS, MAX_PATCH_TOP
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.inference import normalize
 from cnnlab.spec import shapes
@@ -250,6 +251,19 @@ class TopPatches:
         }
 
 
+def check_counts(top: int, channels: int) -> None:
+    """A ConfigError unless 1 <= top <= MAX_PATCH_TOP and 1 <= channels <= MAX_PATCH_CHANNELS."""
+    for option, value, limit in (
+        ("--top", top, MAX_PATCH_TOP),
+        ("--channels", channels, MAX_PATCH_CHANNELS),
+    ):
+        if not 1 <= value <= limit:
+            raise ConfigError(
+                f"{option} {value} is out of range: give 1 to {limit} (the limit keeps the "
+                "search and the figure to seconds)"
+            )
+
+
 def top_patches(
     model: CnnModel,
     images: torch.Tensor,
@@ -266,8 +280,7 @@ def top_patches(
 
     images: (N, C, H, W) uint8; norm: the run's (mean, std).
     """
-    if top < 1 or channels < 1:
-        raise ConfigError(f"--top ({top}) and --channels ({channels}) must be at least 1")
+    check_counts(top, channels)
     geometry = layer_geometry(model.report, layer)
     if len(images) == 0:
         raise ConfigError("there are no images to search: the split is empty")

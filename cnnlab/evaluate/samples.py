@@ -44,6 +44,23 @@ class Sample:
         return normalize(self.image[None], run.mean, run.std)
 
 
+def check_index(source: str, split: str, count: int, index: int) -> None:
+    """A DataError unless `index` names one of the `count` images of `split` (which may be empty)."""
+    if count == 0:
+        raise DataError(f"{source}: {split} is empty: give an image file, or a split with images")
+    if not 0 <= index < count:
+        raise DataError(f"{source}: {split} has {count} images; use an index from 0 to {count - 1}")
+
+
+def _what_it_is(path: Path) -> str:
+    """Why `path` cannot be read as an image: 'is a folder', 'is not a regular file', ..."""
+    if path.is_dir():
+        return "is a folder, not an image file"
+    if path.exists():
+        return "is not a regular file (a device, FIFO or socket)"
+    return "does not exist"
+
+
 def load_sample(run: Run, source: str) -> Sample:
     """An image file (checked decoder, resized to the run's input) or SPLIT:INDEX of the run's data."""
     channels, height, width = run.input_shape
@@ -51,15 +68,11 @@ def load_sample(run: Run, source: str) -> Sample:
     if match and not Path(source).is_file():
         split, index = match.group(1), int(match.group(2))
         images, labels, name = split_images(run, None, split)
-        if not 0 <= index < len(images):
-            raise DataError(
-                f"{source}: the {split} split of {name} has {len(images)} images; "
-                f"use an index from 0 to {len(images) - 1}"
-            )
+        check_index(source, f"the {split} split of {name}", len(images), index)
         return Sample(images[index], source, run.classes[int(labels[index])])
     if not Path(source).is_file():
         raise DataError(
-            f"image {source} does not exist: give an image file (PNG, JPEG, ...) "
+            f"image {source} {_what_it_is(Path(source))}: give an image file (PNG, JPEG, ...) "
             f"or SPLIT:INDEX of the run's data, e.g. test:0"
         )
     keep_aspect = run_keep_aspect(run)  # fitted as training fitted its images, as predict does

@@ -18,8 +18,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.fileio import atomic_write_bytes, read_regular_bytes
+from cnnlab.run.files import MODEL_FILE, MODEL_META
+from cnnlab.spec.analysis import ModelReport, analyze
+from cnnlab.spec.language import ModelSpec
 
 MAX_JSON_BYTES = (
     16 * 2**20
@@ -47,10 +50,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         tensors = load(data)
         header = _header(data).get("__metadata__")
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors file ({error}). cnnlab never unpickles files; "
-            "a damaged or foreign checkpoint cannot be used: train again, or resume from another run"
-        ) from None
+        raise _unreadable(path, error) from None
     metadata = None
     if isinstance(header, dict) and "json" in header:
         try:
@@ -62,6 +62,14 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     return tensors, metadata
 
 
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    """The error for a file that is not safetensors (or not readable at all)."""
+    return CheckpointError(
+        f"{path} is not a readable safetensors file ({error}). cnnlab never unpickles files; "
+        "a damaged or foreign checkpoint cannot be used: train again, or resume from another run"
+    )
+
+
 def _header(data: bytes) -> dict[str, Any]:
     """A safetensors file's JSON header: 8 bytes of little-endian length, then the JSON."""
     size = int.from_bytes(data[:8], "little")
@@ -71,24 +79,41 @@ def _header(data: bytes) -> dict[str, Any]:
     return header
 
 
+def _read_header(path: str | Path) -> dict[str, Any]:
+    """A safetensors file's JSON header alone (not its tensors); OSError or ValueError if unreadable."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not block
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        size = int.from_bytes(os.pread(fd, 8, 0), "little")
+        if size > MAX_JSON_BYTES:
+            raise ValueError(f"a header of {size:,} bytes")
+        return _header(os.pread(fd, 8, 0) + os.pread(fd, size, 8))
+    except RecursionError:
+        raise ValueError("a header nested too deeply") from None
+    finally:
+        os.close(fd)
+
+
 def read_metadata(path: str | Path) -> dict[str, Any] | None:
     """Only the JSON metadata of a safetensors file (the header, not the tensors); None if unreadable."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        size = int.from_bytes(os.pread(fd, 8, 0), "little")
-        if size > MAX_JSON_BYTES:
-            return None
-        header = json.loads(os.pread(fd, size, 8))
-        return json.loads(header["__metadata__"]["json"])
+        return json.loads(_read_header(path)["__metadata__"]["json"])
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
-    finally:
-        os.close(fd)
+
+
+def header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in a safetensors file, from its header alone (no tensor is read)."""
+    try:
+        header = _read_header(path)
+        return {
+            name: tuple(int(n) for n in entry["shape"])
+            for name, entry in header.items()
+            if name != "__metadata__"
+        }
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _unreadable(path, error) from None
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -107,24 +132,84 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def non_finite_tensors(path: Path) -> list[str]:
+    """The names of a safetensors file's floating-point tensors that hold NaN or infinity."""
+    tensors, _ = load_tensors(path)
+    return [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+
+
 # --- state dicts ----------------------------------------------------------------
 
 
-def _shape(t: torch.Tensor) -> str:
+Shapes = dict[str, tuple[int, ...]]  # state-dict name -> tensor shape
+
+
+def _shape(shape: tuple[int, ...]) -> str:
     """'32x3x3x3', or 'scalar'."""
-    return "x".join(str(d) for d in t.shape) or "scalar"
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def spec_tensor_shapes(report: ModelReport) -> Shapes:
+    """The state dict of the model a spec builds, as names and shapes from the spec alone: no
+    module is built, so a spec tampered to a billion channels allocates nothing."""
+    shapes: Shapes = {}
+    for r in report.layers:
+        p, kind, channels = r.layer.params, r.layer.kind, r.in_shape[0]
+        if kind == "conv":
+            shapes[f"{r.name}.weight"] = (p["out"], channels // p["groups"], *p["kernel"])
+        elif kind == "fc":
+            shapes[f"{r.name}.weight"] = (p["out"], channels)
+        elif kind == "batchnorm":
+            for tensor in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"{r.name}.{tensor}"] = (channels,)
+            shapes[f"{r.name}.num_batches_tracked"] = ()
+        if kind in ("conv", "fc") and p["bias"]:
+            shapes[f"{r.name}.bias"] = (p["out"],)
+    return shapes
+
+
+def check_weights_fit_spec(spec: ModelSpec, folder: Path) -> None:
+    """Refuse a run folder whose weights' shapes (model.safetensors' header) are not those its
+    spec (model.json) needs, before the model is built: a tampered spec cannot allocate."""
+    try:
+        expected = spec_tensor_shapes(analyze(spec))
+    except CnnlabError as error:
+        raise CheckpointError(
+            f"{folder / MODEL_META}: its spec does not work ({error}); the run folder is damaged"
+        ) from None
+    _check_shapes(
+        expected,
+        header_shapes(folder / MODEL_FILE),
+        str(folder / MODEL_FILE),
+        f"the run folder is damaged ({MODEL_META} and {MODEL_FILE} do not belong together): "
+        "use the run folder the weights came from, or train again",
+    )
 
 
 def check_state_dict(
     expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str
 ) -> None:
     """Refuse weights that do not fit the model, saying which tensors differ and what that means."""
+    _check_shapes(
+        {name: tuple(t.shape) for name, t in expected.items()},
+        {name: tuple(t.shape) for name, t in found.items()},
+        source,
+        "use the run folder it came from, or train this model anew",
+    )
+
+
+def _check_shapes(expected: Shapes, found: Shapes, source: str, fix: str) -> None:
+    """A CheckpointError naming the tensors that are missing, unexpected or of another shape."""
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     wrong = [
         f"{name}: file {_shape(found[name])}, model {_shape(expected[name])}"
         for name in expected
-        if name in found and found[name].shape != expected[name].shape
+        if name in found and found[name] != expected[name]
     ]
     if not (missing or extra or wrong):
         return
@@ -138,11 +223,11 @@ def check_state_dict(
     hint = _class_count_hint(expected, found)
     raise CheckpointError(
         f"{source} does not fit this model ({'; '.join(details)}). It was saved from another "
-        f"architecture{hint}: use the run folder it came from, or train this model anew"
+        f"architecture{hint}: {fix}"
     )
 
 
-def _class_count_hint(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+def _class_count_hint(expected: Shapes, found: Shapes) -> str:
     """' or class count (10 in the file, 8 here)' when only the last layer's outputs differ."""
     last = [name for name in expected if name.endswith(".weight")]
     if not last:
@@ -150,12 +235,10 @@ def _class_count_hint(expected: dict[str, torch.Tensor], found: dict[str, torch.
     name = last[-1]
     if (
         name in found
-        and found[name].shape[1:] == expected[name].shape[1:]
-        and found[name].shape[0] != expected[name].shape[0]
+        and found[name][1:] == expected[name][1:]
+        and found[name][:1] != expected[name][:1]
     ):
-        return (
-            f" or class count ({found[name].shape[0]} in the file, {expected[name].shape[0]} here)"
-        )
+        return f" or class count ({found[name][0]} in the file, {expected[name][0]} here)"
     return ""
 
 

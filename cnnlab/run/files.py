@@ -18,6 +18,7 @@ A run folder holds:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 from cnnlab import __version__
 from cnnlab.data.images import KEEP_ASPECT
 from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.fileio import open_regular_file
 from cnnlab.spec.analysis import analyze
 from cnnlab.spec.language import parse_spec
 
@@ -55,6 +57,10 @@ METRIC_COLUMNS = (
     "seconds",
     "images_per_s",
 )
+
+# metrics.csv rows read (a row per epoch): far beyond any real run, and parsed in well under
+# a second; 30 M rows once took 7.4 GB before a MemoryError
+MAX_EPOCH_ROWS = 100_000
 
 # model.json's bounds: far beyond any real model, small enough that reading is always cheap
 MAX_CHANNELS = 64
@@ -131,6 +137,30 @@ def check_meta(meta: dict[str, Any], source: Path) -> None:
     _check_normalisation(meta["mean"], meta["std"], channels, source)
     if meta.get("keep_aspect", DEFAULT_KEEP_ASPECT) not in KEEP_ASPECT:
         raise _damaged(source, f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}")
+
+
+def epoch_rows(run: Run, columns: tuple[str, ...] = ()) -> list[dict[str, float]]:
+    """`run.epoch_metrics()` once metrics.csv is known to hold at most MAX_EPOCH_ROWS rows
+    (counted as lines, before any is parsed) and, when it has rows, each of `columns`."""
+    path = run.path / METRICS_FILE
+    try:
+        with open_regular_file(path) as lines:
+            count = sum(1 for _ in itertools.islice(lines, MAX_EPOCH_ROWS + 2)) - 1  # the header
+    except OSError:  # missing (no epochs yet) or unreadable: epoch_metrics says which
+        count = 0
+    if count > MAX_EPOCH_ROWS:
+        raise CheckpointError(
+            f"{path} has more than {MAX_EPOCH_ROWS:,} rows, a row per epoch, which no run "
+            "trains: the run folder is damaged; delete the file or train the run again"
+        )
+    rows = run.epoch_metrics()
+    missing = [column for column in columns if rows and column not in rows[0]]
+    if missing:
+        raise CheckpointError(
+            f"{path} has no {', '.join(missing)} column: the run folder is damaged; cnnlab "
+            f"writes {', '.join(METRIC_COLUMNS)}"
+        )
+    return rows
 
 
 def run_keep_aspect(run: Run) -> str:

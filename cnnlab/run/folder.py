@@ -22,7 +22,7 @@ from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.fileio import NotToml, read_regular_bytes, read_toml
 from cnnlab.model.cnn import CnnModel
 from cnnlab.run import RUNS_DIR
-from cnnlab.run.checkpoint import check_state_dict, load_tensors, read_json
+from cnnlab.run.checkpoint import check_state_dict, check_weights_fit_spec, load_tensors, read_json
 from cnnlab.run.files import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -121,6 +121,7 @@ class Run:
 
     def load_model(self, device: str | torch.device = "cpu") -> CnnModel:
         """The trained model in eval mode; refuses weights from another architecture."""
+        check_weights_fit_spec(self.spec, self.path)  # before a tampered spec allocates
         try:
             model = CnnModel(self.spec)
         except CnnlabError as error:

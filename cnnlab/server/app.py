@@ -12,7 +12,6 @@ answered by `errors.py`; `serve.py` binds the socket and runs uvicorn.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from starlette.types import ASGIApp
 from cnnlab import __version__
 from cnnlab.deploy.predict import Predictor, Preprocess
 from cnnlab.evaluate.featuremaps import feature_maps
+from cnnlab.fileio import finite
 from cnnlab.server.body import ImageBody, read_body
 from cnnlab.server.camview import CamView
 from cnnlab.server.errors import add_error_handlers, without_paths
@@ -42,22 +42,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 router = APIRouter()
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def model_info(predictor: Predictor, limits: Limits) -> dict[str, Any]:
     """Everything the page shows about the model (GET /api/model)."""
     run = predictor.run
     dark = sum(run.mean) / len(run.mean) < 0.5
-    return _finite(
+    return finite(
         {
             "run": run.name,
             "spec": run.spec.text(),

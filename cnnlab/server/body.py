@@ -85,8 +85,12 @@ def pixels_from_json(body: bytes) -> bytes:
     """{"pixels": HxW or CxHxW numbers 0..255} -> PNG bytes, or a 400/422 ApiError."""
     try:
         payload = json.loads(body)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise ApiError(400, 'the body is not valid JSON; send {"pixels": [[...], ...]}') from None
+    except RecursionError:  # valid JSON, but deeper than the parser goes (pixels need 2 or 3)
+        raise ApiError(
+            400, 'the body\'s JSON is nested too deeply; send {"pixels": [[...], ...]}'
+        ) from None
     if not isinstance(payload, dict) or "pixels" not in payload:
         raise ApiError(422, 'JSON must be an object with "pixels": HxW or CxHxW numbers 0..255')
     try:

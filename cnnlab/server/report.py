@@ -28,10 +28,13 @@ import numpy as np
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import MAX_PATCH_CHANNELS, MAX_PATCH_TOP  # noqa: F401 (report_api's import)
 from cnnlab.evaluate.embed import LabelledImages, embed_features
 from cnnlab.evaluate.filters import conv_filters
 from cnnlab.evaluate.patches import default_layer, map_layers, top_patches
 from cnnlab.evaluate.scores import Evaluation, evaluate_run
+from cnnlab.fileio import finite
+from cnnlab.run.files import epoch_rows
 from cnnlab.run.folder import Run
 from cnnlab.server.camview import CamView
 from cnnlab.server.errors import ApiError, without_paths
@@ -43,20 +46,7 @@ MAX_CELL_IMAGES = 200  # the most one answer may hold (each is a PNG in base64)
 MAX_FILTERS = 256  # filters of the first conv layer sent (the first ones)
 CELL_ORDER = "highest loss first: the most confident mistakes, the least sure correct answers"
 MAX_POINTS = 2000  # projector points (a seeded subsample of larger test splits)
-MAX_PATCH_CHANNELS = 64
-MAX_PATCH_TOP = 16
 MAX_KEPT = 16  # answers with options kept (the oldest goes first): options cannot fill memory
-
-
-def finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: they become null (in dicts and lists too)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
 
 
 def picture(image: torch.Tensor) -> np.ndarray:
@@ -137,7 +127,7 @@ class RunReport:
 
     def curves(self) -> dict[str, Any]:
         """metrics.csv as columns (one value per epoch, null where empty) and the test accuracy."""
-        rows = self.run.epoch_metrics()
+        rows = epoch_rows(self.run)
         names = list(dict.fromkeys(key for row in rows for key in row))
         return finite(
             {

@@ -8,12 +8,17 @@ end (and on Ctrl-C), it makes a resumed run bitwise identical to an unbroken one
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from cnnlab.errors import CheckpointError
 from cnnlab.run.checkpoint import check_state_dict, optimizer_from_tensors, optimizer_to_tensors
+from cnnlab.run.files import METRIC_COLUMNS
+from cnnlab.text import clipped
+from cnnlab.training.config import MAX_COUNT, MAX_EPOCHS
 from cnnlab.training.setup import Learner
 
 Weights = dict[str, torch.Tensor]  # a state_dict
@@ -53,14 +58,74 @@ def restore(
     learner: Learner, tensors: dict[str, torch.Tensor], info: dict[str, Any], source: str
 ) -> tuple[Position, Weights | None]:
     """Put weights, optimizer and RNG states back into `learner`; returns the position and best weights."""
+    check_resume_state(tensors, info, source)
     weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     check_state_dict(learner.model.state_dict(), weights, source)
     learner.model.load_state_dict(weights)
     optimizer_from_tensors(learner.optimizer, tensors, info["optimizer"])
-    torch.set_rng_state(tensors["rng.torch"])
-    learner.augment_generator.set_state(tensors["rng.augment"])
+    try:
+        torch.set_rng_state(tensors["rng.torch"])
+        learner.augment_generator.set_state(tensors["rng.augment"])
+    except (RuntimeError, TypeError) as error:  # a tensor of another dtype or size
+        raise _damaged(source, f"its random number generator state is wrong ({error})") from None
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     best = {k.removeprefix("best."): v for k, v in tensors.items() if k.startswith("best.")} or None
     known = {f.name for f in dataclasses.fields(Position)}
     return Position(**{k: v for k, v in info["progress"].items() if k in known}), best
+
+
+# The progress numbers a resume reads, each (whole, lowest, highest); absent ones take
+# Position's default, as in files written before the field existed.
+PROGRESS_BOUNDS = {
+    "epoch": (True, 0, MAX_EPOCHS),
+    "step": (True, 0, MAX_COUNT),
+    "best_epoch": (True, 0, MAX_EPOCHS),
+    "epochs_without_improvement": (True, 0, MAX_EPOCHS),
+    "best_val_accuracy": (False, -1.0, 1.0),  # -1: no validation accuracy yet
+    "train_seconds": (False, 0.0, math.inf),
+}
+
+
+def _damaged(source: str, what: str) -> CheckpointError:
+    """The error for a resume checkpoint whose state cannot be right."""
+    return CheckpointError(
+        f"{source}: {what}; the file is damaged: resume from an intact copy of the run folder, "
+        "or train again without --resume"
+    )
+
+
+def _is_number(value: Any, whole: bool = False) -> bool:
+    """An int (whole) or an int or float, never a bool (JSON's true is not 1 epoch)."""
+    return isinstance(value, int if whole else int | float) and not isinstance(value, bool)
+
+
+def check_resume_state(tensors: dict[str, torch.Tensor], info: Any, source: str) -> None:
+    """Refuse a resume checkpoint whose JSON or RNG tensors are missing, mistyped or out of range."""
+    if not isinstance(info, dict) or not isinstance(info.get("progress"), dict):
+        raise _damaged(source, "its training progress is missing")
+    if not isinstance(info.get("optimizer"), dict):
+        raise _damaged(source, "its optimizer settings are missing")
+    missing = [name for name in ("rng.torch", "rng.augment") if name not in tensors]
+    if missing:
+        raise _damaged(source, f"it has no {', '.join(missing)} tensor")
+    progress = info["progress"]
+    for key, (whole, low, high) in PROGRESS_BOUNDS.items():
+        value = progress.get(key, getattr(Position(), key))
+        if not (_is_number(value, whole) and low <= value <= high):
+            kind = "a whole number" if whole else "a number"
+            raise _damaged(
+                source,
+                f"progress {key} is {clipped(repr(value))}, not {kind} from {low:g} to {high:g}",
+            )
+    _check_history(progress.get("history", []), source)
+
+
+def _check_history(rows: Any, source: str) -> None:
+    """Each history row (a metrics.csv row) must hold a number in every metrics column."""
+    if not isinstance(rows, list) or len(rows) > MAX_EPOCHS:
+        raise _damaged(source, f"its history is not a list of at most {MAX_EPOCHS:,} epochs")
+    for number, row in enumerate(rows, start=1):
+        bad = [c for c in METRIC_COLUMNS if not (isinstance(row, dict) and _is_number(row.get(c)))]
+        if bad:
+            raise _damaged(source, f"history row {number} has no number for {', '.join(bad)}")
