@@ -6,6 +6,7 @@ Real processes, stdout and stderr to pipes (block-buffered, so an unflushed line
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,6 +20,9 @@ def _cnnlab(*argv: str, cwd=None) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
         cwd=cwd,
+        # os.environ, as the in-process run sees it: readline (imported by pytest) puts COLUMNS=80
+        # into the C environment that a child would otherwise inherit, and tables follow COLUMNS
+        env=dict(os.environ),
     )
 
 

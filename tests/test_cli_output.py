@@ -255,3 +255,29 @@ def test_training_prints_the_run_folder_escaped(cli, tmp_path, monkeypatch):
     assert_shown_escaped(result.out, "run folder: runs/r\\x1b[31m")
     log = (tmp_path / out / "train.log").read_text()
     assert ESC not in log and "runs/r\\x1b[31m" in log
+
+
+# --- widths: the tables fit the terminal width that COLUMNS states ----------------------------
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+@pytest.mark.parametrize("command", ["runs", "models"])
+def test_tables_fit_the_width_in_columns(command, columns, tiny_run, tmp_path, cli, monkeypatch):
+    import shutil
+
+    shutil.copytree(tiny_run, tmp_path / "fashion-small-adam")
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = cli(*(["runs", str(tmp_path)] if command == "runs" else ["models"]))
+    assert result.code == 0, result.err
+    assert max(len(line) for line in result.out.splitlines()) <= columns, result.out
+    # wrapped, not cut: every run and preset is still named whole, on its row's first line
+    names = ["fashion-small-adam"] if command == "runs" else ["default", "keras-mnist", "lenet5"]
+    firsts = [line.split()[0] for line in result.out.splitlines() if line.strip()]
+    assert all(name in firsts for name in names), result.out
+
+
+def test_without_columns_a_pipe_gets_the_rows_unwrapped(cli, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = cli("models")
+    assert result.code == 0, result.err
+    assert max(len(line) for line in result.out.splitlines()) > 100  # as wide as the rows need

@@ -19,6 +19,8 @@ from conftest import require_system_part
 from PIL import Image
 from serve_support import ServerProcess, png_bytes, trained_run
 
+import cnnlab
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 30
@@ -29,6 +31,28 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     run = trained_run(tmp_path_factory)
+    srv = ServerProcess(run, run.parent / "serve.log")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def colour_server(tmp_path_factory):
+    """A served run of a 3-channel model: two classes of 16x16 colour images in folders."""
+    root = tmp_path_factory.mktemp("colour") / "data"
+    rng = np.random.default_rng(0)
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            noise = rng.integers(-30, 30, (16, 16, 3))
+            Image.fromarray((np.array(colour) + noise).astype(np.uint8)).save(
+                root / name / f"{i}.png"
+            )
+    run = root.parent / "run"
+    with pytest.MonkeyPatch.context() as patch:  # the folder's decoded cache: not the user's
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
+        model = "conv(4, 3, padding=same) relu maxpool(2) flatten fc(2)"
+        cnnlab.train(model=model, data=str(root), epochs=1, batch_size=8, quiet=True, out=str(run))
     srv = ServerProcess(run, run.parent / "serve.log")
     yield srv
     srv.stop()
@@ -176,3 +200,29 @@ def test_upload_a_file_and_see_feature_maps(server, browser, tmp_path):
     assert browser.execute_script("return arguments[0].naturalWidth", seen) == 28
     pixels = _screenshot_is_not_blank(browser, tmp_path / "uploaded.png")
     assert pixels.shape[0] > 500
+
+
+def test_an_uploaded_file_is_captioned_as_the_file_at_its_own_size(server, browser, tmp_path):
+    _open(browser, server.url)
+    assert "Your drawing (280x280)" in _css(browser, "#resize-note")[0].text
+    path = tmp_path / "small-digit.png"
+    path.write_bytes(png_bytes(np.full((48, 48), 200, dtype=np.uint8)))
+    _css(browser, "#file-input")[0].send_keys(str(path))
+    _wait(browser, lambda d: _settled(d) and "48x48" in _css(d, "#resize-note")[0].text)
+    note = _css(browser, "#resize-note")[0].text
+    assert note == "The uploaded file small-digit.png (48x48) is resized to 28x28 on the server."
+    browser.save_screenshot(str(tmp_path / "uploaded-caption.png"))
+    _stroke(browser)  # drawing over the picture: the canvas is what is sent from then on
+    _wait(browser, lambda d: "Your drawing (280x280)" in _css(d, "#resize-note")[0].text)
+
+
+def test_mnist_controls_are_offered_for_a_gray_model_only(server, colour_server, browser):
+    _open(browser, server.url)
+    assert all(_css(browser, f"#{name}")[0].is_displayed() for name in ("center", "invert"))
+    _open(browser, colour_server.url)
+    assert httpx.get(f"{colour_server.url}/api/model").json()["input_shape"][0] == 3
+    assert not any(_css(browser, f"#{name}")[0].is_displayed() for name in ("center", "invert"))
+    assert _css(browser, "#ink")[0].is_displayed()  # the colour model's own control stays
+    _stroke(browser)
+    _wait(browser, lambda d: _settled(d) and len(_css(d, "#bars .bar")) > 0)
+    assert not _css(browser, "#status.error")

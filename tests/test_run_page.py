@@ -554,3 +554,24 @@ def test_drawing_page_shows_cam_class_bars_and_maps_beside_the_drawing(server, b
     drawing = _css(browser, "#input-panel")[0].rect
     maps = _css(browser, "#maps-panel")[0].rect
     assert maps["x"] >= drawing["x"] + drawing["width"]  # side by side on a desktop-wide window
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_f1_bars_leave_their_numbers_clear_and_a_cells_cam_lies_over_its_image(server, browser):  # noqa: F811
+    browser.set_window_size(1200, 1600)
+    browser.get(f"{server.url}/run")
+    _wait(browser, _panels_done)
+    f1_cells = _css(browser, "#scores td.f1")
+    assert f1_cells
+    for cell in f1_cells:  # each bar ends before its number starts
+        bar = cell.find_element("css selector", ".track").rect
+        number = cell.find_element("css selector", ".value").rect
+        assert bar["width"] > 0 and bar["x"] + bar["width"] <= number["x"], cell.text
+    cell = max(_css(browser, "#confusion td.cell"), key=lambda c: int(c.text))
+    cell.click()
+    _wait(browser, lambda d: _cell_shown(d) > 0)
+    for figure in _css(browser, "#cell-images figure")[:4]:
+        image, cam = figure.find_elements("css selector", "img")
+        assert "cam" in cam.get_attribute("class")
+        assert image.rect == cam.rect  # one place: the CAM over the image, not beside it

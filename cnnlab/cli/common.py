@@ -4,13 +4,16 @@ terminal), JSON output, help strings, output-file options, the percent formatter
 from __future__ import annotations
 
 import argparse
+import copy
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
@@ -45,6 +48,17 @@ class PlainTable(Table):
         """Table.add_row with every str cell made `plain`."""
         super().add_row(*(plain(c) if isinstance(c, str) else c for c in cells), **options)
 
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """As rich draws it; narrower than it needs, with no side borders and one space between
+        columns: the 3 columns a boxed column costs would squeeze the cells, 8 columns in 80."""
+        if self.__rich_measure__(console, options).maximum <= options.max_width:
+            yield from super().__rich_console__(console, options)
+            return
+        compact = copy.copy(self)
+        compact.box, compact.show_edge, compact.pad_edge = box.SIMPLE_HEAD, False, False
+        compact.collapse_padding = True
+        yield from Table.__rich_console__(compact, console, options)
+
 
 class _Console(Console):
     """rich's Console, but a closed pipe reaches main() as BrokenPipeError (rich would exit 1)."""
@@ -56,9 +70,14 @@ class _Console(Console):
 
 
 def console() -> Console:
-    """A console on stdout; when stdout is not a terminal, wide enough that tables do not wrap."""
+    """A console on stdout, as wide as COLUMNS says, else the terminal; a pipe without COLUMNS
+    gets 200 columns, so that tables do not wrap."""
     if sys.stdout.isatty():
-        return _Console()
+        return _Console()  # rich reads COLUMNS, else asks the terminal
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        # width=None: rich reads COLUMNS as it does on a terminal; tables wrap their cells to it
+        return _Console(width=None, no_color=True)
     return _Console(width=max(shutil.get_terminal_size((200, 24)).columns, 200), no_color=True)
 
 
@@ -104,12 +123,15 @@ def titled_table(title: str, columns: list[str], right: set[str]) -> Table:
     """A table with a left-aligned title; the columns named in `right` are right-aligned.
 
     Headers are `plain` (escaped, no markup) and clipped, as cells are: columns may be class
-    names, and a name with ESC or a newline must not reach the terminal or break the header.
+    names, and a name with ESC or a newline must not reach the terminal or break the header. On
+    a console narrower than the table, cells wrap at spaces and a word longer than its column
+    folds onto the next line: rich's default would cut it with an ellipsis (a run name lost).
     """
     table = PlainTable(title=plain(title), title_justify="left")
-    for column in columns:
+    for i, column in enumerate(columns):
         justify = "right" if column in right else "left"
-        table.add_column(plain(clipped(column)), justify=justify)
+        # the first column names the row (a run, a class): others wrap first, so it stays whole
+        table.add_column(plain(clipped(column)), justify=justify, overflow="fold", no_wrap=i == 0)
     return table
 
 

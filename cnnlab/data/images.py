@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.errors import DataError
 from cnnlab.fileio import open_regular_file
+from cnnlab.text import printable
 
 MAX_PIXELS = 50_000_000  # 50 megapixels: ~7000x7000; anything larger is refused before decoding
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
@@ -91,6 +92,11 @@ def header_size(path: str | Path) -> tuple[int, int]:
 def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     """Open, check and fully decode an image; EXIF orientation applied. DataError names the file."""
     label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
+    if not isinstance(source, bytes) and "\x00" in str(source):  # os.open raises ValueError
+        raise DataError(
+            f"{printable(label)}: a file path cannot contain a NUL byte (\\x00); "
+            "check how the path was built"
+        )
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else open_regular_file(source)
     except OSError as error:
@@ -137,9 +143,8 @@ def normalise_mode(image: Image.Image, background: int = 255) -> Image.Image:
         return Image.fromarray(
             np.clip(np.asarray(image), 0, 255).round().astype(np.uint8), mode="L"
         )
-    if mode == "LA" or mode == "La":
-        rgb = _composite(image.convert("RGBA"), background)
-        return rgb.convert("L")
+    if mode == "LA" or mode == "La":  # Pillow converts La (premultiplied) only to LA
+        return _composite(image.convert("LA"), background).convert("L")
     if mode == "P" and "transparency" in image.info or mode in ("RGBA", "RGBa", "PA"):
         return _composite(image, background)
     return image.convert("RGB")  # P without transparency, CMYK, YCbCr, LAB, HSV

@@ -6,8 +6,9 @@ model.predict("cat.png", top_k=3)          # [{"class": "cat", "index": 3, "prob
 model.probabilities([pil_image, array])    # (2, classes) numpy float32
 
 Every input takes the path of `cnnlab predict`: files are read by `prepare_image`; PIL
-images and uint8 arrays are first written losslessly as PNG bytes, so an array read from a
-file gives exactly that file's answer. Inference runs under `torch.inference_mode`. A run
+images and uint8 arrays are first written losslessly as PNG bytes (a PIL image's mode made L
+or RGB by the decoder's `normalise_mode`, as a file of that mode would be), so an array read
+from a file gives exactly that file's answer. Inference runs under `torch.inference_mode`. A run
 trained with tta = true answers with the mean logits of each image and its mirror, as
 `cnnlab eval` scores it (`Predictor.logits`).
 """
@@ -15,6 +16,7 @@ trained with tta = true answers with the mean logits of each image and its mirro
 from __future__ import annotations
 
 import io
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlab.data.images import normalise_mode
 from cnnlab.deploy.predict import Predictor, Preprocess
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.run.folder import Run
@@ -29,10 +32,22 @@ from cnnlab.run.folder import Run
 ARRAY_MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels of an (H, W, C) array -> PIL mode
 
 
+def _require_pixels(width: int, height: int, what: str) -> None:
+    """DataError for an image or array with no pixels (PNG cannot hold one: Pillow's ValueError)."""
+    if width == 0 or height == 0:
+        raise DataError(
+            f"{what} has no pixels (width {width}, height {height}); "
+            "pass an image of at least 1x1 pixels"
+        )
+
+
 def _png_bytes(image: Image.Image) -> bytes:
-    """A PIL image as PNG bytes (lossless: decoding gives back the same pixels)."""
+    """A PIL image of any mode as PNG bytes, its mode made L or RGB first as a file's would be."""
+    _require_pixels(*image.size, "the PIL image")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
+    # PNG cannot store CMYK, YCbCr, LAB, HSV, I, F, PA, RGBX, RGBa, La: the decoder's own
+    # conversion (the one a file of that mode gets) turns every mode into one it can, losslessly.
+    normalise_mode(image).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -43,6 +58,8 @@ def _array_to_png(array: np.ndarray) -> bytes:
             f"an image array must be uint8 (0..255), not {array.dtype}; "
             "convert it with array.clip(0, 255).astype(numpy.uint8)"
         )
+    if array.ndim in (2, 3):
+        _require_pixels(array.shape[1], array.shape[0], f"an image array of shape {array.shape}")
     if array.ndim == 3 and array.shape[2] in ARRAY_MODES:
         mode = ARRAY_MODES[array.shape[2]]
         array = array[:, :, 0] if array.shape[2] == 1 else array
@@ -68,6 +85,15 @@ def _as_source(item: Any) -> str | Path | bytes:
         f"cannot predict a {type(item).__name__}: pass a file path, a PIL image, a uint8 numpy "
         "array (H, W) or (H, W, C), or a list of them"
     )
+
+
+def _check_top_k(top_k: Any) -> None:
+    """ConfigError unless top_k is a whole number (Python or numpy) of at least 1; bool is not."""
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ConfigError(
+            f"top_k must be a whole number of at least 1 (how many classes to return), not "
+            f"{top_k!r}; e.g. predict(image, top_k=3)"
+        )
 
 
 class LoadedRun:
@@ -107,10 +133,9 @@ class LoadedRun:
     def predict(self, inputs: Any, top_k: int = 3) -> list[dict[str, Any]] | list[list[dict]]:
         """The top_k classes (class, index, probability), best first: a list for one input, a
         list of such lists for a list of inputs."""
-        if top_k < 1:
-            raise ConfigError(f"top_k must be at least 1, not {top_k}")
+        _check_top_k(top_k)
         probabilities = torch.from_numpy(self.probabilities(inputs))
-        answers = [self.predictor.top_k(row, top_k) for row in probabilities]
+        answers = [self.predictor.top_k(row, int(top_k)) for row in probabilities]
         return answers if isinstance(inputs, list | tuple) else answers[0]
 
 
@@ -118,4 +143,9 @@ def load(
     run: str | Path = "latest", engine: str = "auto", invert: str = "no", center: bool = False
 ) -> LoadedRun:
     """A trained run (a path, a name under runs/, or 'latest') ready to predict from Python."""
+    if not isinstance(run, str | Path):
+        raise ConfigError(
+            f"run must be a run folder path, a run name under runs/ or 'latest', not "
+            f"{type(run).__name__}; e.g. cnnlab.load('latest')"
+        )
     return LoadedRun(Run.open(run), engine, invert, center)

@@ -43,7 +43,7 @@ from cnnlab.deploy.engines import (
     sidecar_path,
 )
 from cnnlab.deploy.predict import run_tta
-from cnnlab.errors import CnnlabError, OutputError
+from cnnlab.errors import CnnlabError, ConfigError, OutputError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.fold import fold_batchnorm, foldable_pairs
@@ -272,6 +272,11 @@ def export_run(
     """Fold, export, check parity on real images, then write the file and its sidecar atomically."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"format '{fmt}' is not one of {', '.join(EXPORT_FORMATS)}")
+    if isinstance(parity_limit, bool) or not isinstance(parity_limit, int) or parity_limit < 0:
+        raise ConfigError(
+            f"the parity images (--parity-images) must be a whole number, 0 or more, not "
+            f"{parity_limit!r}; at least {MIN_PARITY_IMAGES} are used whatever it is"
+        )
     started = time.perf_counter()
     path = _resolve_out(run, fmt, out)
     model = run.load_model()

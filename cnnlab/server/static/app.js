@@ -16,6 +16,7 @@ let drawing = false;
 let last = null;
 let timer = null;
 let lastSource = null; // {blob, name}: what was analysed last, re-sent when an option changes
+let upload = null; // {name, size} of the file on the canvas; null while the canvas is a drawing
 let sequence = 0; // answers to older requests are dropped
 
 // --- model ---------------------------------------------------------------------------------
@@ -32,6 +33,8 @@ async function loadModel() {
     $("ink-label").hidden = false;
     $("ink").value = ink === "#fff" ? "#ffffff" : "#000000";
   }
+  // centring and inversion are MNIST's steps for gray digits: the server refuses centring in colour
+  $("gray-controls").hidden = c !== 1;
   $("brush").value = String(Math.round(canvas.width / Math.max(h, w) * 2.5));
   clearCanvas();
 }
@@ -44,11 +47,28 @@ function showModelText() {
     `${model.spec}  |  ${tr("input")} ${c}x${h}x${w}, ${model.classes.length} ${tr("classes")}` +
     (accuracy != null ? `, ${tr("test accuracy")} ${(100 * accuracy).toFixed(2)}%` : "") +
     `  |  ${tr("engine")}: ${model.engine}`;
-  $("resize-note").textContent = trf("Your drawing ({drawing}) is resized to {input} on the server.", {
-    drawing: `${canvas.width}x${canvas.height}`,
-    input: `${h}x${w}`,
-  });
+  showResizeNote();
   renderSummary(model.summary);
+}
+
+// What the server resizes: the uploaded file at its own size, or the drawing at the canvas's.
+function showResizeNote() {
+  const [, h, w] = model.input_shape;
+  $("resize-note").textContent = upload
+    ? trf("The uploaded file {name} ({size}) is resized to {input} on the server.", {
+        name: upload.name,
+        size: upload.size,
+        input: `${h}x${w}`,
+      })
+    : trf("Your drawing ({drawing}) is resized to {input} on the server.", {
+        drawing: `${canvas.width}x${canvas.height}`,
+        input: `${h}x${w}`,
+      });
+}
+
+function setUpload(value) {
+  upload = value;
+  if (model) showResizeNote();
 }
 
 document.addEventListener("cnnlab:language", () => {
@@ -61,6 +81,7 @@ function clearCanvas() {
   ctx.fillStyle = background;
   ctx.fillRect(0, 0, canvas.width, canvas.height);
   lastSource = null;
+  setUpload(null);
   sequence += 1;
   clearTimeout(timer);
   timer = null;
@@ -99,6 +120,7 @@ canvas.addEventListener("pointerdown", (event) => {
   event.preventDefault();
   canvas.setPointerCapture(event.pointerId);
   drawing = true;
+  setUpload(null); // strokes on an uploaded picture: the canvas is sent from now on
   last = point(event);
   stroke(last, last);
   schedule();
@@ -151,8 +173,12 @@ function useFile(file) {
     const h = picture.height * scale;
     ctx.drawImage(picture, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
     URL.revokeObjectURL(url);
+    setUpload({ name: file.name, size: `${picture.naturalWidth}x${picture.naturalHeight}` });
   };
-  picture.onerror = () => URL.revokeObjectURL(url);
+  picture.onerror = () => {
+    URL.revokeObjectURL(url);
+    setUpload({ name: file.name, size: tr("size unknown") }); // the server may still read it
+  };
   picture.src = url;
   analyse(file, file.name);
 }

@@ -44,6 +44,9 @@ const KO = {
   "engine": "엔진",
   "Your drawing ({drawing}) is resized to {input} on the server.":
     "그린 그림({drawing})은 서버에서 {input} 크기로 줄여집니다.",
+  "The uploaded file {name} ({size}) is resized to {input} on the server.":
+    "올린 파일 {name}({size})은 서버에서 {input} 크기로 바뀝니다.",
+  "size unknown": "크기 모름",
   // the run report (run.html, run.js)
   "cnnlab: run report": "cnnlab: 실행 보고서",
   "loading the run\u2026": "실행을 불러오는 중\u2026",

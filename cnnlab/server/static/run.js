@@ -202,8 +202,8 @@ function renderCell(data) {
     (shown < data.count ? `the first ${shown} of ${data.count} images` : `${data.count} image${data.count === 1 ? "" : "s"}`) +
     `, ${data.order}; under each: the probability of "${data.predicted}"` +
     (data.true !== data.predicted ? ` and of "${data.true}"` : "") +
-    (cam ? `. Beside each: its Grad-CAM for "${data.predicted}" at ${cam.layer.name} ` +
-      `(${cam.layer.map_size.join("x")} map; blue none, red the most evidence)` : "");
+    (cam ? `. Over each: its Grad-CAM for "${data.predicted}" at ${cam.layer.name} ` +
+      `(${cam.layer.map_size.join("x")} map; blue none, red the most evidence; point at it for the image alone)` : "");
   $("cell-images").replaceChildren(...data.images.map((image) => cellImage(image, data)));
 }
 
@@ -211,11 +211,9 @@ function cellImage(image, data) {
   const name = image.file ? image.file.split(/[\\/]/).pop() : `test #${image.index}`;
   const img = el("img", { src: image.png, alt: name, title: image.file || `test image ${image.index}` });
   const odds = data.true === data.predicted ? percent(image.probability, 1) : `${percent(image.probability, 1)} / ${percent(image.true_probability, 1)}`;
-  const figure = el("figure", { className: "thumb" }, [img]);
-  if (image.cam) {
-    figure.classList.add("with-cam");
-    figure.append(el("img", { src: image.cam, className: "cam", alt: `Grad-CAM of ${name}`, title: `where the model saw "${data.predicted}" (Grad-CAM)` }));
-  }
+  // The Grad-CAM lies over its image (both 84 px, one place); pointing at it fades it out.
+  const cam = image.cam && el("img", { src: image.cam, className: "cam", alt: `Grad-CAM of ${name}`, title: `where the model saw "${data.predicted}" (Grad-CAM)` });
+  const figure = el("figure", { className: "thumb" }, [el("span", { className: "stack" }, cam ? [img, cam] : [img])]);
   figure.dataset.index = String(image.index);
   figure.append(el("figcaption", {}, [el("span", { className: "name", textContent: name }), el("span", { textContent: odds })]));
   return figure;
@@ -233,7 +231,11 @@ function renderScores(data) {
     el("tr", {}, [
       el("td", { textContent: r.class }),
       ...[r.precision, r.recall].map((v) => el("td", { className: "num", textContent: percent(v, 1) })),
-      el("td", { className: "num f1" }, [el("span", { className: "fill", style: `width: ${(60 * r.f1).toFixed(1)}%` }), percent(r.f1, 1)]),
+      el("td", { className: "num f1" }, [
+        // the bar in a track of its own left of the number, so the two never cover each other
+        el("span", { className: "track" }, [el("span", { className: "fill", style: `width: ${(100 * r.f1).toFixed(1)}%` })]),
+        el("span", { className: "value", textContent: percent(r.f1, 1) }),
+      ]),
       el("td", { className: "num", textContent: r.support.toLocaleString("en") }),
     ]),
   );
