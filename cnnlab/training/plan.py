@@ -156,8 +156,9 @@ def plan(
 def revised(old: Plan, data: TrainingData, ranks: int = 1, **decided: float | int) -> Plan:
     """`old` with some of its decisions taken otherwise (the guard's lower `lr`, the budget's
     re-planned `total_steps`), planned again from what was asked: nothing is measured again."""
-    keep = ("lr", "total_steps", "epochs", "budget_seconds", "e_seconds")
-    fixed = {key: getattr(old.config, key) for key in keep if key != "epochs" or old.budget}
+    # the warm-up stays in steps (a re-planned budget run's lr runs on without a jump)
+    keep = ("lr", "warmup_steps", "total_steps", "budget_seconds", "e_seconds")
+    fixed = {key: getattr(old.config, key) for key in keep}
     again = plan(dataclasses.replace(old.asked, **{**fixed, **decided}), data, ranks)
     return dataclasses.replace(again, asked=old.asked, budget=old.budget)
 
