@@ -16,6 +16,7 @@ At most `MAX_PENDING` such tasks run or wait at once (else 503).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Any
@@ -37,7 +38,15 @@ from cnnlab.server.report import (
 STATIC_DIR = FilePath(__file__).parent / "static"
 REPORT_WORKERS = 2  # threads computing report panels at once
 MAX_PENDING = 8  # slow computations running or waiting for a thread at once
-NEEDS_EVALUATION = ("confusion", "scores", "cell", "image", "patches", "embedding")
+# The panels computed from the test split's evaluation (made once, before the first of them).
+NEEDS_EVALUATION = {
+    RunReport.confusion,
+    RunReport.scores,
+    RunReport.cell,
+    RunReport.image,
+    RunReport.patches,
+    RunReport.embedding,
+}
 router = APIRouter()
 
 
@@ -71,16 +80,20 @@ class ReportJobs:
             task.exception()  # read: an error no request waited for is not "never retrieved"
 
 
-async def _report(request: Request, method: str, *args: Any, once: bool = False) -> Any:
-    """RunReport.method(*args) in the report's pool, after the test split's evaluation where
-    it needs it; `once`: a slow computation, started once per method and arguments."""
+async def _report(
+    request: Request, panel: Callable[..., Any], *args: Any, once: bool = False
+) -> Any:
+    """`panel` (a RunReport method) on the app's report with `args`, in the report's pool, after
+    the test split's evaluation where it needs it; `once`: a slow computation, started once per
+    panel and arguments."""
     report: RunReport = request.app.state.report
     jobs: ReportJobs = request.app.state.report_jobs
-    if method in NEEDS_EVALUATION:
+    if panel in NEEDS_EVALUATION:
         await jobs.once(("evaluation",), report.evaluated)
+    bound = functools.partial(panel, report)
     if once:
-        return await jobs.once((method, *args), getattr(report, method), *args)
-    return await jobs.workers.run(getattr(report, method), *args)
+        return await jobs.once((panel.__name__, *args), bound, *args)
+    return await jobs.workers.run(bound, *args)
 
 
 @router.get("/run", include_in_schema=False)
@@ -96,7 +109,7 @@ async def run_page() -> FileResponse:
 )
 async def curves(request: Request) -> dict[str, Any]:
     """Loss, accuracy, learning rate... per epoch (null where a column is empty), test accuracy."""
-    return await _report(request, "curves")
+    return await _report(request, RunReport.curves)
 
 
 @router.get(
@@ -106,7 +119,7 @@ async def curves(request: Request) -> dict[str, Any]:
 )
 async def confusion(request: Request) -> dict[str, Any]:
     """Computed on the first request (the test split's evaluation), then kept."""
-    return await _report(request, "confusion")
+    return await _report(request, RunReport.confusion)
 
 
 @router.get(
@@ -122,7 +135,7 @@ async def confusion_cell(
     limit: int = Query(CELL_IMAGES, ge=1, le=MAX_CELL_IMAGES, description="images sent"),
 ) -> dict[str, Any]:
     """`count` images are in the cell; `limit` of them from `offset`, highest loss first."""
-    return await _report(request, "cell", true, predicted, offset, limit)
+    return await _report(request, RunReport.cell, true, predicted, offset, limit)
 
 
 @router.get(
@@ -135,7 +148,7 @@ async def test_image(
     request: Request, index: int = Path(ge=0, le=2**31, description="index in the test split")
 ) -> Response:
     """The pixels the model was evaluated on."""
-    png = await _report(request, "image", index)
+    png = await _report(request, RunReport.image, index)
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
@@ -146,7 +159,7 @@ async def test_image(
 )
 async def scores(request: Request) -> dict[str, Any]:
     """The numbers of `cnnlab eval` on the test split."""
-    return await _report(request, "scores")
+    return await _report(request, RunReport.scores)
 
 
 @router.get(
@@ -156,7 +169,7 @@ async def scores(request: Request) -> dict[str, Any]:
 )
 async def filters(request: Request) -> dict[str, Any]:
     """404 when the model has no conv layer."""
-    return await _report(request, "filters", once=True)
+    return await _report(request, RunReport.filters, once=True)
 
 
 @router.get(
@@ -173,7 +186,7 @@ async def patches(
     channels: int = Query(16, ge=1, le=MAX_PATCH_CHANNELS, description="the first N channels"),
 ) -> dict[str, Any]:
     """Each crop is the receptive field of the position of the largest activation (PNG)."""
-    return await _report(request, "patches", layer, top, channels, once=True)
+    return await _report(request, RunReport.patches, layer, top, channels, once=True)
 
 
 @router.get(
@@ -186,4 +199,4 @@ async def embedding(
     method: str = Query("pca", pattern="^(pca|tsne)$", description="pca, or tsne (slower)"),
 ) -> dict[str, Any]:
     """A point per image (at most MAX_POINTS, a seeded subsample beyond): true, predicted class."""
-    return await _report(request, "embedding", method, once=True)
+    return await _report(request, RunReport.embedding, method, once=True)
