@@ -55,6 +55,7 @@ from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.schedule import lr_factor, prefetch_optimizer_import, set_lr, steps_in_epoch
 from cnnlab.training.setup import (
     Learner,
+    OpenedRun,
     TrainingData,
     autocast,
     autocast_dtype,
@@ -208,14 +209,15 @@ def _prepare(
     saved state; says what will train."""
     torch.set_num_threads(thread_count(config, world))
     prefetch_optimizer_import()  # while the data loads
-    data = load_data(config, device) if not resume else None
-    planned = plan(config, data, world.size, Measure(device, clock)) if data else None
-    record = run_record(planned.config, data) if planned else None
-    opened = open_run(planned.config if planned else config, resume, world, record)
-    if opened.lock is not None:
-        held.callback(opened.lock.release)
-    data = data or load_data(opened.config, device)
-    planned = planned or recorded(opened.config, data, world.size)  # a resume reads its plan
+    if resume:
+        opened = _locked(open_run(config, resume, world), held)
+        data = load_data(opened.config, device)
+        planned = recorded(opened.config, data, world.size)  # a resume reads its plan back
+    else:  # planned from the data before config.toml and record.json record it
+        data = load_data(config, device)
+        planned = plan(config, data, world.size, Measure(device, clock))
+        record = run_record(planned.config, data)
+        opened = _locked(open_run(planned.config, None, world, record), held)
     report = TrainingReporter(
         partial(append_log, opened.folder) if world.is_main else None,
         quiet=planned.config.quiet or not world.is_main,
@@ -229,6 +231,13 @@ def _prepare(
     if world.is_main:
         _say_start(state, resume, spec.text(), notes)
     return state
+
+
+def _locked(opened: OpenedRun, held: contextlib.ExitStack) -> OpenedRun:
+    """`opened`, its folder's lock (rank 0's) released when `held` closes, also on errors."""
+    if opened.lock is not None:
+        held.callback(opened.lock.release)
+    return opened
 
 
 def _job(
