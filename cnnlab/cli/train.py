@@ -133,6 +133,12 @@ FLAGS = {
     "--channels": ("channels", "folders: 1 (grayscale) or 3 (RGB)"),
     "--skip-bad": ("skip_bad", "folders: leave out files that are not usable images (listed)"),
     "--force-nproc": ("force_nproc", "allow --nproc above this machine's core count"),
+    "--weights": (
+        "weights",
+        "the weights training starts from: none, imagenet (EfficientNet-Lite0's, the lite0 "
+        "preset's), a .safetensors file, or a run folder; the last fc starts fresh "
+        "(default: {default}, or the preset's)",
+    ),
 }
 
 
@@ -177,6 +183,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_training_options(p)
     p.add_argument("--resume", metavar="RUN", help="continue a run folder where it stopped")
+    p.add_argument(
+        "--init", metavar="RUN", help="fine-tune from a run's weights (the same as --weights RUN)"
+    )
     p.set_defaults(handler=run_train)
 
     p = subparsers.add_parser(
@@ -197,6 +206,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     }
     if args.quiet:
         flags["quiet"] = True
+    if getattr(args, "init", None):  # `train --init RUN`
+        flags["weights"] = args.init
     return resolve_config(file_values, flags, parse_overrides(args.overrides))
 
 

@@ -115,6 +115,10 @@ class TrainConfig:
     # the training images' patches (none, frozen or trainable); later convs start as identities
     whiten: str = "none"
     dirac: bool = False
+    # the weights training starts from: none (fresh), imagenet (EfficientNet-Lite0's, for the
+    # lite0 preset: training/pretrained.py), a .safetensors file, or a run folder (fine-tune
+    # your own run); the last fc, the data's classes, starts fresh
+    weights: str = "none"
     # BatchNorm scales and biases train at this x the learning rate. Fashion-MNIST, default
     # recipe at 3 epochs, seed 0: x4 92.29%, x16 91.98% against 92.24% (x1): left at 1
     bn_lr_scale: float = 1.0

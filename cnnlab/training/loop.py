@@ -50,7 +50,7 @@ from cnnlab.training.guard import (
     advice,
     lowered_lr_line,
 )
-from cnnlab.training.plan import Measure, Plan, plan, recorded, revised
+from cnnlab.training.plan import Measure, Plan, normalised, plan, recorded, revised
 from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.schedule import lr_factor, prefetch_optimizer_import, set_lr, steps_in_epoch
 from cnnlab.training.setup import (
@@ -213,16 +213,18 @@ def _prepare(
         opened = _locked(open_run(config, resume, world), held)
         data = load_data(opened.config, device)
         planned = recorded(opened.config, data, world.size)  # a resume reads its plan back
+        data = normalised(planned.config, data)
     else:  # planned from the data before config.toml and record.json record it
         data = load_data(config, device)
         planned = plan(config, data, world.size, Measure(device, clock))
+        data = normalised(planned.config, data)
         record = run_record(planned.config, data)
         opened = _locked(open_run(planned.config, None, world, record), held)
     report = TrainingReporter(
         partial(append_log, opened.folder) if world.is_main else None,
         quiet=planned.config.quiet or not world.is_main,
     )
-    learner, spec, notes = build_learner(planned.config, data, device)
+    learner, spec, notes = build_learner(planned.config, data, device, resuming=bool(resume))
     job = _job(planned, opened.folder, world, device, data, report, clock, fresh=not resume)
     state = Training(job, learner, Position())
     if opened.saved is not None:

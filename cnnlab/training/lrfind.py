@@ -164,7 +164,7 @@ def _suggest(lrs: list[float], losses: list[float], stopped: str) -> RangeTest:
 def find_lr(config: TrainConfig) -> tuple[RangeTest, TrainConfig]:
     """`cnnlab lr-find`: the range test `--lr auto` runs, on the config's data and model sized
     as the run's plan sizes them (so both suggest the same number), and that config."""
-    from cnnlab.training.plan import plan  # plan imports this module lazily
+    from cnnlab.training.plan import normalised, plan  # plan imports this module lazily
 
     world = distributed.world_from_env()
     device = pick_device(config.device, world)
@@ -174,5 +174,5 @@ def find_lr(config: TrainConfig) -> tuple[RangeTest, TrainConfig]:
     # test trains what `--lr auto` would train it on.
     asked = dataclasses.replace(config, lr=1.0, budget="", total_steps=0)
     planned = plan(asked, data)
-    test = range_test(planned.config, data, planned.policy, device)
+    test = range_test(planned.config, normalised(planned.config, data), planned.policy, device)
     return test, planned.config

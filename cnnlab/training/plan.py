@@ -78,6 +78,10 @@ SMALL_DATA_TTA = True
 # docs/performance.md, "Small-data recipe"): 56.00/52.00/51.50 -> 61.50/57.50/60.00%. Grey data
 # and a given augmentation are untouched.
 SMALL_COLOUR_AUGMENT = "standard,jitter=0.2"
+# The normalisation EfficientNet-Lite's TensorFlow release was trained with, (x - 127) / 128 on
+# 0..255 pixels: a run starting from its ImageNet weights feeds them pixels the same way.
+IMAGENET_LITE0_MEAN = (127 / 255,) * 3
+IMAGENET_LITE0_STD = (128 / 255,) * 3
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,7 @@ def plan(
     """The run's plan: `asked` turned into every value the run uses, for `data` on `ranks`
     processes. `measure` runs the range test (lr = auto) and times a budget; without it, both
     must be decided already (a revision)."""
-    images = len(data.train[0])
+    images, data = len(data.train[0]), normalised(asked, data)
     config = _with_size_used(asked, data)
     config, policy = _fitted(config, data)
     config, lines = _batch_within_data(config, images, ranks)
@@ -173,6 +177,16 @@ def recorded(config: TrainConfig, data: TrainingData, ranks: int = 1) -> Plan:
 
 
 # --- the decisions, in plan's order ------------------------------------------------------
+
+
+def normalised(config: TrainConfig, data: TrainingData) -> TrainingData:
+    """`data` with the normalisation the model sees: a network starting from ImageNet weights
+    gets the pixels it was trained on ((x - 127) / 128), any other the data's own mean and std."""
+    if config.weights != "imagenet":
+        return data
+    channels = data.image_shape[0]  # grey: one channel (the stem's filters are summed)
+    mean, std = IMAGENET_LITE0_MEAN[:channels], IMAGENET_LITE0_STD[:channels]
+    return dataclasses.replace(data, mean=mean, std=std)
 
 
 def _with_size_used(config: TrainConfig, data: TrainingData) -> TrainConfig:

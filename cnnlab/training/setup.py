@@ -47,6 +47,7 @@ from cnnlab.training.config import (
     usable_cores,
 )
 from cnnlab.training.init import dirac_init, whiten_first_conv
+from cnnlab.training.pretrained import load_start, starting_weights
 from cnnlab.training.schedule import make_optimizer
 
 # Settings of this invocation only: a resumed run takes them from the request, not the run.
@@ -308,14 +309,20 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
 
 
 def build_learner(
-    config: TrainConfig, data: TrainingData, device: torch.device
+    config: TrainConfig, data: TrainingData, device: torch.device, resuming: bool = False
 ) -> tuple[Learner, ModelSpec, list[str]]:
-    """The model (its spec fitted to the data, with notes on what was adapted) and its optimizer."""
+    """The model (its spec fitted to the data, with notes on what was adapted) and its
+    optimizer; it starts from `config.weights` unless `resuming` (the checkpoint replaces them,
+    and the run they came from may be gone)."""
     images = len(data.train[0])  # small data takes the preset's small-data variant
     spec, notes = model_for_data(config.model, data.image_shape, len(data.classes), images)
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = CnnModel(spec).to(device, memory_format=memory_format)
+    model = CnnModel(spec)
+    start = None if resuming else starting_weights(config.weights)
+    if start is not None:  # before moving: the tensors are on the CPU
+        notes += load_start(model, *start)
+    model = model.to(device, memory_format=memory_format)
     initialise(model, config, data)
     learner = Learner(model, make_optimizer(model, config), torch.Generator(device="cpu"))
     return learner, spec, notes
