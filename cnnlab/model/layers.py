@@ -127,6 +127,7 @@ _BUILDERS: dict[str, Callable[[dict, InputShape], nn.Module]] = {
     "gmp": lambda p, s: GlobalMaxPool2d(),
     "batchnorm": _build_batchnorm,
     "relu": lambda p, s: nn.ReLU(),
+    "relu6": lambda p, s: nn.ReLU6(),
     "leakyrelu": lambda p, s: nn.LeakyReLU(p["slope"]),
     "sigmoid": lambda p, s: nn.Sigmoid(),
     "tanh": lambda p, s: nn.Tanh(),
@@ -204,7 +205,7 @@ _REVERSE: list[tuple[type[nn.Module], str, Callable[[nn.Module], Arguments]]] = 
     (nn.Dropout, "dropout", lambda m: ([m.p], {})),
     # fc's input size is left to be inferred, as in a spec that does not declare it.
     (nn.Linear, "fc", lambda m: ([m.out_features], {"bias": m.bias is not None})),
-    *_parameterless(),  # relu, sigmoid, tanh, gelu, flatten, softmax, gap, gmp
+    *_parameterless(),  # relu, relu6, sigmoid, tanh, gelu, flatten, softmax, gap, gmp
 ]
 require_every_kind({kind for _, kind, _ in _REVERSE}, "model.layers._REVERSE")
 

@@ -384,6 +384,7 @@ _ANALYZERS = {
     "gmp": _global_pool,
     "batchnorm": _batchnorm,
     "relu": _elementwise(1),
+    "relu6": _elementwise(2),  # two comparisons: with 0, then with 6
     "leakyrelu": _elementwise(1),
     "sigmoid": _elementwise(1),
     "tanh": _elementwise(1),

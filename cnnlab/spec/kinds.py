@@ -190,6 +190,8 @@ LAYER_KINDS: dict[str, LayerKind] = _kinds(
         shape_keeping=True,
     ),
     LayerKind("relu", "max(0, x)", **_ACTIVATION),
+    # MobileNet and EfficientNet(-Lite): a ceiling of 6 keeps activations small enough for int8.
+    LayerKind("relu6", "min(max(0, x), 6)", aliases=("relu_6",), **_ACTIVATION),
     LayerKind(
         "leakyrelu",
         "x if x > 0 else slope*x",
