@@ -113,12 +113,16 @@ def describe_shape(shape: Shape) -> str:
 
 
 def layer_names(spec: ModelSpec, prefix: str = "") -> list[str]:
-    """conv1, relu1, maxpool1, conv2, ...: one counter per layer kind (in a block, after `prefix`)."""
+    """conv1, relu1, maxpool1, conv2, ...: one counter per layer kind (in a block, after `prefix`).
+
+    A kind ending in a digit takes '_' before its count: relu6_1, not relu61.
+    """
     counts: Counter[str] = Counter()
     names = []
     for layer in spec.layers:
         counts[layer.kind] += 1
-        names.append(f"{prefix}{layer.kind}{counts[layer.kind]}")
+        joint = "_" if layer.kind[-1].isdigit() else ""
+        names.append(f"{prefix}{layer.kind}{joint}{counts[layer.kind]}")
     return names
 
 
