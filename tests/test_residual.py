@@ -346,3 +346,29 @@ def test_json_nests_the_blocks_layers_and_explain_says_what_is_added():
         in text
     )
     assert "must have one shape" in text
+
+
+# --- the stages that read a model: feature maps, diagram, Grad-CAM, top patches ----------------
+
+
+def test_feature_maps_diagram_cam_and_patches_take_a_block_as_one_layer(tmp_path):
+    from cnnlab.evaluate import cam, patches
+    from cnnlab.evaluate.featuremaps import feature_maps
+    from cnnlab.figures.canvas import save_figure
+    from cnnlab.figures.diagram import diagram_blocks, diagram_figure
+
+    model = build_model(f"input(16x9x9) res({BASIC}) relu {DOWN} relu gap fc(3)").eval()
+    maps = feature_maps(model, torch.randn(1, 16, 9, 9))
+    assert [m.name for m in maps][:3] == ["res1", "relu1", "res2"]  # the block's output, once
+    assert cam.default_layer(model) == "relu2"  # after the last block, not before the blocks
+    # cell 0 of res1 reads from 2 pixels before the image: two 3x3 convs with padding 1 each
+    assert patches.layer_geometry(model.report, "res1").start == (-2, -2)
+    assert patches.layer_geometry(model.report, "res1").size == (5, 5)
+    blocks = diagram_blocks(model.report)
+    assert blocks[1].lines()[:2] == [
+        "res1: layers + input",
+        "  body.conv1: conv(16, 3, padding=same)",
+    ]
+    assert blocks[2].lines()[0] == "res2: layers + shortcut"
+    svg = save_figure(diagram_figure(model.report), tmp_path / "res.svg").read_text()
+    assert "+ input" in svg and "+ shortcut" in svg  # the skips are drawn and labelled
