@@ -83,6 +83,10 @@ FOLD_SPECS = [
     "flatten fc(16) batchnorm relu fc(10)",
     "default",
     "input(1x28x28) conv(4,5,dilation=2,padding_mode=circular,padding=2) batchnorm gap batchnorm fc(3)",
+    # BatchNorms inside res blocks (body and shortcut) fold into their convs; the add stays
+    "input(3x12x12) conv(8,3,padding=same) batchnorm relu res(conv(8,3,padding=same) batchnorm "
+    "relu conv(8,3,padding=same) batchnorm) relu res(conv(16,3,stride=2,padding=same) batchnorm, "
+    "shortcut=conv(16,1,stride=2) batchnorm) batchnorm gap fc(3)",
 ]
 
 
@@ -97,9 +101,9 @@ def test_folded_model_equals_the_model_in_eval_mode(spec):
         torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
     pairs = foldable_pairs(model)
     assert pairs, "each spec has at least one foldable pair"
-    for _, bn in pairs:
-        assert isinstance(getattr(folded, bn), torch.nn.Identity)
-        assert isinstance(getattr(model, bn), torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)
+    for _, bn in pairs:  # names such as batchnorm2, or res1.body.batchnorm1 inside a block
+        assert isinstance(folded.get_submodule(bn), torch.nn.Identity)
+        assert isinstance(model.get_submodule(bn), torch.nn.BatchNorm1d | torch.nn.BatchNorm2d)
     kept = sum(isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) for m in folded.modules())
     total = sum(isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) for m in model.modules())
     assert kept == total - len(pairs)
@@ -152,6 +156,11 @@ LAYER_SPECS = {
     "avgpool(2,padding=1,count_include_pad=false) flatten fc(7)",
     "even kernel same + minpool padding": "input(1x15x15) conv(4,4,padding=same) "
     "minpool(3,stride=2,padding=1) flatten fc(3)",
+    "res identity + projection, mbconv, relu6": "input(3x15x15) conv(8,3,stride=2,padding=same) "
+    "batchnorm(eps=0.001) relu6 res(conv(16,1,bias=false) batchnorm relu6 "
+    "conv(16,5,padding=same,groups=16,bias=false) batchnorm relu6 conv(8,1,bias=false) batchnorm) "
+    "res(conv(12,3,stride=2,padding=same) batchnorm relu, shortcut=conv(12,1,stride=2) batchnorm) "
+    "relu gap fc(4)",
 }
 
 

@@ -246,7 +246,12 @@ def default_layer(model: CnnModel, method: str = "gradcam") -> str:
     reports = _logit_reports(model)
     if method == "cam":
         return reports[_gap_index(model) - 1].name
-    convs = [i for i, r in enumerate(reports) if r.layer.kind == "conv"]
+    # a res block's output is a conv map too (the sum of its convs' and its input's)
+    convs = [
+        i
+        for i, r in enumerate(reports)
+        if r.layer.kind in ("conv", "res") and len(r.out_shape) == 3
+    ]
     if not convs:
         raise _no_conv_error(method)
     large = [i for i in convs if min(reports[i].out_shape[1:]) >= MIN_CELLS]

@@ -20,7 +20,7 @@ from cnnlab.evaluate import MAX_PATCH_CHANNELS, MAX_PATCH_TOP
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.inference import normalize
 from cnnlab.spec import shapes
-from cnnlab.spec.analysis import LayerReport, ModelReport
+from cnnlab.spec.analysis import LayerReport, ModelReport, branch_reports
 from cnnlab.spec.kinds import LAYER_KINDS
 
 PAD_VALUE = 128  # uint8 grey for the part of a window outside the image
@@ -132,14 +132,29 @@ def layer_geometry(report: ModelReport, name: str) -> LayerGeometry:
         )
     start, jump = (0, 0), (1, 1)  # jump of the input to the current layer
     for r in report.layers:
-        if _is_sliding(r.layer.kind):
-            pad = _pad_before(r)
-            # cell 0 reads input cells from -pad, each of which starts `jump` pixels apart
-            start = (start[0] - pad[0] * jump[0], start[1] - pad[1] * jump[1])
+        start = _start_after(r, start, jump)
         jump = r.jump or jump
         if r.name == name:
             return LayerGeometry(name, r.layer.text(), r.out_shape, r.rf, r.jump, start)
     raise AssertionError(f"{name} is in map_layers but not in the report")
+
+
+def _start_after(r: LayerReport, start: tuple[int, int], jump: tuple[int, int]) -> tuple[int, int]:
+    """Where output cell 0's window starts in the input after layer `r`, given its input's."""
+    if r.inner:  # a res block: the union of its branches' windows starts at the earlier one
+        starts = [] if branch_reports(r, "shortcut") else [start]  # the identity: as it was
+        for branch in ("body", "shortcut"):
+            inner_start, inner_jump = start, jump
+            for inner in branch_reports(r, branch):
+                inner_start = _start_after(inner, inner_start, inner_jump)
+                inner_jump = inner.jump or inner_jump
+            starts += [inner_start] if branch_reports(r, branch) else []
+        return min(s[0] for s in starts), min(s[1] for s in starts)
+    if not _is_sliding(r.layer.kind):
+        return start
+    pad = _pad_before(r)
+    # cell 0 reads input cells from -pad, each of which starts `jump` pixels apart
+    return start[0] - pad[0] * jump[0], start[1] - pad[1] * jump[1]
 
 
 def crop_window(image: torch.Tensor, window: Window) -> torch.Tensor:

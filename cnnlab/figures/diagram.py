@@ -6,7 +6,9 @@ the channels C and whose slant grows with the width W; flat vectors (after
 flatten, gap, fc) are bars whose length grows with their size. Each box is
 labelled with the layers that made it and its output shape 'C x H x W'.
 Layers that keep the shape (batchnorm, activations, dropout, softmax) join the
-box before them, so a conv-bn-relu block is one box. Every shape comes from
+box before them, so a conv-bn-relu block is one box. A res block is one box
+(its output) labelled with its own layers, and its skip is a dashed arc from the
+box before it, marked '+ input' or '+ shortcut'. Every shape comes from
 `analysis.analyze`; nothing here computes one.
 """
 
@@ -21,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon, Rectangle
 
 from cnnlab.figures.canvas import new_figure
-from cnnlab.spec.analysis import LayerReport, ModelReport, Shape, analyze
+from cnnlab.spec.analysis import LayerReport, ModelReport, Shape, analyze, branch_reports
 from cnnlab.spec.kinds import LAYER_KINDS
 from cnnlab.spec.language import ModelSpec
 
@@ -40,10 +42,28 @@ class Block:
     layers: list[LayerReport] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        """The label under the box: one line per layer, 'conv1: conv(32, 3, padding=same)'."""
+        """The label under the box: one line per layer, 'conv1: conv(32, 3, padding=same)'; a res
+        block's line 'res1: layers + input' and then its own layers, 'body.conv1: conv(...)'."""
         if not self.layers:
             return ["input"]
-        return [f"{r.name}: {r.layer.text()}" for r in self.layers]
+        lines = []
+        for r in self.layers:
+            if not r.inner:
+                lines.append(f"{r.name}: {r.layer.text()}")
+                continue
+            lines.append(f"{r.name}: layers + {skip_name(r)}")
+            lines += [f"  {i.name.split('.', 1)[1]}: {i.layer.text()}" for i in r.inner]
+        return lines
+
+    @property
+    def residual(self) -> LayerReport | None:
+        """The res block that makes this box, if one does (its skip is drawn over the boxes)."""
+        return self.layers[0] if self.layers and self.layers[0].inner else None
+
+
+def skip_name(r: LayerReport) -> str:
+    """What a res block adds to its layers' output: 'input' or 'shortcut'."""
+    return "shortcut" if branch_reports(r, "shortcut") else "input"
 
 
 def shape_label(shape: Shape) -> str:
@@ -177,6 +197,36 @@ def _draw_arrows(ax: Axes, edges: list[tuple[float, float]]) -> None:
         )
 
 
+def _draw_skips(
+    ax: Axes, blocks: list[Block], geometries: list[_Geometry], edges: list[tuple[float, float]]
+) -> None:
+    """A res block's skip: a dashed arc from the box before it (its input) over to its box, '+'."""
+    for i, block in enumerate(blocks):
+        if block.residual is None or i == 0:
+            continue
+        (left_a, right_a), (left_b, right_b) = edges[i - 1], edges[i]
+        start = ((left_a + right_a) / 2, geometries[i - 1].height / 2)
+        end = ((left_b + right_b) / 2, geometries[i].height / 2)
+        ax.annotate(
+            "",
+            xy=end,
+            xytext=start,
+            arrowprops=dict(
+                arrowstyle="->",
+                color="#b03060",
+                lw=1.2,
+                linestyle="--",
+                connectionstyle="arc3,rad=-0.35",
+                shrinkA=2,
+                shrinkB=2,
+            ),
+        )
+        label = f"+ {skip_name(block.residual)}"
+        # arc3's curve peaks about rad/2 of the distance above the straight line between its ends
+        top = (start[1] + end[1]) / 2 + 0.18 * (end[0] - start[0]) + 0.06
+        ax.text((start[0] + end[0]) / 2, top, label, ha="center", fontsize=7, color="#b03060")
+
+
 def _write_headings(figure: Figure, report: ModelReport, heading: str, total_w: float) -> None:
     """The spec (wrapped) with parameters and FLOPs on top; the legend of the boxes below."""
     width_chars = max(int(total_w * INCH_PER_UNIT * 14), 40)  # about 14 characters per inch at 8 pt
@@ -208,13 +258,18 @@ def diagram_figure(
     tallest = max(g.height for g in geometries)
     label_lines = max(len(b.lines()) for b in blocks) + 1
     bottom = -tallest / 2 - 0.35 - 0.24 * label_lines
-    top = tallest / 2 + 0.3
+    # room above the boxes for the arcs of res blocks' skips
+    skips = any(b.residual for b in blocks)
+    top = tallest / 2 + (0.5 + 0.2 * max(slots) if skips else 0.3)
+    bottom -= 0.24 * skips  # a res block's long label: one line more between it and the legend
     figure = new_figure(total_w * INCH_PER_UNIT, (top - bottom) * INCH_PER_UNIT + 1.1)
     ax = figure.add_axes((0, 0, 1, 0.82))
     ax.set_xlim(0, total_w)
     ax.set_ylim(bottom, top)
     ax.set_aspect("equal")
     ax.axis("off")
-    _draw_arrows(ax, _draw_blocks(ax, blocks, geometries, slots))
+    edges = _draw_blocks(ax, blocks, geometries, slots)
+    _draw_arrows(ax, edges)
+    _draw_skips(ax, blocks, geometries, edges)
     _write_headings(figure, report, title or report.spec.text(), total_w)
     return figure

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cnnlab.model.cnn import CnnModel
-from cnnlab.model.layers import GlobalMaxPool2d
+from cnnlab.model.layers import GlobalMaxPool2d, Residual
 
 _FOLDABLE = (nn.Conv2d, nn.Linear)  # SameConv2d is an nn.Conv2d
 _BATCHNORMS = (nn.BatchNorm2d, nn.BatchNorm1d)
@@ -32,9 +32,21 @@ def foldable_pairs(model: CnnModel) -> list[tuple[str, str]]:
     """(conv or fc name, batchnorm name) for each BatchNorm that can merge into a conv or fc.
 
     The BatchNorm follows the conv or fc directly, or through max/min pools only when none of
-    its channel scales is negative (the module docstring says why).
+    its channel scales is negative (the module docstring says why). Inside a res block the
+    pairs of its body and shortcut fold alike (names 'res1.body.conv1'); the add after them
+    is untouched, since folding only changes how each branch computes its own output.
     """
-    children = list(model.named_children())
+    pairs = _pairs_in(model, "")
+    for name, module in model.named_children():
+        if isinstance(module, Residual):
+            pairs += _pairs_in(module.body, f"{name}.body.")
+            pairs += _pairs_in(module.shortcut, f"{name}.shortcut.")
+    return pairs
+
+
+def _pairs_in(sequence: nn.Module, prefix: str) -> list[tuple[str, str]]:
+    """foldable_pairs among one sequence's children, their names after `prefix`."""
+    children = [(prefix + name, module) for name, module in sequence.named_children()]
     pairs = []
     for i, (name, module) in enumerate(children):
         if not isinstance(module, _FOLDABLE):
@@ -66,10 +78,10 @@ def fold_batchnorm(model: CnnModel) -> CnnModel:
     """
     folded = copy.deepcopy(model).eval()
     for layer_name, bn_name in foldable_pairs(folded):
-        layer = getattr(folded, layer_name)
-        bn = getattr(folded, bn_name)
-        _fold_into(layer, bn)
-        setattr(folded, bn_name, nn.Identity())
+        bn = folded.get_submodule(bn_name)
+        _fold_into(folded.get_submodule(layer_name), bn)
+        parent, _, leaf = bn_name.rpartition(".")  # 'res1.body', 'batchnorm1'; '' is the model
+        setattr(folded.get_submodule(parent), leaf, nn.Identity())
     return folded
 
 

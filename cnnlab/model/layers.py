@@ -1,7 +1,7 @@
 """Torch modules for each layer kind of the spec language, and the way back from a module to its spec.
 
-torch lacks min pooling, 'same' padding with a stride above 1 and global
-pooling that yields a vector; those are defined here. `build_layer` turns a
+torch lacks min pooling, 'same' padding with a stride above 1, global
+pooling that yields a vector and a residual block; those are defined here. `build_layer` turns a
 `LayerSpec` (with the input shape `analysis.py` worked out for it) into an
 `nn.Module`; `layer_from_module` maps a built module back to its `LayerSpec`.
 Both tables are checked against `spec/kinds.py` at import; a kind without
@@ -10,6 +10,7 @@ parameters needs only its builder (the way back is the class the builder makes).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
@@ -17,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.spec import shapes
+from cnnlab.spec.analysis import analyze
 from cnnlab.spec.kinds import LAYER_KINDS, require_every_kind
-from cnnlab.spec.language import LayerSpec, make_layer
+from cnnlab.spec.language import LayerSpec, ModelSpec, make_layer
 
 
 class MinPool2d(nn.MaxPool2d):
@@ -53,6 +55,25 @@ class SameConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", same_pads={self.same_pads}"
+
+
+class Residual(nn.Module):
+    """A residual block: body(x) + shortcut(x), where an empty shortcut is the input itself.
+
+    Input (N, C, H, W) (or (N, F) for a block of fc layers) -> the body's output shape, which
+    the shortcut's equals (analysis.py checks before anything is built). The two children are
+    nn.Sequentials named as the top level is (conv1, batchnorm1, relu1, ...), so the weights
+    read res1.body.conv1.weight and res1.shortcut.conv1.weight.
+    Example: Residual(Sequential(conv 16->16, bn), Sequential())(x) = bn(conv(x)) + x.
+    """
+
+    def __init__(self, body: nn.Sequential, shortcut: nn.Sequential):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut  # empty: the identity (returns its input)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
 
 
 class GlobalAvgPool2d(nn.Module):
@@ -118,6 +139,16 @@ def _build_batchnorm(p: dict, in_shape: InputShape) -> nn.Module:
     return cls(in_shape[0], eps=p["eps"], momentum=p["momentum"])
 
 
+def build_sequence(layers: tuple[LayerSpec, ...], in_shape: InputShape) -> nn.Sequential:
+    """The layers as an nn.Sequential of children named conv1, relu1, ... (empty for no layers)."""
+    reports = analyze(ModelSpec(layers, tuple(in_shape))).layers if layers else []
+    return nn.Sequential(OrderedDict((r.name, build_layer(r.layer, r.in_shape)) for r in reports))
+
+
+def _build_res(p: dict, in_shape: InputShape) -> nn.Module:
+    return Residual(build_sequence(p["body"], in_shape), build_sequence(p["shortcut"], in_shape))
+
+
 _BUILDERS: dict[str, Callable[[dict, InputShape], nn.Module]] = {
     "conv": _build_conv,
     "maxpool": _build_pool(nn.MaxPool2d),
@@ -127,6 +158,7 @@ _BUILDERS: dict[str, Callable[[dict, InputShape], nn.Module]] = {
     "gmp": lambda p, s: GlobalMaxPool2d(),
     "batchnorm": _build_batchnorm,
     "relu": lambda p, s: nn.ReLU(),
+    "relu6": lambda p, s: nn.ReLU6(),
     "leakyrelu": lambda p, s: nn.LeakyReLU(p["slope"]),
     "sigmoid": lambda p, s: nn.Sigmoid(),
     "tanh": lambda p, s: nn.Tanh(),
@@ -134,6 +166,7 @@ _BUILDERS: dict[str, Callable[[dict, InputShape], nn.Module]] = {
     "dropout": lambda p, s: nn.Dropout(p["p"]),
     "flatten": lambda p, s: nn.Flatten(start_dim=1),
     "fc": lambda p, s: nn.Linear(s[0], p["out"], bias=p["bias"]),
+    "res": _build_res,
     "softmax": lambda p, s: nn.Softmax(dim=1),
 }
 require_every_kind(_BUILDERS, "model.layers._BUILDERS")
@@ -186,6 +219,11 @@ def _batchnorm_args(m: nn.Module) -> Arguments:
     return [], dict(eps=m.eps, momentum=m.momentum)
 
 
+def _res_args(m: Residual) -> Arguments:
+    body = tuple(layer_from_module(child) for child in m.body)
+    return [body], {"shortcut": tuple(layer_from_module(child) for child in m.shortcut)}
+
+
 def _parameterless() -> list[tuple[type[nn.Module], str, Callable[[nn.Module], Arguments]]]:
     """The way back for every kind without parameters: the class its builder makes."""
     kinds = [kind for kind in LAYER_KINDS.values() if not kind.params]
@@ -204,7 +242,8 @@ _REVERSE: list[tuple[type[nn.Module], str, Callable[[nn.Module], Arguments]]] = 
     (nn.Dropout, "dropout", lambda m: ([m.p], {})),
     # fc's input size is left to be inferred, as in a spec that does not declare it.
     (nn.Linear, "fc", lambda m: ([m.out_features], {"bias": m.bias is not None})),
-    *_parameterless(),  # relu, sigmoid, tanh, gelu, flatten, softmax, gap, gmp
+    (Residual, "res", _res_args),
+    *_parameterless(),  # relu, relu6, sigmoid, tanh, gelu, flatten, softmax, gap, gmp
 ]
 require_every_kind({kind for _, kind, _ in _REVERSE}, "model.layers._REVERSE")
 

@@ -157,7 +157,7 @@ def spec_tensor_shapes(report: ModelReport) -> Shapes:
     """The state dict of the model a spec builds, as names and shapes from the spec alone: no
     module is built, so a spec tampered to a billion channels allocates nothing."""
     shapes: Shapes = {}
-    for r in report.layers:
+    for r in report.every_layer():  # a res block's layers too: res1.body.conv1.weight, ...
         p, kind, channels = r.layer.params, r.layer.kind, r.in_shape[0]
         if kind == "conv":
             shapes[f"{r.name}.weight"] = (p["out"], channels // p["groups"], *p["kernel"])

@@ -39,11 +39,22 @@ class LayerReport:
     jump: tuple[int, int] | None = None  # input pixels between neighbouring outputs (height, width)
     rf_formula: str = ""
     notes: list[str] = field(default_factory=list)
+    # Inside a block: 'res block 2 (layer 5), body ' for messages; its branch, body or shortcut.
+    place: str = ""
+    branch: str = ""
+    # A block's (res) own layers' reports, body then shortcut; the block's params, macs and
+    # flops include theirs (its flops also the add), so totals over the top level count all.
+    inner: list[LayerReport] = field(default_factory=list)
 
     @property
     def label(self) -> str:
-        """'layer 3 (conv(64, 3, padding=same))' for messages."""
-        return f"layer {self.index} {self.layer.text()}"
+        """'layer 3 conv(64, 3, padding=same)' (in a block: 'res block 1 (layer 2), body layer 3 ...')."""
+        return f"{self.place}layer {self.index} {self.layer.text()}"
+
+    @property
+    def add_flops(self) -> int:
+        """A block's own FLOPs: the add (its flops less its layers')."""
+        return self.flops - sum(r.flops for r in self.inner)
 
 
 @dataclass
@@ -76,7 +87,11 @@ class ModelReport:
     @property
     def activation_bytes(self) -> int:
         """Float32 bytes of every layer's output for one image (what a forward pass keeps for backward)."""
-        return sum(_numel(r.out_shape) for r in self.layers) * BYTES_PER_VALUE
+        return sum(_numel(r.out_shape) for r in self.every_layer()) * BYTES_PER_VALUE
+
+    def every_layer(self) -> list[LayerReport]:
+        """Every report, a block's own layers (named res1.body.conv1, ...) just before the block."""
+        return [inner for r in self.layers for inner in (*r.inner, r)]
 
     def _repr_html_(self) -> str:
         """The summary table in a notebook cell (summary.py imports this module: imported here)."""
@@ -97,13 +112,17 @@ def describe_shape(shape: Shape) -> str:
     return format_shape(shape)
 
 
-def layer_names(spec: ModelSpec) -> list[str]:
-    """conv1, relu1, maxpool1, conv2, ...: one counter per layer kind."""
+def layer_names(spec: ModelSpec, prefix: str = "") -> list[str]:
+    """conv1, relu1, maxpool1, conv2, ...: one counter per layer kind (in a block, after `prefix`).
+
+    A kind ending in a digit takes '_' before its count: relu6_1, not relu61.
+    """
     counts: Counter[str] = Counter()
     names = []
     for layer in spec.layers:
         counts[layer.kind] += 1
-        names.append(f"{layer.kind}{counts[layer.kind]}")
+        joint = "_" if layer.kind[-1].isdigit() else ""
+        names.append(f"{prefix}{layer.kind}{joint}{counts[layer.kind]}")
     return names
 
 
@@ -116,18 +135,31 @@ def analyze(spec: ModelSpec, input_shape: Shape | None = None) -> ModelReport:
             "the model has no input shape: give it, e.g. --input 1x28x28, "
             "or start the spec with input(1x28x28)"
         )
+    return ModelReport(spec, _walk(spec, layer_names(spec), (1, 1), (1, 1)))
+
+
+def _walk(
+    spec: ModelSpec,
+    names: list[str],
+    rf: tuple[int, int] | None,
+    jump: tuple[int, int] | None,
+    place: str = "",
+) -> list[LayerReport]:
+    """Each layer's report in turn from spec.input_shape; a block walks its own layers with it."""
     shape: Shape = tuple(spec.input_shape)
-    rf, jump = (1, 1), (1, 1)
     reports = []
-    for index, (layer, name) in enumerate(
-        zip(spec.layers, layer_names(spec), strict=True), start=1
-    ):
-        report = LayerReport(index, name, layer, shape, shape)
+    for index, (layer, name) in enumerate(zip(spec.layers, names, strict=True), start=1):
+        report = LayerReport(index, name, layer, shape, shape, place=place)
         report.rf, report.jump = rf, jump
         _ANALYZERS[layer.kind](report, spec)
         reports.append(report)
         shape, rf, jump = report.out_shape, report.rf, report.jump
-    return ModelReport(spec, reports)
+    return reports
+
+
+def branch_reports(block: LayerReport, branch: str) -> list[LayerReport]:
+    """A block's body or shortcut reports (empty for an identity shortcut)."""
+    return [r for r in block.inner if r.branch == branch]
 
 
 def validate(spec: ModelSpec, input_shape: Shape | None = None) -> ModelSpec:
@@ -347,6 +379,77 @@ def _flat_source(layers: tuple[LayerSpec, ...], input_shape: Shape) -> Shape | N
     return None
 
 
+def _res(r: LayerReport, spec: ModelSpec) -> None:
+    """A residual block: out = body(x) + x, or body(x) + shortcut(x); both must be one shape."""
+    block = f"res block {r.name.removeprefix(r.layer.kind)} (layer {r.index})"
+    for branch in ("body", "shortcut"):
+        layers = r.layer.params[branch]
+        inner = ModelSpec(layers, r.in_shape)
+        names = layer_names(inner, f"{r.name}.{branch}.")
+        for report in _walk(inner, names, r.rf, r.jump, f"{block}, {branch} ") if layers else []:
+            report.branch = branch
+            r.inner.append(report)
+    body, shortcut = branch_reports(r, "body"), branch_reports(r, "shortcut")
+    skip = shortcut[-1] if shortcut else None
+    body_out, skip_out = body[-1].out_shape, skip.out_shape if skip else r.in_shape
+    if body_out != skip_out:
+        raise SpecError(_res_mismatch(r, block, body_out, skip_out, bool(shortcut)))
+    other = "shortcut" if skip else "input"
+    r.out_shape = body_out
+    added = shapes.add_ops_worked(body_out)
+    r.formulas = [
+        f"layers {describe_shape(body_out)} + {other} {describe_shape(skip_out)} "
+        f"= {describe_shape(body_out)}; {added.text} additions"
+    ]
+    r.params = sum(i.params for i in r.inner)
+    r.params_formula = " + ".join(f"{i.params:,} ({i.name})" for i in r.inner if i.params)
+    r.params_formula = f"{r.params_formula} = {r.params:,}" if r.params else "no weights"
+    r.macs = sum(i.macs for i in r.inner)
+    r.flops = sum(i.flops for i in r.inner) + added.value
+    skip_rf = (skip.rf, skip.jump) if skip else (r.rf, r.jump)
+    (r.rf, r.jump), r.rf_formula = shapes.sum_receptive_field_worked(
+        (body[-1].rf, body[-1].jump), skip_rf, other
+    )
+
+
+def _res_mismatch(r: LayerReport, block: str, body: Shape, skip: Shape, projected: bool) -> str:
+    """The sum of a res block needs two equal shapes: say which differ and how to fix it."""
+    given, needed = describe_shape(r.in_shape), describe_shape(body)
+    if projected:
+        why = f"its layers give {needed} and its shortcut {describe_shape(skip)}"
+    else:
+        why = f"its layers turn {given} into {needed}"
+    return (
+        f"{block} gets {given}: {why}, but the sum needs both the same shape "
+        f"(the {'shortcut' if projected else 'input'} is added to the layers' output)"
+        f"\n  fix: {', or '.join(_res_fixes(r.in_shape, body, projected))}"
+    )
+
+
+def _res_fixes(given: Shape, body: Shape, projected: bool) -> list[str]:
+    """Ways to make a res block's two sides agree: keep the input's shape, or project it."""
+    add = "use" if projected else "add"
+    if len(given) != len(body):
+        return ["keep flatten and gap out of the block (before or after it)"]
+    if len(body) == 1:  # vectors: a block of fc layers
+        keep = [] if projected else [f"end the block with fc({given[0]})"]
+        return [*keep, f"{add} shortcut=fc({body[0]}) to project the input"]
+    (c_in, h, w), (c_out, out_h, out_w) = given, body
+    stride = max(1, round(h / out_h)), max(1, round(w / out_w))
+    # A 1x1 conv with stride s and no padding gives floor((L - 1)/s) + 1 = ceil(L/s) pixels.
+    reachable = shapes.ceil_div(h, stride[0]) == out_h and shapes.ceil_div(w, stride[1]) == out_w
+    fixes = []
+    if (out_h, out_w) != (h, w) and not (projected and reachable):
+        fixes.append(f"keep {h}x{w} inside the block (padding=same, stride 1)")
+    elif c_out != c_in and not projected:
+        fixes.append(f"end the block with conv({c_in}, ...) to keep {c_in} channels")
+    if reachable:
+        s = stride[0] if stride[0] == stride[1] else f"({stride[0]},{stride[1]})"
+        strided = f", stride={s}" if stride != (1, 1) else ""
+        fixes.append(f"{add} shortcut=conv({c_out}, 1{strided}) batchnorm to project the input")
+    return fixes
+
+
 def input_for_flat_size(
     layers: tuple[LayerSpec, ...], input_shape: Shape, wanted: int
 ) -> Shape | None:
@@ -356,7 +459,7 @@ def input_for_flat_size(
     divisible by the highest power of two is the one a person would choose
     (256 rather than 255 for four halvings).
     """
-    if not layers:
+    if not layers or len(input_shape) != 3:  # a block of fc layers starts from a vector
         return None
     channels, height, width = input_shape
     fitting = []
@@ -384,6 +487,7 @@ _ANALYZERS = {
     "gmp": _global_pool,
     "batchnorm": _batchnorm,
     "relu": _elementwise(1),
+    "relu6": _elementwise(2),  # two comparisons: with 0, then with 6
     "leakyrelu": _elementwise(1),
     "sigmoid": _elementwise(1),
     "tanh": _elementwise(1),
@@ -391,6 +495,7 @@ _ANALYZERS = {
     "dropout": _elementwise(0),
     "flatten": _flatten,
     "fc": _fc,
+    "res": _res,
     "softmax": _elementwise(3),  # exp, sum, divide
 }
 require_every_kind(_ANALYZERS, "spec.analysis._ANALYZERS")

@@ -28,7 +28,9 @@ class Param:
     """One layer parameter: its name, type, default and other accepted names."""
 
     name: str
-    type: str  # count | pair | padding | pool_padding | fraction | float | bool | choice | optional_count
+    # count | pair | padding | pool_padding | fraction | float | bool | choice | optional_count
+    # | layers (a block's own layers: a tuple of LayerSpec)
+    type: str
     default: Any = None
     required: bool = False
     choices: tuple[str, ...] = ()
@@ -62,6 +64,11 @@ class LayerKind:
             if name == p.name or name in p.aliases:
                 return p
         return None
+
+    @property
+    def is_block(self) -> bool:
+        """True for a kind that holds layers of its own (res): the parser reads them as layers."""
+        return any(p.type == "layers" for p in self.params)
 
     def example_text(self) -> str:
         """A valid one-line spelling of this kind, e.g. 'conv(32, 3)' or 'relu'."""
@@ -190,6 +197,8 @@ LAYER_KINDS: dict[str, LayerKind] = _kinds(
         shape_keeping=True,
     ),
     LayerKind("relu", "max(0, x)", **_ACTIVATION),
+    # MobileNet and EfficientNet(-Lite): a ceiling of 6 keeps activations small enough for int8.
+    LayerKind("relu6", "min(max(0, x), 6)", aliases=("relu_6",), **_ACTIVATION),
     LayerKind(
         "leakyrelu",
         "x if x > 0 else slope*x",
@@ -240,6 +249,26 @@ LAYER_KINDS: dict[str, LayerKind] = _kinds(
         aliases=("linear", "dense", "fullyconnected"),
         example="10",
         colour="#bcbddc",
+    ),
+    LayerKind(
+        "res",
+        "residual block: its layers' output plus its input (or plus its shortcut's output)",
+        (
+            Param("body", "layers", required=True, help="the layers whose output is added"),
+            Param(
+                "shortcut",
+                "layers",
+                (),
+                aliases=("projection",),
+                help="layers the input goes through before the add (default: none, the input itself)",
+            ),
+        ),
+        positional=("body",),
+        aliases=("residual", "resblock"),
+        example="conv(4, 3, padding=same), shortcut=conv(4, 1)",
+        shows_map=True,
+        changes_layout=True,  # a projection shortcut may change the channels
+        colour="#f4cae4",
     ),
     LayerKind(
         "softmax",

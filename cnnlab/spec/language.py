@@ -105,6 +105,8 @@ def _is_default(layer: LayerSpec, p: Param, value: Any) -> bool:
 
 
 def _format_value(value: Any) -> str:
+    if _is_layers(value):  # a block's layers, as the one-line spec writes them
+        return " ".join(layer.text() for layer in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
@@ -114,6 +116,10 @@ def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def _is_layers(value: Any) -> bool:
+    return isinstance(value, tuple) and bool(value) and isinstance(value[0], LayerSpec)
 
 
 def _describe(value: Any) -> str:
@@ -136,6 +142,8 @@ def _normalise(kind: LayerKind, p: Param, value: Any) -> Any:
         return _number(where, p, value)
     if t == "bool":
         return _bool(where, value)
+    if t == "layers":
+        return _layers(kind, p, value)
     if t == "choice":
         if not isinstance(value, str) or value.lower() not in p.choices:
             raise SpecError(f"{where} must be one of: {', '.join(p.choices)}")
@@ -183,6 +191,24 @@ def _number(where: str, p: Param, value: Any) -> float:
     if p.type == "float" and p.name == "eps" and value <= 0:
         raise SpecError(f"{where} must be above 0 ({p.help})")
     return float(value)
+
+
+def _layers(kind: LayerKind, p: Param, value: Any) -> tuple[LayerSpec, ...]:
+    """A block's own layers: LayerSpecs (parsed already), at least one for the body, none a block."""
+    layers = tuple(value) if isinstance(value, list | tuple) else (value,)
+    if not all(isinstance(layer, LayerSpec) for layer in layers):
+        raise SpecError(
+            f"{kind.name}: {p.name} must be layers, e.g. {kind.name}(conv(16,3,padding=same) relu)"
+        )
+    if p.required and not layers:
+        raise SpecError(f"{kind.name} needs its layers, e.g. {kind.example_text()}")
+    for layer in layers:
+        if LAYER_KINDS[layer.kind].is_block:
+            raise SpecError(
+                f"{kind.name} blocks do not nest: a {kind.name} holds ordinary layers; "
+                f"write the inner {layer.kind}(...) after this block, at the top level"
+            )
+    return layers
 
 
 def _bool(where: str, value: Any) -> bool:
@@ -394,27 +420,114 @@ class _Parser:
         input_shape = None
         self.skip_space()
         while self.pos < len(self.text):
-            start = self.pos
-            word = self.name()
-            positional: list[Any] = []
-            named: dict[str, Any] = {}
-            self.skip_space()
-            if self.peek() == "(":
-                self.pos += 1
-                positional, named = self.arguments(word, start)
+            word, positional, named, start = self.layer()
             if word.lower() == "input":
                 if layers or input_shape:
                     raise self.fail("input(...) must come first, once", start)
                 input_shape = self._input_shape(positional, named, start)
             else:
-                try:
-                    layers.append(make_layer(word, positional, named))
-                except SpecError as error:
-                    raise self.fail(str(error), start) from None
+                layers.append(self.make(word, positional, named, start))
             self.skip_space()
         if not layers:
             raise self.fail("the spec has no layers; e.g. 'conv(32,3) relu flatten fc(10)'", 0)
         return ModelSpec(tuple(layers), input_shape)
+
+    def layer(self, block: str = "") -> tuple[str, list[Any], dict[str, Any], int]:
+        """One layer's name and raw values, and its column; `block` names the block it sits in."""
+        start = self.pos
+        word = self.name()
+        is_block = _is_block(word)
+        if is_block and block:
+            raise self.fail(
+                f"{block} blocks do not nest: a {block} holds ordinary layers; "
+                f"write the inner {word}(...) after this block, at the top level",
+                start,
+            )
+        positional: list[Any] = []
+        named: dict[str, Any] = {}
+        self.skip_space()
+        if self.peek() == "(":
+            self.pos += 1
+            if is_block:
+                positional, named = self.block_arguments(word, start)
+            else:
+                positional, named = self.arguments(word, start)
+        return word, positional, named, start
+
+    def make(
+        self, word: str, positional: list[Any], named: dict[str, Any], start: int
+    ) -> LayerSpec:
+        """make_layer, its error pointing at the layer's column."""
+        try:
+            return make_layer(word, positional, named)
+        except SpecError as error:
+            raise self.fail(str(error), start) from None
+
+    def block_arguments(self, block: str, opened_at: int) -> tuple[list[Any], dict[str, Any]]:
+        """res(LAYERS) or res(LAYERS, shortcut=LAYERS): layers separated by spaces, lists by ','."""
+        positional: list[Any] = []
+        named: dict[str, Any] = {}
+        while True:
+            self.skip_space()
+            start = self.pos
+            key = self.key()
+            if key is None and (named or positional):
+                raise self.fail(
+                    f"{block}(...) has one list of layers without a name; name the next one, "
+                    f"e.g. {block}(conv(32,3,stride=2,padding=same), shortcut=conv(32,1,stride=2))",
+                    start,
+                )
+            if key in named:
+                raise self.fail(f"'{key}' is given twice", start)
+            layers = self.sequence(block, opened_at)
+            if key is None:
+                positional.append(layers)
+            else:
+                named[key] = layers
+            self.skip_space()
+            if self.peek() == ",":
+                self.pos += 1
+                continue
+            if self.peek() == ")":
+                self.pos += 1
+                return positional, named
+            found = f"'{self.peek()}'" if self.peek() else "the end of the spec"
+            raise self.fail(
+                f"expected ',' or ')' in {block}(...), found {found} "
+                f"(is a ')' missing to close '{block}(' from column {opened_at + 1}?)"
+            )
+
+    def key(self) -> str | None:
+        """The name before '=' (moving past both), or None (staying put) when no name= comes."""
+        start = self.pos
+        if self.peek().isalpha():
+            word = self.name()
+            self.skip_space()
+            if self.peek() == "=":
+                self.pos += 1
+                return word
+        self.pos = start
+        return None
+
+    def sequence(self, block: str, opened_at: int) -> tuple[LayerSpec, ...]:
+        """Layers separated by spaces inside a block, up to the next ',' or ')'."""
+        layers: list[LayerSpec] = []
+        self.skip_space()
+        while self.peek() not in (",", ")", ""):
+            word, positional, named, start = self.layer(block)
+            if word.lower() == "input":
+                raise self.fail(
+                    f"input(...) comes first in the spec, not inside {block}(...)", start
+                )
+            layers.append(self.make(word, positional, named, start))
+            self.skip_space()
+        if not layers:
+            found = f"'{self.peek()}'" if self.peek() else "the end of the spec"
+            raise self.fail(
+                f"expected layers inside {block}(...), found {found}; "
+                f"e.g. {block}(conv(16,3,padding=same) batchnorm relu conv(16,3,padding=same))"
+            )
+        return tuple(layers)
 
     def _input_shape(self, positional: list[Any], named: dict, start: int) -> tuple[int, int, int]:
         dims = (
@@ -425,6 +538,14 @@ class _Parser:
         if named or len(dims) != 3 or not all(isinstance(d, int) and d >= 1 for d in dims):
             raise self.fail("input needs channels x height x width, e.g. input(1x28x28)", start)
         return dims
+
+
+def _is_block(word: str) -> bool:
+    """Whether a layer name is a block kind (res), whose values are layers; unknown names are not."""
+    try:
+        return resolve_kind(word).is_block
+    except SpecError:
+        return False
 
 
 def parse_spec(text: str) -> ModelSpec:

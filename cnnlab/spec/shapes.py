@@ -240,6 +240,43 @@ def receptive_field_worked(
     return (rf, jump), text
 
 
+def sum_receptive_field_worked(
+    a: tuple[tuple[int, int] | None, tuple[int, int] | None],
+    b: tuple[tuple[int, int] | None, tuple[int, int] | None],
+    b_name: str = "input",
+) -> tuple[tuple[tuple[int, int] | None, tuple[int, int] | None], str]:
+    """((rf, jump), formula) of a sum of two branches (a residual block's layers and `b_name`).
+
+    Each output value is one value of each branch added, so it sees the union of what both
+    see: the larger receptive field, per axis (the identity branch's is its input's). None is
+    the whole input. The jump is the larger too (equal whenever the two strides are).
+    """
+    (rf_a, jump_a), (rf_b, jump_b) = a, b
+    if rf_a is None or rf_b is None:
+        return (None, None), "the whole input (one branch already sees all of it)"
+    rf = (max(rf_a[0], rf_b[0]), max(rf_a[1], rf_b[1]))
+    jump = (max(jump_a[0], jump_b[0]), max(jump_a[1], jump_b[1]))
+    sizes = f"max(layers {rf_a[0]}x{rf_a[1]}, {b_name} {rf_b[0]}x{rf_b[1]}) = {rf[0]}x{rf[1]}"
+    return (rf, jump), f"r = {sizes}, j = {jump[0]}x{jump[1]}"
+
+
+# --- elementwise ----------------------------------------------------------------
+
+
+def add_ops(shape: tuple[int, ...]) -> int:
+    """Additions for one image when two tensors of `shape` are summed: one per element."""
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def add_ops_worked(shape: tuple[int, ...]) -> Worked:
+    """add_ops with its formula: '16*14*14 = 3136'."""
+    value = add_ops(shape)
+    return Worked(value, f"{'*'.join(str(d) for d in shape)} = {value}")
+
+
 # --- helpers for messages -------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from cnnlab.i18n import _
-from cnnlab.spec.analysis import ModelReport, describe_shape
+from cnnlab.spec.analysis import ModelReport, branch_reports, describe_shape
 from cnnlab.spec.kinds import LAYER_KINDS
 
 
@@ -35,19 +35,39 @@ def summary_table(report: ModelReport) -> Table:
     table.add_column(_("params"), justify="right", footer=f"{report.total_params:,}")
     table.add_column("FLOPs", justify="right", footer=f"{report.total_flops:,}")
     table.add_column("RF", justify="right", footer="")
-    table.add_row("", _("input"), describe_shape(report.input_shape), "", "", "", "1/1")
-    for r in report.layers:
-        how = "\n".join(r.notes + r.formulas)
-        table.add_row(
-            str(r.index),
-            f"{r.name}  {r.layer.text()}",
-            describe_shape(r.out_shape),
-            how,
-            f"{r.params:,}",
-            f"{r.flops:,}",
-            _rf_text(r),
-        )
+    for row in summary_rows(report):
+        table.add_row(*row)
     return table
+
+
+def summary_rows(report: ModelReport) -> list[list[str]]:
+    """The table's cells, input first; a res block's layers as rows '3.1', '3.2', ... (named
+    res1.body.conv1, indented) and then one row for the add, which counts only the add's FLOPs."""
+    rows = [["", _("input"), describe_shape(report.input_shape), "", "", "", "1/1"]]
+    for r in report.layers:
+        for number, inner in enumerate(r.inner, start=1):
+            rows.append(_row(f"{r.index}.{number}", f"  {inner.name}  {inner.layer.text()}", inner))
+        if r.inner:
+            rows.append(_row(str(r.index), f"{r.name}  {_add_label(r)}", r, r.add_flops, ""))
+        else:
+            rows.append(_row(str(r.index), f"{r.name}  {r.layer.text()}", r))
+    return rows
+
+
+def _row(
+    number: str, label: str, r, flops: int | None = None, params: str | None = None
+) -> list[str]:
+    how = "\n".join(r.notes + r.formulas)
+    params = f"{r.params:,}" if params is None else params
+    flops = r.flops if flops is None else flops
+    return [number, label, describe_shape(r.out_shape), how, params, f"{flops:,}", _rf_text(r)]
+
+
+def _add_label(r) -> str:
+    """'add: layers + input' (an identity shortcut) or 'add: layers + shortcut' (a projection)."""
+    if branch_reports(r, "shortcut"):
+        return _("add: layers + shortcut")
+    return _("add: layers + input")
 
 
 def totals_lines(report: ModelReport) -> list[str]:
@@ -66,31 +86,12 @@ def totals_lines(report: ModelReport) -> list[str]:
 
 
 def summary_json(report: ModelReport) -> dict[str, Any]:
-    """The same content for machines."""
+    """The same content for machines; a res block holds its own layers under 'layers'."""
     return {
         "spec": report.spec.text(),
         "input_shape": list(report.input_shape),
         "output_shape": list(report.output_shape),
-        "layers": [
-            {
-                "index": r.index,
-                "name": r.name,
-                "kind": r.layer.kind,
-                "layer": r.layer.text(),
-                "in_shape": list(r.in_shape),
-                "out_shape": list(r.out_shape),
-                "formulas": r.formulas,
-                "notes": r.notes,
-                "params": r.params,
-                "params_formula": r.params_formula,
-                "macs": r.macs,
-                "flops": r.flops,
-                "receptive_field": list(r.rf) if r.rf else None,
-                "jump": list(r.jump) if r.jump else None,
-                "rf_formula": r.rf_formula,
-            }
-            for r in report.layers
-        ],
+        "layers": [_layer_json(r) for r in report.layers],
         "total_params": report.total_params,
         "total_macs": report.total_macs,
         "total_flops": report.total_flops,
@@ -98,21 +99,71 @@ def summary_json(report: ModelReport) -> dict[str, Any]:
     }
 
 
+def _layer_json(r) -> dict[str, Any]:
+    """One layer for machines; a block's params, macs and flops include its layers' (and the add)."""
+    entry = {
+        "index": r.index,
+        "name": r.name,
+        "kind": r.layer.kind,
+        "layer": r.layer.text(),
+        "in_shape": list(r.in_shape),
+        "out_shape": list(r.out_shape),
+        "formulas": r.formulas,
+        "notes": r.notes,
+        "params": r.params,
+        "params_formula": r.params_formula,
+        "macs": r.macs,
+        "flops": r.flops,
+        "receptive_field": list(r.rf) if r.rf else None,
+        "jump": list(r.jump) if r.jump else None,
+        "rf_formula": r.rf_formula,
+    }
+    if r.branch:
+        entry["branch"] = r.branch  # body or shortcut
+    if r.inner:
+        entry["add_flops"] = r.add_flops
+        entry["layers"] = [_layer_json(inner) for inner in r.inner]
+    return entry
+
+
 def explain_lines(report: ModelReport) -> list[str]:
     """A worked paragraph per layer: what it does, its input and output, and each number's formula."""
     shape = describe_shape(report.input_shape)
     lines = [_("input: {shape} (channels x height x width)").format(shape=shape), ""]
     for r in report.layers:
-        lines += _layer_paragraph(r)
+        for number, inner in enumerate(r.inner, start=1):
+            lines += _layer_paragraph(inner, f"{r.index}.{number}")
+            lines.append("")
+        lines += _add_paragraph(r) if r.inner else _layer_paragraph(r)
         lines.append("")
     lines += totals_lines(report)
     return lines
 
 
-def _layer_paragraph(r) -> list[str]:
+def _add_paragraph(r) -> list[str]:
+    """A res block's own paragraph, after its layers': what is added, and why the shapes agree."""
+    other = _("the shortcut's output") if branch_reports(r, "shortcut") else _("the block's input")
+    return [
+        f"{r.index}. {r.name}: {r.layer.text()}",
+        f"   {_(LAYER_KINDS[r.layer.kind].summary)}",
+        f"   {describe_shape(r.in_shape)} -> {describe_shape(r.out_shape)}",
+        _(
+            "   adds, value by value, the output of its layers ({rows} above) and {other}; "
+            "the two must have one shape, since each output value is the sum of one value from each"
+        ).format(rows=f"{r.index}.1-{r.index}.{len(r.inner)}", other=other),
+        *[_("   size: {formula}").format(formula=formula) for formula in r.formulas],
+        _("   parameters: {formula}").format(formula=r.params_formula),
+        _("   FLOPs: {flops} additions (with its layers': {total})").format(
+            flops=f"{r.add_flops:,}", total=f"{r.flops:,}"
+        ),
+        *_rf_lines(r),
+    ]
+
+
+def _layer_paragraph(r, number: str | None = None) -> list[str]:
     """One layer's lines in `explain_lines`: kind, shapes, padding, size, parameters, FLOPs, RF."""
     lines = [
-        f"{r.index}. {r.name}: {r.layer.text()}",
+        f"{number or r.index}. {r.name}: {r.layer.text()}",
         f"   {_(LAYER_KINDS[r.layer.kind].summary)}",  # extracted with -k LayerKind:2
         f"   {describe_shape(r.in_shape)} -> {describe_shape(r.out_shape)}",
     ]
@@ -128,38 +179,31 @@ def _layer_paragraph(r) -> list[str]:
         )
     elif r.flops:
         lines.append(_("   FLOPs: {flops}").format(flops=f"{r.flops:,}"))
+    return lines + _rf_lines(r)
+
+
+def _rf_lines(r) -> list[str]:
+    """The receptive-field line of a paragraph (none where the layer leaves it as it was)."""
     if r.rf is None:
-        lines.append(_("   receptive field: each output value depends on the whole input"))
-    elif r.rf_formula:
-        lines.append(
-            _(
-                "   receptive field: {formula}: each output value sees {rf} input pixels, "
-                "neighbours {jump} apart"
-            ).format(
-                formula=r.rf_formula,
-                rf=f"{r.rf[0]}x{r.rf[1]}",
-                jump=f"{r.jump[0]}x{r.jump[1]}",
-            )
+        return [_("   receptive field: each output value depends on the whole input")]
+    if not r.rf_formula:
+        return []
+    return [
+        _(
+            "   receptive field: {formula}: each output value sees {rf} input pixels, "
+            "neighbours {jump} apart"
+        ).format(
+            formula=r.rf_formula,
+            rf=f"{r.rf[0]}x{r.rf[1]}",
+            jump=f"{r.jump[0]}x{r.jump[1]}",
         )
-    return lines
+    ]
 
 
 def summary_html(report: ModelReport) -> str:
     """The summary table as HTML for a notebook cell (`ModelReport._repr_html_`)."""
     head = ["#", _("layer"), _("output"), _("how the size comes about"), _("params"), "FLOPs", "RF"]
-    rows = [["", _("input"), describe_shape(report.input_shape), "", "", "", "1/1"]]
-    rows += [
-        [
-            str(r.index),
-            f"{r.name}  {r.layer.text()}",
-            describe_shape(r.out_shape),
-            "\n".join(r.notes + r.formulas),
-            f"{r.params:,}",
-            f"{r.flops:,}",
-            _rf_text(r),
-        ]
-        for r in report.layers
-    ]
+    rows = summary_rows(report)
     foot = ["", _("total"), describe_shape(report.output_shape), "", f"{report.total_params:,}"]
     foot += [f"{report.total_flops:,}", ""]
     totals = "".join(f"<li>{html.escape(line)}</li>" for line in totals_lines(report))

@@ -8,7 +8,8 @@
     padding = "same"
 
 Each [[layers]] table holds `type` (a kind or alias) and the parameters by name
-(aliases accepted), checked by `language.make_layer`, so a TOML file and its
+(aliases accepted); a res block holds its layers as [[layers.body]] tables (and
+[[layers.shortcut]] for a projection), checked by `language.make_layer`, so a TOML file and its
 one-line spelling parse to equal specs. Written with `tomli_w`. Pure; no torch.
 """
 
@@ -21,7 +22,15 @@ import tomli_w
 
 from cnnlab.errors import SpecError
 from cnnlab.fileio import NotToml, read_toml
-from cnnlab.spec.language import MAX_NUMBER, ModelSpec, format_shape, make_layer, parse_shape
+from cnnlab.spec.kinds import resolve_kind
+from cnnlab.spec.language import (
+    MAX_NUMBER,
+    LayerSpec,
+    ModelSpec,
+    format_shape,
+    make_layer,
+    parse_shape,
+)
 
 TOP_KEYS = {"input", "layers", "name", "description"}
 MAX_FILE_BYTES = 1 << 20  # a model file is a few hundred lines at most
@@ -44,17 +53,44 @@ def spec_from_toml_dict(data: dict[str, Any], source: str = "TOML") -> ModelSpec
         raw = data["input"]
         raw = format_shape(raw) if isinstance(raw, list) else str(raw)
         input_shape = parse_shape(raw)
-    layers = []
-    for index, table in enumerate(raw_layers, start=1):
-        table = dict(table)
-        kind = table.pop("type", None)
-        if not isinstance(kind, str):
-            raise SpecError(f'{source}: layer {index} has no type = "..." (e.g. type = "conv")')
-        try:
-            layers.append(make_layer(kind, [], table))
-        except SpecError as error:
-            raise SpecError(f"{source}: layer {index}: {error}") from None
-    return ModelSpec(tuple(layers), input_shape)
+    layers = tuple(
+        _layer_from_table(table, f"{source}: layer {index}")
+        for index, table in enumerate(raw_layers, start=1)
+    )
+    return ModelSpec(layers, input_shape)
+
+
+def _layer_from_table(table: Any, where: str) -> LayerSpec:
+    """One [[layers]] table; a block's (res) [[layers.body]] and [[layers.shortcut]] tables in turn."""
+    if not isinstance(table, dict):
+        raise SpecError(f'{where} is not a table: write [[layers]] with type = "conv" and so on')
+    table = dict(table)
+    kind = table.pop("type", None)
+    if not isinstance(kind, str):
+        raise SpecError(f'{where} has no type = "..." (e.g. type = "conv")')
+    try:
+        found = resolve_kind(kind)
+        for key, value in table.items():
+            p = found.param(key)
+            if p is not None and p.type == "layers":
+                table[key] = _block_layers(value, f"{where}, {key}", found.name, key)
+        return make_layer(kind, [], table)
+    except SpecError as error:
+        if str(error).startswith(where):  # an inner layer's error already says where it is
+            raise
+        raise SpecError(f"{where}: {error}") from None
+
+
+def _block_layers(value: Any, where: str, kind: str, key: str) -> tuple[LayerSpec, ...]:
+    """A block's layers from their tables: [[layers.body]] type = "conv" ..."""
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise SpecError(
+            f'{key} holds the {kind} block\'s layers as tables: [[layers.{key}]] type = "conv" ...'
+        )
+    return tuple(
+        _layer_from_table(table, f"{where} layer {index}")
+        for index, table in enumerate(value, start=1)
+    )
 
 
 def load_spec_toml(path: str | Path) -> ModelSpec:
@@ -77,15 +113,19 @@ def spec_to_toml(spec: ModelSpec) -> str:
     data: dict[str, Any] = {}
     if spec.input_shape:
         data["input"] = list(spec.input_shape)
-    data["layers"] = [
-        {"type": layer.kind, **{p.name: _toml_value(value) for p, value in layer.written()}}
-        for layer in spec.layers
-    ]
+    data["layers"] = [_layer_table(layer) for layer in spec.layers]
     return tomli_w.dumps(data)
 
 
+def _layer_table(layer: LayerSpec) -> dict[str, Any]:
+    """One [[layers]] table: type and the parameters the canonical text writes."""
+    return {"type": layer.kind, **{p.name: _toml_value(value) for p, value in layer.written()}}
+
+
 def _toml_value(value: Any) -> Any:
-    """(3, 3) -> 3 and (3, 5) -> [3, 5], as a person writes them; other values as they are."""
+    """(3, 3) -> 3 and (3, 5) -> [3, 5], as a person writes them; a block's layers as tables."""
+    if isinstance(value, tuple) and value and isinstance(value[0], LayerSpec):
+        return [_layer_table(layer) for layer in value]
     if isinstance(value, tuple):
         return value[0] if len(value) == 2 and value[0] == value[1] else list(value)
     return value
