@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
+from cnnlab.training.balance import loss_weights
 from cnnlab.training.config import load_config
-from cnnlab.training.guard import DivergenceGuard, accuracy_note, advice
+from cnnlab.training.guard import DivergenceGuard, accuracy_note, advice, chance_loss
 
 TINY = "conv(8,3,padding=same) batchnorm relu maxpool(2) conv(16,3,padding=same) relu maxpool(2) flatten fc(10)"
 
@@ -57,6 +58,27 @@ def test_a_rising_loss_and_a_loss_stuck_at_chance_are_each_said_once_with_advice
     learning = _guard()
     assert learning.after_epoch([*early, _row(6, 1.36, 0.60)]) is None  # above the majority
     assert "adamw" not in advice(1e-3, "adam")
+
+
+def test_a_class_weighted_loss_is_judged_against_its_own_chance_level():
+    # --balance weight with the default label smoothing 0.1: torch weights the smoothing term by
+    # every class's weight, so uniform predictions score ln K (1 - e + e * mean weight), not ln K
+    counts = [320, 48, 48]
+    labels = torch.tensor([0] * 320 + [1] * 48 + [2] * 48)
+    weight = loss_weights(counts, "weight")
+    level = chance_loss(labels, 3, weight, 0.1)
+    assert level == pytest.approx(math.log(3) * (0.9 + 0.1 * weight.mean().item()), rel=1e-5)
+    assert level == pytest.approx(1.216, abs=1e-3)
+    assert chance_loss(labels, 3, None, 0.1) == pytest.approx(math.log(3), rel=1e-6)
+    assert chance_loss(labels, 3, weight, 0.0) == pytest.approx(math.log(3), rel=1e-6)
+    # A real run on these counts (default, balance=weight, 30 epochs, 99.8% training accuracy in
+    # the end) began at 1.219 and was at 1.06 in epoch 3: above 0.95 ln 3 = 1.04 while learning,
+    # with a plain accuracy (46.6%) below the biggest class's share (76.9%).
+    learning = _guard(classes=3, majority_share=320 / 416, chance_loss=level)
+    assert learning.after_epoch([_row(epoch, 1.10, 0.47) for epoch in range(1, 8)]) is None
+    stuck = _guard(classes=3, majority_share=320 / 416, chance_loss=level)
+    line = stuck.after_epoch([_row(epoch, 1.216, 0.47) for epoch in range(1, 8)])
+    assert "chance level (1.22 for this class-weighted loss" in line and "not learning" in line
 
 
 def test_an_accuracy_no_better_than_the_biggest_class_is_said_plainly():

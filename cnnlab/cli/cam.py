@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--invert", choices=("no", "yes", "auto"), default="no", help="as in predict")
     p.add_argument("--center", action="store_true", help="as in predict (MNIST-style centring)")
-    image_outputs(p, "RUN/cam/IMAGE-METHOD.png")
+    image_outputs(p, "RUN/cam/IMAGE-METHOD-LAYER-CLASS.png")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(handler=run_cam)
 
@@ -87,6 +87,8 @@ def run_cam(args: argparse.Namespace) -> int:
         classes=run.classes,
         sanity=args.sanity,
     )
+    if not args.out:  # named by what it shows: another layer or class never overwrites it
+        paths = output_files(args, run.path / "cam" / f"{cam_file_stem(sample.stem, result)}.png")
     title = f"{run.name}: {sample.source}" + (
         f" (true class {sample.label})" if sample.label else ""
     )
@@ -103,6 +105,16 @@ def run_cam(args: argparse.Namespace) -> int:
     for path in paths:
         say(_("wrote {path} ({what})").format(path=path, what=what))
     return 0
+
+
+def cam_file_stem(stem: str, result: CamResult) -> str:
+    """'test-0-gradcam-conv3-cat': the image, the method, the layer (if any) and the class."""
+    from cnnlab.evaluate.misclassified import safe_folder_name
+
+    parts = [stem, result.method]
+    if result.layer is not None:
+        parts.append(result.layer.name)
+    return "-".join([*parts, safe_folder_name(result.class_name)])
 
 
 def _load(run: Run, args: argparse.Namespace) -> Sample:

@@ -123,17 +123,19 @@ def run_patches(args: argparse.Namespace) -> int:
 
 def _print_patches(result: TopPatches) -> None:
     """The layer's window line, notes, and a row per channel: its best activations and images."""
+    from cnnlab.spec.analysis import seen_text
+
     g = result.geometry
     c, h, w = g.out_shape
     say(
         _(
-            "{layer}: {spec} -> {shape}; each cell sees {field} px of the input, cells {jump} px "
+            "{layer}: {spec} -> {shape}; each cell sees {field} of the input, cells {jump} px "
             "apart, cell (0, 0) from pixel ({row}, {column})"
         ).format(
             layer=g.name,
             spec=g.spec,
             shape=f"{c}x{h}x{w}",
-            field=f"{g.size[0]}x{g.size[1]}",
+            field=seen_text(g.size, result.image_shape[1:]),
             jump=f"{g.jump[0]}x{g.jump[1]}",
             row=g.start[0],
             column=g.start[1],

@@ -41,12 +41,17 @@ import torch.nn.functional as F
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.i18n import _
 from cnnlab.model.cnn import CnnModel
-from cnnlab.spec.analysis import LayerReport
+from cnnlab.spec.analysis import LayerReport, seen_text, seen_window
 from cnnlab.spec.kinds import LAYER_KINDS
 
 METHODS = ("gradcam", "hirescam", "cam", "occlusion", "saliency")
 LAYER_METHODS = ("gradcam", "hirescam", "cam")  # the methods that read a layer's map
 MIN_CELLS = 4  # the default layer's map is at least 4x4: coarser maps say little about where
+# ... and one cell of it sees at most half the image's area (sides ~0.7 of the image's). A cell
+# that sees all of it (default's conv4 at 32x32: 4x4 cells of 38x38 px) can put the evidence
+# anywhere: its map lit up the background, gradcam = hirescam there (see README, cam), and the
+# object showed only a layer earlier (conv3: 8x8 cells of 18x18 px).
+MAX_FIELD_SHARE = 0.5
 OCCLUSION_BATCH = 256  # occluded copies per forward pass
 SANITY_WARNING = 0.5  # a rank correlation at or above this with a randomised model is suspect
 HEAD_KINDS = ("flatten", "dropout")  # what may sit between gap and the last fc for `cam`
@@ -60,19 +65,20 @@ class CamLayer:
     spec: str  # its spec text: relu, conv(16, 3, padding=same)
     conv: str  # the conv whose output this is (itself, or before its relu/batchnorm); "" if none
     map_size: tuple[int, int]  # (h, w) cells; (1, 1) for a flat output
-    receptive_field: tuple[int, int]  # input pixels one cell sees (h, w), at most the input's size
+    receptive_field: tuple[int, int]  # input pixels one cell sees (h, w): analysis.seen_window
     flat: bool  # a vector (after flatten or global pooling): no positions in the image
     after_flatten: bool  # flatten is this layer or comes before it
+    image_size: tuple[int, int]  # (H, W) of the input
 
     def describe(self) -> str:
         """'relu3 (conv3 after relu): 8x8 map, each cell sees 18x18 px'."""
-        (h, w), (rh, rw) = self.map_size, self.receptive_field
+        h, w = self.map_size
         name = self.name
         if self.conv and self.conv != self.name:
             name += " (" + _("{conv} after {spec}").format(conv=self.conv, spec=self.spec) + ")"
-        return _(
-            "{layer}: {height}x{width} map, each cell sees {field_height}x{field_width} px"
-        ).format(layer=name, height=h, width=w, field_height=rh, field_width=rw)
+        return _("{layer}: {height}x{width} map, each cell sees {field}").format(
+            layer=name, height=h, width=w, field=seen_text(self.receptive_field, self.image_size)
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -240,9 +246,10 @@ def _no_conv_error(method: str) -> ConfigError:
 
 
 def default_layer(model: CnnModel, method: str = "gradcam") -> str:
-    """The last conv whose map is at least MIN_CELLS x MIN_CELLS (else the last conv), taken
-    after the layers that keep its shape (batchnorm, activation, dropout): what the next layer
-    reads. For `cam`, the layer that feeds global average pooling."""
+    """The last conv whose map is at least MIN_CELLS x MIN_CELLS and whose cell sees at most
+    MAX_FIELD_SHARE of the image (else the last conv of at least MIN_CELLS x MIN_CELLS, else
+    the last conv), taken after the layers that keep its shape (batchnorm, activation,
+    dropout): what the next layer reads. For `cam`, the layer that feeds global average pooling."""
     reports = _logit_reports(model)
     if method == "cam":
         return reports[_gap_index(model) - 1].name
@@ -255,7 +262,12 @@ def default_layer(model: CnnModel, method: str = "gradcam") -> str:
     if not convs:
         raise _no_conv_error(method)
     large = [i for i in convs if min(reports[i].out_shape[1:]) >= MIN_CELLS]
-    i = (large or convs)[-1]
+    _, height, width = model.input_shape
+    local = [
+        i for i in large
+        if math.prod(seen_window(reports[i], model.input_shape)) <= MAX_FIELD_SHARE * height * width
+    ]  # fmt: skip
+    i = (local or large or convs)[-1]
     while i + 1 < len(reports) and LAYER_KINDS[reports[i + 1].layer.kind].shape_keeping:
         i += 1
     return reports[i].name
@@ -273,8 +285,8 @@ def describe_layer(model: CnnModel, name: str) -> CamLayer:
     report, height, width = reports[i], *model.input_shape[1:]
     flat = len(report.out_shape) != 3
     size = (1, 1) if flat else tuple(report.out_shape[1:])
-    # None: global pooling sees the whole input; a flat vector mixes every position (fc)
-    rf = (height, width) if flat or report.rf is None else report.rf
+    # a flat vector mixes every position (fc): the whole input, as after global pooling
+    rf = (height, width) if flat else seen_window(report, model.input_shape)
     conv = ""
     for j in range(i, -1, -1):  # back over the shape-keeping layers to the conv that made the map
         if reports[j].layer.kind == "conv":
@@ -284,8 +296,7 @@ def describe_layer(model: CnnModel, name: str) -> CamLayer:
             break
     after_flatten = any(r.layer.kind == "flatten" for r in reports[: i + 1])  # itself included
     return CamLayer(
-        name, report.layer.text(), conv, size, (min(rf[0], height), min(rf[1], width)), flat,
-        after_flatten,
+        name, report.layer.text(), conv, size, rf, flat, after_flatten, (height, width)
     )  # fmt: skip
 
 

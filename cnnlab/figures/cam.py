@@ -5,6 +5,8 @@ The numbers come from `evaluate/cam.py` (`CamResult`); this module only draws th
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -15,6 +17,7 @@ HEAT_CMAP = "jet"  # 0 (no evidence) blue .. the map's largest value red
 SIGNED_CMAP = "RdBu_r"  # occlusion: red = covering it lowered the class's probability
 OVERLAY_ALPHA = 0.5
 PANEL_INCHES = 3.2
+TITLE_WIDTH = 48  # characters per line of a layer line in a panel title (8 pt, PANEL_INCHES)
 
 
 def _gray(image: np.ndarray) -> tuple[np.ndarray, str | None]:
@@ -50,8 +53,8 @@ def cam_title(result: CamResult) -> str:
     first = (
         f"{result.method} for {result.class_name} ({result.probability:.1%}, predicted {predicted})"
     )
-    if result.layer is not None:
-        return f"{first}\n{result.layer.describe()}"
+    if result.layer is not None:  # wrapped: the note on a field wider than the image is long
+        return "\n".join([first, *textwrap.wrap(result.layer.describe(), TITLE_WIDTH)])
     if result.window is not None:
         (ph, pw), (sh, sw) = result.window
         return f"{first}\n{ph}x{pw} px patches, stride {sh}x{sw}"

@@ -15,7 +15,6 @@ class RangeCurve(Protocol):
     lrs: list[float]
     losses: list[float]  # smoothed, one per lr
     minimum: float
-    steepest: float
 
     @property
     def suggestion(self) -> float: ...
@@ -25,7 +24,7 @@ class RangeCurve(Protocol):
 
 
 def lrfind_figure(test: RangeCurve, title: str = "") -> Figure:
-    """Loss (smoothed) against learning rate; the suggestion, the minimum and the steepest marked."""
+    """Loss (smoothed) against learning rate; the suggestion and minimum/10 marked."""
     figure = new_figure(7, 4.5)
     ax = figure.add_subplot(1, 1, 1)
     ax.plot(test.lrs, test.losses, color="tab:blue", label="smoothed training loss")
@@ -33,7 +32,6 @@ def lrfind_figure(test: RangeCurve, title: str = "") -> Figure:
     marks = (
         (test.suggestion, "tab:red", "-", f"suggestion {test.suggestion:.2g} ({test.rule})"),
         (test.minimum / 10, "tab:gray", ":", f"cautious {test.minimum / 10:.2g} (minimum/10)"),
-        (test.steepest, "tab:green", "--", f"steepest descent at {test.steepest:.2g}"),
     )
     for lr, colour, style, label in marks:
         ax.axvline(lr, color=colour, linestyle=style, linewidth=1.5, label=label)

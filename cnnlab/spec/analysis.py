@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from cnnlab.errors import SpecError
+from cnnlab.i18n import _
 from cnnlab.spec import shapes
 from cnnlab.spec.kinds import require_every_kind
 from cnnlab.spec.language import LayerSpec, ModelSpec, format_shape
@@ -160,6 +161,29 @@ def _walk(
 def branch_reports(block: LayerReport, branch: str) -> list[LayerReport]:
     """A block's body or shortcut reports (empty for an identity shortcut)."""
     return [r for r in block.inner if r.branch == branch]
+
+
+def seen_window(r: LayerReport, input_shape: Shape) -> tuple[int, int]:
+    """Input pixels (h, w) one output value of `r` depends on: the receptive field as the formula
+    gives it (`shapes.receptive_field`), or the whole input for a flat or globally pooled output.
+
+    Not clipped to the image: the window is the same size for every cell, and where it reaches
+    past the border it covers padding (zeros), not more image. Clipping would make it depend on
+    the cell (conv4 of `default` at 32x32: cell (0, 0) covers 23 image rows, cell (1, 1) 31).
+    """
+    return (input_shape[1], input_shape[2]) if r.rf is None else r.rf
+
+
+def seen_text(window: tuple[int, int], image: tuple[int, int]) -> str:
+    """'18x18 px', or '38x38 px (more than the 32x32 image: ...)' for a `seen_window` on an
+    image of (height, width): what `cnnlab cam` and `cnnlab patches` say one cell sees."""
+    (h, w), (height, width) = window, image
+    size = f"{h}x{w} px"
+    if h <= height and w <= width:
+        return size
+    return _(
+        "{size} (more than the {image} image: each window reaches past its border into the padding)"
+    ).format(size=size, image=f"{height}x{width}")
 
 
 def validate(spec: ModelSpec, input_shape: Shape | None = None) -> ModelSpec:

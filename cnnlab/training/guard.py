@@ -6,8 +6,9 @@ Three checks, all on numbers the loop already has:
   (`LrTooHigh`), before any checkpoint exists, and config.toml records the lowered rate, so a
   resumed run stays exact;
 - after an epoch, a training loss far above where it started: diverging;
-- after the warm-up, a loss still at chance level (ln K for K classes) with an accuracy no better
-  than always answering the biggest class: not learning.
+- after the warm-up, a loss still at chance level (the loss of uniform predictions: ln K for K
+  classes, more with --balance weight, see `chance_loss`) with an accuracy no better than always
+  answering the biggest class: not learning.
 Each says so once during training, and again at the end with what to try.
 """
 
@@ -17,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from cnnlab.data.dataset import majority
 from cnnlab.errors import CnnlabError
@@ -63,6 +65,7 @@ class DivergenceGuard:
     lr: float  # the peak learning rate
     optimizer: str
     cuts_left: int  # times an explosion may still restart the run lower (0 when resumed)
+    chance_loss: float | None = None  # the loss of uniform predictions (`chance_loss`); None: ln K
     first_step_loss: float | None = None
     warnings: dict[str, str] = field(default_factory=dict)
 
@@ -101,8 +104,7 @@ class DivergenceGuard:
         if not said and waited and self._at_chance(row):
             self.warnings["chance"] = (
                 f"the training loss is still {row['train_loss']:.3g} in epoch {epoch}, long after "
-                f"the warm-up: chance level (ln {self.classes} = {math.log(self.classes):.3g}); "
-                "the model is not learning"
+                f"the warm-up: chance level ({self._chance_text()}); the model is not learning"
             )
             return self._line("chance")
         return None
@@ -115,10 +117,20 @@ class DivergenceGuard:
     def _rising(self, history: list[dict[str, float]]) -> bool:
         return len(history) > 1 and history[-1]["train_loss"] > RISE_FACTOR * self._start(history)
 
+    def _chance(self) -> float:
+        return math.log(self.classes) if self.chance_loss is None else self.chance_loss
+
+    def _chance_text(self) -> str:
+        """'ln 4 = 1.39', or for a class-weighted loss '1.22 for this class-weighted loss ...'."""
+        ln_k = f"ln {self.classes} = {math.log(self.classes):.3g}"
+        if math.isclose(self._chance(), math.log(self.classes), rel_tol=1e-3):
+            return ln_k
+        return f"{self._chance():.3g} for this class-weighted loss, not {ln_k}"
+
     def _at_chance(self, row: dict[str, float]) -> bool:
         return (
             self.classes > 1
-            and row["train_loss"] >= CHANCE_LOSS_SHARE * math.log(self.classes)
+            and row["train_loss"] >= CHANCE_LOSS_SHARE * self._chance()
             and row["train_accuracy"] <= self.majority_share + CHANCE_ACCURACY_MARGIN
         )
 
@@ -132,6 +144,22 @@ class DivergenceGuard:
             return []
         still = {"rising": self._rising(history), "chance": self._at_chance(history[-1])}
         return [self._line(kind) for kind in self.warnings if still[kind]]
+
+
+def chance_loss(
+    labels: torch.Tensor, classes: int, weight: torch.Tensor | None, label_smoothing: float
+) -> float:
+    """The training loss of uniform predictions on these labels, by the loop's own loss function.
+
+    ln K without class weights. With them (--balance weight) and label smoothing e it is
+    ln K * (1 - e + e * mean weight): torch weights each class's share of the smoothed target
+    by that class's weight, and the weights N / (K * count) average well above 1 on imbalanced
+    data (1.22 for 320/48/48 images and e = 0.1, where ln 3 = 1.10).
+    """
+    uniform = torch.zeros(len(labels), classes)  # equal logits: every class 1/K
+    return F.cross_entropy(
+        uniform, labels.cpu().long(), weight=weight, label_smoothing=label_smoothing
+    ).item()
 
 
 def lowered_lr_line(error: LrTooHigh, lr: float, lowered: float) -> str:

@@ -48,6 +48,7 @@ from cnnlab.training.guard import (
     TrainingDiverged,
     accuracy_note,
     advice,
+    chance_loss,
     lowered_lr_line,
 )
 from cnnlab.training.plan import Measure, Plan, normalised, plan, recorded, revised
@@ -262,6 +263,13 @@ def _job(
         lr=planned.config.lr,
         optimizer=planned.config.optimizer,
         cuts_left=MAX_LR_CUTS if fresh else 0,
+        # judged on the loss the loop computes: class weights and smoothing move it off ln K
+        chance_loss=chance_loss(
+            data.train[1],
+            len(data.classes),
+            loss_weights(data.class_counts, planned.config.balance),
+            planned.config.label_smoothing,
+        ),
     )
     amp_dtype = autocast_dtype(device, planned.config.precision)
     return Job(planned, folder, world, device, amp_dtype, data, report, guard, clock)
