@@ -1,0 +1,110 @@
+"""Runs that cannot work are refused before training, with the numbers and the fix; never a
+traceback, never a run folder left behind that the server answers with 500."""
+
+# Fixtures are imported from test_data_support (kept out of the shared conftest.py),
+# so pytest's fixture arguments shadow the imports by design.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from test_data_support import isolated_cache  # noqa: F401
+
+from cnnlab.data.dataset import Dataset
+from cnnlab.data.source import DataSource
+from cnnlab.errors import DataError
+
+TINY = ["--model", "tutorial", "--epochs", "1", "--quiet"]
+
+
+def _refused(result, *words: str) -> None:
+    """Exit 2 with one `error:` line naming `words`, and no traceback."""
+    assert result.code == 2, (result.out, result.err)
+    assert result.err.startswith("error: "), result.err
+    assert "Traceback" not in result.err + result.out
+    for word in words:
+        assert word in result.err, result.err
+
+
+def _folder(root: Path, per_class: int, classes: str = "abc") -> Path:
+    """root/<class>/<i>.png: `per_class` small grey images in each class."""
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("L", (8, 8), ord(c) + 10 * i).save(root / c / f"{i}.png")
+    return root
+
+
+# --- item 1: a run that cannot be scored ------------------------------------------------------
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_one_image_per_class_is_refused_before_the_run_folder(cli, tmp_path):
+    root = _folder(tmp_path / "one", per_class=1)
+    out = tmp_path / "run"
+    result = cli("train", "--data", str(root), *TINY, "--out", str(out))
+    # the numbers (3 training images, 0 test, 3 classes) and both fixes
+    _refused(result, "3 training", "0 test", "3 classes", "test/", "at least 2 images")
+    assert not out.exists()
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_an_empty_validation_split_is_refused(cli, tmp_path):
+    root = tmp_path / "tv"
+    _folder(root / "train", per_class=1)
+    _folder(root / "test", per_class=1)
+    out = tmp_path / "run"
+    result = cli("train", "--data", str(root), *TINY, "--val-split", "0.2", "--out", str(out))
+    _refused(result, "val_split", "0 validation", "3 classes")
+    assert not out.exists()
+    assert cli("train", "--data", str(root), *TINY, "--out", str(out)).code == 0
+
+
+def _dataset(train: int, test: int) -> Dataset:
+    """A real two-class Dataset with `train` and `test` images of 4x4 grey."""
+
+    def images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros((n, 1, 4, 4), dtype=torch.uint8), torch.arange(n) % 2
+
+    return Dataset("shapes", ["a", "b"], *images(train), *images(test))
+
+
+def test_an_empty_training_split_is_refused():
+    from cnnlab.data.source import check_splits
+
+    dataset = _dataset(0, 4)
+    train = (dataset.train_images, dataset.train_labels, None)
+    with pytest.raises(
+        DataError, match="0 training, 4 test images in 2 classes: nothing to train on"
+    ):
+        check_splits(dataset, DataSource("shapes"), train, None)
+    scorable = _dataset(4, 2)
+    check_splits(
+        scorable, DataSource("shapes"), (scorable.train_images, scorable.train_labels, None), None
+    )
+
+
+@pytest.mark.usefixtures("isolated_cache")
+def test_a_run_whose_test_split_became_empty_is_a_4xx_on_the_report(cli, tmp_path):
+    """A run folder trained before the check (or whose folder lost images since) answers the
+    report's scoring panels with a clear 4xx, not 500."""
+    from fastapi.testclient import TestClient
+
+    from cnnlab.deploy.predict import Predictor
+    from cnnlab.run.folder import Run
+    from cnnlab.server.app import create_app
+
+    root = _folder(tmp_path / "two", per_class=2)
+    out = tmp_path / "run"
+    assert cli("train", "--data", str(root), *TINY, "--out", str(out)).code == 0
+    for c in "abc":
+        (root / c / "1.png").unlink()  # one image per class left: no test image held out
+    with TestClient(create_app(Predictor(Run.open(out), "eager"))) as client:
+        for path in ("/api/run/confusion", "/api/run/scores", "/api/run/confusion/0/0"):
+            answer = client.get(path)
+            assert 400 <= answer.status_code < 500, (path, answer.text)
+            assert "test" in answer.json()["error"] and "empty" in answer.json()["error"]
