@@ -18,6 +18,8 @@ from cnnlab.data.dataset import Dataset
 from cnnlab.data.source import DataSource
 from cnnlab.errors import DataError
 
+# generate_shapes(4100, seed=7, split=1) as rendered all in float before chunks became uint8
+EXPECTED_SHAPES_DIGEST = "964b5679c57737335d6016702b21bdde04ba4befccf2d2d7e31a41a76d38f479"
 TINY = ["--model", "tutorial", "--epochs", "1", "--quiet"]
 
 
@@ -108,3 +110,69 @@ def test_a_run_whose_test_split_became_empty_is_a_4xx_on_the_report(cli, tmp_pat
             answer = client.get(path)
             assert 400 <= answer.status_code < 500, (path, answer.text)
             assert "test" in answer.json()["error"] and "empty" in answer.json()["error"]
+
+
+# --- item 2: the memory pre-check counts what generating `shapes` allocates ----------------------
+
+
+def _images_filling(share: float) -> int:
+    """How many 28x28 `shapes` images take `share` of the memory available now, as uint8."""
+    from cnnlab.data.registry import _available_memory
+
+    available = _available_memory()
+    if available is None:
+        pytest.skip("this system does not say how much memory is available")
+    return int(share * available / (28 * 28))
+
+
+def test_generating_shapes_is_counted_in_the_memory_it_renders_in(cli, tmp_path):
+    # the uint8 images fit in 60% of the memory; rendering them (a shuffled copy, floats) does not
+    test_size = _images_filling(0.6)
+    out = tmp_path / "run"
+    result = cli(
+        "train",
+        "--model",
+        "tutorial",
+        "--out",
+        str(out),
+        "train_size=500",
+        f"test_size={test_size}",
+    )
+    _refused(result, "memory", "test_size", "GB")
+    assert not out.exists()
+
+
+def test_shapes_generated_as_before():
+    """Rendering in chunks to uint8 gives the very images rendering all in float gave."""
+    from cnnlab.data.synthetic import generate_shapes
+
+    images, labels = generate_shapes(4100, seed=7, split=1)
+    digest = __import__("hashlib").sha256(images.numpy().tobytes() + labels.numpy().tobytes())
+    assert images.shape == (4100, 1, 28, 28) and images.dtype == torch.uint8
+    assert digest.hexdigest() == EXPECTED_SHAPES_DIGEST
+
+
+def test_a_run_record_asking_for_too_many_images_is_a_4xx_on_the_report(cli, tmp_path):
+    """record.json's test_size within its range (2**31 - 1) but beyond memory: a clear 400 that
+    names memory, not a 500 from an allocator."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from cnnlab.deploy.predict import Predictor
+    from cnnlab.run.folder import Run
+    from cnnlab.server.app import create_app
+
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--out", str(out), "train_size=200", "test_size=50"]
+    assert cli(*argv).code == 0
+    record = json.loads((out / "record.json").read_text())
+    record["source"]["test_size"] = _images_filling(0.6)
+    (out / "record.json").write_text(json.dumps(record))
+    paths = ["/api/run/confusion", "/api/run/scores", "/api/run/confusion/0/0"]
+    paths += ["/api/run/image/0", "/api/run/patches", "/api/run/embedding"]
+    with TestClient(create_app(Predictor(Run.open(out), "eager"))) as client:
+        for path in paths:
+            answer = client.get(path)
+            assert 400 <= answer.status_code < 500, (path, answer.text)
+            assert "memory" in answer.json()["error"], (path, answer.text)
