@@ -176,3 +176,92 @@ def test_a_run_record_asking_for_too_many_images_is_a_4xx_on_the_report(cli, tmp
             answer = client.get(path)
             assert 400 <= answer.status_code < 500, (path, answer.text)
             assert "memory" in answer.json()["error"], (path, answer.text)
+
+
+# --- item 3: out of range is an error, never a stand-in for "decide for me" --------------------
+
+
+SIZES = ["train_size=200", "test_size=50"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        (["--lr", "-1"], ["lr", "above 0", "auto"]),
+        (["--lr", "0"], ["lr", "above 0", "leave it out"]),
+        (["lr=0"], ["lr", "above 0"]),
+        (["lr=-0.5"], ["lr", "above 0"]),
+        (["weight_decay=-1"], ["weight_decay", "0 (no decay) or more", "auto"]),
+        (["--weight-decay", "-0.5"], ["weight_decay", "0 (no decay) or more"]),
+        (["warmup_steps=-1"], ["warmup_steps", "0 (no warm-up)", "auto"]),
+        (["--warmup-steps", "-1"], ["warmup_steps", "0 (no warm-up)"]),
+        (["warmup_epochs=-1"], ["warmup_epochs", "0 (no warm-up)", "auto"]),
+        (["--warmup-epochs", "-2.5"], ["warmup_epochs", "0 (no warm-up)"]),
+        (["momentum=2"], ["momentum", "below 1", "0.9"]),
+        (["momentum=1"], ["momentum", "below 1"]),
+        (["momentum=-0.1"], ["momentum", "at least 0"]),
+        # item 4: an lr that overflows
+        (["--lr", "1e308"], ["lr", "at most 10"]),
+        (["lr=1e999"], ["lr", "at most 10"]),
+    ],
+)
+def test_values_out_of_range_are_refused_not_replaced(cli, tmp_path, setting, words):
+    out = tmp_path / "run"
+    _refused(cli("train", *TINY, "--out", str(out), *SIZES, *setting), *words)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["lr = 0\n", "lr = -1\n", "lr = -1.0\n", "weight_decay = -1.0\n", "warmup_steps = -1\n",
+     "warmup_epochs = -1.0\n", "momentum = 1.5\n", "lr = 1e308\n"],
+)  # fmt: skip
+def test_a_config_file_cannot_spell_the_stand_ins(cli, tmp_path, text):
+    from cnnlab.errors import ConfigError
+    from cnnlab.training.config import read_config_file
+
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    key = text.split(" ")[0]
+    with pytest.raises(ConfigError, match=key):
+        read_config_file(path)
+    _refused(cli("train", "--config", str(path), "--out", str(tmp_path / "r")), key)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match=key):
+        __import__("cnnlab").train(**{key: __import__("tomllib").loads(text)[key]}, quiet=True)
+
+
+def test_the_ways_to_ask_for_a_default_or_auto_still_work(cli, tmp_path):
+    from cnnlab.cli import build_parser
+    from cnnlab.cli.train import config_from_args
+    from cnnlab.training.config import LR_AUTO, TrainConfig, read_config_file, resolve_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('lr = "auto"\nweight_decay = "auto"\nwarmup_steps = "auto"\nmomentum = 0\n')
+    asked = resolve_config(read_config_file(path))
+    assert (asked.lr, asked.weight_decay, asked.warmup_steps, asked.momentum) == (
+        LR_AUTO, TrainConfig.weight_decay, TrainConfig.warmup_steps, 0.0)  # fmt: skip
+    path.write_text("lr = 0.05\nweight_decay = 0\nwarmup_steps = 0\nwarmup_epochs = 0\n")
+    asked = resolve_config(read_config_file(path))
+    assert (asked.lr, asked.weight_decay, asked.warmup_steps, asked.warmup_epochs) == (
+        0.05, 0.0, 0, 0.0)  # fmt: skip
+    args = build_parser().parse_args(["train", "--lr", "auto", "--warmup-epochs", "auto"])
+    flags = config_from_args(args)
+    assert (flags.lr, flags.warmup_epochs) == (LR_AUTO, TrainConfig.warmup_epochs)
+    assert config_from_args(build_parser().parse_args(["train", "--lr", "10"])).lr == 10.0
+    # what `cnnlab train --nproc N` hands its ranks: the asked config, stand-ins and all
+    for config in (TrainConfig(), TrainConfig(lr=LR_AUTO), TrainConfig(lr=0.2, weight_decay=0.0)):
+        path.write_text(config.to_toml())
+        assert resolve_config(read_config_file(path)) == config
+
+
+def test_a_run_folder_config_reads_back_with_no_decay_and_no_warm_up(cli, tmp_path):
+    from cnnlab.run.folder import Run
+    from cnnlab.training.config import config_of
+
+    out = tmp_path / "run"
+    argv = ["train", *TINY, "--out", str(out), *SIZES, "weight_decay=0", "warmup_steps=0"]
+    assert cli(*argv).code == 0
+    config = config_of(Run.open(out))
+    assert (config.weight_decay, config.warmup_steps) == (0.0, 0)
+    assert config.lr > 0 and config.warmup_epochs == 0.0
