@@ -265,3 +265,22 @@ def test_a_run_folder_config_reads_back_with_no_decay_and_no_warm_up(cli, tmp_pa
     config = config_of(Run.open(out))
     assert (config.weight_decay, config.warmup_steps) == (0.0, 0)
     assert config.lr > 0 and config.warmup_epochs == 0.0
+
+
+# --- item 4: a model too large to build ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("conv(1000000000,3) gap fc(10)", ["layer 1 conv(1000000000, 3) has 10000000000",
+                                           "(3*3*1/1 + 1)*1000000000", "at most 2147483647"]),
+        ("flatten fc(1000000000) fc(10)", ["layer 2 fc(1000000000) has 785000000000"]),
+        # 1e9 weights, but one image's output of this layer alone is 6.8e10 values (270 GB)
+        ("conv(100000000,3) gap fc(10)", ["layer 1 conv(100000000, 3)", "67600000000 values"]),
+    ],
+)  # fmt: skip
+def test_a_model_too_large_to_build_is_refused_before_allocating(cli, tmp_path, model, words):
+    out = tmp_path / "run"
+    _refused(cli("train", "--model", model, *TINY[2:], "--out", str(out), *SIZES), *words)
+    assert not out.exists()

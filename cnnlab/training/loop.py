@@ -210,6 +210,8 @@ def _prepare(
     prefetch_optimizer_import()  # while the data loads
     data = load_data(config, device) if not resume else None
     planned = plan(config, data, world.size, Measure(device, clock)) if data else None
+    # the model before the run folder: one too large to build (model/cnn.py) leaves no folder
+    built = build_learner(planned.config, data, device) if planned else None
     record = run_record(planned.config, data) if planned else None
     opened = open_run(planned.config if planned else config, resume, world, record)
     if opened.lock is not None:
@@ -220,7 +222,7 @@ def _prepare(
         partial(append_log, opened.folder) if world.is_main else None,
         quiet=planned.config.quiet or not world.is_main,
     )
-    learner, spec, notes = build_learner(planned.config, data, device)
+    learner, spec, notes = built or build_learner(planned.config, data, device)
     job = _job(planned, opened.folder, world, device, data, report, clock, fresh=not resume)
     state = Training(job, learner, Position())
     if opened.saved is not None:
