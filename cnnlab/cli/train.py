@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import console, percent, print_json, titled_table
 from cnnlab.run import RUNS_DIR  # not run.files or run.folder: they load torch (start-up)
 from cnnlab.training.config import (
+    AUTO_VALUES,
     DEFAULT_LRS,
     DEFAULT_WEIGHT_DECAYS,
     FIELD_TYPES,
-    LR_AUTO,
     REFERENCE_BATCH,
     TrainConfig,
     parse_overrides,
@@ -142,14 +143,19 @@ FLAGS = {
 }
 
 
-def _lr_value(text: str) -> float:
-    """--lr: a number, or auto."""
-    if text.strip().lower() == "auto":
-        return LR_AUTO
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or auto") from None
+def _number_or_auto(kind: type) -> Callable[[str], float | int | str]:
+    """--lr, --weight-decay, --warmup-*: a number, or auto, kept as the word: the config's
+    conversion turns it into its stand-in and refuses a typed stand-in (-1, lr 0)."""
+
+    def value(text: str) -> float | int | str:
+        if text.strip().lower() == "auto":
+            return "auto"
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number or auto") from None
+
+    return value
 
 
 def add_training_options(p: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
@@ -161,7 +167,7 @@ def add_training_options(p: argparse.ArgumentParser, leave_out: tuple[str, ...] 
         if FIELD_TYPES[key] is bool:  # a switch: given means true
             p.add_argument(flag, dest=key, action="store_true", default=None, help=shown)
         else:
-            kind = _lr_value if key == "lr" else FIELD_TYPES[key]
+            kind = _number_or_auto(FIELD_TYPES[key]) if key in AUTO_VALUES else FIELD_TYPES[key]
             p.add_argument(flag, dest=key, type=kind, default=None, help=shown)
     p.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings")
     p.add_argument("--quiet", action="store_true", default=None, help="print only the result")

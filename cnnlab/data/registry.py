@@ -309,11 +309,16 @@ def _check_memory(
     per_image = max(c * h * w, (channels or c) * side * side)
     # resizing works on float32 copies of 4096 images at a time (in and out: 8 bytes a pixel)
     resizing = min(sum(counts), 4096) * per_image * 8 if image_size else 0
-    need, available = sum(counts) * per_image + resizing, _available_memory()
+    # generating holds more than its result while it renders the larger split (a shuffled copy,
+    # a chunk's float work): synthetic.generation_bytes, less the uint8 images counted above
+    largest = max(counts)
+    rendering = synthetic.generation_bytes(largest) - largest * c * h * w if generated else 0
+    need, available = sum(counts) * per_image + resizing + rendering, _available_memory()
     if available is not None and need > available:
+        how = "generating " if generated else ""
         raise DataError(
-            f"{entry.name}: {counts[0]} training and {counts[1]} test images of "
-            f"{channels or c}x{side}x{side} take {need / 1e9:.1f} GB of memory, more than the "
+            f"{entry.name}: {how}{counts[0]} training and {counts[1]} test images of "
+            f"{channels or c}x{side}x{side} takes {need / 1e9:.1f} GB of memory, more than the "
             f"{available / 1e9:.1f} GB available: use a smaller train_size, test_size or image_size"
         )
 

@@ -105,6 +105,37 @@ def training_splits(dataset: Dataset, source: DataSource) -> tuple[Split, Split 
     return train, (images[val_idx], labels[val_idx], pick_paths(paths, val_idx))
 
 
+def check_splits(dataset: Dataset, source: DataSource, train: Split, val: Split | None) -> None:
+    """Refuse, before any training, splits a run cannot train on, validate on or be scored on.
+
+    An image folder without test/ holds out a share of each class that has 2 images or more, so
+    one image per class leaves no test image: the run would train, then fail at its test."""
+    counts = {"training": len(train[1]), "test": len(dataset.test_labels)}
+    if val is not None:
+        counts["validation"] = len(val[1])
+    classes = len(dataset.classes)
+    numbers = (
+        f"{', '.join(f'{n} {split}' for split, n in counts.items())} images in {classes} classes"
+    )
+    folder = dataset.name.startswith("folder:")
+    if counts["training"] == 0:
+        fix = "add images to the class folders" if folder else "use a larger train_size"
+        raise DataError(f"{dataset.name}: {numbers}: nothing to train on; {fix}")
+    if counts["test"] == 0:
+        fix = (
+            "put a test/ folder beside train/ (test/<class>/<images>), or give each class at "
+            "least 2 images (a share of each class, at least one image, is held out for the test)"
+            if folder
+            else "use a larger test_size"
+        )
+        raise DataError(f"{dataset.name}: {numbers}: a run could not be scored; {fix}")
+    if counts.get("validation") == 0:
+        raise DataError(
+            f"{dataset.name}: val_split={source.val_split:g} holds out no images ({numbers}): "
+            "give each class at least 2 training images, or drop val_split"
+        )
+
+
 def split_source(dataset: Dataset, source: DataSource, split: str) -> Split:
     """One split of `dataset` as the run split it: test as loaded, train and val by the run's
     rule (`training_splits`)."""

@@ -241,6 +241,11 @@ def evaluate_run(
 ) -> tuple[Evaluation, torch.Tensor]:
     """The run's model scored on a split; also returns the split's uint8 images (for galleries)."""
     images, labels, name, files = split_with_files(run, data, split)
+    if not len(labels):  # a folder with one image per class holds none out: no score exists
+        raise DataError(
+            f"the {split} split of {name} is empty: nothing to score; a folder without test/ "
+            "holds out test images only from classes of 2 images or more"
+        )
     model = run.load_model(device)
     # Scored as training scored it: a run trained with tta=true is evaluated with the mirror too.
     tta = run.record.pixels.tta

@@ -8,15 +8,44 @@ maps read as the spec does.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from cnnlab.errors import SpecError
 from cnnlab.model.layers import build_layer, layer_from_module
 from cnnlab.model.presets import PRESETS, preset_spec, resolve_model
-from cnnlab.spec.analysis import ModelReport, analyze, layer_names
+from cnnlab.spec.analysis import ModelReport, analyze, describe_shape, layer_names
 from cnnlab.spec.kinds import LAYER_KINDS
 from cnnlab.spec.language import LayerSpec, ModelSpec, format_shape
+
+# The most weights a model, and the most values one image's output of a layer, may hold: 2**31 - 1,
+# torch's int32 index limit (8.6 GB of float32 each, before gradients and optimizer state). The
+# spec's numbers go up to 1e9 each, so conv(1000000000, 3) would ask torch for 36 GB at once.
+MAX_VALUES = 2**31 - 1
+
+
+def check_size(report: ModelReport) -> None:
+    """Refuse, before any tensor exists, a model whose weights or one layer's output are too large
+    to build or run, naming the layer and its count."""
+    if report.total_params > MAX_VALUES:
+        # the layers over the bound by themselves (or the largest): where the weights are
+        large = [r for r in report.layers if r.params > MAX_VALUES]
+        large = large or [max(report.layers, key=lambda r: r.params)]
+        named = "; ".join(f"{r.label} has {r.params} ({r.params_formula})" for r in large)
+        raise SpecError(
+            f"the model has {report.total_params} parameters, at most {MAX_VALUES} are allowed "
+            f"(8.6 GB of float32 weights); {named}: give it fewer channels or outputs"
+        )
+    for layer in report.layers:
+        values = math.prod(layer.out_shape)
+        if values > MAX_VALUES:
+            raise SpecError(
+                f"{layer.label} outputs {describe_shape(layer.out_shape)} = {values} values for "
+                f"each image, at most {MAX_VALUES} are allowed (8.6 GB of float32 an image): "
+                "give it fewer channels, or shrink the input first (a stride or a pool)"
+            )
 
 
 class CnnModel(nn.Sequential):
@@ -29,6 +58,7 @@ class CnnModel(nn.Sequential):
 
     def __init__(self, spec: ModelSpec, input_shape: tuple[int, int, int] | None = None):
         report = analyze(spec, input_shape)
+        check_size(report)  # before build_layer allocates any weight
         names = layer_names(report.spec)
         super().__init__()
         for name, layer_report in zip(names, report.layers, strict=True):

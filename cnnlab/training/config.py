@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,18 @@ BALANCES = ("none", "weight", "sample")
 WHITENINGS = ("none", "frozen", "trainable")  # the first conv's whitening (training/init.py)
 
 LR_AUTO = -1.0  # lr = "auto": found by the learning-rate range test before training (lrfind.py)
+# The highest learning rate a user may give: the range test (lrfind.py END_LR) looks no further,
+# every model here diverges long before it, and far above it the schedule's arithmetic overflows.
+MAX_LR = 10.0
+# "Decide for me" inside TrainConfig: the stand-in value of each key a user may write as `auto`
+# (lr's auto is the range test; its default is asked by leaving lr out, the stand-in 0). A user
+# never types a stand-in: `_convert` refuses them (USER_RANGES) and `to_toml` writes `auto`.
+AUTO_VALUES: dict[str, float | int] = {
+    "lr": LR_AUTO,
+    "weight_decay": -1.0,
+    "warmup_epochs": -1.0,
+    "warmup_steps": -1,
+}
 # The default learning rates below were tuned at this batch size; other batches scale them by
 # sqrt(batch / REFERENCE_BATCH). Measured (sgd, one seed, flatten model, before the small-data
 # recipe): a 300-image colour folder at batch 16, 76.67% unscaled (0.1), 88.33% sqrt (0.035);
@@ -137,12 +150,16 @@ class TrainConfig:
     quiet: bool = False
 
     def to_toml(self) -> str:
-        """Every key and value, as TOML that `load_config` reads back (lr = auto as "auto")."""
+        """Every key and value, as TOML that `load_config` reads back: a stand-in as a user writes
+        it (`auto`; lr's default by leaving lr out). A planned config has none left."""
         import tomli_w  # here: only a run being written needs it
 
         values = dataclasses.asdict(self)
-        if self.lr == LR_AUTO:
-            values["lr"] = "auto"
+        for key, stand_in in AUTO_VALUES.items():
+            if values[key] == stand_in:
+                values[key] = "auto"
+        if self.lr == 0:
+            del values["lr"]  # the optimizer's default, scaled to the batch (plan.py)
         return tomli_w.dumps(values)
 
 
@@ -164,6 +181,20 @@ def _shown(value: Any) -> str:
 
 
 def _convert(key: str, value: Any) -> Any:
+    """A user's value (TOML, flag, key=value) converted to the key's type and checked against
+    USER_RANGES, or "auto" where the key takes it (`apply` puts its stand-in in the config: a
+    converted value converts to itself). ConfigError otherwise."""
+    if key in AUTO_VALUES and isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    converted = _typed(key, value)
+    if key in USER_RANGES:
+        allowed, rule = USER_RANGES[key]
+        if not allowed(converted):
+            raise ConfigError(f"{rule}; not {_shown(value)}")
+    return converted
+
+
+def _typed(key: str, value: Any) -> Any:
     """A TOML or command-line value converted to the key's type, or a ConfigError."""
     wanted = FIELD_TYPES[key]
     if wanted is bool:
@@ -179,8 +210,6 @@ def _convert(key: str, value: Any) -> Any:
         if digits.isdigit() and len(digits) <= MAX_DIGITS:  # int() of 5,000 digits raises
             return int(value)
         raise ConfigError(f"{key} must be a whole number, got {_shown(value)}")
-    if key == "lr" and isinstance(value, str) and value.strip().lower() == "auto":
-        return LR_AUTO
     if wanted is float:
         try:
             return float(value)
@@ -209,8 +238,12 @@ def _converted(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
-    """A copy of `config` with `values` set (converted and checked)."""
-    return check(dataclasses.replace(config, **_converted(values)))
+    """A copy of `config` with `values` set (converted and checked; auto as its stand-in)."""
+    changes = {
+        key: AUTO_VALUES[key] if value == "auto" and key in AUTO_VALUES else value
+        for key, value in _converted(values).items()
+    }
+    return check(dataclasses.replace(config, **changes))
 
 
 def recipe_for(model: str, data: str) -> dict[str, Any]:
@@ -375,6 +408,37 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
 }
 
 
+# key -> (whether a user's value is allowed, the rule and the fix): the settings whose stand-ins
+# (AUTO_VALUES; lr 0) or out-of-range values would otherwise be taken silently. A NaN fails each.
+USER_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "lr": (
+        lambda v: 0 < v <= MAX_LR,
+        f"lr must be above 0 and at most {MAX_LR:g} (e.g. 0.05; higher diverges, and the range "
+        "test looks no further); write auto for a range test to find it, or leave it out for "
+        "the optimizer's default",
+    ),
+    "weight_decay": (
+        lambda v: v >= 0,
+        "weight_decay must be 0 (no decay) or more (e.g. 5e-4); leave it out or write auto for "
+        "the optimizer's default",
+    ),
+    "warmup_epochs": (
+        lambda v: v >= 0,
+        "warmup_epochs must be 0 (no warm-up) or more (e.g. 1.5); leave it out or write auto for "
+        "the schedule's default",
+    ),
+    "warmup_steps": (
+        lambda v: 0 <= v <= MAX_COUNT,
+        f"warmup_steps must be 0 (no warm-up) to {MAX_COUNT}; leave it out or write auto for the "
+        "schedule's default",
+    ),
+    "momentum": (
+        lambda v: 0 <= v < 1,
+        "momentum must be at least 0 and below 1 (e.g. 0.9; 0 = none)",
+    ),
+}
+
+
 def _range_text(key: str, low: int, high: int, zero: str) -> str:
     if zero:  # 0 means "the default"; real values start at 1
         return f"{key} must be 0 ({zero}) or 1 to {high}"
@@ -456,15 +520,12 @@ def check(config: TrainConfig) -> TrainConfig:
         ),
         (0 <= config.val_split < 1, "val_split must be at least 0 and below 1"),
         (0 <= config.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
-        (
-            config.lr >= 0 or config.lr == LR_AUTO,
-            "lr must be positive, 0 for the optimizer's default, or auto (a range test finds it)",
-        ),
-        (
-            -1 <= config.warmup_steps <= MAX_COUNT,
-            f"warmup_steps must be 0 to {MAX_COUNT} (or -1 for the schedule's default)",
-        ),
-        (config.momentum >= 0, "momentum must be 0 or more (e.g. 0.9)"),
+        # a config built in Python may hold the stand-ins (AUTO_VALUES); users cannot type them
+        (0 <= config.lr <= MAX_LR or config.lr == LR_AUTO, USER_RANGES["lr"][1]),
+        (config.weight_decay >= 0 or config.weight_decay == -1, USER_RANGES["weight_decay"][1]),
+        (config.warmup_epochs >= 0 or config.warmup_epochs == -1, USER_RANGES["warmup_epochs"][1]),
+        (-1 <= config.warmup_steps <= MAX_COUNT, USER_RANGES["warmup_steps"][1]),
+        (0 <= config.momentum < 1, USER_RANGES["momentum"][1]),
         (
             config.budget_seconds >= 0 and config.e_seconds >= 0,
             "budget_seconds and e_seconds must be 0 or more (they record a plan: leave them out)",

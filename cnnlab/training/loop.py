@@ -214,18 +214,20 @@ def _prepare(
         opened = _locked(open_run(config, resume, world), held)
         data = load_data(opened.config, device)
         planned = recorded(opened.config, data, world.size)  # a resume reads its plan back
-        data = normalised(planned.config, data)
+        data, built = normalised(planned.config, data), None
     else:  # planned from the data before config.toml and record.json record it
         data = load_data(config, device)
         planned = plan(config, data, world.size, Measure(device, clock))
         data = normalised(planned.config, data)
+        # the model before the run folder: one too large to build (model/cnn.py) leaves no folder
+        built = build_learner(planned.config, data, device)
         record = run_record(planned.config, data)
         opened = _locked(open_run(planned.config, None, world, record), held)
     report = TrainingReporter(
         partial(append_log, opened.folder) if world.is_main else None,
         quiet=planned.config.quiet or not world.is_main,
     )
-    learner, spec, notes = build_learner(planned.config, data, device, resuming=bool(resume))
+    learner, spec, notes = built or build_learner(planned.config, data, device, resuming=True)
     job = _job(planned, opened.folder, world, device, data, report, clock, fresh=not resume)
     state = Training(job, learner, Position())
     if opened.saved is not None:

@@ -21,7 +21,7 @@ import torch
 
 from cnnlab.data.augment import parse_policy
 from cnnlab.data.folder import folder_notes
-from cnnlab.data.source import DataSource, load_source, training_splits
+from cnnlab.data.source import DataSource, check_splits, load_source, training_splits
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.presets import PRESETS
@@ -292,7 +292,9 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
             "mirror keeps every label in your data, add --flip-ok"
         )
     parse_policy(config.augment, data, flip_ok=flip_ok)  # refused here, before any training
-    (train_x, train_y, _), val = training_splits(data, source)
+    train, val = training_splits(data, source)
+    check_splits(data, source, train, val)  # refused now: no run folder claimed, nothing trained
+    train_x, train_y, _ = train
     counts = torch.bincount(train_y, minlength=len(data.classes))
     return TrainingData(
         name=data.name,
