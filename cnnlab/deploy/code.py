@@ -22,11 +22,12 @@ from cnnlab.data.augment import AugmentPolicy, parse_policy
 from cnnlab.data.source import DataSource
 from cnnlab.deploy import codetext
 from cnnlab.deploy.codetext import comment, filled, translated
-from cnnlab.errors import ConfigError, OutputError
+from cnnlab.errors import OutputError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_text
 from cnnlab.run.folder import Run
 from cnnlab.run.record import Pixels
 from cnnlab.spec.analysis import LayerReport, analyze, layer_names
+from cnnlab.spec.kinds import require_every_kind
 from cnnlab.spec.language import ModelSpec
 
 IDX_SETS = ("mnist", "fashion-mnist", "kmnist")
@@ -38,6 +39,15 @@ IDX_FILES = (
 )
 # The augmentation items the script writes out; the others are named in it as left out.
 WRITTEN_AUGMENT = ("translate", "flip", "vflip", "cutout")
+# What each layer kind is, in the comment beside it (Korean in codetext.KOREAN, the seeds' words).
+KIND_WORDS = {
+    "conv": "convolution", "maxpool": "max pooling", "minpool": "min pooling",
+    "avgpool": "average pooling", "gap": "global average pooling", "gmp": "global max pooling",
+    "batchnorm": "batch normalisation", "relu": "activation", "leakyrelu": "activation",
+    "sigmoid": "activation", "tanh": "activation", "gelu": "activation", "dropout": "dropout",
+    "flatten": "flatten", "fc": "fully connected", "softmax": "softmax",
+}  # fmt: skip
+require_every_kind(KIND_WORDS, "deploy.code.KIND_WORDS")
 # Recipe settings the script leaves out when the run used them: (key, its off value).
 LEFT_OUT = (
     ("whiten", "none"),
@@ -129,14 +139,18 @@ def check_writable(files: CodeFiles, force: bool) -> None:
         if path is None:
             continue
         if path.is_symlink():
-            raise OutputError(f"{path} is a symbolic link; cnnlab never writes through one: remove it or choose another --out")
+            raise OutputError(
+                f"{path} is a symbolic link; cnnlab never writes through one: remove it or choose another --out"
+            )
         if path.exists() and not force:
             raise OutputError(f"{path} exists; choose another --out, or add --force to replace it")
         if path.exists() and not path.is_file():
             raise OutputError(f"{path} exists and is not a file; choose another --out")
 
 
-def write_code(inputs: CodeInput, out: str | Path, language: str = "en", force: bool = False) -> CodeFiles:
+def write_code(
+    inputs: CodeInput, out: str | Path, language: str = "en", force: bool = False
+) -> CodeFiles:
     """Write the script (and its weights and data beside it); returns what was written."""
     kind = data_kind(inputs.source)
     files = output_paths(out, inputs.run is not None, kind)
@@ -160,7 +174,9 @@ def _weights_bytes(run: Run) -> bytes:
     """The run's weights as torch.save of a plain {name: tensor} dict."""
     import torch
 
-    state = {name: tensor.detach().clone() for name, tensor in run.load_model().state_dict().items()}
+    state = {
+        name: tensor.detach().clone() for name, tensor in run.load_model().state_dict().items()
+    }
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
@@ -233,7 +249,10 @@ def _header(inputs: CodeInput, files: CodeFiles, language: str) -> str:
         usage = [f"    python {name}            print the predicted class of each test image (the run's weights)",
                  f"    python {name} --train    train from scratch with the run's recipe, then test"]  # fmt: skip
     if inputs.run is None:
-        usage = [f"    python {name}    " + ("처음부터 학습한 뒤 테스트" if language == "ko" else "train from scratch, then test")]
+        usage = [
+            f"    python {name}    "
+            + ("처음부터 학습한 뒤 테스트" if language == "ko" else "train from scratch, then test")
+        ]
     text = "\n".join(lines + usage).replace('"""', "'''").replace("\\", "/")
     return f'"""{text}\n"""\n\n'
 
@@ -271,10 +290,17 @@ def _settings(inputs: CodeInput, files: CodeFiles, kind: str, language: str) -> 
         f"VAL_SPLIT, SPLIT_SEED = {source.val_split!r}, {source.split_seed!r}  # {c('share of each class held out for validation, and its seed')}",
     ]  # fmt: skip
     if files.weights is not None:
-        note = c("the run's weights: a state_dict of plain tensors (torch.save), not safetensors, so that only torch is needed")
-        lines += [f"# {note}", f'WEIGHTS: Path | None = Path(__file__).resolve().parent / "{files.weights.name}"']
+        note = c(
+            "the run's weights: a state_dict of plain tensors (torch.save), not safetensors, so that only torch is needed"
+        )
+        lines += [
+            f"# {note}",
+            f'WEIGHTS: Path | None = Path(__file__).resolve().parent / "{files.weights.name}"',
+        ]
     else:
-        lines += [f"WEIGHTS: Path | None = None  # {c('no weights: this script trains the model from scratch')}"]
+        lines += [
+            f"WEIGHTS: Path | None = None  # {c('no weights: this script trains the model from scratch')}"
+        ]
     return "\n".join(lines)
 
 
@@ -344,7 +370,9 @@ def _recipe(inputs: CodeInput, language: str) -> str:
     ]
     left = _left_out(inputs)
     if left:
-        lines += [f"# {c('left out here, cnnlab' + chr(39) + 's run used it too:')} {', '.join(left)}"]
+        lines += [
+            f"# {c('left out here, cnnlab' + chr(39) + 's run used it too:')} {', '.join(left)}"
+        ]
     return "\n".join(lines)
 
 
@@ -392,7 +420,10 @@ def _model(report, language: str) -> str:
     init, forward = [], []
     for name, layer in zip(names, report.layers, strict=True):
         shape = _shape(layer.out_shape)
-        init.append(f"        self.{name} = {layer_code(layer)}  # {layer.layer.text()}: -> {shape}")
+        kind = c(KIND_WORDS[layer.layer.kind])
+        init.append(
+            f"        self.{name} = {layer_code(layer)}  # {kind} {layer.layer.text()} -> {shape}"
+        )
         if layer.layer.kind == "softmax" and layer is report.layers[-1]:
             init[-1] = f"        self.{name} = nn.Softmax(dim=1)  # {c('softmax is left out of forward: cross-entropy takes logits')}"  # fmt: skip
             continue

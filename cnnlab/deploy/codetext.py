@@ -16,6 +16,9 @@ from string import Template
 # A comment (after code or alone on its line), or a one-line docstring.
 _COMMENT = re.compile(r"^(?P<code>.*?)(?P<mark>(?:^|  )# )(?P<text>.+)$")
 _DOCSTRING = re.compile(r'^(?P<indent>\s*)"""(?P<text>[^"]+)"""$')
+_WORD = re.compile(
+    r"[A-Za-z]{3,}"
+)  # a comment without one, e.g. "(N, H)", is the same in any language
 
 SPECIAL_LAYERS = {
     "minpool": '''
@@ -515,6 +518,7 @@ KOREAN: dict[str, str] = {
     "Train `model` in place with the run's recipe.": "실행의 학습 설정으로 `model`을 학습.",
     "draws the augmentation": "데이터 증강의 난수",
     "a new order each epoch, a function of the seed and the epoch": "에포크마다 새 순서 (시드와 에포크로 정해짐)",
+    "(B, classes)": "(B, 클래스 수)",
     "---- Prediction and evaluation ----": "---- 예측과 평가 ----",
     "The predicted class (N,) of uint8 images (N, C, H, W).": "uint8 이미지 (N, C, H, W)의 예측 클래스 (N,).",
     "the mean of each image's logits and its mirror's": "이미지와 좌우 반전 이미지의 로짓 평균",
@@ -524,6 +528,18 @@ KOREAN: dict[str, str] = {
     "the initial weights depend on the seed only": "초기 가중치는 시드로만 정해짐",
     "weights_only: plain tensors, no pickled code is run": "weights_only: 텐서만 읽고, pickle된 코드는 실행하지 않음",
     # deploy/code.py's lines
+    "convolution": "합성곱",
+    "max pooling": "최대 풀링",
+    "min pooling": "최소 풀링",
+    "average pooling": "평균 풀링",
+    "global average pooling": "전역 평균 풀링",
+    "global max pooling": "전역 최대 풀링",
+    "batch normalisation": "배치 정규화",
+    "activation": "활성화 함수",
+    "dropout": "드롭아웃",
+    "flatten": "평탄화",
+    "fully connected": "완전 연결 계층",
+    "softmax": "소프트맥스",
     "---- Settings: edit these ----": "---- 설정: 필요하면 고쳐 쓰세요 ----",
     "(channels, height, width) of one image": "이미지 하나의 (채널, 높이, 너비)",
     "per channel, of pixels scaled to 0..1": "채널마다, 0..1로 바꾼 픽셀 기준",
@@ -574,7 +590,7 @@ def translated(block: str, language: str) -> str:
         note = _COMMENT.match(line)
         if doc:
             line = f'{doc["indent"]}"""{KOREAN[doc["text"]]}"""'
-        elif note and not _in_string(note["code"]):
+        elif note and not _in_string(note["code"]) and _WORD.search(note["text"]):
             line = f"{note['code']}{note['mark']}{KOREAN[note['text']]}"
         lines.append(line)
     return "\n".join(lines)
