@@ -315,17 +315,17 @@ def _data_settings(source: DataSource, files: CodeFiles, kind: str, c) -> list[s
     if kind == "folder":
         fraction = source.test_size if 0 < source.test_size < 1 else 0.2
         return [
-            f"FOLDER = Path({str(_folder_path(source))!r})  # {c('the image folder: one sub-folder per class')}",
-            f"KEEP_ASPECT = {source.keep_aspect!r}  # {c('how images meet the input' + chr(39) + 's aspect ratio: stretch, pad or crop')}",
+            f"FOLDER = Path({_text(str(_folder_path(source)))})  # {c('the image folder: one sub-folder per class')}",
+            f"KEEP_ASPECT = {_text(source.keep_aspect)}  # {c('how images meet the input' + chr(39) + 's aspect ratio: stretch, pad or crop')}",
             f"TEST_FRACTION = {fraction!r}  # {c('share of each class held out as test when there is no test/ folder')}",
             f"TRAIN_SIZE = {source.train_size!r}  # {c('training images kept (a class-balanced subset); 0: all')}",
             f"TEST_FILES: list[Path] = []  # {c('the files of the test images, in order (filled by load_data)')}",
         ]  # fmt: skip
     folder, names = _idx_place(source)
     return [
-        f"DATA_DIR = Path({str(folder)!r})  # {c('where cnnlab found the files: change it if yours are elsewhere')}",
-        f"TRAIN_FILES = {names[0]!r}, {names[1]!r}",
-        f"TEST_FILES = {names[2]!r}, {names[3]!r}",
+        f"DATA_DIR = Path({_text(str(folder))})  # {c('where cnnlab found the files: change it if yours are elsewhere')}",
+        f"TRAIN_FILES = {_text(names[0])}, {_text(names[1])}",
+        f"TEST_FILES = {_text(names[2])}, {_text(names[3])}",
         f"TRAIN_SIZE = {source.train_size!r}  # {c('training images kept (a class-balanced subset); 0: all')}",
         f"TEST_SIZE = {source.test_size!r}  # {c('test images kept (a class-balanced subset); 0: all')}",
     ]  # fmt: skip
