@@ -38,6 +38,7 @@ COMMAND_MODULES: list[str] = [
     "diagram",
     "predict",
     "export",
+    "code",
     "serve",
 ]
 
