@@ -96,6 +96,27 @@ def test_tutorial_run_script_predicts_exactly_as_cnnlab(cli, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_with_residual_blocks_and_relu6_predicts_exactly_as_cnnlab(cli, tmp_path):
+    """MBConv-style blocks (expand, depthwise with Keras-style strided same, project) and a
+    ResNet-style projection: the script's Residual modules load the run's res*.body/shortcut
+    weights as they are."""
+    model = (
+        "conv(8,3,padding=same) batchnorm(eps=0.001) relu6 "
+        "res(conv(16,1,bias=false) batchnorm relu6 conv(16,3,padding=same,groups=16) "
+        "batchnorm relu6 conv(8,1) batchnorm) "
+        "res(conv(12,3,stride=2,padding=same) batchnorm relu, shortcut=conv(12,1,stride=2)) "
+        "relu gap fc(10)"
+    )
+    run = _train(tmp_path / "run", model=model, data="shapes", train_size=300, test_size=100,
+                 epochs=1)  # fmt: skip
+    script = tmp_path / "out" / "train.py"
+    _check_same_predictions(cli, run, script)
+    text = script.read_text()
+    assert "class Residual(nn.Module):" in text and "nn.ReLU6()" in text
+    assert "class SameConv2d(nn.Conv2d):" in text  # the strided same conv inside a block
+
+
+@pytest.mark.slow
 def test_default_run_with_validation_and_tta_predicts_exactly_as_cnnlab(cli, tmp_path):
     run = _train(
         tmp_path / "run",

@@ -43,7 +43,8 @@ WRITTEN_AUGMENT = ("translate", "flip", "vflip", "cutout")
 KIND_WORDS = {
     "conv": "convolution", "maxpool": "max pooling", "minpool": "min pooling",
     "avgpool": "average pooling", "gap": "global average pooling", "gmp": "global max pooling",
-    "batchnorm": "batch normalisation", "relu": "activation", "leakyrelu": "activation",
+    "batchnorm": "batch normalisation", "relu": "activation", "relu6": "activation",
+    "leakyrelu": "activation", "res": "residual block",
     "sigmoid": "activation", "tanh": "activation", "gelu": "activation", "dropout": "dropout",
     "flatten": "flatten", "fc": "fully connected", "softmax": "softmax",
 }  # fmt: skip
@@ -267,6 +268,7 @@ def _imports(code: str) -> str:
     """The imports the code uses, in isort's order."""
     lines = ["from __future__ import annotations", "", "import argparse"]
     lines += [line for used, line in _IMPORTS if used in code]
+    lines += ["from collections import OrderedDict"] if "OrderedDict(" in code else []
     lines += ["from pathlib import Path", "", "import numpy as np", "import torch"]
     lines += ["import torch.nn.functional as F"] if "F." in code else []
     pil = [name for name in ("Image", "ImageOps") if f"{name}." in code]
@@ -400,7 +402,7 @@ def _left_out(inputs: CodeInput) -> list[str]:
 def _special_layers(report, language: str) -> str:
     """The small classes for layers torch lacks, those the model uses."""
     needed = []
-    for layer in report.layers:
+    for layer in [*report.layers, *(i for r in report.layers for i in r.inner)]:
         p, kind = layer.layer.params, layer.layer.kind
         if kind == "conv" and p["padding"] == "same" and p["stride"] != (1, 1):
             kind = "sameconv"
@@ -475,13 +477,16 @@ def _pair(value: Any) -> Any:
 def layer_code(layer: LayerReport) -> str:
     """The torch expression that builds one layer, its defaults left out."""
     p, kind, in_shape = layer.layer.params, layer.layer.kind, layer.in_shape
-    plain = {"relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()", "gelu": "nn.GELU()",
+    plain = {"relu": "nn.ReLU()", "relu6": "nn.ReLU6()", "sigmoid": "nn.Sigmoid()",
+             "tanh": "nn.Tanh()", "gelu": "nn.GELU()",
              "flatten": "nn.Flatten()", "softmax": "nn.Softmax(dim=1)",
              "gap": "GlobalAvgPool2d()", "gmp": "GlobalMaxPool2d()"}  # fmt: skip
     if kind in plain:
         return plain[kind]
     if kind == "conv":
         return _conv_code(p, in_shape)
+    if kind == "res":
+        return _residual_code(layer)
     if kind in ("maxpool", "minpool", "avgpool"):
         return _pool_code(kind, p)
     if kind == "batchnorm":
@@ -495,6 +500,18 @@ def layer_code(layer: LayerReport) -> str:
         return f"nn.Dropout({p['p']!r})"
     assert kind == "fc", kind
     return f"nn.Linear({in_shape[0]}, {p['out']}{'' if p['bias'] else ', bias=False'})"
+
+
+def _residual_code(block: LayerReport) -> str:
+    """Residual(body, shortcut): each branch an nn.Sequential of its layers under cnnlab's names
+    (res1.body.conv1, ...), so the run's state_dict loads as it is."""
+
+    def branch(name: str) -> str:
+        layers = [i for i in block.inner if i.name.split(".")[1] == name]
+        items = [f'("{i.name.split(".")[2]}", {layer_code(i)})' for i in layers]
+        return f"nn.Sequential(OrderedDict([{', '.join(items)}]))" if items else "nn.Sequential()"
+
+    return f"Residual({branch('body')}, {branch('shortcut')})"
 
 
 def _conv_code(p: dict, in_shape: tuple[int, ...]) -> str:

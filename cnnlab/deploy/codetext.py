@@ -48,6 +48,18 @@ class GlobalAvgPool2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3))
 ''',
+    "res": '''
+class Residual(nn.Module):
+    """A residual block: its layers' output plus its input (or plus its shortcut's output)."""
+
+    def __init__(self, body: nn.Sequential, shortcut: nn.Sequential) -> None:
+        super().__init__()
+        self.body = body  # the block's own layers
+        self.shortcut = shortcut  # empty: the input itself is added
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)  # the two have one shape (cnnlab checked it)
+''',
     "gmp": '''
 class GlobalMaxPool2d(nn.Module):
     """The largest value of each channel: (N, C, H, W) -> (N, C)."""
@@ -539,6 +551,11 @@ KOREAN: dict[str, str] = {
     "dropout": "드롭아웃",
     "flatten": "평탄화",
     "fully connected": "완전 연결 계층",
+    "residual block": "잔차 블록",
+    "A residual block: its layers' output plus its input (or plus its shortcut's output).": "잔차 블록: 블록 안 층들의 출력에 입력을 (또는 지름길의 출력을) 더합니다.",
+    "the block's own layers": "블록 안의 층들",
+    "empty: the input itself is added": "비어 있으면 입력 자체를 더함",
+    "the two have one shape (cnnlab checked it)": "두 텐서의 모양이 같음 (cnnlab이 확인함)",
     "softmax": "소프트맥스",
     "---- Settings: edit these ----": "---- 설정: 필요하면 고쳐 쓰세요 ----",
     "(channels, height, width) of one image": "이미지 하나의 (채널, 높이, 너비)",
