@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import console, percent, print_json, titled_table
-from cnnlab.run import RUNS_DIR  # not run.files or run.folder: they load torch (start-up)
+from cnnlab.run import RUNS_DIR  # run.folder is imported by the handler that reads runs
 from cnnlab.training.config import (
     DEFAULT_LRS,
     DEFAULT_WEIGHT_DECAYS,
