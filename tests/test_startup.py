@@ -1,5 +1,6 @@
 """Start-up: the light commands and every command's --help load no torch, matplotlib or numpy;
-the commands that read run folders and draw (runs, plot, diagram) load no torch.
+the commands that list data sets, read run folders and draw (datasets, runs, plot, diagram)
+load no torch.
 
 A check on modules, not on the clock (bench/startup_bench.py times them): a fresh interpreter
 runs the commands one after another and reports which heavy packages each one added to
@@ -46,6 +47,9 @@ SPEC = "conv(8,3) relu maxpool(2) flatten fc(10)"
 TORCH_FREE_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["runs", "runs"], ()),
     (["runs", "runs", "--json"], ()),
+    (["datasets"], ()),
+    (["datasets", "--json"], ()),
+    (["datasets", "--data-dir", "no-such-folder"], ()),
     (["plot", "runs/tiny", "--out", "curves.png"], DRAWING),
     (["plot", "runs/old-run", "--json", "--out", "old.png"], DRAWING),
     (["diagram", "lenet5", "--out", "lenet5.png"], DRAWING),
