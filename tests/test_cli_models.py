@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -33,13 +34,68 @@ def test_summary_json_totals_equal_torch(cli):
     assert data["layers"][-1]["receptive_field"] is None
 
 
+def _explained_layers(out: str) -> list[tuple[str, str, str]]:
+    """(heading, what the kind does, the paragraph rejoined where the console wrapped it)."""
+    blocks = [b for b in out.split("\n\n") if re.match(r"\d+\. ", b)]
+    return [
+        (b.splitlines()[0], b.splitlines()[1].strip(), " ".join(b.splitlines()[2:])) for b in blocks
+    ]
+
+
 def test_summary_explain_works_every_number(cli):
     result = cli("summary", "keras-mnist", "--explain")
     assert result.code == 0
-    assert "parameters: (3*3*1/1 + 1)*32 = 320" in result.out
-    assert "size: H, W: floor((28 + 2*0 - 1*(3-1) - 1)/1) + 1 = 26" in result.out
-    assert "parameters: (1600 + 1)*128 = 204928" in result.out
-    assert "receptive field: H, W: r = 1 + 1*(3-1)*1 = 3" in result.out
+    out = " ".join(result.out.split())  # as one text: paragraphs wrap at the console's width
+    assert "(3*3*1/1 + 1)*32 = 320 parameters" in out
+    assert "floor((28 + 2*0 - 1*(3-1) - 1)/1) + 1 = 26" in out
+    assert "(1600 + 1)*128 = 204928 parameters" in out
+    assert "r = 1 + 1*(3-1)*1 = 3" in out
+
+
+def test_summary_explain_is_a_worked_paragraph_per_layer(cli):
+    """README: `summary MODEL --explain` gives a worked paragraph per layer: in sentences, with
+    the layer's own numbers, how its output shape, parameters and receptive field come about."""
+    result = cli("summary", "tutorial", "--explain")
+    layers = _explained_layers(result.out)
+    assert [heading.split(":")[0] for heading, _, _ in layers] == [
+        f"{i}. {name}"
+        for i, name in enumerate(
+            [
+                "conv1",
+                "relu1",
+                "maxpool1",
+                "conv2",
+                "relu2",
+                "maxpool2",
+                "flatten1",
+                "dropout1",
+                "fc1",
+            ],
+            1,
+        )
+    ]
+    for heading, _, paragraph in layers:
+        # sentences, not a list of 'size: ...', 'parameters: ...' lines
+        assert paragraph.startswith("   ") and paragraph.rstrip().endswith("."), heading
+        assert not re.search(r"(^|\s)(size|parameters|FLOPs|receptive field|padding): ", paragraph)
+    conv1, relu1, maxpool1, conv2, _, _, flatten1, _, fc1 = (p for _, _, p in layers)
+    for worked in (
+        "1x28x28",  # its input ...
+        "32x28x28",  # ... and output shape
+        "'same' pads 1*(3-1) = 2: 1 before, 1 after",  # how the padding comes about
+        "floor((28 + 2*1 - 1*(3-1) - 1)/1) + 1 = 28",  # each side's size
+        "(3*3*1/1 + 1)*32 = 320 parameters",
+        "3x3 input pixels",  # the receptive field and its arithmetic
+        "r = 1 + 1*(3-1)*1 = 3, j = 1*1 = 1",
+        "2 x 225,792 multiply-adds = 451,584 FLOPs",
+    ):
+        assert worked in " ".join(conv1.split()), worked
+    assert "no weights" in relu1 and "32x28x28" in relu1 and "3x3" in relu1  # keeps shape, RF
+    assert "floor((28 + 2*0 - 1*(2-1) - 1)/2) + 1 = 14" in maxpool1 and "no weights" in maxpool1
+    assert "4x4 input pixels" in maxpool1 and "r = 3 + 1*(2-1)*1 = 4" in maxpool1
+    assert "(3*3*32/1 + 1)*64 = 18496 parameters" in conv2 and "8x8 input pixels" in conv2
+    assert "64*7*7 = 3136" in flatten1
+    assert "(3136 + 1)*10 = 31370 parameters" in fc1 and "whole input" in fc1
 
 
 def test_summary_of_a_toml_file(cli, tmp_path):

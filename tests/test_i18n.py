@@ -60,8 +60,11 @@ def test_summary_explain_in_korean(cli, english_environment):
     result = cli("summary", "tutorial", "--explain", "--lang", "ko")
     assert result.code == 0, result.err
     assert "입력: 1x28x28 (채널 x 높이 x 너비)" in result.out
-    assert "출력 크기: H, W: floor((28 + 2*1 - 1*(3-1) - 1)/1) + 1 = 28" in result.out
-    assert "receptive field" not in result.out and "size:" not in result.out
+    out = " ".join(result.out.split())  # each layer's paragraph, wherever the console wrapped it
+    assert "출력 크기는 변마다 floor((28 + 2*1 - 1*(3-1) - 1)/1) + 1 = 28 (높이와 너비)" in out
+    assert "파라미터 (3*3*1/1 + 1)*32 = 320개" in out and "수용 영역" in out
+    for english in ("receptive field", "Each side", "parameters.", "height", "FLOPs per image"):
+        assert english not in out
 
 
 def test_lang_before_the_command_too(cli, english_environment):

@@ -1,4 +1,6 @@
-"""Start-up: the light commands and every command's --help load no torch, matplotlib or numpy.
+"""Start-up: the light commands and every command's --help load no torch, matplotlib or numpy;
+the commands that list data sets, read run folders and draw (datasets, runs, plot, diagram)
+load no torch.
 
 A check on modules, not on the clock (bench/startup_bench.py times them): a fresh interpreter
 runs the commands one after another and reports which heavy packages each one added to
@@ -9,8 +11,12 @@ package __init__ files; the tests at the end check they agree with the modules t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 HEAVY = ("torch", "torchvision", "matplotlib", "numpy", "PIL", "onnxruntime")
 
@@ -32,6 +38,25 @@ LIGHT_COMMANDS = [
     ["kernels", "--list"],
     ["summary", "conv(8,3"],  # an error (exit 2) is light too
 ]
+
+# Commands that read a run folder or a data set list, or draw from a spec or metrics.csv: none
+# needs torch. Listing loads nothing heavy; drawing loads matplotlib (which brings numpy and PIL).
+# The probe runs them in order in one process, so the listings come first.
+DRAWING = ("matplotlib", "numpy", "PIL")
+SPEC = "conv(8,3) relu maxpool(2) flatten fc(10)"
+TORCH_FREE_COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
+    (["runs", "runs"], ()),
+    (["runs", "runs", "--json"], ()),
+    (["datasets"], ()),
+    (["datasets", "--json"], ()),
+    (["datasets", "--data-dir", "no-such-folder"], ()),
+    (["plot", "runs/tiny", "--out", "curves.png"], DRAWING),
+    (["plot", "runs/old-run", "--json", "--out", "old.png"], DRAWING),
+    (["diagram", "lenet5", "--out", "lenet5.png"], DRAWING),
+    (["diagram", SPEC, "--input", "1x28x28", "--out", "spec.png", "--out", "spec.svg"], DRAWING),
+    (["diagram", "runs/tiny"], DRAWING),
+]
+OLD_RUN = Path(__file__).parent / "fixtures" / "old-run"
 
 # Runs each command in this one process (stdout discarded) and prints, per command, its exit
 # status and the heavy packages it loaded, as JSON lines.
@@ -56,7 +81,9 @@ for argv in commands:
 """
 
 
-def _probe(commands: list[list[str]], with_helps: bool = False) -> list[dict]:
+def _probe(
+    commands: list[list[str]], with_helps: bool = False, cwd: Path | None = None
+) -> list[dict]:
     code = _PROBE.format(heavy=HEAVY)
     helps = "with-helps" if with_helps else "-"
     done = subprocess.run(
@@ -64,6 +91,7 @@ def _probe(commands: list[list[str]], with_helps: bool = False) -> list[dict]:
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=cwd,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return [json.loads(line) for line in done.stdout.splitlines()]
@@ -83,10 +111,38 @@ def test_light_commands_and_every_help_load_no_torch_matplotlib_or_numpy():
     assert all(code == 0 for argv, code in codes.items() if argv != "summary conv(8,3")
 
 
-def test_a_command_that_needs_torch_is_seen_loading_it():
-    """The probe can fail: `datasets` lists the data sets through the torch-backed registry."""
-    (report,) = _probe([["datasets", "--json"]])
-    assert "torch" in report["loaded"]
+@pytest.fixture(scope="module")
+def runs_folder(tmp_path_factory) -> Path:
+    """A folder holding runs/tiny (trained now, with record.json) and runs/old-run (no record)."""
+    import cnnlab
+
+    here = tmp_path_factory.mktemp("startup")
+    model = "conv(4,3) relu maxpool(2) flatten fc(10)"
+    cnnlab.train(model=model, data="shapes", train_size=100, test_size=20, epochs=1,
+                 quiet=True, out=str(here / "runs" / "tiny"))  # fmt: skip
+    shutil.copytree(OLD_RUN, here / "runs" / "old-run")
+    return here
+
+
+def test_listing_runs_and_data_sets_and_drawing_curves_and_diagrams_load_no_torch(runs_folder):
+    """`runs`, `datasets`, `plot` and `diagram` read JSON, CSV and specs: torch stays unloaded."""
+    reports = _probe([argv for argv, _ in TORCH_FREE_COMMANDS], cwd=runs_folder)
+    assert len(reports) == len(TORCH_FREE_COMMANDS)
+    for report, (argv, allowed) in zip(reports, TORCH_FREE_COMMANDS, strict=True):
+        assert report["code"] == 0, f"cnnlab {' '.join(argv)} failed"
+        extra = sorted(set(report["loaded"]) - set(allowed))
+        assert extra == [], f"cnnlab {' '.join(argv)} loaded {extra}"
+    assert (runs_folder / "curves.png").is_file()  # the commands did their work
+    assert (runs_folder / "spec.svg").is_file() and (
+        runs_folder / "runs/tiny/diagram.png"
+    ).is_file()
+
+
+def test_a_command_that_needs_torch_is_seen_loading_it(tmp_path):
+    """The probe can fail: `datasets show` renders images with torch."""
+    argv = ["datasets", "show", "shapes", "--per-class", "1", "--out", str(tmp_path / "g.png")]
+    (report,) = _probe([argv])
+    assert report["code"] == 0 and "torch" in report["loaded"]
 
 
 def test_the_cli_constants_have_one_definition_which_the_torch_modules_use():

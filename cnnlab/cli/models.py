@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from rich.console import Console
+from rich.text import Text
+
 from cnnlab.cli.common import MODEL_HELP, console, print_json, titled_table
 from cnnlab.model.presets import PRESETS, Preset, preset_spec, resolve_model
 from cnnlab.spec.analysis import analyze, describe_shape
@@ -43,6 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_spec)
 
 
+def _print_wrapped(out: Console, line: str) -> None:
+    """A line of `explain_lines` (a paragraph is one line), wrapped to the console's width in
+    terminal cells (Korean letters take two), each piece with the line's indent."""
+    text = line.lstrip(" ")
+    indent = " " * (len(line) - len(text))
+    for piece in Text(text).wrap(out, max(out.width - len(indent), 20)) or [Text("")]:
+        out.print(indent + piece.plain.rstrip(), highlight=False, markup=False)
+
+
 def run_summary(args: argparse.Namespace) -> int:
     """`cnnlab summary`: the per-layer table and totals, a worked paragraph per layer, or JSON."""
     report = analyze(resolve_model(args.model, args.input))
@@ -51,7 +63,8 @@ def run_summary(args: argparse.Namespace) -> int:
         return 0
     out = console()
     if args.explain:
-        out.print("\n".join(explain_lines(report)), highlight=False, markup=False)
+        for line in explain_lines(report):
+            _print_wrapped(out, line)
         return 0
     out.print(summary_table(report))
     out.print("\n".join(totals_lines(report)), highlight=False, markup=False)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import console, percent, print_json, titled_table
-from cnnlab.run import RUNS_DIR  # not run.files or run.folder: they load torch (start-up)
+from cnnlab.run import RUNS_DIR  # run.folder is imported by the handler that reads runs
 from cnnlab.training.config import (
     AUTO_VALUES,
     DEFAULT_LRS,

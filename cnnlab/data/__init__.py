@@ -10,6 +10,26 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The built-in `shapes` set as `cnnlab datasets` lists it: its classes in label order and its
+# default sizes. Here, torch-free, so listing needs no torch; synthetic.py draws them.
+SHAPES_CLASSES = (
+    "circle",
+    "triangle",
+    "square",
+    "pentagon",
+    "star",
+    "cross",
+    "heart",
+    "arrow",
+    "line",
+    "crescent",
+)
+# 24000 train = 2400 per class: enough for a small CNN to pass 97% in one or two
+# epochs (under a minute on 2 cores); 4000 test = 400 per class, so one test error
+# moves accuracy by 0.025% and the 95% interval at 98% is about +-0.4%.
+SHAPES_TRAIN = 24000
+SHAPES_TEST = 4000
+
 # name -> the module defining it. Loaded on first use (PEP 562), not here: dataset.py loads torch,
 # and importing any cnnlab.data module (images.py, paths.py) runs this file first.
 _EXPORTS = {

@@ -1,11 +1,13 @@
-"""CIFAR-10 from its binary version: records of 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32)."""
+"""CIFAR-10 from its binary version: records of 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32).
+
+Torch-free at import: `cnnlab datasets` lists CIFAR-10 (classes, where its files are) through
+this module; numpy and torch are imported by the readers.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from cnnlab.data.archive import safe_extract
 from cnnlab.data.download import verify
@@ -13,6 +15,9 @@ from cnnlab.data.paths import download_dir, search_dirs
 from cnnlab.data.remote import CIFAR10, RemoteFiles
 from cnnlab.errors import DataError
 from cnnlab.fileio import read_regular_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FOLDER = "cifar-10-batches-bin"
@@ -24,6 +29,9 @@ PER_FILE = 10000
 
 def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """One .bin file -> images (10000, 3, 32, 32) uint8 and labels (10000,) int64, strictly checked."""
+    import numpy as np
+    import torch
+
     try:
         data = np.frombuffer(read_regular_bytes(path), dtype=np.uint8)
     except OSError as error:
@@ -83,6 +91,8 @@ def load_cifar10(
     remote: RemoteFiles = CIFAR10,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
     """(train_x, train_y, test_x, test_y, where) for CIFAR-10; images (N, 3, 32, 32) uint8."""
+    import torch
+
     folder = fetch_batches(data_dir, allow_download, progress, remote)
     train = [read_batch(folder / f) for f in TRAIN_FILES]
     test = [read_batch(folder / f) for f in TEST_FILES]

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cnnlab.data import SHAPES_CLASSES, SHAPES_TEST, SHAPES_TRAIN
 from cnnlab.errors import DataError
 
 IMAGE_SIZE = 28
-# 24000 train = 2400 per class: enough for a small CNN to pass 97% in one or two
-# epochs (under a minute on 2 cores); 4000 test = 400 per class, so one test error
-# moves accuracy by 0.025% and the 95% interval at 98% is about +-0.4%.
-DEFAULT_TRAIN = 24000
-DEFAULT_TEST = 4000
+DEFAULT_TRAIN = SHAPES_TRAIN  # the sizes and classes are defined, torch-free, in data/__init__.py
+DEFAULT_TEST = SHAPES_TEST
 # Images rendered at a time, and the float32 (H, W) planes each holds while it is drawn
 # (distances, strokes, noise): about 20 measured (peak RSS, 40,960 images), 24 counted
 CHUNK = 4096
@@ -89,6 +87,7 @@ CLASS_STROKES: dict[str, list[np.ndarray]] = {
     "crescent": [_crescent()],
 }
 CLASSES: list[str] = list(CLASS_STROKES)
+assert tuple(CLASSES) == SHAPES_CLASSES, "data/__init__.py lists the shapes classes in this order"
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,7 @@ from cnnlab.errors import CheckpointError
 from cnnlab.fileio import read_regular_bytes, sha256_file
 from cnnlab.model.fold import fold_batchnorm
 from cnnlab.model.inference import memory_format_for, threads_for
-from cnnlab.run.checkpoint import read_json
-from cnnlab.run.files import MODEL_FILE
+from cnnlab.run.files import MODEL_FILE, read_json
 from cnnlab.run.folder import Run
 
 ENGINE_NAMES = ("eager", "onnx", "pt2")

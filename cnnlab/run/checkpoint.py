@@ -20,13 +20,9 @@ from safetensors.torch import load, save
 
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.fileio import atomic_write_bytes, read_regular_bytes
-from cnnlab.run.files import MODEL_FILE, MODEL_META
+from cnnlab.run.files import MAX_JSON_BYTES, MODEL_FILE, MODEL_META
 from cnnlab.spec.analysis import ModelReport, analyze
 from cnnlab.spec.language import ModelSpec
-
-MAX_JSON_BYTES = (
-    16 * 2**20
-)  # model.json and export sidecars are a few kB; anything this big is not ours
 
 # --- tensors --------------------------------------------------------------------
 
@@ -114,22 +110,6 @@ def header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         }
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise _unreadable(path, error) from None
-
-
-def read_json(path: str | Path) -> dict[str, Any]:
-    """A JSON object from a file, or a CheckpointError naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(read_regular_bytes(path, MAX_JSON_BYTES).decode("utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} does not exist: is this a cnnlab run folder?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
-        raise CheckpointError(f"{path} is damaged ({error})") from None
-    except RecursionError:
-        raise CheckpointError(f"{path} is damaged (JSON nested too deeply)") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
-    return data
 
 
 def non_finite_tensors(path: Path) -> list[str]:

@@ -14,22 +14,25 @@ A run folder holds:
                       aspect ratio (keep_aspect), metrics, versions: all that evaluate,
                       predict, export and serve need to rebuild the model
   .cnnlab.lock        while a process writes the folder: its pid (run/writer.py)
+
+Torch-free at import, as is run/folder.py: listing runs and reading model.json, record.json and
+metrics.csv (`cnnlab runs`, `plot`, `diagram RUN`) need no tensors; torch is loaded by what reads
+weights (run/checkpoint.py, `Run.load_model`).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from cnnlab import __version__
-from cnnlab.data.images import KEEP_ASPECT
+from cnnlab.data.source import KEEP_ASPECTS  # as data/images.py's, without its torch
 from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.fileio import open_regular_file
+from cnnlab.fileio import open_regular_file, read_regular_bytes
 from cnnlab.spec.analysis import analyze
 from cnnlab.spec.language import parse_spec
 
@@ -58,6 +61,9 @@ METRIC_COLUMNS = (
     "images_per_s",
 )
 
+# model.json, record.json and export sidecars are a few kB; anything this big is not ours
+MAX_JSON_BYTES = 16 * 2**20
+
 # metrics.csv rows read (a row per epoch): far beyond any real run, and parsed in well under
 # a second; 30 M rows once took 7.4 GB before a MemoryError
 MAX_EPOCH_ROWS = 100_000
@@ -77,7 +83,7 @@ REQUIRED_META = {
     "std": list,
 }
 # Optional keys, added later in RUN_FORMAT's life: older runs lack them and read as the default.
-DEFAULT_KEEP_ASPECT = KEEP_ASPECT[0]  # stretch: what every run before keep_aspect did
+DEFAULT_KEEP_ASPECT = KEEP_ASPECTS[0]  # stretch: what every run before keep_aspect did
 
 
 def model_meta(
@@ -91,6 +97,8 @@ def model_meta(
 ) -> dict[str, Any]:
     """What model.json holds; keep_aspect: how images were fitted to the input (stretch, pad or
     crop; None leaves the key out, and readers take config.toml's, see run/record.py)."""
+    import torch  # only a writer, who holds a model, needs its version (readers stay torch-free)
+
     meta = {
         "format": RUN_FORMAT,
         "spec": model.spec.text(),
@@ -107,6 +115,22 @@ def model_meta(
     if keep_aspect is not None:
         meta["keep_aspect"] = keep_aspect
     return meta
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from a file, or a CheckpointError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(read_regular_bytes(path, MAX_JSON_BYTES).decode("utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist: is this a cnnlab run folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        raise CheckpointError(f"{path} is damaged ({error})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is damaged (JSON nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object")
+    return data
 
 
 def check_meta(meta: dict[str, Any], source: Path) -> None:
@@ -135,8 +159,8 @@ def check_meta(meta: dict[str, Any], source: Path) -> None:
         raise CheckpointError(f"{source}: its spec does not work ({error})") from None
     _check_classes(meta["classes"], outputs, source)
     _check_normalisation(meta["mean"], meta["std"], channels, source)
-    if meta.get("keep_aspect", DEFAULT_KEEP_ASPECT) not in KEEP_ASPECT:
-        raise _damaged(source, f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}")
+    if meta.get("keep_aspect", DEFAULT_KEEP_ASPECT) not in KEEP_ASPECTS:
+        raise _damaged(source, f"keep_aspect must be one of {', '.join(KEEP_ASPECTS)}")
 
 
 def epoch_rows(run: Run, columns: tuple[str, ...] = ()) -> list[dict[str, float]]:

@@ -5,6 +5,9 @@ The names of its files live in run/files.py and its one writer is run/writer.py.
 its spec and loads `model.safetensors`, refusing weights that do not fit.
 Nothing else is needed: the spec, input shape, class names and normalisation
 travel with the weights.
+
+Torch-free at import: opening and listing runs reads JSON, TOML and CSV only (`cnnlab runs`,
+`plot` and `diagram` start in a tenth of torch's import time); `load_model` imports torch.
 """
 
 from __future__ import annotations
@@ -14,15 +17,11 @@ import io
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.fileio import NotToml, read_regular_bytes, read_toml
-from cnnlab.model.cnn import CnnModel
 from cnnlab.run import RUNS_DIR
-from cnnlab.run.checkpoint import check_state_dict, check_weights_fit_spec, load_tensors, read_json
 from cnnlab.run.files import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -30,6 +29,7 @@ from cnnlab.run.files import (
     MODEL_META,
     RECORD_FILE,
     check_meta,
+    read_json,
 )
 from cnnlab.run.record import (
     Pixels,
@@ -40,6 +40,11 @@ from cnnlab.run.record import (
     record_from_json,
 )
 from cnnlab.spec.language import ModelSpec, parse_spec
+
+if TYPE_CHECKING:
+    import torch
+
+    from cnnlab.model.cnn import CnnModel
 
 MAX_TEXT_BYTES = 64 * 2**20  # config.toml and metrics.csv: a few kB in any real run
 
@@ -121,6 +126,10 @@ class Run:
 
     def load_model(self, device: str | torch.device = "cpu") -> CnnModel:
         """The trained model in eval mode; refuses weights from another architecture."""
+        # here, not at the top: torch, which only the weights need (see the module's docstring)
+        from cnnlab.model.cnn import CnnModel
+        from cnnlab.run.checkpoint import check_state_dict, check_weights_fit_spec, load_tensors
+
         check_weights_fit_spec(self.spec, self.path)  # before a tampered spec allocates
         try:
             model = CnnModel(self.spec)

@@ -11,8 +11,8 @@ from typing import Any
 
 from rich.table import Table
 
-from cnnlab.i18n import _
-from cnnlab.spec.analysis import ModelReport, branch_reports, describe_shape
+from cnnlab.i18n import N_, _
+from cnnlab.spec.analysis import LayerReport, ModelReport, branch_reports, describe_shape
 from cnnlab.spec.kinds import LAYER_KINDS
 
 
@@ -127,7 +127,8 @@ def _layer_json(r) -> dict[str, Any]:
 
 
 def explain_lines(report: ModelReport) -> list[str]:
-    """A worked paragraph per layer: what it does, its input and output, and each number's formula."""
+    """A worked paragraph per layer, then the totals; a paragraph is one line indented by three
+    spaces (the command line wraps it to the terminal, keeping the indent)."""
     shape = describe_shape(report.input_shape)
     lines = [_("input: {shape} (channels x height x width)").format(shape=shape), ""]
     for r in report.layers:
@@ -140,64 +141,151 @@ def explain_lines(report: ModelReport) -> list[str]:
     return lines
 
 
-def _add_paragraph(r) -> list[str]:
+def _add_paragraph(r: LayerReport) -> list[str]:
     """A res block's own paragraph, after its layers': what is added, and why the shapes agree."""
     other = _("the shortcut's output") if branch_reports(r, "shortcut") else _("the block's input")
+    added = _(
+        "It adds, value by value, the output of its layers ({rows} above) and {other}; the two "
+        "must have one shape, since each output value is the sum of one value from each."
+    ).format(rows=f"{r.index}.1-{r.index}.{len(r.inner)}", other=other)
+    params = _("Its parameters are its layers': {formula}.").format(formula=r.params_formula)
+    cost = _("That takes {flops} additions per image ({total} FLOPs with its layers').").format(
+        flops=f"{r.add_flops:,}", total=f"{r.flops:,}"
+    )
+    sentences = [_shape_sentence(r), added, params, _rf_sentence(r), cost]
     return [
         f"{r.index}. {r.name}: {r.layer.text()}",
         f"   {_(LAYER_KINDS[r.layer.kind].summary)}",
-        f"   {describe_shape(r.in_shape)} -> {describe_shape(r.out_shape)}",
-        _(
-            "   adds, value by value, the output of its layers ({rows} above) and {other}; "
-            "the two must have one shape, since each output value is the sum of one value from each"
-        ).format(rows=f"{r.index}.1-{r.index}.{len(r.inner)}", other=other),
-        *[_("   size: {formula}").format(formula=formula) for formula in r.formulas],
-        _("   parameters: {formula}").format(formula=r.params_formula),
-        _("   FLOPs: {flops} additions (with its layers': {total})").format(
-            flops=f"{r.add_flops:,}", total=f"{r.flops:,}"
-        ),
-        *_rf_lines(r),
+        "   " + " ".join(sentences),
     ]
 
 
-def _layer_paragraph(r, number: str | None = None) -> list[str]:
-    """One layer's lines in `explain_lines`: kind, shapes, padding, size, parameters, FLOPs, RF."""
-    lines = [
+def _layer_paragraph(r: LayerReport, number: str | None = None) -> list[str]:
+    """A heading (`number`: a block's layer, e.g. 4.2), what the layer's kind does, and a
+    paragraph that says with the layer's own numbers (the worked formulas of shapes.py, through
+    the report) how its output shape, parameters and receptive field come about, and what it
+    costs."""
+    sentences = [_shape_sentence(r), *_size_sentences(r), _params_sentence(r)]
+    sentences += [_rf_sentence(r), _cost_sentence(r)]
+    return [
         f"{number or r.index}. {r.name}: {r.layer.text()}",
         f"   {_(LAYER_KINDS[r.layer.kind].summary)}",  # extracted with -k LayerKind:2
-        f"   {describe_shape(r.in_shape)} -> {describe_shape(r.out_shape)}",
+        "   " + " ".join(sentence for sentence in sentences if sentence),
     ]
-    lines += [_("   padding: {note}").format(note=note) for note in r.notes]
-    lines += [_("   size: {formula}").format(formula=formula) for formula in r.formulas]
-    if r.params:
-        lines.append(_("   parameters: {formula}").format(formula=r.params_formula))
-    if r.macs:
-        lines.append(
-            _("   FLOPs: 2 x {macs} multiply-adds = {flops}").format(
-                macs=f"{r.macs:,}", flops=f"{r.flops:,}"
-            )
+
+
+# How analysis labels a formula's axis ('H, W: ...' when both sides work out alike).
+_AXES = {"H, W": N_("height and width"), "H": N_("height"), "W": N_("width")}
+
+
+def _per_axis(texts: list[str]) -> str:
+    """Formulas as analysis labels them, 'H, W: f' or 'H: f' and 'W: g', with the axes in words
+    after them: 'f (height and width)', 'f (height); g (width)'."""
+    worded = []
+    for text in texts:
+        axes, colon, formula = text.partition(": ")
+        if colon and axes in _AXES:
+            text = _("{formula} ({axes})").format(formula=formula, axes=_(_AXES[axes]))
+        worded.append(text)
+    return "; ".join(worded)
+
+
+def _shape_sentence(r: LayerReport) -> str:
+    """What goes in and what comes out."""
+    if r.in_shape == r.out_shape:
+        return _("It keeps the shape of its input, {shape}.").format(
+            shape=describe_shape(r.in_shape)
         )
-    elif r.flops:
-        lines.append(_("   FLOPs: {flops}").format(flops=f"{r.flops:,}"))
-    return lines + _rf_lines(r)
+    return _("It turns its {input} input into {output}.").format(
+        input=describe_shape(r.in_shape), output=describe_shape(r.out_shape)
+    )
 
 
-def _rf_lines(r) -> list[str]:
-    """The receptive-field line of a paragraph (none where the layer leaves it as it was)."""
+def _size_sentences(r: LayerReport) -> list[str]:
+    """How the output size comes about: padding, then each side's formula (or the layout)."""
+    kind, params = LAYER_KINDS[r.layer.kind], r.layer.params
+    sentences = []
+    if r.notes:  # 'same' padding, worked out per axis
+        sentences.append(_("The padding comes first: {how}.").format(how=_per_axis(r.notes)))
+    if r.layer.kind == "conv":
+        text = _(
+            "Each side of the output is {formula}, and its {filters} filters give as many channels."
+        )
+        sentences.append(text.format(formula=_per_axis(r.formulas), filters=params["out"]))
+    elif kind.window_pooling:
+        text = _(
+            "Each side of the output is {formula}; each of the {channels} channels is pooled "
+            "on its own."
+        )
+        sentences.append(text.format(formula=_per_axis(r.formulas), channels=r.in_shape[0]))
+    elif r.layer.kind == "flatten" and r.formulas:
+        text = _("It lays the {shape} values out in one row: {formula} values.")
+        sentences.append(text.format(shape=describe_shape(r.in_shape), formula=r.formulas[0]))
+    elif r.layer.kind in ("gap", "gmp"):
+        text = _("It pools each channel's whole {h}x{w} map into one value: {channels} values.")
+        channels, h, w = r.in_shape
+        sentences.append(text.format(h=h, w=w, channels=channels))
+    elif r.layer.kind == "fc":
+        text = (
+            _("Each of its {count} inputs (in= inferred) reaches every output.")
+            if params["in"] is None
+            else _("Each of its {count} inputs (in= declared and checked) reaches every output.")
+        )
+        sentences.append(text.format(count=r.in_shape[0]))
+    return sentences
+
+
+def _params_sentence(r: LayerReport) -> str:
+    """How the parameter count comes about (shapes.py's worked count, through the report)."""
+    bias = r.layer.params.get("bias", False)
+    if r.layer.kind == "conv" and bias:
+        text = _(
+            "Each filter has a weight per kernel element and input channel, plus a bias: "
+            "{formula} parameters."
+        )
+    elif r.layer.kind == "conv":
+        text = _(
+            "Each filter has a weight per kernel element and input channel, no bias: "
+            "{formula} parameters."
+        )
+    elif r.layer.kind == "fc" and bias:
+        text = _("Each output has a weight per input, plus a bias: {formula} parameters.")
+    elif r.layer.kind == "fc":
+        text = _("Each output has a weight per input, no bias: {formula} parameters.")
+    elif r.layer.kind == "batchnorm":  # a learned scale (gamma) and shift (beta) per channel
+        text = _(
+            "It learns a scale and a shift per channel: {formula} parameters (its running mean "
+            "and variance are kept, not learned)."
+        )
+        return text.format(formula=f"2*{r.in_shape[0]} = {r.params}")
+    else:
+        return _("It has no weights.")
+    return text.format(formula=r.params_formula)
+
+
+def _rf_sentence(r: LayerReport) -> str:
+    """How many input pixels one output value sees, and why."""
     if r.rf is None:
-        return [_("   receptive field: each output value depends on the whole input")]
-    if not r.rf_formula:
-        return []
-    return [
-        _(
-            "   receptive field: {formula}: each output value sees {rf} input pixels, "
-            "neighbours {jump} apart"
-        ).format(
-            formula=r.rf_formula,
-            rf=f"{r.rf[0]}x{r.rf[1]}",
-            jump=f"{r.jump[0]}x{r.jump[1]}",
+        return _("Each output value depends on the whole input.")
+    rf, jump = f"{r.rf[0]}x{r.rf[1]}", f"{r.jump[0]}x{r.jump[1]}"
+    if r.rf_formula:
+        text = _(
+            "Each output value sees {rf} input pixels, the windows of neighbouring values "
+            "{jump} pixels apart: {formula}."
         )
-    ]
+        return text.format(rf=rf, jump=jump, formula=_per_axis(r.rf_formula.split("; ")))
+    text = _("Each output value sees the same {rf} input pixels as the value it comes from.")
+    return text.format(rf=rf)
+
+
+def _cost_sentence(r: LayerReport) -> str:
+    """FLOPs per image: 2 per multiply-add; 1 per compared or added value."""
+    if r.macs:
+        text = _("That takes 2 x {macs} multiply-adds = {flops} FLOPs per image.")
+        return text.format(macs=f"{r.macs:,}", flops=f"{r.flops:,}")
+    if r.flops:
+        return _("That takes {flops} FLOPs per image.").format(flops=f"{r.flops:,}")
+    return ""
 
 
 def summary_html(report: ModelReport) -> str:
