@@ -360,7 +360,9 @@ def test_feature_maps_diagram_cam_and_patches_take_a_block_as_one_layer(tmp_path
     model = build_model(f"input(16x9x9) res({BASIC}) relu {DOWN} relu gap fc(3)").eval()
     maps = feature_maps(model, torch.randn(1, 16, 9, 9))
     assert [m.name for m in maps][:3] == ["res1", "relu1", "res2"]  # the block's output, once
-    assert cam.default_layer(model) == "relu2"  # after the last block, not before the blocks
+    # a block's output is a map Grad-CAM can read; relu2's cells see more than half of the 9x9
+    # image, so the default is the last map whose cells see at most half (evaluate/cam.py)
+    assert cam.default_layer(model) == "relu1"
     # cell 0 of res1 reads from 2 pixels before the image: two 3x3 convs with padding 1 each
     assert patches.layer_geometry(model.report, "res1").start == (-2, -2)
     assert patches.layer_geometry(model.report, "res1").size == (5, 5)
