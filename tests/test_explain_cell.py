@@ -178,3 +178,69 @@ def test_a_cell_outside_the_layer_names_the_allowed_range(layer, channel, at, me
 def test_layers_by_name_or_number():
     model = randomised("conv(2, 3) relu", (1, 6, 6))
     assert [layer_index(model, n) for n in ("input", "0", "conv1", "2", "relu1")] == [0, 0, 1, 2, 2]
+
+
+# --- `cnnlab explain cell` on a trained run ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cell_run(tmp_path_factory):
+    """A tiny trained run with batchnorm, padding and an fc: one epoch on 200 shapes."""
+    import cnnlab
+
+    return cnnlab.train(
+        model="conv(4, 3, padding=1) batchnorm relu maxpool(2) flatten fc(10)",
+        data="shapes",
+        train_size=200,
+        test_size=60,
+        epochs=1,
+        quiet=True,
+        out=str(tmp_path_factory.mktemp("cell") / "run"),
+    )
+
+
+def test_cli_prints_the_window_kernel_products_and_the_total_against_torch(cli, cell_run):
+    result = cli("explain", "cell", str(cell_run.path), "test:0", "--layer", "conv1", "--at", "0,3")
+    assert result.code == 0, result.err
+    out = result.out
+    assert out.startswith("conv1[0][0][3] = ") and "it reads input (layer 0, 1x28x28)" in out
+    assert "channel 0 of input: rows -1..1, columns 2..4" in out
+    for caption in ("window (padding dimmed)", "kernel", "products", "plus the bias"):
+        assert caption in out
+    assert "(agrees with torch)" in out
+
+
+def test_cli_json_is_the_library_answer_and_links_one_layer_down(cli, cell_run):
+    argv = ("explain", "cell", str(cell_run.path), "test:1", "--layer", "relu1", "--channel", "2")
+    data = json.loads(cli(*argv, "--at", "5,6", "--json").out)
+    assert data["layer"] == {"index": 3, "name": "relu1", "kind": "relu"} and data["matches"]
+    assert data["image"] == "test:1" and data["true"]
+    step = data["steps"][0]
+    assert step["kind"] == "activation" and step["sources"] == [
+        [{"layer": 2, "channel": 2, "y": 5, "x": 6}]
+    ]
+    fc = json.loads(cli("explain", "cell", str(cell_run.path), "test:1", "--layer", "fc1",
+                        "--channel", "4", "--json").out)  # fmt: skip
+    assert [s["kind"] for s in fc["steps"]] == ["dot", "rest", "sum", "bias"]
+    assert len(fc["steps"][0]["window"]) == 10 and fc["steps"][1]["params"]["count"] == 784 - 10
+
+
+def test_cli_in_korean(cli, cell_run):
+    argv = ("explain", "cell", str(cell_run.path), "test:0", "--layer", "maxpool1", "--lang", "ko")
+    result = cli(*argv)
+    assert result.code == 0, result.err
+    assert "한 층 아래 relu1" in result.out and "torch와 일치" in result.out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--layer", "conv7"), "no layer 'conv7' in this model"),
+        (("--layer", "conv1", "--channel", "4"), "use 0 to 3"),
+        (("--layer", "conv1", "--at", "28,0"), "use y from 0 to 27"),
+        (("--layer", "conv1", "--at", "a,b"), "--at 'a,b' must be the row and column as Y,X"),
+    ],
+)
+def test_cli_errors_name_the_allowed_range(cli, cell_run, argv, message):
+    result = cli("explain", "cell", str(cell_run.path), "test:0", *argv)
+    assert result.code == 2 and message in result.err

@@ -298,17 +298,16 @@ def _conv(module: nn.Conv2d, inp: torch.Tensor, cell: Cell) -> tuple[list[CellSt
     per_group = module.in_channels // module.groups  # weight: (C_out, C_in/groups, k_h, k_w)
     first = cell.channel // (module.out_channels // module.groups) * per_group
     steps = []
+    mode = module.padding_mode
     for k in range(per_group):
         channel = first + k
-        window, where, outside = window_of(inp[channel].tolist(), rows, cols, module.padding_mode)
+        window, where, outside = window_of(inp[channel].tolist(), rows, cols, mode)
         term = conv_term(channel, window, module.weight[cell.channel, k].tolist())
         sources = [[_below(cell, channel, p) for p in row] for row in where]
-        steps.append(
-            CellStep(
-                "window", term.text, term.total, channel, window, term.weights, term.products,
-                sources, outside, params={"padding_mode": module.padding_mode},
-            )
-        )  # fmt: skip
+        step = CellStep("window", term.text, term.total, channel, window, term.weights)
+        step.products, step.sources, step.padding = term.products, sources, outside
+        step.params = {"rows": rows, "cols": cols, "padding_mode": mode}
+        steps.append(step)
     scale = sum(abs(p) for step in steps for row in step.products for p in row)
     bias = None if module.bias is None else float(module.bias[cell.channel])
     return _sum_and_bias(steps, bias), scale + abs(bias or 0.0)
@@ -359,7 +358,7 @@ def _pool(mode: str) -> Callable[[nn.Module, torch.Tensor, Cell], tuple[list[Cel
             result = pool_result(mode, window)
             step = CellStep("pool", result.text, result.value, chosen=_chosen(window, result.value))
         step.window, step.sources, step.padding = window, sources, outside
-        step.params["mode"] = mode
+        step.params.update(mode=mode, rows=rows, cols=cols)
         scale = sum(abs(v) for row in window for v in row if v is not None)
         return [step], scale
 
