@@ -244,3 +244,72 @@ def test_cli_in_korean(cli, cell_run):
 def test_cli_errors_name_the_allowed_range(cli, cell_run, argv, message):
     result = cli("explain", "cell", str(cell_run.path), "test:0", *argv)
     assert result.code == 2 and message in result.err
+
+
+# --- POST /api/explain/cell: the JSON twin of the page's panel ----------------------------
+
+
+@pytest.fixture(scope="module")
+def cell_server(cell_run):
+    from test_server import ThreadServer
+
+    from cnnlab.deploy.predict import Predictor
+    from cnnlab.server.app import create_app
+
+    srv = ThreadServer(create_app(Predictor(cell_run, "eager")))
+    yield srv
+    srv.stop()
+
+
+def _png(seed: int = 0) -> bytes:
+    import numpy as np
+    from serve_support import png_bytes
+
+    return png_bytes(np.random.default_rng(seed).integers(0, 256, (28, 28), dtype=np.uint8))
+
+
+def test_api_answers_what_the_cli_prints_for_the_same_image(cli, cell_run, cell_server, tmp_path):
+    import httpx
+
+    image = tmp_path / "noise.png"
+    image.write_bytes(_png())
+    params = {"layer": "conv1", "channel": 1, "y": 0, "x": 27}
+    answer = httpx.post(
+        f"{cell_server.url}/api/explain/cell",
+        params=params,
+        files={"file": ("noise.png", image.read_bytes(), "image/png")},
+    )
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    argv = ("explain", "cell", str(cell_run.path), str(image), "--layer", "conv1", "--channel", "1")
+    printed = json.loads(cli(*argv, "--at", "0,27", "--json").out)
+    assert data["total"] == printed["total"] and data["matches"]
+    assert data["steps"] == printed["steps"]
+    window = data["steps"][0]
+    assert window["params"]["cols"] == [26, 27, 28] and window["sources"][0] == [None] * 3
+
+
+@pytest.mark.parametrize(
+    "params, status, message",
+    [
+        ({"layer": "conv1", "channel": 9}, 422, "channel 9 is out of range: conv1 has 4 channels; use 0 to 3"),
+        ({"layer": "conv1", "y": 30}, 422, "y=30 is out of range: conv1's maps are 28x28; use y from 0 to 27"),
+        ({"layer": "fc1", "channel": 0, "x": 1}, 422, "fc1 is a vector of 10: its cells are at y=0, x=0"),
+        ({"layer": "/etc/passwd"}, 422, "no layer 'passwd' in this model"),
+        ({"layer": "conv1", "channel": "two"}, 422, "channel"),
+        ({"channel": 0}, 422, "layer"),
+    ],
+)  # fmt: skip
+def test_api_refuses_a_cell_outside_the_model_naming_the_range(
+    cell_server, params, status, message
+):
+    import httpx
+
+    answer = httpx.post(
+        f"{cell_server.url}/api/explain/cell",
+        params=params,
+        files={"file": ("d.png", _png(), "image/png")},
+    )
+    assert answer.status_code == status
+    body = answer.json()
+    assert message in body["error"] and "Traceback" not in answer.text and "/etc" not in answer.text
