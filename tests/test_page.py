@@ -226,3 +226,92 @@ def test_mnist_controls_are_offered_for_a_gray_model_only(server, colour_server,
     _stroke(browser)
     _wait(browser, lambda d: _settled(d) and len(_css(d, "#bars .bar")) > 0)
     assert not _css(browser, "#status.error")
+
+
+def _click_cell(driver, layer_index: int, channel: int, y: int, x: int) -> None:
+    """A real mouse click on cell (channel, y, x) of layer `layer_index`'s map grid (or the input)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    selector = "#seen img" if layer_index == 0 else f'#maps .layer[data-index="{layer_index}"] img'
+    img = _css(driver, selector)[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", img)
+    # offsets from the element's centre, in CSS pixels: tile (col, row) of cols, 1-pixel gaps
+    dx, dy = driver.execute_script(
+        """const [img, layer, c, y, x] = arguments;
+        const view = views.get(layer), [, h, w] = view.layer.shape, cols = view.layer.cols;
+        const s = img.clientWidth / img.naturalWidth;
+        const px = (c % cols) * (w + 1) + x + 0.5, py = Math.floor(c / cols) * (h + 1) + y + 0.5;
+        return [px * s - img.clientWidth / 2, py * s - img.clientHeight / 2];""",
+        img, layer_index, channel, y, x,
+    )  # fmt: skip
+    ActionChains(driver).move_to_element_with_offset(img, round(dx), round(dy)).click().perform()
+
+
+def _panel_settled(driver, title: str) -> bool:
+    return driver.execute_script(
+        "const p = document.getElementById('cell-panel');"
+        "return !p.hidden && p.dataset.busy === '0' && "
+        "document.getElementById('cell-title').textContent.startsWith(arguments[0])",
+        title,
+    )
+
+
+def _shot(driver, tmp_path: Path, name: str) -> None:
+    """A screenshot of the page with the panel (kept where CNNLAB_SCREENSHOTS points, if set)."""
+    import os
+
+    folder = Path(os.environ.get("CNNLAB_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    _screenshot_is_not_blank(driver, folder / name)
+
+
+def test_clicking_a_map_cell_shows_its_arithmetic_and_goes_one_layer_down(
+    server, browser, tmp_path
+):
+    from cnnlab.explain.worked import fmt
+
+    _open(browser, f"{server.url}/?lang=en")
+    _stroke(browser)
+    _wait(browser, lambda d: _settled(d) and len(_css(d, "#maps .layer img")) > 2)
+    drawn = _canvas_png(browser)
+    layers = httpx.get(f"{server.url}/api/model").json()["summary"]["layers"]
+    pool = next(i for i, row in enumerate(layers, start=1) if row["kind"] == "maxpool")
+    conv = pool - 1  # the default model: conv1 then maxpool1
+
+    def api(layer, channel, y, x):
+        params = {"layer": layer, "channel": channel, "y": y, "x": x}
+        files = {"file": ("d.png", drawn, "image/png")}
+        return httpx.post(f"{server.url}/api/explain/cell", params=params, files=files).json()
+
+    _click_cell(browser, pool, 2, 7, 6)
+    _wait(browser, lambda d: _panel_settled(d, f"{layers[pool - 1]['name']}[2][7][6]"))
+    answer = api(pool, 2, 7, 6)
+    total = _css(browser, "#cell-body .cell-total")[0].text
+    assert f"total: {fmt(answer['total'])}" in total and "(agrees with torch)" in total
+    assert _css(browser, "#cell-body td.chosen")  # the kept value of the max pooling window
+    _shot(browser, tmp_path, "cell-pool-en.png")
+    # one layer down: a window cell of the pooling opens that conv cell, its own window on the input
+    source = answer["steps"][0]["sources"][1][0]
+    link = _css(browser, "#cell-body .cell-step.pool td.link")[2]  # row 1, column 0 of 2x2
+    link.click()
+    name = f"{layers[conv - 1]['name']}[{source['channel']}][{source['y']}][{source['x']}]"
+    _wait(browser, lambda d: _panel_settled(d, name))
+    below = api(conv, source["channel"], source["y"], source["x"])
+    assert f"total: {fmt(below['total'])}" in _css(browser, "#cell-body .cell-total")[0].text
+    assert len(_css(browser, "#cell-body .cell-step.window td")) == 27  # window, kernel, products
+    assert _css(browser, "#cell-back")[0].is_displayed()
+    _shot(browser, tmp_path, "cell-conv-en.png")
+    browser.execute_script(
+        "const s = document.getElementById('lang'); s.value = 'ko'; s.dispatchEvent(new Event('change'));"
+    )
+    _wait(browser, lambda d: "torch와 일치" in _css(d, "#cell-body .cell-total")[0].text)
+    assert "채널" in _css(browser, "#cell-body .cell-step h4")[0].text
+    _shot(browser, tmp_path, "cell-conv-ko.png")
+    _css(browser, "#cell-back")[0].click()
+    _wait(browser, lambda d: _panel_settled(d, f"{layers[pool - 1]['name']}[2][7][6]"))
+    _shot(browser, tmp_path, "cell-pool-ko.png")
+    browser.execute_script(
+        "const s = document.getElementById('lang'); s.value = 'en'; s.dispatchEvent(new Event('change'));"
+    )
+    _css(browser, "#cell-close")[0].click()
+    assert not _css(browser, "#cell-panel")[0].is_displayed()

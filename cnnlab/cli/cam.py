@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from cnnlab.cli.common import (
     RUN_HELP,
     image_outputs,
+    load_image_argument,
     output_files,
     percent,
     print_json,
@@ -19,7 +20,6 @@ from cnnlab.i18n import _, using_language
 if TYPE_CHECKING:
     from cnnlab.evaluate.cam import CamResult
     from cnnlab.evaluate.samples import Sample
-    from cnnlab.run.folder import Run
 
 # The method names without importing torch (evaluate/cam.py's METHODS, checked by the tests).
 METHOD_CHOICES = ("gradcam", "hirescam", "cam", "occlusion", "saliency")
@@ -74,7 +74,7 @@ def run_cam(args: argparse.Namespace) -> int:
     from cnnlab.run.folder import Run
 
     run = Run.open(args.run)
-    sample = _load(run, args)
+    sample = load_image_argument(run, args.image, args.invert, args.center)
     paths = output_files(args, run.path / "cam" / f"{sample.stem}-{args.method}.png")
     model = run.load_model()
     warn_if_weights_not_finite(run)
@@ -115,19 +115,6 @@ def cam_file_stem(stem: str, result: CamResult) -> str:
     if result.layer is not None:
         parts.append(result.layer.name)
     return "-".join([*parts, safe_folder_name(result.class_name)])
-
-
-def _load(run: Run, args: argparse.Namespace) -> Sample:
-    """The image as `cnnlab predict` prepares it (files), or SPLIT:INDEX of the run's data."""
-    from pathlib import Path
-
-    from cnnlab.deploy.predict import Preprocess, prepare_image
-    from cnnlab.evaluate.samples import Sample, load_sample
-
-    if Path(args.image).is_file():
-        options = Preprocess(invert=args.invert, center=args.center)
-        return Sample(prepare_image(args.image, run.input_shape, run.mean, options), args.image)
-    return load_sample(run, args.image)  # test:12, or the error naming a missing file
 
 
 def _print_result(sample: Sample, result: CamResult) -> None:

@@ -22,6 +22,7 @@ from cnnlab.fileio import json_text
 from cnnlab.text import clipped, printable
 
 if TYPE_CHECKING:
+    from cnnlab.evaluate.samples import Sample
     from cnnlab.run.folder import Run
 
 RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
@@ -190,3 +191,14 @@ def choose_layers(
             raise ConfigError(f"{name} is not a {kind} layer; choose among {', '.join(available)}")
         raise ConfigError(f"the model has no layer {name}; {listed}: {', '.join(available)}")
     return wanted
+
+
+def load_image_argument(run: Run, image: str, invert: str = "no", center: bool = False) -> Sample:
+    """An IMAGE argument: a file prepared as `cnnlab predict` prepares it, or SPLIT:INDEX."""
+    from cnnlab.deploy.predict import Preprocess, prepare_image
+    from cnnlab.evaluate.samples import Sample, load_sample
+
+    if Path(image).is_file():
+        options = Preprocess(invert=invert, center=center)
+        return Sample(prepare_image(image, run.input_shape, run.mean, options), image)
+    return load_sample(run, image)  # test:12, or the error naming a missing file

@@ -1,4 +1,5 @@
-"""`cnnlab explain`: convolution, pooling, padding and stride worked step by step on small matrices."""
+"""`cnnlab explain`: convolution, pooling, padding and stride worked step by step on small matrices,
+and one cell of a trained model's maps with its real numbers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from cnnlab.cli.common import console, print_json
+from cnnlab.cli.common import RUN_HELP, console, load_image_argument, print_json
 from cnnlab.errors import ConfigError
 from cnnlab.explain import inputs, render, worked
 from cnnlab.spec.kinds import PADDING_MODES
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_pool(sub)
     _register_padding(sub)
     _register_stride(sub)
+    _register_cell(sub)
 
 
 def _common(p: argparse.ArgumentParser, steps: bool = True) -> None:
@@ -131,6 +133,40 @@ def _register_stride(sub: argparse._SubParsersAction) -> None:
     stride.set_defaults(handler=run_explain_stride)
 
 
+def _register_cell(sub: argparse._SubParsersAction) -> None:
+    cell = sub.add_parser(
+        "cell",
+        help="one number of a trained model's feature maps, worked out with its real numbers",
+        description="Work out how one output number of a run's layer came about for one image: "
+        "a conv's window on each input channel (padding as the padded values), the kernel, "
+        "the products, the sums and the bias; batchnorm, activations, pooling windows, an fc's "
+        "largest products. The total is checked against the model's own output.",
+        epilog="examples: cnnlab explain cell latest test:0 --layer conv1 --channel 3 --at 5,7 | "
+        "cnnlab explain cell runs/look photo.png --layer fc1 --channel 2 --json",
+    )
+    cell.add_argument("run", help=RUN_HELP)
+    cell.add_argument(
+        "image", help="an image file (PNG, JPEG, ...) or SPLIT:INDEX of the run's data, e.g. test:0"
+    )
+    cell.add_argument(
+        "--layer",
+        required=True,
+        metavar="NAME",
+        help="a layer's name as `cnnlab featuremaps` shows it (conv1), its number, or input",
+    )
+    cell.add_argument("--channel", type=int, default=0, metavar="C", help="channel (default 0)")
+    cell.add_argument(
+        "--at", default="0,0", metavar="Y,X", help="row and column in the map (default 0,0)"
+    )
+    cell.add_argument("--invert", choices=("no", "yes", "auto"), default="no", help="as in predict")
+    cell.add_argument("--center", action="store_true", help="as in predict (MNIST-style centring)")
+    cell.add_argument(
+        "--brief", action="store_true", help="a conv's windows as one line each, no matrices"
+    )
+    cell.add_argument("--json", action="store_true", help="print the steps as JSON")
+    cell.set_defaults(handler=run_explain_cell)
+
+
 def _show(args: argparse.Namespace, ex: Any, renderables: Callable[[], list]) -> int:
     """JSON with --json; else the rendering (a thunk: --max-steps is checked only then)."""
     if args.json:
@@ -215,3 +251,29 @@ def run_explain_stride(args: argparse.Namespace) -> int:
         args.padding_mode,
     )
     return _show(args, ex, lambda: render.render_stride(ex, args.brief))
+
+
+def parse_at(text: str) -> tuple[int, int]:
+    """'5,7' -> (5, 7): a cell's row and column."""
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
+        raise ConfigError(f"--at '{text}' must be the row and column as Y,X, e.g. --at 5,7")
+    return int(parts[0]), int(parts[1])
+
+
+def run_explain_cell(args: argparse.Namespace) -> int:
+    """`cnnlab explain cell`: one cell of a run's layer, its arithmetic checked against torch."""
+    from cnnlab.explain.cell import Pixels, explain_cell
+    from cnnlab.run.folder import Run
+
+    at = parse_at(args.at)
+    run = Run.open(args.run)
+    sample = load_image_argument(run, args.image, args.invert, args.center)
+    pixels = Pixels(sample.image, tuple(run.mean), tuple(run.std))
+    ex = explain_cell(
+        run.load_model(), sample.model_input(run), args.layer, args.channel, at, pixels
+    )
+    if args.json:
+        print_json({"image": sample.source, "true": sample.label, **ex.to_json()})
+        return 0
+    return _show(args, ex, lambda: render.render_cell(ex, args.brief))

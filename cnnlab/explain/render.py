@@ -9,11 +9,14 @@ cells are shown in [brackets] (and colour), padding dimmed, numbers through
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from cnnlab.explain.cell import CellExplanation, CellStep
 
 from cnnlab.explain.worked import (
     ConvExplanation,
@@ -56,16 +59,19 @@ def matrix_text(
     matrix: list[list[Number | None]],
     marked: set[tuple[int, int]] | frozenset = frozenset(),
     pads: Pads | None = None,
+    dimmed: list[list[bool]] | None = None,
 ) -> Text:
-    """A matrix as aligned text; `marked` cells in [brackets] (and colour), padding dimmed."""
+    """A matrix as aligned text; `marked` cells in [brackets] (and colour), padding dimmed
+    (the outer `pads` rows and columns, or the cells `dimmed` marks True)."""
     cells = [[fmt(v) for v in row] for row in matrix]
     width = max(len(cell) for row in cells for cell in row)
     h, w = len(matrix), len(matrix[0])
     text = Text()
     for r, row in enumerate(cells):
         for c, cell in enumerate(row):
-            on_pad = pads is not None and (
-                r < pads[0] or r >= h - pads[1] or c < pads[2] or c >= w - pads[3]
+            on_pad = (dimmed is not None and dimmed[r][c]) or (
+                pads is not None
+                and (r < pads[0] or r >= h - pads[1] or c < pads[2] or c >= w - pads[3])
             )
             if (r, c) in marked:
                 text.append(f"[{cell:>{width}}]", WINDOW_STYLE)
@@ -435,3 +441,172 @@ def render_stride(ex: StrideExplanation, brief: bool = False) -> list[Renderable
             out.append(_line(count))
         out.append(_line(_("output: {matrix}").format(matrix=matrix_literal(run.output)), "bold"))
     return out
+
+
+# --- one cell of a trained model (explain/cell.py) -------------------------------------
+
+
+def _cell_name(ex: CellExplanation) -> str:
+    """'conv1[2][5][7]' for a map cell, 'fc1[3]' for a vector's value."""
+    if len(ex.shape) == 1:
+        return f"{ex.name}[{ex.cell.channel}]"
+    return f"{ex.name}[{ex.cell.channel}][{ex.cell.y}][{ex.cell.x}]"
+
+
+def render_cell(ex: CellExplanation, brief: bool = False) -> list[RenderableType]:
+    """One cell's arithmetic: what it reads one layer down, each step, the total against torch.
+
+    brief: a conv's windows as one line each (channel, where, sum), without the matrices.
+    """
+    shape = "x".join(str(n) for n in ex.shape)
+    out: list[RenderableType] = [
+        _line(
+            _("{cell} = {value}: layer {index} {spec}, output {shape}").format(
+                cell=_cell_name(ex), value=fmt(ex.model_value), index=ex.cell.layer,
+                spec=ex.spec, shape=shape,
+            ),
+            "bold",
+        )
+    ]  # fmt: skip
+    if ex.below is not None:
+        out.append(_reads_line(ex))
+    for step in ex.steps:
+        if brief and step.kind == "window":
+            out += [_line(_window_heading(ex, step) + ": " + fmt(step.value))]
+            continue
+        out += [_line(""), *_cell_step(ex, step)]
+    out.append(_line(""))
+    verdict = _("agrees with torch") if ex.matches else _("DIFFERS from torch")
+    out.append(
+        _line(
+            _("total: {total}; torch's output at this cell: {value} ({verdict})").format(
+                total=fmt(ex.total), value=fmt(ex.model_value), verdict=verdict
+            ),
+            "bold" if ex.matches else "bold red",
+        )
+    )
+    return out
+
+
+def _reads_line(ex: CellExplanation) -> Text:
+    """'it reads relu1 (layer 4, 32x14x14)', naming the cell when the layer reads only one."""
+    below = "x".join(str(n) for n in ex.below["shape"])
+    sources = ex.steps[0].sources
+    name = ex.below["name"]
+    if len(ex.steps) == 1 and sources and len(sources) == 1 and len(sources[0]) == 1:
+        source = sources[0][0]  # a value-by-value layer (batchnorm, relu, ...) reads one cell
+        vector = len(ex.below["shape"]) == 1
+        at = [source.channel] if vector else [source.channel, source.y, source.x]
+        name += "".join(f"[{n}]" for n in at)
+    return _line(
+        _("it reads {name} (layer {index}, {shape}), one layer down").format(
+            name=name, index=ex.below["index"], shape=below
+        )
+    )
+
+
+def _taps_text(cells: list[int]) -> str:
+    """[-1, 0, 1] -> '-1..1'; dilated [0, 2, 4] -> '0,2,4' (negative: padding above/left)."""
+    if len(cells) > 1 and cells[-1] - cells[0] == len(cells) - 1:
+        return f"{cells[0]}..{cells[-1]}"
+    return ",".join(str(c) for c in cells)
+
+
+def _window_heading(ex: CellExplanation, step: CellStep) -> str:
+    """'channel 2 of maxpool1: rows 3-5, columns 0-2' (negative rows and columns: padding)."""
+    rows, cols = step.params.get("rows"), step.params.get("cols")
+    where = _("rows {rows}, columns {cols}").format(rows=_taps_text(rows), cols=_taps_text(cols))
+    channel = ex.cell.channel if step.channel is None else step.channel
+    name = ex.below["name"] if ex.below else "input"
+    return _("channel {n} of {below}: {where}").format(n=channel, below=name, where=where)
+
+
+def _cell_step(ex: CellExplanation, step: CellStep) -> list[RenderableType]:
+    """One step: its heading, its matrices side by side (when it has some), its arithmetic."""
+    heading, captions, blocks = _STEP_TEXT[step.kind](ex, step)
+    out: list[RenderableType] = [_line(heading, "bold")]
+    if blocks:
+        out.append(side_by_side(captions, blocks))
+    out.append(_line(step.text))
+    return out
+
+
+Parts = tuple[str, list[str], list[RenderableType]]
+
+
+def _window_parts(ex: CellExplanation, step: CellStep) -> Parts:
+    captions = [_("window (padding dimmed)"), _("kernel"), _("products")]
+    window = matrix_text(step.window, dimmed=step.padding)
+    blocks = [window, matrix_text(step.weights), matrix_text(step.products)]
+    return _window_heading(ex, step), captions, blocks
+
+
+def _pool_parts(ex: CellExplanation, step: CellStep) -> Parts:
+    mode = step.params["mode"]
+    marked = {tuple(step.chosen)} if step.chosen else set()
+    if step.kind == "global_pool":
+        heading = _("global {mode} pooling: the whole map of channel {n}").format(
+            mode=mode, n=ex.cell.channel
+        )
+        small = len(step.window) * len(step.window[0]) <= 64
+        return heading, [_("map")], [matrix_text(step.window, marked)] if small else []
+    heading = _window_heading(ex, step) + "; " + _("{mode} pooling").format(mode=mode)
+    caption = _("window ('.': padding, never chosen)") if mode != "avg" else _("window")
+    return heading, [caption], [matrix_text(step.window, marked, dimmed=step.padding)]
+
+
+def _dot_parts(ex: CellExplanation, step: CellStep) -> Parts:
+    heading = _("the {shown} largest of {count} products input x weight").format(
+        shown=len(step.window), count=step.params["count"]
+    )
+    indices = [[i] for i in step.params["indices"]]
+    captions = [_("index"), _("input"), _("weight"), _("product")]
+    blocks = [matrix_text(indices), matrix_text(step.window)]
+    blocks += [matrix_text(step.weights), matrix_text(step.products)]
+    return heading, captions, blocks
+
+
+def _plain(heading: Callable[[CellExplanation, CellStep], str]) -> Callable[..., Parts]:
+    return lambda ex, step: (heading(ex, step), [], [])
+
+
+def _pass_heading(ex: CellExplanation, step: CellStep) -> str:
+    if step.params.get("layer") == "dropout":
+        return _("dropout is off when predicting: the value passes unchanged")
+    return _("flatten: value {i} is cell [{c}][{y}][{x}] of the maps (c x H*W + y x W + x)").format(
+        i=ex.cell.channel, c=step.params["index"][0], y=step.params["index"][1],
+        x=step.params["index"][2],
+    )  # fmt: skip
+
+
+_STEP_TEXT: dict[str, Callable[[CellExplanation, CellStep], Parts]] = {
+    "window": _window_parts,
+    "pool": _pool_parts,
+    "global_pool": _pool_parts,
+    "dot": _dot_parts,
+    "sum": _plain(
+        lambda ex, step: _("sum over channels") if ex.kind == "conv" else _("sum of the products")
+    ),
+    "bias": _plain(lambda ex, step: _("plus the bias")),
+    "rest": _plain(
+        lambda ex, step: _("the other {count} products, added up").format(
+            count=step.params["count"]
+        )
+    ),
+    "batchnorm": _plain(
+        lambda ex, step: _(
+            "batchnorm with the running statistics (eval mode): "
+            "(x - mean)/sqrt(var + eps) x gamma + beta"
+        )
+    ),
+    "activation": _plain(
+        lambda ex, step: _("activation {function}").format(function=step.params["function"])
+    ),
+    "softmax": _plain(
+        lambda ex, step: _(
+            "softmax: exp of this value over the sum of the exps of all {count}"
+        ).format(count=step.params["count"])
+    ),
+    "pass": _plain(_pass_heading),
+    "input": _plain(lambda ex, step: _("the input pixel, normalised as in training")),
+}

@@ -95,7 +95,7 @@ def fmt(x: Number | None) -> str:
     return f"{x:.4g}"
 
 
-def _factor(x: Number) -> str:
+def factor(x: Number) -> str:
     """A factor in a product: negative numbers in parentheses, '2x(-1)'."""
     return f"({fmt(x)})" if x < 0 else fmt(x)
 
@@ -243,7 +243,7 @@ def _conv_steps(
             value = sum(t.total for t in terms)
             text = terms[0].text
             if len(terms) > 1:
-                text = f"{' + '.join(_factor(t.total) for t in terms)} = {fmt(value)}"
+                text = f"{' + '.join(factor(t.total) for t in terms)} = {fmt(value)}"
             steps.append(ConvStep(len(steps) + 1, i, j, rows, cols, terms, value, text))
     return steps
 
@@ -251,13 +251,17 @@ def _conv_steps(
 def _conv_term(
     channel: int, padded: Matrix, kernel: Matrix, rows: list[int], cols: list[int]
 ) -> ConvTerm:
-    window = [[padded[r][c] for c in cols] for r in rows]
+    return conv_term(channel, [[padded[r][c] for c in cols] for r in rows], kernel)
+
+
+def conv_term(channel: int, window: Matrix, kernel: Matrix) -> ConvTerm:
+    """One channel's window times its kernel, element-wise, and the sum, with its text."""
     products = [
         [v * k for v, k in zip(wr, kr, strict=True)] for wr, kr in zip(window, kernel, strict=True)
     ]
     total = sum(sum(row) for row in products)
     pieces = [
-        f"{_factor(v)}x{_factor(k)}"
+        f"{factor(v)}x{factor(k)}"
         for wr, kr in zip(window, kernel, strict=True)
         for v, k in zip(wr, kr, strict=True)
     ]
@@ -393,18 +397,19 @@ def _pool_steps(
                 rows = _taps(i * stride[0], kernel[0], dilation[0])
                 cols = _taps(j * stride[1], kernel[1], dilation[1])
                 window = [[matrix[r][col] for col in cols] for r in rows]
-                results = {mode: _pool_result(mode, window) for mode in modes}
+                results = {mode: pool_result(mode, window) for mode in modes}
                 steps.append(PoolStep(len(steps) + 1, c, i, j, rows, cols, window, results))
     return steps
 
 
-def _pool_result(mode: str, window: list[list[Number | None]]) -> PoolResult:
+def pool_result(mode: str, window: list[list[Number | None]]) -> PoolResult:
+    """max/min (None never wins) or avg (None counts as 0) of one window, with its text."""
     cells = [v for row in window for v in row]
     if mode == "avg":
         values = [0 if v is None else v for v in cells]  # padding counts as 0 in the mean
         total = sum(values)
         value = total / len(values)
-        terms = " + ".join(_factor(v) for v in values)
+        terms = " + ".join(factor(v) for v in values)
         return PoolResult(
             value, f"({terms})/{len(values)} = {fmt(total)}/{len(values)} = {fmt(value)}"
         )

@@ -1,7 +1,7 @@
 """The HTTP routes: a page to draw on, and its JSON twin, over one `Predictor`.
 
 Routes: GET / (the page), GET /api/model, POST /api/predict, POST /api/featuremaps,
-POST /api/cam, GET /healthz, GET /readyz, and FastAPI's /docs and /openapi.json; GET /run
+POST /api/cam, POST /api/explain/cell, GET /healthz, GET /readyz, and FastAPI's /docs and /openapi.json; GET /run
 and /api/run/* (the run report) are in report_api.py.
 
 `create_app` puts what the routes share on `app.state` (the predictor, the model info,
@@ -29,6 +29,7 @@ from cnnlab.evaluate.featuremaps import feature_maps
 from cnnlab.fileio import finite
 from cnnlab.server.body import ImageBody, read_body
 from cnnlab.server.camview import CamView
+from cnnlab.server.cellview import CellView
 from cnnlab.server.errors import add_error_handlers, without_paths
 from cnnlab.server.limits import DEFAULT_LIMITS, BodyLimit, Guard, Limits, Workers
 from cnnlab.server.maps import MAX_CHANNELS, input_json, layer_json
@@ -97,6 +98,7 @@ def create_app(predictor: Predictor, limits: Limits = DEFAULT_LIMITS) -> ASGIApp
     api.state.predictor = predictor
     api.state.info = model_info(predictor, limits)
     api.state.cam = CamView(predictor.run)  # Grad-CAM on a model of its own (hooks, a lock)
+    api.state.cell = CellView(predictor.run)  # explain_cell hooks layers: a model of its own
     api.state.report = RunReport(predictor.run, api.state.cam)  # computed on first request
     api.state.workers = Workers(limits.workers)  # threads decoding and predicting
     api.state.report_jobs = ReportJobs()  # /api/run/*'s threads, apart: slow first answers
@@ -258,6 +260,44 @@ def _cam(
 ) -> dict[str, Any]:
     """The /api/cam answer (in a worker thread)."""
     return view.answer(body.decode(predictor, options))
+
+
+@router.post(
+    "/api/explain/cell",
+    summary="how one number of a layer's output came about for one image, step by step",
+    openapi_extra=IMAGE_BODY,
+    responses=ERRORS,
+)
+async def explain_cell_route(
+    request: Request,
+    layer: str = Query(..., max_length=64, description="conv1, a layer number, or input"),
+    channel: int = Query(0, description="channel (a vector layer: the value's index)"),
+    y: int = Query(0, description="row in the map (0 for a vector)"),
+    x: int = Query(0, description="column in the map (0 for a vector)"),
+    invert: str = Query("no", pattern="^(no|yes|auto)$"),
+    center: bool = Query(False),
+) -> dict[str, Any]:
+    """The arithmetic of `cnnlab explain cell` for the image sent (the page's drawing or file):
+    each step with the cells one layer down it reads; the total checked against torch."""
+    body = await read_body(request)
+    options = Preprocess(invert, center)
+    cell = (layer, channel, y, x)
+    return await in_worker(
+        request,
+        _explain_cell,
+        request.app.state.predictor,
+        request.app.state.cell,
+        body,
+        options,
+        cell,
+    )
+
+
+def _explain_cell(
+    predictor: Predictor, view: CellView, body: ImageBody, options: Preprocess, cell: tuple
+) -> dict[str, Any]:
+    """The /api/explain/cell answer (in a worker thread)."""
+    return view.answer(body.decode(predictor, options), *cell)
 
 
 _answer_head(router)  # after every route above

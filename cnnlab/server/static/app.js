@@ -94,6 +94,7 @@ function clearCanvas() {
   $("cam-view").hidden = true;
   $("cam-note").textContent = "";
   setStatus("");
+  closeCell(); // cell.js: the panel explained a cell of the image just wiped
 }
 
 function point(event) {
@@ -269,14 +270,15 @@ function renderPrediction(data) {
 }
 
 function renderMaps(data) {
-  $("seen").replaceChildren(
-    el("img", { src: data.input.png, alt: `model input ${data.input.shape.join("x")}` }),
-  );
+  views.clear(); // cell.js: the maps about to be drawn replace the clickable ones
+  const seen = el("img", { src: data.input.png, alt: `model input ${data.input.shape.join("x")}` });
+  $("seen").replaceChildren(makeInputClickable(seen, data.input.shape));
   // The last fc layer (and a softmax after it) has one value per class: its bars get the names.
   const lastFc = Math.max(-1, ...data.layers.filter((l) => l.kind === "fc").map((l) => l.index));
   const perClass = (layer) =>
     lastFc >= 0 && layer.index >= lastFc && layer.values && layer.values.length === model.classes.length;
   $("maps").replaceChildren(...data.layers.map((layer) => renderLayer(layer, perClass(layer) ? model.classes : null)));
+  refreshCell(); // cell.js: an open panel follows the new drawing
 }
 
 function renderCam(data) {
@@ -308,12 +310,15 @@ function renderLayer(layer, labels) {
       // Enlarge small maps with whole-pixel steps, up to about 360 px wide.
       const zoom = Math.max(1, Math.min(8, Math.floor(360 / img.naturalWidth)));
       img.style.width = `${img.naturalWidth * zoom}px`;
+      if (cellAnswer) showMarks(cellAnswer); // cell.js: the highlights at the map's new size
     };
-    figure.append(img);
+    figure.append(makeClickable(layer, img));
   } else {
     figure.classList.add("vector");
-    figure.append(labels ? classBars(layer.values, layer.min, layer.max, labels) : vectorStrip(layer.values, layer.min, layer.max));
+    const strip = labels ? classBars(layer.values, layer.min, layer.max, labels) : vectorStrip(layer.values, layer.min, layer.max);
+    figure.append(makeClickable(layer, strip));
   }
+  figure.dataset.index = String(layer.index);
   return figure;
 }
 

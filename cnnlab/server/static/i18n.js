@@ -47,6 +47,40 @@ const KO = {
   "The uploaded file {name} ({size}) is resized to {input} on the server.":
     "올린 파일 {name}({size})은 서버에서 {input} 크기로 바뀝니다.",
   "size unknown": "크기 모름",
+  // one cell worked out (index.html's panel, cell.js; the words of `cnnlab explain cell`)
+  "Click any cell of a map to see how its number came about.":
+    "맵의 칸을 누르면 그 숫자가 어떻게 나왔는지 볼 수 있습니다.",
+  "How this number came about": "이 숫자가 나온 과정",
+  "back": "뒤로",
+  "Click a cell of the window to go one layer down.": "윈도우의 칸을 누르면 한 층 아래로 내려갑니다.",
+  "it reads {name} (layer {index}, {shape}), one layer down": "한 층 아래 {name} (층 {index}, {shape})을(를) 읽습니다",
+  "channel {n} of {below}: {where}": "{below}의 채널 {n}: {where}",
+  "rows {rows}, columns {cols}": "행 {rows}, 열 {cols}",
+  "{mode} pooling": "{mode} 풀링",
+  "global {mode} pooling: the whole map of channel {n}": "전역 {mode} 풀링: 채널 {n}의 맵 전체",
+  "the {shown} largest of {count} products input x weight": "입력 x 가중치 곱 {count}개 중 가장 큰 {shown}개",
+  "the other {count} products, added up": "나머지 곱 {count}개의 합",
+  "sum over channels": "채널 합",
+  "sum of the products": "곱의 합",
+  "plus the bias": "편향 더하기",
+  "batchnorm with the running statistics (eval mode): (x - mean)/sqrt(var + eps) x gamma + beta":
+    "배치 정규화, 학습 중 모은 통계로 (평가 모드): (x - mean)/sqrt(var + eps) x gamma + beta",
+  "activation {function}": "활성화 함수 {function}",
+  "softmax: exp of this value over the sum of the exps of all {count}":
+    "소프트맥스: 이 값의 exp를 {count}개 값 모두의 exp 합으로 나눔",
+  "the input pixel, normalised as in training": "입력 픽셀, 학습 때처럼 정규화",
+  "dropout is off when predicting: the value passes unchanged": "드롭아웃은 예측할 때 꺼집니다: 값이 그대로 지나갑니다",
+  "flatten: value {i} is cell [{c}][{y}][{x}] of the maps (c x H*W + y x W + x)":
+    "flatten: 값 {i}은(는) 특징 맵의 칸 [{c}][{y}][{x}]입니다 (c x H*W + y x W + x)",
+  "total: {total}; torch's output at this cell: {value} ({verdict})": "합계: {total}; 이 칸의 torch 출력: {value} ({verdict})",
+  "agrees with torch": "torch와 일치",
+  "DIFFERS from torch": "torch와 다릅니다",
+  "window": "윈도우",
+  "kernel": "커널",
+  "products": "곱",
+  "index": "번호",
+  "weight": "가중치",
+  "exp(z - max)": "exp(z - 최댓값)",
   // the run report (run.html, run.js)
   "cnnlab: run report": "cnnlab: 실행 보고서",
   "loading the run\u2026": "실행을 불러오는 중\u2026",
