@@ -36,6 +36,9 @@ CASES = [
     ("gmp fc(4) batchnorm softmax", (3, 5, 5)),
     ("conv(4, 3) relu dropout(0.3) flatten fc(30) relu fc(12) softmax", (1, 6, 6)),
     ("conv(3, 3, padding=1) softmax", (1, 4, 4)),  # softmax over the channels of each cell
+    # residual blocks: the identity (the layer below's value) and a projection shortcut; relu6
+    ("conv(3, 3, padding=1) res(conv(3, 3, padding=same) batchnorm relu6) relu6", (2, 6, 6)),
+    ("res(conv(4, 3, stride=2, padding=same) batchnorm, shortcut=conv(4, 1, stride=2))", (2, 7, 7)),
 ]
 MAX_CHANNELS = 3
 

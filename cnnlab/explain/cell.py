@@ -60,7 +60,8 @@ class CellStep:
 
     kinds: window (one input channel under the kernel), sum, bias, dot (an fc's largest
     products), rest (the other products, summed), batchnorm, activation, pool,
-    global_pool, softmax, pass (flatten, dropout), input (pixels normalised).
+    global_pool, softmax, pass (flatten, dropout), input (pixels normalised), residual (a res
+    block's layers' output plus its input or shortcut's output).
     Matrices are rows of numbers; `sources` is parallel to `window`: the cell of the layer
     below each value comes from (None: zero padding, outside every map).
     """
@@ -475,6 +476,11 @@ def _sigmoid(x: float) -> tuple[float, str]:
     return value, f"1/(1 + exp({factor(-x)})) = {fmt(value)}"
 
 
+def _relu6(x: float) -> tuple[float, str]:
+    value = min(max(0.0, x), 6.0)
+    return value, f"min(max(0, {fmt(x)}), 6) = {fmt(value)}"
+
+
 def _leaky(slope: float, x: float) -> tuple[float, str]:
     if x >= 0:
         return x, f"{fmt(x)} >= 0: {fmt(x)}"
@@ -484,6 +490,7 @@ def _leaky(slope: float, x: float) -> tuple[float, str]:
 # name -> (module -> x -> (value, text)); the formulas as torch defines them
 _FUNCTIONS: dict[str, Callable[[nn.Module], Callable[[float], tuple[float, str]]]] = {
     "relu": lambda m: lambda x: (max(0.0, x), f"max(0, {fmt(x)}) = {fmt(max(0.0, x))}"),
+    "relu6": lambda m: lambda x: _relu6(x),
     "leakyrelu": lambda m: lambda x: _leaky(m.negative_slope, x),
     "sigmoid": lambda m: _sigmoid,
     "tanh": lambda m: lambda x: (math.tanh(x), f"tanh({fmt(x)}) = {fmt(math.tanh(x))}"),
@@ -504,6 +511,23 @@ def _activation(
         return _one("activation", text, value, (x, source), **params), abs(x)
 
     return explain
+
+
+@torch.inference_mode()
+def _residual(module: nn.Module, inp: torch.Tensor, cell: Cell) -> tuple[list[CellStep], float]:
+    """A res block's cell: its layers' output there plus the input's (or the shortcut's) value
+    at the same channel and place; the identity's value comes from the layer below."""
+    body = module.body(inp[None])[0].float()  # (C, H, W): the block's own layers
+    identity = len(module.shortcut) == 0
+    skip = inp if identity else module.shortcut(inp[None])[0].float()
+    at = _at(cell) if body.ndim == 3 else (cell.channel,)
+    layers, added = float(body[at]), float(skip[at])
+    text = f"{fmt(layers)} + {factor(added)} = {fmt(layers + added)}"
+    params = {"layers": layers, "added": added, "shortcut": not identity}
+    # the identity's value links one layer down; the layers' (and a shortcut's) lie inside it
+    link = {"window": [[added]], "sources": [[Cell(cell.layer - 1, *at)]]} if identity else {}
+    step = CellStep("residual", text, layers + added, params=params, **link)
+    return [step], abs(layers) + abs(added)
 
 
 def _dropout(module: nn.Module, inp: torch.Tensor, cell: Cell) -> tuple[list[CellStep], float]:
@@ -582,6 +606,8 @@ _EXPLAINERS: dict[str, Explainer] = {
     "gmp": _global("max"),
     "batchnorm": _batchnorm,
     "relu": _activation("relu"),
+    "relu6": _activation("relu6"),
+    "res": _residual,
     "leakyrelu": _activation("leakyrelu"),
     "sigmoid": _activation("sigmoid"),
     "tanh": _activation("tanh"),

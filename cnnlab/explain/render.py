@@ -608,5 +608,12 @@ _STEP_TEXT: dict[str, Callable[[CellExplanation, CellStep], Parts]] = {
         ).format(count=step.params["count"])
     ),
     "pass": _plain(_pass_heading),
+    "residual": _plain(
+        lambda ex, step: (
+            _("the block's layers' output plus its shortcut's output")
+            if step.params["shortcut"]
+            else _("the block's layers' output plus its input")
+        )
+    ),
     "input": _plain(lambda ex, step: _("the input pixel, normalised as in training")),
 }

@@ -219,6 +219,7 @@ function stepHeading(answer, step) {
     case "activation": return trf("activation {function}", { function: p.function });
     case "softmax": return trf("softmax: exp of this value over the sum of the exps of all {count}", { count: p.count });
     case "input": return tr("the input pixel, normalised as in training");
+    case "residual": return tr(p.shortcut ? "the block's layers' output plus its shortcut's output" : "the block's layers' output plus its input");
     case "pass":
       if (p.layer === "dropout") return tr("dropout is off when predicting: the value passes unchanged");
       return trf("flatten: value {i} is cell [{c}][{y}][{x}] of the maps (c x H*W + y x W + x)", {

@@ -63,6 +63,8 @@ const KO = {
   "sum over channels": "채널 합",
   "sum of the products": "곱의 합",
   "plus the bias": "편향 더하기",
+  "the block's layers' output plus its input": "블록 안 층들의 출력에 입력 더하기",
+  "the block's layers' output plus its shortcut's output": "블록 안 층들의 출력에 지름길의 출력 더하기",
   "batchnorm with the running statistics (eval mode): (x - mean)/sqrt(var + eps) x gamma + beta":
     "배치 정규화, 학습 중 모은 통계로 (평가 모드): (x - mean)/sqrt(var + eps) x gamma + beta",
   "activation {function}": "활성화 함수 {function}",
