@@ -18,7 +18,7 @@ from cnnlab.training.plan import SMALL_DATA, SMALL_DATA_WEIGHT_DECAY, peak_lr, w
 
 COMMANDS = [
     "summary", "models", "spec", "datasets", "train", "runs", "lr-find", "eval", "plot", "filters",
-    "featuremaps", "cam", "patches", "embed", "explain", "kernels", "diagram", "predict", "export", "serve",
+    "featuremaps", "cam", "patches", "embed", "explain", "kernels", "diagram", "predict", "export", "code", "serve",
 ]  # fmt: skip
 
 
@@ -104,3 +104,18 @@ def test_folder_accuracy():
     # a file outside a class folder, or nothing predicted: no folder accuracy
     assert folder_accuracy([*results, _result("d/other/5.png", "cat")], classes) is None
     assert folder_accuracy([_result("d/cat/1.png", None)], classes) is None
+
+
+def test_key_value_settings_may_come_anywhere_on_the_line(cli, tmp_path):
+    """`train --data shapes epochs=1 --out X train_size=500` was 'unrecognized arguments'."""
+    from cnnlab.cli import _parse
+    from cnnlab.cli.train import config_from_args
+
+    line = ["train", "--data", "shapes", "epochs=1", "--out", "X", "train_size=500", "--quiet"]
+    config = config_from_args(_parse(build_parser(), line))
+    assert (config.epochs, config.train_size, config.out, config.quiet) == (1, 500, "X", True)
+    bogus = cli("train", "--out", str(tmp_path / "r"), "train_size=5", "--no-such-flag")
+    assert bogus.code == 2 and "unrecognized arguments: --no-such-flag" in bogus.err
+    assert not (tmp_path / "r").exists()
+    stray = cli("summary", "default", "notakey")  # a command without settings takes none
+    assert stray.code == 2 and "unrecognized arguments: notakey" in stray.err

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import signal
 import sys
 import warnings
@@ -142,7 +143,7 @@ def _run_command(argv: list[str] | None) -> int:
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)  # argument types may raise CnnlabError too
+        args = _parse(parser, argv)  # argument types may raise CnnlabError too
         handler = getattr(args, "handler", None)
         if handler is None:
             parser.print_help()
@@ -156,6 +157,20 @@ def _run_command(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+KEY_VALUE = re.compile(r"^[A-Za-z_][\w-]*=")  # `epochs=3`, as the training commands take them
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The command line, with `key=value` settings anywhere on it (`train --out X epochs=1`):
+    argparse takes positionals only before or after all options, users type them anywhere."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all(KEY_VALUE.match(item) for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _reader_gone() -> int:
