@@ -402,18 +402,8 @@ class _Parser:
                 if named:
                     raise self.fail("a value without a name after named ones: name it", start)
                 positional.append(self.value())
-            self.skip_space()
-            if self.peek() == ",":
-                self.pos += 1
-                continue
-            if self.peek() == ")":
-                self.pos += 1
+            if self.closed("the parameter list", layer, opened_at):
                 return positional, named
-            found = f"'{self.peek()}'" if self.peek() else "the end of the spec"
-            raise self.fail(
-                f"expected ',' or ')' in the parameter list, found {found} "
-                f"(is a ')' missing to close '{layer}(' from column {opened_at + 1}?)"
-            )
 
     def parse(self) -> ModelSpec:
         layers: list[LayerSpec] = []
@@ -484,18 +474,24 @@ class _Parser:
                 positional.append(layers)
             else:
                 named[key] = layers
-            self.skip_space()
-            if self.peek() == ",":
-                self.pos += 1
-                continue
-            if self.peek() == ")":
-                self.pos += 1
+            if self.closed(f"{block}(...)", block, opened_at):
                 return positional, named
-            found = f"'{self.peek()}'" if self.peek() else "the end of the spec"
-            raise self.fail(
-                f"expected ',' or ')' in {block}(...), found {found} "
-                f"(is a ')' missing to close '{block}(' from column {opened_at + 1}?)"
-            )
+
+    def closed(self, where: str, name: str, opened_at: int) -> bool:
+        """After an item of a list: ',' (more follow: False) or ')' (its end: True); anything
+        else is an error that names the '(' left open."""
+        self.skip_space()
+        if self.peek() == ",":
+            self.pos += 1
+            return False
+        if self.peek() == ")":
+            self.pos += 1
+            return True
+        found = f"'{self.peek()}'" if self.peek() else "the end of the spec"
+        raise self.fail(
+            f"expected ',' or ')' in {where}, found {found} "
+            f"(is a ')' missing to close '{name}(' from column {opened_at + 1}?)"
+        )
 
     def key(self) -> str | None:
         """The name before '=' (moving past both), or None (staying put) when no name= comes."""
