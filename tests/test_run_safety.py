@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import require_system_part
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -43,6 +44,7 @@ from cnnlab.run.folder import Run
 from cnnlab.server.app import create_app
 from cnnlab.spec.analysis import analyze
 from cnnlab.spec.language import parse_spec
+from cnnlab.training.guard import TrainingDiverged
 
 TINY = "conv(4,3) relu maxpool(2) flatten fc(10)"  # 10 outputs, the shapes data set's 10 classes
 TINY_ARGS = ["--model", TINY, "--train-size", "256", "--test-size", "64", "--batch-size", "64"]
@@ -476,8 +478,14 @@ def test_a_lock_of_a_dead_process_is_taken_over(tmp_path, cli):
 
 def test_the_lock_is_released_when_training_fails(tmp_path, cli):
     run = tmp_path / "run"
-    # an lr no restart can tame: the weights become NaN and training stops with an error
-    result = cli("train", *TINY_ARGS, "--lr", "1e30", "--out", str(run), "--quiet")
-    assert result.code == 2 and "became nan" in result.err
+
+    def poison(model, step):  # weights gone NaN: training stops with an error after step 3
+        if step == 3:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+    settings = dict(model=TINY, data="shapes", train_size=256, test_size=64, batch_size=64)
+    with pytest.raises(TrainingDiverged, match="(?i)nan"):
+        cnnlab.train(**settings, out=str(run), quiet=True, on_step_end=poison)
     assert (run / "config.toml").exists()  # the lock was taken: the folder was claimed
     assert not (run / LOCK_FILE).exists()
