@@ -239,6 +239,9 @@ function stepHeading(answer, step) {
   }
 }
 
+// Steps that read one value (relu, batchnorm, ...): no "window" for a single number.
+const ONE_VALUE = new Set(["activation", "batchnorm", "pass", "residual"]);
+
 // The step's matrices side by side: the window (cells link one layer down), kernel, products.
 function stepTables(step) {
   if (!step.window || step.kind === "input") return [];
@@ -246,7 +249,8 @@ function stepTables(step) {
   const tables = [];
   if (step.kind === "dot") tables.push(matrixTable(tr("index"), step.params.indices.map((i) => [i])));
   const big = step.window.length * step.window[0].length > 100; // a large global pool: no table
-  if (!big) tables.push(matrixTable(step.kind === "dot" ? tr("input") : tr("window"), step.window, step, chosen));
+  const caption = step.kind === "dot" ? "input" : ONE_VALUE.has(step.kind) ? "the value one layer down" : "window";
+  if (!big) tables.push(matrixTable(tr(caption), step.window, step, chosen));
   if (step.weights) tables.push(matrixTable(tr(step.kind === "dot" ? "weight" : "kernel"), step.weights));
   if (step.products) tables.push(matrixTable(tr(step.kind === "softmax" ? "exp(z - max)" : "products"), step.products));
   return tables;

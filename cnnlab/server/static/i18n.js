@@ -81,6 +81,7 @@ const KO = {
   "agrees with torch": "torch와 일치",
   "DIFFERS from torch": "torch와 다릅니다",
   "window": "윈도우",
+  "the value one layer down": "한 층 아래의 값",
   "kernel": "커널",
   "products": "곱",
   "index": "번호",
