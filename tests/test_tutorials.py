@@ -1,5 +1,9 @@
 """The tutorials run: every `cnnlab` line of their ```sh blocks, in order, in an empty folder.
 
+A ```python block runs too, at its place among the commands (section 16's few lines that
+save a test image to a file). The Korean tutorial may add `--lang ko` to a command: it then
+pastes the Korean output, the English tutorial the same command's English output.
+
 The ```text block right after an ```sh block is the pasted output of that block's
 last command; each of its lines must appear, in order, in what the command
 really prints (`…` stands for text left out; a line of `…` alone skips lines).
@@ -26,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "docs" / "tutorial.md", ROOT / "docs" / "tutorial.ko.md"]
 FENCE = re.compile(r"^```(\w*)\s*$")
 RUN_COMMANDS = {"train", "eval", "plot", "filters", "featuremaps", "runs"}
+KOREAN = " --lang ko"  # the one difference the Korean tutorial's commands may have
 # Runs of one table-drawing character (rule lengths follow the column widths).
 RULE = re.compile(r"([─━│┃┏┓┗┛┣┫┳┻╋┡┩╇├┤┼└┘┌┐┬┴])\1+")
 SHAPE = re.compile(r"\d+(?: ?x ?\d+)+")
@@ -40,10 +45,20 @@ class Step:
     command: str
     line: int  # 1-based line in the document
     expected: list[str] = field(default_factory=list)
+    python: bool = False  # a ```python block: `command` is its code
 
     @property
     def argv(self) -> list[str]:
         return shlex.split(self.command, comments=True)[1:]
+
+    @property
+    def in_english(self) -> str:
+        """The command as the English tutorial writes it."""
+        return self.command.replace(KOREAN, "")
+
+    @property
+    def korean(self) -> bool:
+        return not self.python and KOREAN in self.command
 
     @property
     def depends_on_training(self) -> bool:
@@ -83,6 +98,8 @@ def tutorial_steps(path: Path) -> list[Step]:
             between = lines[previous[1] : start - 1]
             if not any(s.strip() for s in between):  # nothing but blank lines: it is the output
                 steps[-1].expected = body
+        elif info == "python":
+            steps.append(Step("\n".join(body), start, python=True))
         previous = (info, end)
     return steps
 
@@ -136,7 +153,7 @@ def test_every_command_parses(doc):
     steps = tutorial_steps(doc)
     assert len(steps) >= 15
     parser = build_parser()
-    for step in steps:
+    for step in (s for s in steps if not s.python):
         try:
             parser.parse_args(step.argv)
         except SystemExit:
@@ -145,8 +162,13 @@ def test_every_command_parses(doc):
 
 def test_both_languages_run_the_same_commands_and_show_the_same_output():
     english, korean = (tutorial_steps(doc) for doc in DOCS)
-    assert [s.command for s in english] == [s.command for s in korean]
-    assert [s.expected for s in english] == [s.expected for s in korean]
+    assert [s.command for s in english] == [s.in_english for s in korean]
+    assert not any(s.korean for s in english)
+    for mine, theirs in zip(english, korean, strict=True):
+        if theirs.korean:  # Korean output pasted: as many lines, the same numbers where shown
+            assert len(mine.expected) == len(theirs.expected), f"line {theirs.line}"
+        else:
+            assert mine.expected == theirs.expected, f"line {theirs.line}"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -164,6 +186,27 @@ def test_the_key_numbers_are_in_the_pasted_output(doc):
         "64x7x7",
     ):
         assert key in pasted, f"{doc.name} no longer shows {key!r}"
+
+
+@pytest.mark.parametrize(
+    ("doc", "words"),
+    [
+        (DOCS[0], ("max pooling", "activation relu", "plus the bias", "agrees with torch")),
+        (DOCS[1], ("최대 풀링", "활성화 함수 relu", "편향 더하기", "torch와 일치")),
+    ],
+    ids=lambda v: v.name if isinstance(v, Path) else "",
+)
+def test_the_cell_walk_pastes_each_layer_and_torchs_verdict(doc, words):
+    """Section 16 follows one number down: pool, relu, conv (windows, kernel, bias), pixel,
+    each checked against torch, in the tutorial's language."""
+    steps = [s for s in tutorial_steps(doc) if not s.python and s.argv[:2] == ["explain", "cell"]]
+    layers = [s.argv[s.argv.index("--layer") + 1] for s in steps]
+    assert layers[:3] == ["maxpool2", "relu2", "conv2"], layers
+    assert "input" in layers
+    pasted = "\n".join(line for step in steps for line in step.expected)
+    for word in words:
+        assert word in pasted, f"{doc.name}: section 16 no longer shows {word!r}"
+    assert pasted.count(words[-1]) >= len(steps)  # every step's total checked against torch
 
 
 def test_output_check_catches_a_wrong_number():
@@ -186,12 +229,17 @@ def test_tutorial_runs_and_prints_what_it_shows(doc, tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)
     steps = tutorial_steps(doc)
     for step in steps:  # later steps use the runs of earlier ones: all or nothing
-        require_data_sets(missing_data_sets(step.argv), f"{doc.name} line {step.line}")
+        if not step.python:
+            require_data_sets(missing_data_sets(step.argv), f"{doc.name} line {step.line}")
     for step in steps:
+        if step.python:
+            exec(compile(step.command, f"{doc.name} line {step.line}", "exec"), {})
+            continue
         code = main(step.argv)
         captured = capsys.readouterr()
         assert code == 0, f"{doc.name} line {step.line}: `{step.command}` failed:\n{captured.err}"
         check_output(step, captured.out)
     # what the commands say they wrote is there
-    for made in ("runs/tut/model.json", "runs/tut/curves.png", "runs/tut/eval/confusion.png"):
+    made_files = ("runs/tut/model.json", "runs/tut/curves.png", "runs/tut/eval/confusion.png")
+    for made in (*made_files, "runs/seed000/model.json", "circle.png"):
         assert (tmp_path / made).is_file(), made

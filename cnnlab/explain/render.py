@@ -492,7 +492,7 @@ def _reads_line(ex: CellExplanation) -> Text:
     """'it reads relu1 (layer 4, 32x14x14)', naming the cell when the layer reads only one."""
     below = "x".join(str(n) for n in ex.below["shape"])
     sources = ex.steps[0].sources
-    name = ex.below["name"]
+    name = _layer_word(ex.below["name"])
     if len(ex.steps) == 1 and sources and len(sources) == 1 and len(sources[0]) == 1:
         source = sources[0][0]  # a value-by-value layer (batchnorm, relu, ...) reads one cell
         vector = len(ex.below["shape"]) == 1
@@ -503,6 +503,11 @@ def _reads_line(ex: CellExplanation) -> Text:
             name=name, index=ex.below["index"], shape=below
         )
     )
+
+
+def _layer_word(name: str) -> str:
+    """A layer's name in a sentence: 'input' (layer 0) in the reader's language, others as named."""
+    return _("input") if name == "input" else name
 
 
 def _taps_text(cells: list[int]) -> str:
@@ -517,7 +522,7 @@ def _window_heading(ex: CellExplanation, step: CellStep) -> str:
     rows, cols = step.params.get("rows"), step.params.get("cols")
     where = _("rows {rows}, columns {cols}").format(rows=_taps_text(rows), cols=_taps_text(cols))
     channel = ex.cell.channel if step.channel is None else step.channel
-    name = ex.below["name"] if ex.below else "input"
+    name = _layer_word(ex.below["name"] if ex.below else "input")
     return _("channel {n} of {below}: {where}").format(n=channel, below=name, where=where)
 
 
@@ -541,16 +546,22 @@ def _window_parts(ex: CellExplanation, step: CellStep) -> Parts:
     return _window_heading(ex, step), captions, blocks
 
 
+# Whole names, not "{mode} pooling": a translation names the kind in its own words (최대 풀링).
+POOL_NAMES = {"max": N_("max pooling"), "min": N_("min pooling"), "avg": N_("average pooling")}
+GLOBAL_POOL_HEADINGS = {
+    "avg": N_("global average pooling: the whole map of channel {n}"),
+    "max": N_("global max pooling: the whole map of channel {n}"),
+}
+
+
 def _pool_parts(ex: CellExplanation, step: CellStep) -> Parts:
     mode = step.params["mode"]
     marked = {tuple(step.chosen)} if step.chosen else set()
     if step.kind == "global_pool":
-        heading = _("global {mode} pooling: the whole map of channel {n}").format(
-            mode=mode, n=ex.cell.channel
-        )
+        heading = _(GLOBAL_POOL_HEADINGS[mode]).format(n=ex.cell.channel)
         small = len(step.window) * len(step.window[0]) <= 64
         return heading, [_("map")], [matrix_text(step.window, marked)] if small else []
-    heading = _window_heading(ex, step) + "; " + _("{mode} pooling").format(mode=mode)
+    heading = _window_heading(ex, step) + "; " + _(POOL_NAMES[mode])
     caption = _("window ('.': padding, never chosen)") if mode != "avg" else _("window")
     return heading, [caption], [matrix_text(step.window, marked, dimmed=step.padding)]
 

@@ -169,7 +169,7 @@ function renderCell(answer) {
   const parts = [el("p", { className: "cell-spec", textContent: `${answer.layer.index}. ${answer.spec}  (${shape(answer.shape)})` })];
   if (answer.below) {
     const reads = trf("it reads {name} (layer {index}, {shape}), one layer down", {
-      name: answer.below.name, index: answer.below.index, shape: shape(answer.below.shape),
+      name: layerWord(answer.below.name), index: answer.below.index, shape: shape(answer.below.shape),
     });
     parts.push(el("p", { className: "muted", textContent: reads }));
     parts.push(el("p", { className: "muted hint", textContent: tr("Click a cell of the window to go one layer down.") }));
@@ -194,6 +194,16 @@ function renderStep(answer, step) {
   return box;
 }
 
+// Whole names, as render.py's: a translation names the kind in its own words (최대 풀링).
+const POOL_NAMES = { max: "max pooling", min: "min pooling", avg: "average pooling" };
+const GLOBAL_POOL_HEADINGS = {
+  avg: "global average pooling: the whole map of channel {n}",
+  max: "global max pooling: the whole map of channel {n}",
+};
+
+// A layer's name in a sentence: the model's input (layer 0) in the page's language.
+const layerWord = (name) => (name === "input" ? tr("input") : name);
+
 function taps(cells) {
   const first = cells[0], last = cells[cells.length - 1];
   return cells.length > 1 && last - first === cells.length - 1 ? `${first}..${last}` : cells.join(",");
@@ -201,7 +211,7 @@ function taps(cells) {
 
 function stepHeading(answer, step) {
   const p = step.params || {};
-  const below = answer.below ? answer.below.name : "input";
+  const below = layerWord(answer.below ? answer.below.name : "input");
   const where = () =>
     trf("channel {n} of {below}: {where}", {
       n: step.channel ?? answer.cell.channel, below,
@@ -209,8 +219,8 @@ function stepHeading(answer, step) {
     });
   switch (step.kind) {
     case "window": return where();
-    case "pool": return `${where()}; ${trf("{mode} pooling", { mode: p.mode })}`;
-    case "global_pool": return trf("global {mode} pooling: the whole map of channel {n}", { mode: p.mode, n: answer.cell.channel });
+    case "pool": return `${where()}; ${tr(POOL_NAMES[p.mode])}`;
+    case "global_pool": return trf(GLOBAL_POOL_HEADINGS[p.mode], { n: answer.cell.channel });
     case "dot": return trf("the {shown} largest of {count} products input x weight", { shown: step.window.length, count: p.count });
     case "rest": return trf("the other {count} products, added up", { count: p.count });
     case "sum": return tr(answer.layer.kind === "conv" ? "sum over channels" : "sum of the products");
@@ -229,6 +239,9 @@ function stepHeading(answer, step) {
   }
 }
 
+// Steps that read one value (relu, batchnorm, ...): no "window" for a single number.
+const ONE_VALUE = new Set(["activation", "batchnorm", "pass", "residual"]);
+
 // The step's matrices side by side: the window (cells link one layer down), kernel, products.
 function stepTables(step) {
   if (!step.window || step.kind === "input") return [];
@@ -236,7 +249,8 @@ function stepTables(step) {
   const tables = [];
   if (step.kind === "dot") tables.push(matrixTable(tr("index"), step.params.indices.map((i) => [i])));
   const big = step.window.length * step.window[0].length > 100; // a large global pool: no table
-  if (!big) tables.push(matrixTable(step.kind === "dot" ? tr("input") : tr("window"), step.window, step, chosen));
+  const caption = step.kind === "dot" ? "input" : ONE_VALUE.has(step.kind) ? "the value one layer down" : "window";
+  if (!big) tables.push(matrixTable(tr(caption), step.window, step, chosen));
   if (step.weights) tables.push(matrixTable(tr(step.kind === "dot" ? "weight" : "kernel"), step.weights));
   if (step.products) tables.push(matrixTable(tr(step.kind === "softmax" ? "exp(z - max)" : "products"), step.products));
   return tables;
