@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as ProgressBar
 
+from cnnlab.i18n import _
 from cnnlab.text import printable
 
 
@@ -54,7 +55,7 @@ class TrainingReporter:
         if not self.live:
             return
         self._bar = ProgressBar(
-            TextColumn(f"epoch {epoch}/{epochs}"),
+            TextColumn(_("epoch {epoch}/{epochs}").format(epoch=epoch, epochs=epochs)),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),
@@ -68,7 +69,9 @@ class TrainingReporter:
     def step(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None:
         """Update the bar after `done` steps of the epoch."""
         if self._bar is not None:
-            status = f"loss {loss:.4f}  acc {accuracy:.2%}  {images_per_s:,.0f} img/s"
+            status = _("loss {loss}  acc {accuracy}  {rate} img/s").format(
+                loss=f"{loss:.4f}", accuracy=f"{accuracy:.2%}", rate=f"{images_per_s:,.0f}"
+            )
             self._bar.update(self._task, completed=done, status=status)
 
     def stop_bar(self) -> None:
