@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.progress import Progress as ProgressBar
 
 from cnnlab.i18n import _
-from cnnlab.text import printable
+from cnnlab.text import korean_particles, printable
 
 
 class TrainingReporter:
@@ -37,7 +37,9 @@ class TrainingReporter:
 
     def say(self, line: str, always: bool = False) -> None:
         """A line for the user (unless quiet, or `always`) and for the log."""
-        line = printable(line)  # folders and data paths are the user's: no escape sequences
+        line = korean_particles(
+            printable(line)
+        )  # folders and data paths are the user's: no escape sequences
         if always or not self.quiet:
             if self._bar is not None:
                 self._bar.console.print(line, highlight=False, markup=False)

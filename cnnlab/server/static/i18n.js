@@ -53,7 +53,7 @@ const KO = {
   "How this number came about": "이 숫자가 나온 과정",
   "back": "뒤로",
   "Click a cell of the window to go one layer down.": "윈도우의 칸을 누르면 한 층 아래로 내려갑니다.",
-  "it reads {name} (layer {index}, {shape}), one layer down": "한 층 아래 {name} (층 {index}, {shape})을(를) 읽습니다",
+  "it reads {name} (layer {index}, {shape}), one layer down": "한 층 아래 {name} (층 {index}, {shape})의 값을 읽습니다",
   "channel {n} of {below}: {where}": "{below}의 채널 {n}: {where}",
   "rows {rows}, columns {cols}": "행 {rows}, 열 {cols}",
   "{mode} pooling": "{mode} 풀링",
