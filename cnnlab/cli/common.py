@@ -19,7 +19,7 @@ from rich.text import Text
 
 from cnnlab.errors import ConfigError, OutputError
 from cnnlab.fileio import json_text
-from cnnlab.text import clipped, printable
+from cnnlab.text import clipped, korean_particles, printable
 
 if TYPE_CHECKING:
     from cnnlab.evaluate.samples import Sample
@@ -106,7 +106,9 @@ def warn_if_weights_not_finite(run: Run) -> None:
 
 def say(text: str) -> None:
     """One plain line: control characters escaped, no markup, no highlighting, never wrapped."""
-    console().print(printable(text), highlight=False, markup=False, soft_wrap=True)
+    console().print(
+        korean_particles(printable(text)), highlight=False, markup=False, soft_wrap=True
+    )
 
 
 def print_written(paths: list[Path], what: str = "") -> None:

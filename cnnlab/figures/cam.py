@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.evaluate.cam import CamResult
 from cnnlab.figures.canvas import new_figure
+from cnnlab.i18n import _
 
 HEAT_CMAP = "jet"  # 0 (no evidence) blue .. the map's largest value red
 SIGNED_CMAP = "RdBu_r"  # occlusion: red = covering it lowered the class's probability
@@ -57,8 +58,10 @@ def cam_title(result: CamResult) -> str:
         return "\n".join([first, *textwrap.wrap(result.layer.describe(), TITLE_WIDTH)])
     if result.window is not None:
         (ph, pw), (sh, sw) = result.window
-        return f"{first}\n{ph}x{pw} px patches, stride {sh}x{sw}"
-    return f"{first}\n|gradient| of the logit per pixel"
+        return f"{first}\n" + _("{patch} px patches, stride {stride}").format(
+            patch=f"{ph}x{pw}", stride=f"{sh}x{sw}"
+        )
+    return f"{first}\n" + _("|gradient| of the logit per pixel")
 
 
 def cam_figure(image: np.ndarray, result: CamResult, title: str = "") -> Figure:
@@ -70,21 +73,23 @@ def cam_figure(image: np.ndarray, result: CamResult, title: str = "") -> Figure:
     axes = figure.subplots(1, panels)
     pixels, cmap = _gray(image)
     axes[0].imshow(pixels, cmap=cmap, vmin=0, vmax=255)
-    axes[0].set_title("input (before normalize)", fontsize=8)
+    axes[0].set_title(_("input (before normalize)"), fontsize=8)
     axes[0].set_xticks([])
     axes[0].set_yticks([])
     signed = result.method == "occlusion"
     heat = _heat_panel(axes[1], image, result.heatmap, signed, cam_title(result))
     figure.colorbar(heat, ax=axes[1], fraction=0.046, pad=0.04)
     if result.randomized is not None:
-        correlation = "undefined" if result.sanity is None else f"{result.sanity:.2f}"
+        correlation = _("undefined") if result.sanity is None else f"{result.sanity:.2f}"
         _heat_panel(
             axes[2],
             image,
             result.randomized,
             signed,
-            f"sanity: the same {result.method}, randomised weights (own scale)\n"
-            f"rank correlation with the map: {correlation}",
+            _(
+                "sanity: the same {method}, randomised weights (own scale)\n"
+                "rank correlation with the map: {correlation}"
+            ).format(method=result.method, correlation=correlation),
         )
     if title:
         figure.suptitle(title, fontsize=9)

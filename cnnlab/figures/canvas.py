@@ -6,22 +6,60 @@ no figure to forget to close. SVG keeps its text as text (svg.fonttype 'none'),
 so labels stay searchable and tests can read them back. A file that cannot be
 written (a read-only folder, a full disk) is an `OutputError` naming the path; files are
 written atomically, so the old file survives any failure.
+
+Korean figures (cnnlab.i18n's language 'ko') draw their text in NanumGothic, the font bundled
+by the PyPI package koreanize-matplotlib (a dependency): its .ttf is registered with
+matplotlib's font manager by path, without importing the package (whose import rewrites the
+global rcParams). The font is set on the figure's own texts when it is saved, never globally.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
+from functools import cache
 from pathlib import Path
 
 import matplotlib
+from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from cnnlab.errors import ConfigError, OutputError
 from cnnlab.fileio import atomic_write_bytes
+from cnnlab.i18n import current_language
 
 FORMATS = ("png", "svg")
 DPI = 120  # PNG pixels per inch
+HANGUL_FONT_PACKAGE = "koreanize_matplotlib"  # PyPI koreanize-matplotlib: fonts/NanumGothic.ttf
+HANGUL_FONT_FILE = "NanumGothic.ttf"
+
+
+@cache
+def hangul_font() -> str | None:
+    """The family name of the bundled Hangul font, registered once; None if it is not installed."""
+    spec = importlib.util.find_spec(HANGUL_FONT_PACKAGE)  # finds the package, runs none of it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "fonts" / HANGUL_FONT_FILE
+        if path.is_file():
+            font_manager.fontManager.addfont(str(path))
+            return font_manager.FontProperties(fname=str(path)).get_name()
+    return None
+
+
+def use_language_fonts(figure: Figure, language: str | None = None) -> Figure:
+    """Korean: every text of `figure` in the Hangul font (its own font kept as the fallback)."""
+    family = hangul_font() if (language or current_language()) == "ko" else None
+    if family is None:
+        return figure
+    for text in figure.findobj(Text):
+        own = list(text.get_fontfamily())
+        # sans-serif text is drawn in the Hangul font, Latin included; monospace keeps its
+        # own font first (aligned columns) and falls back to the Hangul font for Hangul
+        fonts = [*own, family] if "monospace" in own else [family, *own]
+        text.set_fontfamily(fonts)
+    return figure
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -73,6 +111,7 @@ def save_figure(figure: Figure, path: str | Path, fmt: str | None = None) -> Pat
     """
     path = Path(path)
     fmt = figure_format(path, fmt)
+    use_language_fonts(figure)
     buffer = io.BytesIO()
     # Text as <text> elements; a fixed hash salt and no date keep the SVG reproducible.
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "cnnlab"}):

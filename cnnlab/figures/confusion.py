@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from cnnlab.figures.canvas import new_figure
+from cnnlab.i18n import _
 from cnnlab.text import printable
 
 WRONG_COLOUR = "#b2182b"  # titles of misclassified images
@@ -54,10 +55,10 @@ def confusion_figure(confusion: Any, classes: Sequence[str], title: str = "") ->
     _write_counts(ax, counts, share)
     ax.set_xticks(range(k), list(classes), rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), list(classes), fontsize=8)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    ax.set_xlabel(_("predicted class"))
+    ax.set_ylabel(_("true class"))
     colorbar = figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    colorbar.set_label("share of the true class (row)")
+    colorbar.set_label(_("share of the true class (row)"))
     if title:
         ax.set_title(title, fontsize=10)
     return figure
@@ -99,8 +100,13 @@ def gallery_figure(
         # A file name gets a line of its own: beside the class it would overrun the next tile.
         joint = "\n" if "file" in item else " "
         ax.set_title(
-            f"{_image_name(item)}{joint}true {item['true']}\n"
-            f"pred {item['predicted']} {item['probability']:.0%}",
+            _image_name(item)
+            + joint
+            + _("true {true}\npred {predicted} {probability}").format(
+                true=item["true"],
+                predicted=item["predicted"],
+                probability=f"{item['probability']:.0%}",
+            ),
             fontsize=7,
             color=WRONG_COLOUR if wrong else "black",
         )

@@ -10,12 +10,22 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from cnnlab.figures.canvas import new_figure
+from cnnlab.i18n import N_, _
 
 # (panel title, y label, [(metrics.csv column, line label)])
+# (marked with N_, translated where drawn)
 CURVE_PANELS = (
-    ("loss", "cross-entropy", (("train_loss", "train"), ("val_loss", "validation"))),
-    ("accuracy", "accuracy", (("train_accuracy", "train"), ("val_accuracy", "validation"))),
-    ("learning rate", "lr at the epoch's end", (("lr", "lr"),)),
+    (
+        N_("loss"),
+        N_("cross-entropy"),
+        (("train_loss", N_("train")), ("val_loss", N_("validation"))),
+    ),
+    (
+        N_("accuracy"),
+        N_("accuracy"),
+        (("train_accuracy", N_("train")), ("val_accuracy", N_("validation"))),
+    ),
+    (N_("learning rate"), N_("lr at the epoch's end"), (("lr", "lr"),)),
 )
 
 
@@ -35,17 +45,17 @@ def _draw_panel(
     for column, label in series:
         values = [float(row.get(column, math.nan)) for row in rows]
         if _has_values(values):
-            ax.plot(epochs, values, marker="o", markersize=4, label=label)
-    heading = name
+            ax.plot(epochs, values, marker="o", markersize=4, label=_(label))
+    heading = _(name)
     if name == "accuracy":
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         if test_accuracy is not None and not math.isnan(test_accuracy):
-            heading += f" (test {test_accuracy:.2%})"
+            heading += _(" (test {accuracy})").format(accuracy=f"{test_accuracy:.2%}")
     if name == "learning rate":
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     ax.set_title(heading, fontsize=10)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
+    ax.set_xlabel(_("epoch"))
+    ax.set_ylabel(_(ylabel))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if name != "learning rate" and ax.lines:

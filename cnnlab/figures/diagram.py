@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon, Rectangle
 
 from cnnlab.figures.canvas import new_figure
+from cnnlab.i18n import _
 from cnnlab.spec.analysis import LayerReport, ModelReport, Shape, analyze, branch_reports
 from cnnlab.spec.kinds import LAYER_KINDS
 from cnnlab.spec.language import ModelSpec
@@ -188,7 +189,7 @@ def _draw_blocks(
 
 def _draw_arrows(ax: Axes, edges: list[tuple[float, float]]) -> None:
     """An arrow from each box's right edge to the next box's left edge, along y = 0."""
-    for (_, right), (next_left, _) in zip(edges, edges[1:], strict=False):
+    for (_left, right), (next_left, _right) in zip(edges, edges[1:], strict=False):
         ax.annotate(
             "",
             xy=(next_left - 0.05, 0),
@@ -232,14 +233,17 @@ def _write_headings(figure: Figure, report: ModelReport, heading: str, total_w: 
     width_chars = max(int(total_w * INCH_PER_UNIT * 14), 40)  # about 14 characters per inch at 8 pt
     figure.suptitle(
         "\n".join(textwrap.wrap(heading, width_chars))
-        + f"\n{report.total_params:,} parameters, {report.total_flops:,} FLOPs per image",
+        + "\n"
+        + _("{params} parameters, {flops} FLOPs per image").format(
+            params=f"{report.total_params:,}", flops=f"{report.total_flops:,}"
+        ),
         fontsize=8,
         family="monospace",
     )
     figure.text(
         0.5,
         0.01,
-        "boxes: height ~ H, thickness ~ channels, slant ~ W; bars: length ~ number of values",
+        _("boxes: height ~ H, thickness ~ channels, slant ~ W; bars: length ~ number of values"),
         ha="center",
         fontsize=7,
         color="#555555",

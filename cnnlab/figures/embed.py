@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D
 from cnnlab.evaluate.embed import Embedding
 from cnnlab.figures.canvas import new_figure
 from cnnlab.figures.patches import short_data_name
+from cnnlab.i18n import _
 from cnnlab.text import printable
 
 
@@ -62,11 +63,13 @@ def embed_figure(embedding: Embedding, title: str = "") -> Figure:
         )
         count = int((labels == k).sum())
         handles.append(_legend_entry(colours[k], f"{printable(name)} ({count})"))
-    mark = f"misclassified ({int(wrong.sum())}): black edge, colour = true class"
+    mark = _("misclassified ({count}): black edge, colour = true class").format(
+        count=int(wrong.sum())
+    )
     handles.append(_legend_entry("white", mark, edge="black"))
     ax.legend(
         handles=handles,
-        title="true class (images)",
+        title=_("true class (images)"),
         fontsize=8,
         title_fontsize=8,
         loc="upper left",

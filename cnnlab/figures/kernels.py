@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.explain.kernels import KERNELS, Kernel, apply_kernel, get_kernel
 from cnnlab.figures.canvas import new_figure
+from cnnlab.i18n import _
 
 
 def display_values(output: torch.Tensor, kernel: Kernel) -> torch.Tensor:
@@ -38,8 +39,10 @@ def kernels_figure(
     figure = new_figure(2.6 * cols, 3.5 * rows + 0.4)
     h, w = image.shape
     figure.suptitle(
-        f"{title}: {h}x{w} grayscale, each kernel applied with conv2d "
-        "(same padding, replicate border)",
+        _(
+            "{title}: {size} grayscale, each kernel applied with conv2d "
+            "(same padding, replicate border)"
+        ).format(title=title, size=f"{h}x{w}"),
         fontsize=10,
     )
     for i, kernel in enumerate(chosen):
@@ -51,7 +54,7 @@ def kernels_figure(
             vmax=1.0,
             interpolation="nearest",
         )
-        shown = "|response|" if kernel.total == 0 else "clipped to [0, 1]"
+        shown = "|response|" if kernel.total == 0 else _("clipped to [0, 1]")
         ax.set_title(f"{kernel.name}\n({shown})", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.evaluate.grids import Grid
 from cnnlab.figures.canvas import new_figure
+from cnnlab.i18n import _
 
 FIGURE_WIDTH = 8.0  # inches, for stacked grid sections
 BARS_HEIGHT = 1.8  # inches, for a section of bars
@@ -60,7 +61,7 @@ def draw_bars(ax: Axes, values: Sequence[float], labels: Sequence[str] | None) -
     if labels:
         ax.set_xticks(range(len(values)), list(labels), rotation=30, ha="right", fontsize=8)
     else:
-        ax.set_xlabel("index", fontsize=8)
+        ax.set_xlabel(_("index"), fontsize=8)
     ax.tick_params(labelsize=8)
     ax.grid(axis="y", alpha=0.3)
 

@@ -14,6 +14,7 @@ from matplotlib.patches import Rectangle
 
 from cnnlab.evaluate.patches import Patch, TopPatches
 from cnnlab.figures.canvas import new_figure
+from cnnlab.i18n import _
 from cnnlab.text import printable
 
 TILE = 0.95  # inches per tile
@@ -25,7 +26,7 @@ def short_data_name(name: str) -> str:
     """'folder:/home/me/photos test' -> 'photos test': titles name a folder, not its whole path."""
     if not name.startswith("folder:"):
         return printable(name)
-    path, _, split = name.removeprefix("folder:").rpartition(" ")
+    path, _sep, split = name.removeprefix("folder:").rpartition(" ")
     return printable(f"{PurePath(path).name} {split}" if path else PurePath(split).name)
 
 
@@ -66,13 +67,13 @@ def patches_figure(result: TopPatches, title: str = "") -> Figure:
     cols = max(len(row) for row in result.patches)
     header = 0.25 + 0.2 * (title.count("\n") + 1) if title else 0.4  # inches above the grid
     figure = new_figure(0.7 + TILE * cols, TILE * 1.25 * rows + header)
-    _, h, w = result.image_shape
+    _channels, h, w = result.image_shape
     for r, (channel, row) in enumerate(zip(result.channels, result.patches, strict=True)):
         for c, patch in enumerate(row):
             ax = figure.add_subplot(rows, cols, r * cols + c + 1)
             _draw_patch(ax, patch, (h, w))
             if c == 0:
-                ax.set_ylabel(f"channel {channel}", fontsize=8)
+                ax.set_ylabel(_("channel {channel}").format(channel=channel), fontsize=8)
     if title:
         figure.suptitle(title, fontsize=9)
     figure.subplots_adjust(

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.data.dataset import Dataset
 from cnnlab.errors import DataError
+from cnnlab.figures.canvas import use_language_fonts
 from cnnlab.fileio import atomic_write_bytes
 
 
@@ -51,6 +52,7 @@ def save_sample_grid(
         raise DataError(
             f"{out}: folder {out.parent} does not exist; create it or choose another --out"
         )
+    use_language_fonts(fig)  # class names of a folder may be Korean too
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     try:  # atomically: a full disk leaves no empty or partial PNG (see canvas.save_figure)

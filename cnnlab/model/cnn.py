@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import SpecError
+from cnnlab.i18n import _
 from cnnlab.model.layers import build_layer, layer_from_module
 from cnnlab.model.presets import PRESETS, preset_spec, resolve_model
 from cnnlab.spec.analysis import ModelReport, analyze, describe_shape, layer_names
@@ -119,7 +120,9 @@ def adapt_to_data(
     if layers[last].params["out"] != num_classes:
         params = dict(layers[last].params, out=num_classes)
         notes.append(
-            f"{layers[last].text()} -> {LayerSpec('fc', params).text()} for the data's {num_classes} classes"
+            _("{before} -> {after} for the data's {count} classes").format(
+                before=layers[last].text(), after=LayerSpec("fc", params).text(), count=num_classes
+            )
         )
         layers[last] = LayerSpec("fc", params)
     return ModelSpec(tuple(layers), tuple(input_shape)), notes

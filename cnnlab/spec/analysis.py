@@ -320,7 +320,9 @@ def _pool(r: LayerReport, spec: ModelSpec) -> None:
 def _global_pool(r: LayerReport, spec: ModelSpec) -> None:
     c, h, w = _need_image(r)
     r.out_shape = (c,)
-    r.formulas = [f"one value per channel over {h}x{w}: {c}"]
+    r.formulas = [
+        _("one value per channel over {size}: {channels}").format(size=f"{h}x{w}", channels=c)
+    ]
     r.flops = c * h * w
     r.rf, r.jump, r.rf_formula = None, None, "the whole input"
 

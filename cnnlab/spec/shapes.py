@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from cnnlab.i18n import _
+
 
 class Worked(NamedTuple):
     """A number together with the formula that gave it, numbers filled in."""
@@ -87,13 +89,26 @@ def same_padding_worked(
     before, after = same_padding(length, kernel, stride, dilation)
     total = before + after
     if stride == 1:
-        text = f"'same' pads {dilation}*({kernel}-1) = {total}: {before} before, {after} after"
+        text = _("'same' pads {dilation}*({kernel}-1) = {total}: {before} before, {after} after")
+        text = text.format(
+            dilation=dilation, kernel=kernel, total=total, before=before, after=after
+        )
     else:
         out = ceil_div(length, stride)
-        text = (
-            f"'same' with stride {stride} (as Keras; torch refuses it): output ceil({length}/{stride}) = {out}, "
-            f"padding max(({out}-1)*{stride} + {dilation}*({kernel}-1) + 1 - {length}, 0) = {total}: "
-            f"{before} before, {after} after (applied explicitly)"
+        text = _(
+            "'same' with stride {stride} (as Keras; torch refuses it): output "
+            "ceil({length}/{stride}) = {out}, padding max(({out}-1)*{stride} + "
+            "{dilation}*({kernel}-1) + 1 - {length}, 0) = {total}: {before} before, {after} after "
+            "(applied explicitly)"
+        ).format(
+            stride=stride,
+            length=length,
+            out=out,
+            dilation=dilation,
+            kernel=kernel,
+            total=total,
+            before=before,
+            after=after,
         )
     return (before, after), text
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from cnnlab.i18n import _
+
 IMBALANCE_RATIO = 3.0  # largest / smallest class above this gets a warning
 MAX_SHOWN = 20  # classes named in the counts line
 
@@ -18,8 +20,10 @@ MAX_SHOWN = 20  # classes named in the counts line
 def counts_line(classes: Sequence[str], counts: Sequence[int]) -> str:
     """'classes: cat 120, dog 100, fox 60' (the first MAX_SHOWN, then how many more)."""
     shown = [f"{name} {count}" for name, count in zip(classes, counts, strict=True)]
-    more = f", ... and {len(shown) - MAX_SHOWN} more" if len(shown) > MAX_SHOWN else ""
-    return "classes: " + ", ".join(shown[:MAX_SHOWN]) + more
+    more = ""
+    if len(shown) > MAX_SHOWN:
+        more = _(", ... and {count} more").format(count=len(shown) - MAX_SHOWN)
+    return _("classes: {counts}").format(counts=", ".join(shown[:MAX_SHOWN]) + more)
 
 
 def imbalance_warning(classes: Sequence[str], counts: Sequence[int], balance: str) -> str | None:
@@ -29,21 +33,28 @@ def imbalance_warning(classes: Sequence[str], counts: Sequence[int], balance: st
     high, low = counts[largest], counts[smallest]
     if low * IMBALANCE_RATIO >= high:
         return None
+    names = {"large": classes[largest], "small": classes[smallest], "high": high, "low": low}
     what = (
-        f"classes are imbalanced: {classes[largest]} has {high / low:.1f}x as many training "
-        f"images as {classes[smallest]} ({high} vs {low})"
+        _(
+            "classes are imbalanced: {large} has {ratio}x as many training images as {small} "
+            "({high} vs {low})"
+        ).format(ratio=f"{high / low:.1f}", **names)
         if low
-        else f"classes are imbalanced: {classes[smallest]} has no training images left "
-        f"(after the validation split), {classes[largest]} has {high}"
+        else _(
+            "classes are imbalanced: {small} has no training images left (after the validation "
+            "split), {large} has {high}"
+        ).format(**names)
     )
     if balance != "none":
-        return f"note: {what}; --balance {balance} evens them out"
-    return (
-        f"warning: {what}, so a model can score well by favouring the large classes. "
-        "Try --balance weight (a class-weighted loss) or --balance sample (batches with every "
-        "class equally likely), or add images of the small classes; `cnnlab eval` shows the "
-        "balanced accuracy and the majority-class baseline"
-    )
+        return _("note: {what}; --balance {balance} evens them out").format(
+            what=what, balance=balance
+        )
+    return _(
+        "warning: {what}, so a model can score well by favouring the large classes. Try "
+        "--balance weight (a class-weighted loss) or --balance sample (batches with every class "
+        "equally likely), or add images of the small classes; `cnnlab eval` shows the balanced "
+        "accuracy and the majority-class baseline"
+    ).format(what=what)
 
 
 def loss_weights(counts: Sequence[int], balance: str) -> torch.Tensor | None:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.dataset import majority
 from cnnlab.errors import CnnlabError
+from cnnlab.i18n import _
 
 EXPLOSION_FACTOR = (
     10.0  # a first-epoch warm-up step's loss above this times the first step's: lr too high
@@ -47,11 +48,11 @@ class LrTooHigh(Exception):  # noqa: N818 - a signal to the loop, not an error a
 
 def advice(lr: float, optimizer: str) -> str:
     """What to try when a run diverges or does not learn."""
-    tries = [f"a lower --lr (e.g. {lr / 10:.2g})"]
+    tries = [_("a lower --lr (e.g. {lr})").format(lr=f"{lr / 10:.2g}")]
     if optimizer == "sgd":
         tries.append("--optimizer adamw")
-    tries.append("--lr auto (a range test picks it)")
-    return "try " + ", ".join(tries)
+    tries.append(_("--lr auto (a range test picks it)"))
+    return _("try {tries}").format(tries=", ".join(tries))
 
 
 @dataclass
@@ -89,10 +90,15 @@ class DivergenceGuard:
         """A warning line the first time the latest epoch diverges or sits at chance; else None."""
         row, epoch = history[-1], int(history[-1]["epoch"])
         if "rising" not in self.warnings and self._rising(history):
-            self.warnings["rising"] = (
-                f"the training loss rose to {row['train_loss']:.3g} in epoch {epoch}, more than "
-                f"{RISE_FACTOR:g}x where it started ({self._start(history):.3g}): the learning rate "
-                f"{self.lr:.3g} is too high"
+            self.warnings["rising"] = _(
+                "the training loss rose to {loss} in epoch {epoch}, more than {factor}x "
+                "where it started ({start}): the learning rate {lr} is too high"
+            ).format(
+                loss=f"{row['train_loss']:.3g}",
+                epoch=epoch,
+                factor=f"{RISE_FACTOR:g}",
+                start=f"{self._start(history):.3g}",
+                lr=f"{self.lr:.3g}",
             )
             return self._line("rising")
         # Twice the warm-up: a run may sit at chance a few epochs past it, then learn (measured
@@ -102,10 +108,10 @@ class DivergenceGuard:
         )
         said = "chance" in self.warnings or "rising" in self.warnings  # rising: the cause, said
         if not said and waited and self._at_chance(row):
-            self.warnings["chance"] = (
-                f"the training loss is still {row['train_loss']:.3g} in epoch {epoch}, long after "
-                f"the warm-up: chance level ({self._chance_text()}); the model is not learning"
-            )
+            self.warnings["chance"] = _(
+                "the training loss is still {loss} in epoch {epoch}, long after the warm-up: "
+                "chance level ({chance}); the model is not learning"
+            ).format(loss=f"{row['train_loss']:.3g}", epoch=epoch, chance=self._chance_text())
             return self._line("chance")
         return None
 
@@ -125,7 +131,9 @@ class DivergenceGuard:
         ln_k = f"ln {self.classes} = {math.log(self.classes):.3g}"
         if math.isclose(self._chance(), math.log(self.classes), rel_tol=1e-3):
             return ln_k
-        return f"{self._chance():.3g} for this class-weighted loss, not {ln_k}"
+        return _("{loss} for this class-weighted loss, not {ln_k}").format(
+            loss=f"{self._chance():.3g}", ln_k=ln_k
+        )
 
     def _at_chance(self, row: dict[str, float]) -> bool:
         return (
@@ -135,7 +143,9 @@ class DivergenceGuard:
         )
 
     def _line(self, kind: str) -> str:
-        return f"warning: {self.warnings[kind]}; {advice(self.lr, self.optimizer)}"
+        return _("warning: {warning}").format(
+            warning=f"{self.warnings[kind]}; {advice(self.lr, self.optimizer)}"
+        )
 
     def summary(self, history: list[dict[str, float]]) -> list[str]:
         """The end-of-run lines: each problem found that the last epoch still shows, with what to
@@ -164,10 +174,10 @@ def chance_loss(
 
 def lowered_lr_line(error: LrTooHigh, lr: float, lowered: float) -> str:
     """What the loop says when it starts again at a lower learning rate."""
-    return (
-        f"the loss exploded early in the warm-up ({error}): the learning rate {lr:.3g} is too "
-        f"high; starting again at {lowered:.3g} (recorded in config.toml, so a resumed run keeps it)"
-    )
+    return _(
+        "the loss exploded early in the warm-up ({error}): the learning rate {lr} is too "
+        "high; starting again at {lowered} (recorded in config.toml, so a resumed run keeps it)"
+    ).format(error=error, lr=f"{lr:.3g}", lowered=f"{lowered:.3g}")
 
 
 def accuracy_note(accuracy: float, labels: torch.Tensor, classes: list[str]) -> str:
@@ -176,7 +186,7 @@ def accuracy_note(accuracy: float, labels: torch.Tensor, classes: list[str]) -> 
     # compared in images: a float32 accuracy of 10/100 reads 0.1000000015
     if len(labels) == 0 or round(accuracy * len(labels)) > round(share * len(labels)):
         return ""
-    return (
-        f" -- no better than always answering '{name}' ({share:.2%} of the test images): "
+    return _(
+        " -- no better than always answering '{name}' ({share} of the test images): "
         "the model has not learned"
-    )
+    ).format(name=name, share=f"{share:.2%}")

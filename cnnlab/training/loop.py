@@ -31,11 +31,11 @@ from torch import nn
 from cnnlab.data.augment import alternating_flip, augment_batch
 from cnnlab.data.dataset import majority
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 from cnnlab.model.inference import logits_in_batches, loss_and_accuracy, normalize
 from cnnlab.run.files import RESUME_FILE, model_meta
 from cnnlab.run.folder import Run
 from cnnlab.run.writer import append_log, write_config, write_metrics, write_model, write_resume
-from cnnlab.text import counted
 from cnnlab.training import distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
 from cnnlab.training.budget import BudgetClock, Replanner, replanner, wall_line
@@ -51,7 +51,7 @@ from cnnlab.training.guard import (
     chance_loss,
     lowered_lr_line,
 )
-from cnnlab.training.plan import Measure, Plan, normalised, plan, recorded, revised
+from cnnlab.training.plan import Measure, Plan, epochs_text, normalised, plan, recorded, revised
 from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.schedule import lr_factor, prefetch_optimizer_import, set_lr, steps_in_epoch
 from cnnlab.training.setup import (
@@ -281,13 +281,17 @@ def _say_start(state: Training, resume: str | Path | None, model: str, notes: li
     """What will train: the folder, model, data, class counts and the plan's lines."""
     job, position = state.job, state.position
     if resume:
-        step = f", step {position.step}" if position.step else ""
-        job.report.say(f"resuming {job.folder} after epoch {position.epoch}{step}")
+        step = _(", step {step}").format(step=position.step) if position.step else ""
+        job.report.say(
+            _("resuming {folder} after epoch {epoch}{step}").format(
+                folder=job.folder, epoch=position.epoch, step=step
+            )
+        )
         return
-    job.report.say(f"run folder: {job.folder}")
-    job.report.say(f"model: {model}")
+    job.report.say(_("run folder: {folder}").format(folder=job.folder))
+    job.report.say(_("model: {model}").format(model=model))
     for note in notes:
-        job.report.say(f"  adapted: {note}")
+        job.report.say(_("  adapted: {note}").format(note=note))
     job.report.say(_data_line(job.data))
     _say_class_counts(job.report, job.data, job.config.balance)
     for line in job.plan.lines:
@@ -318,7 +322,7 @@ def _lowered(state: Training, error: LrTooHigh) -> Training:
     job.report.say(lowered_lr_line(error, lr, lowered.config.lr), always=True)
     job = _recorded(job, lowered)
     job.guard.restart(lowered.config.lr)
-    learner, _, _ = build_learner(lowered.config, job.data, job.device)
+    learner, _optimizer, _schedule = build_learner(lowered.config, job.data, job.device)
     return Training(job, learner, state.position, state.best)
 
 
@@ -335,15 +339,18 @@ def _say_class_counts(report: TrainingReporter, data: TrainingData, balance: str
     report.say(counts_line(data.classes, data.class_counts))
     warning = imbalance_warning(data.classes, data.class_counts, balance)
     if warning is not None:
-        report.say(warning, always=warning.startswith("warning"))
+        report.say(warning, always=balance == "none")  # a warning; a note with --balance
 
 
 def _data_line(data: TrainingData) -> str:
     """'data: shapes, 8000 training images, 2000 test, 8 classes' (and the validation count)."""
-    val = f", {len(data.val[0])} validation" if data.val else ""
-    return (
-        f"data: {data.name}, {len(data.train[0])} training images{val}, "
-        f"{len(data.test[0])} test, {len(data.classes)} classes"
+    val = _(", {count} validation").format(count=len(data.val[0])) if data.val else ""
+    return _("data: {name}, {train} training images{val}, {test} test, {classes} classes").format(
+        name=data.name,
+        train=len(data.train[0]),
+        val=val,
+        test=len(data.test[0]),
+        classes=len(data.classes),
     )
 
 
@@ -614,7 +621,9 @@ def _stop_reason(state: Training) -> str | None:
     patience = job.config.early_stop
     if patience and job.data.val is not None and position.epochs_without_improvement >= patience:
         job.report.say(
-            f"early stop: no better validation accuracy for {counted(patience, 'epoch')}"
+            _("early stop: no better validation accuracy for {epochs}").format(
+                epochs=epochs_text(patience)
+            )
         )
         return "early-stop"
     if job.config.stop_after and job.config.stop_after <= position.epoch < job.config.epochs:
@@ -670,10 +679,19 @@ def _epoch_row(job: Job, learner: Learner, epoch: int, sums: EpochSums) -> dict[
 
 def _epoch_line(row: dict[str, float], epochs: int) -> str:
     """The epoch's summary line for the terminal and train.log."""
-    line = f"epoch {int(row['epoch'])}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.2%}"
+    line = _("epoch {epoch}/{epochs}  loss {loss}  acc {accuracy}").format(
+        epoch=int(row["epoch"]),
+        epochs=epochs,
+        loss=f"{row['train_loss']:.4f}",
+        accuracy=f"{row['train_accuracy']:.2%}",
+    )
     if not math.isnan(row["val_accuracy"]):
-        line += f"  val loss {row['val_loss']:.4f}  val acc {row['val_accuracy']:.2%}"
-    return line + f"  lr {row['lr']:.3g}  {row['seconds']:.1f}s  {row['images_per_s']:,.0f} img/s"
+        line += _("  val loss {loss}  val acc {accuracy}").format(
+            loss=f"{row['val_loss']:.4f}", accuracy=f"{row['val_accuracy']:.2%}"
+        )
+    return line + _("  lr {lr}  {seconds}s  {rate} img/s").format(
+        lr=f"{row['lr']:.3g}", seconds=f"{row['seconds']:.1f}", rate=f"{row['images_per_s']:,.0f}"
+    )
 
 
 def _track_best(state: Training, row: dict[str, float]) -> Training:
@@ -767,14 +785,16 @@ def _finish(state: Training, ranks_identical: bool | None) -> None:
         extra = {"ranks_identical": ranks_identical, "processes": job.world.size}
         if not ranks_identical:
             job.report.say(
-                "warning: the processes ended with different weights; rank 0's are saved",
+                _("warning: the processes ended with different weights; rank 0's are saved"),
                 always=True,
             )
     if state.outcome in ("interrupted", "paused"):
         metrics = _model_metrics(job, position, **extra, stopped=state.outcome)
         _write_model(job, learner.model, metrics)
         job.report.say(
-            f"{state.outcome}: the run is saved; continue with: cnnlab train --resume {job.folder}",
+            _("{outcome}: the run is saved; continue with: cnnlab train --resume {folder}").format(
+                outcome=state.outcome, folder=job.folder
+            ),
             always=True,
         )
         return
@@ -800,8 +820,18 @@ def _test(job: Job, model: nn.Module, position: Position, extra: dict[str, Any])
     _write_model(job, model, metrics)
     note = accuracy_note(test_accuracy, job.data.test[1], job.data.classes)
     job.report.say(
-        f"test accuracy: {test_accuracy:.2%} ({round(test_accuracy * images)}/{images}){note} after "
-        f"{counted(position.epoch, 'epoch')}, {position.train_seconds:.1f}s of training; run folder: {job.folder}",
+        _(
+            "test accuracy: {accuracy} ({right}/{images}){note} after {epochs}, {seconds}s of "
+            "training; run folder: {folder}"
+        ).format(
+            accuracy=f"{test_accuracy:.2%}",
+            right=round(test_accuracy * images),
+            images=images,
+            note=note,
+            epochs=epochs_text(position.epoch),
+            seconds=f"{position.train_seconds:.1f}",
+            folder=job.folder,
+        ),
         always=True,
     )
     for line in job.guard.summary(position.history):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from cnnlab.data.source import parse_image_size
 from cnnlab.errors import ConfigError
-from cnnlab.text import counted
+from cnnlab.i18n import _
 from cnnlab.training.config import (
     DEFAULT_LRS,
     DEFAULT_WEIGHT_DECAYS,
@@ -201,7 +201,7 @@ def _with_size_used(config: TrainConfig, data: TrainingData) -> TrainConfig:
 
     if parse_image_size(config.image_size) is not None or not is_folder(config.data):
         return config
-    _, height, width = data.image_shape
+    _channels, height, width = data.image_shape
     size = str(height) if height == width else f"{height}x{width}"
     return dataclasses.replace(config, image_size=size)
 
@@ -215,7 +215,7 @@ def _fitted(config: TrainConfig, data: TrainingData) -> tuple[TrainConfig, Augme
 
     colour = data.image_shape[0] == 3
     mirrors = policy_of(config.augment).flip
-    fitted, _ = fit_to_data(config, len(data.train[0]), mirrors, data.flip_ok, colour)
+    fitted, _notes = fit_to_data(config, len(data.train[0]), mirrors, data.flip_ok, colour)
     return fitted, policy_of(fitted.augment)
 
 
@@ -385,14 +385,18 @@ def _unseen_mirror_note(chosen: TrainConfig, policy: AugmentPolicy) -> list[str]
 def _lr_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     """Where the learning rate came from."""
     if asked.lr == LR_AUTO:
-        return f"{chosen.optimizer}, from the range test"
+        return _("{optimizer}, from the range test").format(optimizer=chosen.optimizer)
     if asked.lr > 0:
-        return f"{chosen.optimizer}, given"
+        return _("{optimizer}, given").format(optimizer=chosen.optimizer)
     if chosen.batch_size == REFERENCE_BATCH:
-        return f"{chosen.optimizer} default"
-    return (
-        f"{chosen.optimizer}: its default {DEFAULT_LRS[chosen.optimizer]:g} at batch "
-        f"{REFERENCE_BATCH}, x sqrt({chosen.batch_size}/{REFERENCE_BATCH})"
+        return _("{optimizer} default").format(optimizer=chosen.optimizer)
+    return _(
+        "{optimizer}: its default {lr} at batch {reference}, x sqrt({batch}/{reference})"
+    ).format(
+        optimizer=chosen.optimizer,
+        lr=f"{DEFAULT_LRS[chosen.optimizer]:g}",
+        reference=REFERENCE_BATCH,
+        batch=chosen.batch_size,
     )
 
 
@@ -402,18 +406,20 @@ def _size_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
         return ""  # _length says it
     changed = []
     if chosen.batch_size != asked.batch_size:
-        changed.append(f"batch from {asked.batch_size}")
+        changed.append(_("batch from {batch}").format(batch=asked.batch_size))
     if chosen.epochs != asked.epochs:
-        changed.append(f"epochs from {asked.epochs}")
+        changed.append(_("epochs from {epochs}").format(epochs=asked.epochs))
     if changed:
-        return f" (fitted to the data: {', '.join(changed)}; --batch-size, --epochs to choose)"
+        return _(" (fitted to the data: {changed}; --batch-size, --epochs to choose)").format(
+            changed=", ".join(changed)
+        )
     return ""
 
 
 def _decay_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     """' (small data)' where fit_to_data raised the default weight decay (SMALL_DATA)."""
     return (
-        " (small data)"
+        _(" (small data)")
         if asked.weight_decay < 0 and chosen.weight_decay == SMALL_DATA_WEIGHT_DECAY
         else ""
     )
@@ -423,7 +429,9 @@ def _augment_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     """' (colour jitter: small colour data)' where fit_to_data added it (SMALL_COLOUR_AUGMENT)."""
     added = asked.augment != chosen.augment and chosen.augment == SMALL_COLOUR_AUGMENT
     return (
-        " (colour jitter: small colour data; --augment standard,jitter=0 without)" if added else ""
+        _(" (colour jitter: small colour data; --augment standard,jitter=0 without)")
+        if added
+        else ""
     )
 
 
@@ -432,17 +440,23 @@ def _partial_batch(images: int, batch_size: int, steps: int) -> str:
     if not rest:
         return ""
     if steps * batch_size > images:
-        return f", last batch of {rest} kept"
-    return f", last {rest} images of each shuffled epoch left out ({rest / images:.1%})"
+        return _(", last batch of {count} kept").format(count=rest)
+    return _(", last {count} images of each shuffled epoch left out ({share})").format(
+        count=rest, share=f"{rest / images:.1%}"
+    )
 
 
 def _length(chosen: TrainConfig, steps: int) -> str:
     """'4 epochs = 1876 steps', or with total_steps '2 epochs = 694 steps (for the budget 1.25E;
     the last epoch partial)'."""
     total = planned_steps(chosen, steps)
-    why = [f"for the budget {chosen.budget}"] if chosen.budget and chosen.total_steps else []
-    why += ["the last epoch partial"] if total < steps * chosen.epochs else []
-    return f"{counted(chosen.epochs, 'epoch')} = {total} steps" + (
+    why = (
+        [_("for the budget {budget}").format(budget=chosen.budget)]
+        if chosen.budget and chosen.total_steps
+        else []
+    )
+    why += [_("the last epoch partial")] if total < steps * chosen.epochs else []
+    return _("{epochs} = {steps} steps").format(epochs=epochs_text(chosen.epochs), steps=total) + (
         f" ({'; '.join(why)})" if why else ""
     )
 
@@ -451,7 +465,9 @@ def _momentum(chosen: TrainConfig) -> str:
     """', Nesterov momentum 0.95' where sgd's momentum is not the usual 0.9 (a preset's recipe)."""
     if chosen.optimizer != "sgd" or chosen.momentum == TrainConfig.momentum:
         return ""
-    return f", Nesterov momentum {chosen.momentum:g}" if chosen.momentum else ", no momentum"
+    if not chosen.momentum:
+        return _(", no momentum")
+    return _(", Nesterov momentum {momentum}").format(momentum=f"{chosen.momentum:g}")
 
 
 def recipe_line(
@@ -464,17 +480,46 @@ def recipe_line(
     """'500 images, 10 classes: batch 32, 32 epochs = 512 steps, lr 0.0707 (sgd: ...), ...'."""
     images = len(data.train[0])
     channels, height, width = data.image_shape
-    colour = "colour" if channels == 3 else "grey" if channels == 1 else f"{channels} channels"
-    mirrors = ", mirrors allowed (flip_ok)" if chosen.flip_ok or policy.flip else ""
-    mirrors += ", tta: each test image and its mirror" if chosen.tta else ""
-    mirrors += f"; first conv: patch whitening ({chosen.whiten})" if chosen.whiten != "none" else ""
-    return (
-        f"recipe: {images} images, {len(data.classes)} classes: batch {chosen.batch_size}, "
-        f"{_length(chosen, steps)}{_size_reason(asked, chosen)}"
-        f"{_partial_batch(images, chosen.batch_size, steps)}; "
-        f"lr {chosen.lr:.3g} ({_lr_reason(asked, chosen)}){_momentum(chosen)}, {chosen.schedule} with "
-        f"{chosen.warmup_steps} warm-up steps, weight decay {chosen.weight_decay:g}"
-        f"{_decay_reason(asked, chosen)}; "
-        f"{height}x{width} {colour}; augment {policy}{_augment_reason(asked, chosen)}"
-        f"{mirrors}"
+    colour = (
+        _("colour")
+        if channels == 3
+        else _("grey")
+        if channels == 1
+        else _("{count} channels").format(count=channels)
     )
+    mirrors = _(", mirrors allowed (flip_ok)") if chosen.flip_ok or policy.flip else ""
+    mirrors += _(", tta: each test image and its mirror") if chosen.tta else ""
+    if chosen.whiten != "none":
+        mirrors += _("; first conv: patch whitening ({whiten})").format(whiten=chosen.whiten)
+    return _(
+        "recipe: {images} images, {classes} classes: batch {batch}, {length}{size_reason}"
+        "{partial}; lr {lr} ({lr_reason}){momentum}, {schedule} with {warmup} warm-up steps, "
+        "weight decay {decay}{decay_reason}; {size} {colour}; augment {policy}{augment_reason}"
+        "{mirrors}"
+    ).format(
+        images=images,
+        classes=len(data.classes),
+        batch=chosen.batch_size,
+        length=_length(chosen, steps),
+        size_reason=_size_reason(asked, chosen),
+        partial=_partial_batch(images, chosen.batch_size, steps),
+        lr=f"{chosen.lr:.3g}",
+        lr_reason=_lr_reason(asked, chosen),
+        momentum=_momentum(chosen),
+        schedule=chosen.schedule,
+        warmup=chosen.warmup_steps,
+        decay=f"{chosen.weight_decay:g}",
+        decay_reason=_decay_reason(asked, chosen),
+        size=f"{height}x{width}",
+        colour=colour,
+        policy=policy,
+        augment_reason=_augment_reason(asked, chosen),
+        mirrors=mirrors,
+    )
+
+
+def epochs_text(count: int) -> str:
+    """'1 epoch', '4 epochs' (text.counted), in the current language."""
+    if count == 1:
+        return _("{count} epoch").format(count=count)
+    return _("{count} epochs").format(count=count)

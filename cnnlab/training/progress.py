@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as ProgressBar
 
-from cnnlab.text import printable
+from cnnlab.i18n import _
+from cnnlab.text import korean_particles, printable
 
 
 class TrainingReporter:
@@ -36,7 +37,9 @@ class TrainingReporter:
 
     def say(self, line: str, always: bool = False) -> None:
         """A line for the user (unless quiet, or `always`) and for the log."""
-        line = printable(line)  # folders and data paths are the user's: no escape sequences
+        line = korean_particles(
+            printable(line)
+        )  # folders and data paths are the user's: no escape sequences
         if always or not self.quiet:
             if self._bar is not None:
                 self._bar.console.print(line, highlight=False, markup=False)
@@ -54,7 +57,7 @@ class TrainingReporter:
         if not self.live:
             return
         self._bar = ProgressBar(
-            TextColumn(f"epoch {epoch}/{epochs}"),
+            TextColumn(_("epoch {epoch}/{epochs}").format(epoch=epoch, epochs=epochs)),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),
@@ -68,7 +71,9 @@ class TrainingReporter:
     def step(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None:
         """Update the bar after `done` steps of the epoch."""
         if self._bar is not None:
-            status = f"loss {loss:.4f}  acc {accuracy:.2%}  {images_per_s:,.0f} img/s"
+            status = _("loss {loss}  acc {accuracy}  {rate} img/s").format(
+                loss=f"{loss:.4f}", accuracy=f"{accuracy:.2%}", rate=f"{images_per_s:,.0f}"
+            )
             self._bar.update(self._task, completed=done, status=status)
 
     def stop_bar(self) -> None:

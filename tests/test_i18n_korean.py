@@ -1,0 +1,138 @@
+"""Korean everywhere: figures drawn in a Hangul font, and the commands' human output in Korean."""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.figures.canvas import hangul_font, new_figure, save_figure, use_language_fonts
+from cnnlab.figures.curves import curves_figure
+from cnnlab.i18n import using_language
+from cnnlab.text import korean_particles
+
+TITLE = "합성곱 층의 특징 맵: 커널 3x3, 스트라이드 1"
+ROWS = [
+    {"epoch": 1, "train_loss": 2.0, "val_loss": 1.9, "train_accuracy": 0.3, "lr": 0.1},
+    {"epoch": 2, "train_loss": 1.0, "val_loss": 1.2, "train_accuracy": 0.6, "lr": 0.05},
+]
+
+
+def _render(language: str, title: str = TITLE) -> tuple[np.ndarray, list[str]]:
+    """The title alone as PNG pixels (gray), and the glyph-missing warnings drawing it gave."""
+    figure = new_figure(6, 0.6)
+    figure.text(0.5, 0.5, title, ha="center", va="center", fontsize=14)
+    use_language_fonts(figure, language)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        figure.savefig(buffer, format="png", dpi=100)
+    missing = [str(w.message) for w in caught if "missing from" in str(w.message)]
+    return np.asarray(Image.open(buffer).convert("L")), missing
+
+
+def test_the_hangul_font_comes_with_the_project():
+    """NanumGothic from koreanize-matplotlib (pinned in pyproject.toml), found without importing it."""
+    assert hangul_font() == "NanumGothic"
+
+
+def test_a_korean_title_is_drawn_in_hangul_not_boxes():
+    pixels, missing = _render("ko")
+    assert missing == []  # matplotlib warns "Glyph ... missing from font(s)" for each box it draws
+    # the same title in the default font (DejaVu Sans, no Hangul) is boxes, and other pixels
+    boxes, box_warnings = _render("en")
+    assert box_warnings, "the check would not see missing glyphs"
+    assert (pixels < 128).sum() != (boxes < 128).sum()
+
+
+def test_a_korean_figure_saved_by_the_project_warns_of_no_missing_glyph(tmp_path):
+    """A whole figure (titles, labels, legend, ticks) through save_figure, as the commands save it."""
+    with using_language("ko"):
+        figure = curves_figure(ROWS, TITLE, test_accuracy=0.55)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*missing from.*")
+            save_figure(figure, tmp_path / "curves.svg")
+    svg = (tmp_path / "curves.svg").read_text()
+    for word in ("손실", "정확도", "학습률", "에포크", "검증", "테스트 55.00%"):
+        assert word in svg, word
+    assert "NanumGothic" in svg
+
+
+def test_english_figures_keep_their_font(tmp_path):
+    with using_language("en"):
+        save_figure(curves_figure(ROWS, "run: conv(4,3)"), tmp_path / "curves.svg")
+    svg = (tmp_path / "curves.svg").read_text()
+    assert "NanumGothic" not in svg and "learning rate" in svg and "epoch" in svg
+
+
+@pytest.mark.parametrize("language", ["ko", "en"])
+def test_monospace_text_stays_monospace(language):
+    figure = new_figure(2, 1)
+    text = figure.text(0, 0, "conv(4,3)", family="monospace")
+    use_language_fonts(figure, language)
+    assert text.get_fontfamily()[0] == "monospace"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("3x3을(를)", "3x3을"),  # 삼 곱하기 삼: ends in ㅁ
+        ("5x5을(를)", "5x5를"),  # 오
+        ("커널을(를)", "커널을"),
+        ("스트라이드을(를)", "스트라이드를"),
+        ("12%을(를)", "12%를"),  # 퍼센트
+        ("10이(가)", "10이"),  # 십
+        ("conv1을(를)", "conv1을"),
+        ("relu을(를)", "relu를"),
+        ("입력(3x2)와(과)", "입력(3x2)과"),  # the particle goes with the word before the brackets
+        ("0.1(으)로", "0.1로"),  # 일: ㄹ takes 로
+        ("0.03(으)로", "0.03으로"),
+        ("'circle'(이)라고", "'circle'라고"),
+        ("no particle: 3x3", "no particle: 3x3"),
+    ],
+)
+def test_korean_particles_follow_the_word_before_them(text, expected):
+    assert korean_particles(text) == expected
+
+
+TRAIN = ["--model", "conv(4,3) relu gap fc(8)", "train_size=200", "test_size=50", "--epochs", "1"]
+# what may stay in Latin letters: specs, layer and class names, paths, options, units
+IDENTIFIER = re.compile(
+    r"'[^']*'|`[^`]*`|\S*[/=(]\S*|--[\w-]+|\b(?:circle|triangle|square|pentagon|star|cross|heart"
+    r"|arrow|line|crescent|shapes|input|conv|relu|gap|fc|sgd|onecycle|translate|flip|img/s|px"
+    r"|FLOPs?|KiB|RF|float32|H|W|C)\b"
+)
+
+
+def _english_runs(text: str) -> list[str]:
+    """Runs of 3+ English words left once identifiers, numbers and paths are taken out."""
+    plain = IDENTIFIER.sub(" ", text)
+    return re.findall(r"\b[A-Za-z]{2,}(?:[\s,;:.]+[A-Za-z]{2,}){2,}\b", plain)
+
+
+@pytest.mark.slow  # a one-epoch training
+def test_summary_and_train_say_no_english_sentence(cli, tmp_path, monkeypatch):
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    summary = cli(
+        "summary", "conv(4,3,padding=same) relu gap fc(8)", "--input", "1x28x28", "--lang", "ko"
+    )
+    assert summary.code == 0, summary.err
+    assert "'same' 패딩" in summary.out and "before" not in summary.out
+    train = cli("train", *TRAIN, "--out", str(tmp_path / "run"), "--lang", "ko")
+    assert train.code == 0, train.err
+    for word in (
+        "실행 폴더",
+        "모델:",
+        "데이터:",
+        "클래스:",
+        "학습 설정:",
+        "에포크 1/1",
+        "테스트 정확도",
+    ):
+        assert word in train.out, word
+    assert _english_runs(summary.out + train.out) == []
