@@ -117,7 +117,7 @@ def data_argument(cell: Cell, folders: Path) -> str:
 def reference_data(cell: Cell, data: str) -> Dataset:
     """The cell's images through cnnlab's loader, with the arguments `cnnlab train` passes it.
 
-    cnnlab's training (training/setup.dataset_from_config) passes no seed, so the subsets and
+    cnnlab's training (data/source.load_source) passes no seed, so the subsets and
     the generated shapes are the same for every seed, here and there. A folder is loaded at its
     native size in colour: a plain-PyTorch user feeds the 64 px images as they are.
     """
