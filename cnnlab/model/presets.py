@@ -155,13 +155,17 @@ PRESETS: dict[str, Preset] = {
             _toml_text("lite0.toml"),
             "EfficientNet-Lite0, an ImageNet network (16 MBConv blocks, 4.65M parameters) for "
             "colour photos; recipe: fine-tunes its ImageNet weights (weights = imagenet) at "
-            "128x128: adamw, 8 epochs at batch 16",
+            "128x128: adamw, 8 epochs at batch 16, fp32",
             # Fine-tuning, not training from scratch: a few hundred photos cannot teach 4.65M
             # weights, but they can adapt ImageNet's (issue 25: a plain fine-tune reached 98.8%
             # where cnnlab's scratch default reached 85.4% on a 4-class 320-image folder).
             # 8 epochs at batch 16 as the issue's plain fine-tune (AdamW, one-cycle, 128 px):
             # a pretrained network needs adapting, not the 1,000 steps a fresh one needs.
+            # fp32, not bf16 autocast: its depthwise convolutions run slower in bf16 (AMD EPYC
+            # with AVX512-BF16, 2 threads, batch 16 at 128 px, `python -m bench.lite0_step`:
+            # fp32 channels_last 142-185 ms a step, bf16 1.24-1.26x that, fp32 contiguous 1.4x).
             recipe={
+                "precision": "fp32",
                 "weights": "imagenet",
                 "image_size": "128",
                 "optimizer": "adamw",
