@@ -47,6 +47,9 @@ GRAY_SIZE, RGB_SIZE = 28, 32  # default sizes: MNIST-like for grayscale, CIFAR-l
 RGB_MAX_DEFAULT = 48
 SMALL_FOLDER = 1000
 LARGE_FACTOR = 2  # a note when the images' median side is over this times the size chosen
+# `looks_colour` opens at most this many files, spread over the folder: a photo folder answers
+# at its first file, and a large grey folder is not decoded twice before training.
+PEEK_FILES = 200
 
 Size = int | tuple[int, int]  # a square side, or (height, width)
 MAX_LISTED = 20  # bad files named in one error
@@ -155,6 +158,25 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
             )
         test = _labelled_files(test_root, classes, allow_empty=True)
     return classes, train, test
+
+
+def looks_colour(path: str | Path) -> bool:
+    """Whether a folder's images are colour as `load_folder` decides it (any image not grey),
+    from at most PEEK_FILES of its files; False where it cannot tell (loading says why)."""
+    try:
+        _classes, train, test = scan(Path(path).expanduser().resolve())
+    except (DataError, OSError, ValueError):
+        return False
+    files = train + (test or [])
+    step = max(1, len(files) // PEEK_FILES)
+    for file, _label in files[::step][:PEEK_FILES]:
+        try:
+            image = normalise_mode(open_image(file))
+        except (DataError, OSError):  # a bad file: the loader names it, or skips it
+            continue
+        if not looks_grayscale(image):
+            return True
+    return False
 
 
 def _labelled_files(

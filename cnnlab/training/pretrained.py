@@ -121,6 +121,15 @@ def _package_file() -> Path:
     return path
 
 
+def weights_installed() -> bool:
+    """Whether the package of lite0's ImageNet weights is installed here."""
+    try:
+        _package_file()
+    except ConfigError:
+        return False
+    return True
+
+
 def starting_weights(weights: str) -> tuple[dict[str, torch.Tensor], str] | None:
     """The tensors `weights` names and how to name them in a note: None for "none"; imagenet
     (Lite0's), a .safetensors file, or a run folder's model.safetensors."""

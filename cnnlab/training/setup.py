@@ -41,6 +41,7 @@ from cnnlab.spec.language import ModelSpec
 from cnnlab.training import distributed
 from cnnlab.training.config import (
     LR_AUTO,
+    NOT_SETTINGS,
     TrainConfig,
     load_config,
     resolve_config,
@@ -233,7 +234,8 @@ def resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         wanted = getattr(requested, f.name)
         if (
-            wanted == getattr(defaults, f.name)
+            f.name in NOT_SETTINGS
+            or wanted == getattr(defaults, f.name)
             or wanted == getattr(saved, f.name)
             or f.name == "out"
         ):
