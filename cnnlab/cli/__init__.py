@@ -140,6 +140,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _run_command(argv: list[str] | None) -> int:
     """Parse and run; a CnnlabError becomes `error: MESSAGE` (escaped) and status 2."""
     from cnnlab.cli.common import printable
+    from cnnlab.text import korean_particles
 
     parser = build_parser()
     try:
@@ -152,7 +153,8 @@ def _run_command(argv: list[str] | None) -> int:
             return handler(args) or 0
     except CnnlabError as error:
         # Messages quote user-supplied names: escape their control characters, keep the lines.
-        print(f"error: {printable(error, keep=chr(10))}", file=sys.stderr)
+        # korean_particles: a Korean message's 을(를) after a quoted name; English has none
+        print(f"error: {korean_particles(printable(error, keep=chr(10)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
