@@ -110,3 +110,21 @@ def _(message: str) -> str:
 def N_(message: str) -> str:  # noqa: N802 (gettext's conventional name)
     """Marks a constant for extraction without translating it; translate it where it is shown."""
     return message
+
+
+class Said(str):
+    """English text (for JSON and files) that also carries its translation, `shown`, for people."""
+
+    shown: str
+
+
+def said(template: str, **fields: object) -> Said:
+    """`template` (N_-marked) filled in English, with `.shown` filled in the current language."""
+    text = Said(template.format(**fields))
+    text.shown = _(template).format(**{k: shown(v) for k, v in fields.items()})
+    return text
+
+
+def shown(text: object) -> object:
+    """A `said` text's translation; any other value as it is."""
+    return getattr(text, "shown", text)

@@ -92,3 +92,14 @@ def korean_particles(text: str) -> str:
             particle = after_consonant if consonant else after_vowel
             text = text[:at] + particle + text[at + len(marker) :]
     return text
+
+
+def columns(text: str) -> int:
+    """How many terminal columns `text` takes: Hangul and other wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def padded(text: str, width: int, right: bool = False) -> str:
+    """`text` padded with spaces to `width` terminal columns (f"{text:<width}" for wide letters too)."""
+    fill = " " * max(0, width - columns(text))
+    return fill + text if right else text + fill

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
-from cnnlab.i18n import LANGUAGES, using_language
+from cnnlab.i18n import LANGUAGES, _, using_language
 
 # One module per command (or family: models = summary, models, spec; train = train, runs),
 # named after it; each adds its subcommands (in this order in --help).
@@ -140,10 +140,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _run_command(argv: list[str] | None) -> int:
     """Parse and run; a CnnlabError becomes `error: MESSAGE` (escaped) and status 2."""
     from cnnlab.cli.common import printable
+    from cnnlab.text import korean_particles
 
     parser = build_parser()
+    language = _argv_language(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parse(parser, argv)  # argument types may raise CnnlabError too
+        with using_language(language):  # argument types may raise CnnlabError too
+            args = _parse(parser, argv)
         handler = getattr(args, "handler", None)
         if handler is None:
             parser.print_help()
@@ -151,12 +154,27 @@ def _run_command(argv: list[str] | None) -> int:
         with using_language(args.lang):  # None: LC_ALL, LC_MESSAGES or LANG decides
             return handler(args) or 0
     except CnnlabError as error:
-        # Messages quote user-supplied names: escape their control characters, keep the lines.
-        print(f"error: {printable(error, keep=chr(10))}", file=sys.stderr)
+        # Messages quote user-supplied names: escape their control characters, keep the lines;
+        # korean_particles: a Korean message's 을(를) after a quoted name (English has none).
+        message = korean_particles(printable(error, keep=chr(10)))
+        with using_language(language):
+            print(_("error: {message}").format(message=message), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _argv_language(argv: list[str]) -> str | None:
+    """The last `--lang X` (or `--lang=X`) on the command line, before argparse has read it:
+    errors of parsing (argument types) speak it too; None when absent or not a language."""
+    chosen = None
+    for i, item in enumerate(argv):
+        if item == "--lang" and i + 1 < len(argv):
+            chosen = argv[i + 1]
+        elif item.startswith("--lang="):
+            chosen = item.removeprefix("--lang=")
+    return chosen if chosen in LANGUAGES else None
 
 
 KEY_VALUE = re.compile(r"^[A-Za-z_][\w-]*=")  # `epochs=3`, as the training commands take them

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from cnnlab.errors import ConfigError, OutputError
 from cnnlab.fileio import json_text
+from cnnlab.i18n import _
 from cnnlab.text import clipped, korean_particles, printable
 
 if TYPE_CHECKING:
@@ -95,13 +96,11 @@ def warn_if_weights_not_finite(run: Run) -> None:
 
     names = non_finite_tensors(run.path / MODEL_FILE)
     if names:
-        print(
-            printable(
-                f"warning: the weights in {run.path / MODEL_FILE} hold NaN or infinity "
-                f"({', '.join(names[:4])}): outputs are NaN (null in JSON); train the run again"
-            ),
-            file=sys.stderr,
-        )
+        message = _(
+            "warning: the weights in {path} hold NaN or infinity ({names}): outputs are NaN "
+            "(null in JSON); train the run again"
+        ).format(path=run.path / MODEL_FILE, names=", ".join(names[:4]))
+        print(printable(message), file=sys.stderr)
 
 
 def say(text: str) -> None:
@@ -114,7 +113,11 @@ def say(text: str) -> None:
 def print_written(paths: list[Path], what: str = "") -> None:
     """A 'wrote FILE (what)' line per file written."""
     for path in paths:
-        say(f"wrote {path}{f' ({what})' if what else ''}")
+        say(
+            _("wrote {path} ({what})").format(path=path, what=what)
+            if what
+            else _("wrote {path}").format(path=path)
+        )
 
 
 def percent(value: float | None, places: int = 2) -> str:
@@ -150,9 +153,12 @@ def make_folder(folder: Path) -> Path:
 def cannot_write(path: Path, error: OSError) -> OutputError:
     """The OutputError for a file or folder that could not be written."""
     # mkdir says "File exists" when a part of the path is a file
-    reason = "a file stands where a folder should" if isinstance(error, FileExistsError) else None
+    folder_taken = isinstance(error, FileExistsError)
+    reason = _("a file stands where a folder should") if folder_taken else None
     return OutputError(
-        f"cannot write {path}: {reason or error.strerror or error}; choose a writable folder with --out"
+        _("cannot write {path}: {reason}; choose a writable folder with --out").format(
+            path=path, reason=reason or error.strerror or error
+        )
     )
 
 
@@ -185,13 +191,22 @@ def choose_layers(
     available: list[str], wanted: list[str], model_layers: list[str], kind: str = ""
 ) -> list[str]:
     """The wanted layer names, checked against `available` (the `kind` layers of the model)."""
-    listed = f"its {kind} layers" if kind else "its layers"
+    listed = _("its {kind} layers").format(kind=kind) if kind else _("its layers")
+    names = ", ".join(available)
     for name in wanted:
         if name in available:
             continue
         if name in model_layers:
-            raise ConfigError(f"{name} is not a {kind} layer; choose among {', '.join(available)}")
-        raise ConfigError(f"the model has no layer {name}; {listed}: {', '.join(available)}")
+            raise ConfigError(
+                _("{name} is not a {kind} layer; choose among {names}").format(
+                    name=name, kind=kind, names=names
+                )
+            )
+        raise ConfigError(
+            _("the model has no layer {name}; {listed}: {names}").format(
+                name=name, listed=listed, names=names
+            )
+        )
     return wanted
 
 

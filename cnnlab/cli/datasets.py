@@ -6,6 +6,12 @@ import argparse
 from dataclasses import asdict
 
 from cnnlab.cli.common import print_json, printable
+from cnnlab.i18n import N_, SOURCE_LANGUAGE, _, current_language
+from cnnlab.text import columns, padded
+
+# the listing's left-aligned headers and their widths
+LEFT_COLUMNS = ((N_("name"), 14), (N_("shape"), 8), (N_("flip"), 4), (N_("here"), 4))
+WHERE = N_("where")
 
 DATA_DIR_HELP = "also look for data files in DIR/NAME/ and DIR/"
 
@@ -57,20 +63,40 @@ def run_datasets(args: argparse.Namespace) -> int:
     if args.json:
         print_json([asdict(i) for i in infos])
         return 0
-    header = f"{'name':<14} {'shape':<8} {'train':>6} {'test':>6}  {'flip':<4}  {'here':<4}  where"
+    yes, no = _("yes"), _("no")
+    name, shape, flip, here = (padded(_(w), n) for w, n in LEFT_COLUMNS)
+    train, test = padded(_("train"), 6, right=True), padded(_("test"), 6, right=True)
+    header = f"{name} {shape} {train} {test}  {flip}  {here}  {_(WHERE)}"
     print(header)
-    print("-" * len(header))
+    print("-" * columns(header))
     for i in infos:
         c, h, w = i.image_shape
         print(
             f"{i.name:<14} {f'{c}x{h}x{w}':<8} {i.train_size:>6} {i.test_size:>6}  "
-            f"{'yes' if i.flip_ok else 'no':<4}  {'yes' if i.available else 'no':<4}  {printable(i.where)}"
+            f"{padded(yes if i.flip_ok else no, 4)}  {padded(yes if i.available else no, 4)}  "
+            f"{printable(_where(i.where))}"
         )
-        print(f"{'':<14} {len(i.classes)} classes: {', '.join(i.classes)}")
+        classes = _("{count} classes: {names}").format(
+            count=len(i.classes), names=", ".join(i.classes)
+        )
+        print(f"{'':<14} {classes}")
     print(
-        "\nAlso: folder:PATH (one sub-folder per class, or train/ and test/ holding class folders)."
+        _(
+            "\nAlso: folder:PATH (one sub-folder per class, or train/ and test/ holding class "
+            "folders)."
+        )
     )
     return 0
+
+
+def _where(where: str) -> str:
+    """A DatasetInfo's `where` (English, as JSON gives it) in the command's language."""
+    if where == "generated":
+        return _("generated")
+    prefix = "download from "
+    if where.startswith(prefix):
+        return _("download from {url}").format(url=where.removeprefix(prefix))
+    return where
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -86,24 +112,45 @@ def run_show(args: argparse.Namespace) -> int:
         args.name, data_dir=args.data_dir, seed=args.seed, download=not args.no_download, **options
     )
     out = save_sample_grid(ds, args.out, per_class=args.per_class, split=args.split)
-    print(printable(f"{_described(ds)} from {ds.source}"))
+    print(
+        printable(_("{data} from {source}").format(data=_described(ds), source=_where(ds.source)))
+    )
     for message in ds.skipped:
-        print(f"skipped: {printable(message)}")
-    print(f"wrote {printable(out)}")
+        print(_("skipped: {message}").format(message=printable(message)))
+    print(_("wrote {path}").format(path=printable(out)))
     return 0
 
 
 def _described(ds) -> str:
     """The data set as loaded; for `shapes`, that only the grid's images were generated."""
     if ds.name != "shapes":
-        return repr(ds)
+        return _loaded(ds)
     from cnnlab.data import get_entry
 
     entry = get_entry("shapes")
-    return (
-        f"shapes: {len(ds.train_labels)} training and {len(ds.test_labels)} test images "
-        f"generated for this grid (the data set: {entry.train_size} training, "
-        f"{entry.test_size} test)"
+    return _(
+        "shapes: {train} training and {test} test images generated for this grid (the data set: "
+        "{all_train} training, {all_test} test)"
+    ).format(
+        train=len(ds.train_labels),
+        test=len(ds.test_labels),
+        all_train=entry.train_size,
+        all_test=entry.test_size,
+    )
+
+
+def _loaded(ds) -> str:
+    """repr(ds) in English, as before; its words in the command's language otherwise."""
+    text = repr(ds)
+    if current_language() == SOURCE_LANGUAGE:
+        return text
+    c, h, w = ds.image_shape
+    return _("{name}: {classes} classes, {shape}, {train} training and {test} test images").format(
+        name=ds.name,
+        classes=ds.num_classes,
+        shape=f"{c}x{h}x{w}",
+        train=len(ds.train_labels),
+        test=len(ds.test_labels),
     )
 
 
@@ -113,5 +160,5 @@ def run_fetch(args: argparse.Namespace) -> int:
 
     entry = get_entry(args.name)
     ds = load_dataset(entry.name, data_dir=args.data_dir, train_size=None)
-    print(printable(f"{ds!r} ready in {ds.source}"))
+    print(printable(_("{data} ready in {source}").format(data=_loaded(ds), source=ds.source)))
     return 0

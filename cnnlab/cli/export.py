@@ -6,6 +6,7 @@ import argparse
 from dataclasses import asdict
 
 from cnnlab.cli.common import RUN_HELP, print_json, printable
+from cnnlab.i18n import _
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +42,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     run = Run.open(args.run)
     result = export_run(run, args.format, args.out, parity_limit=args.parity_images)
-    folded = [f"{bn} into {layer}" for layer, bn in result.folded]
+    folded = [f"{bn} into {layer}" for layer, bn in result.folded]  # English: JSON
     if args.json:
         print_json(
             {
@@ -56,12 +57,23 @@ def run_export(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    print(f"folded BatchNorm: {', '.join(folded) or 'none'}")
+    shown = [_("{bn} into {layer}").format(bn=bn, layer=layer) for layer, bn in result.folded]
+    print(_("folded BatchNorm: {folded}").format(folded=", ".join(shown) or _("none")))
     print(result.parity.line())
     print(
-        f"wrote {printable(result.path)} ({result.size_bytes / 1024:,.0f} KiB, {result.format}) and "
-        f"{result.sidecar.name}: input float32 (N, {', '.join(map(str, run.input_shape))}) "
-        f"normalised with mean {list(run.mean)} std {list(run.std)}; output logits "
-        f"(softmax for probabilities), in {result.seconds:.1f}s"
+        _(
+            "wrote {path} ({size} KiB, {format}) and {sidecar}: input float32 (N, {shape}) "
+            "normalised with mean {mean} std {std}; output logits (softmax for probabilities), "
+            "in {seconds}s"
+        ).format(
+            path=printable(result.path),
+            size=f"{result.size_bytes / 1024:,.0f}",
+            format=result.format,
+            sidecar=result.sidecar.name,
+            shape=", ".join(map(str, run.input_shape)),
+            mean=list(run.mean),
+            std=list(run.std),
+            seconds=f"{result.seconds:.1f}",
+        )
     )
     return 0

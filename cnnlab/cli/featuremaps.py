@@ -19,6 +19,7 @@ from cnnlab.cli.common import (
     titled_table,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 
 if TYPE_CHECKING:
     from cnnlab.evaluate.featuremaps import FeatureMap
@@ -66,7 +67,7 @@ def run_featuremaps(args: argparse.Namespace) -> int:
 
     run = Run.open(args.run)
     if args.top < 1:
-        raise ConfigError(f"--top {args.top} must be at least 1")
+        raise ConfigError(_("--top {top} must be at least 1").format(top=args.top))
     sample = load_sample(run, args.image)
     paths = output_files(args, run.path / "featuremaps" / f"{sample.stem}.png")
     model = run.load_model()
@@ -75,9 +76,11 @@ def run_featuremaps(args: argparse.Namespace) -> int:
     shown = _shown_maps(maps, split_names(args.layers))
     predictions = top_classes(model, x, run.classes, args.top)
     best = predictions[0]
-    title = (
-        f"{run.name}: feature maps of {_described(sample)}; predicted "
-        f"{best['class']} {percent(best['probability'], 1)}"
+    title = _("{run}: feature maps of {image}; predicted {best} {probability}").format(
+        run=run.name,
+        image=_described(sample),
+        best=best["class"],
+        probability=percent(best["probability"], 1),
     )
     labels = {name: run.classes for name in output_layers(maps)}
     figure = featuremaps_figure(sample.image, shown, title, labels)
@@ -97,7 +100,7 @@ def run_featuremaps(args: argparse.Namespace) -> int:
         )
         return 0
     _print_maps(sample, rows, predictions)
-    print_written(paths, f"{len(shown)} layer(s) and the input")
+    print_written(paths, _("{count} layer(s) and the input").format(count=len(shown)))
     return 0
 
 
@@ -117,19 +120,18 @@ def _shown_maps(maps: list[FeatureMap], wanted: list[str]) -> list[FeatureMap]:
 
 def _described(sample: Sample) -> str:
     """'test:0 (true class circle)', or the file name alone when the class is unknown."""
-    return sample.source + (f" (true class {sample.label})" if sample.label else "")
+    true = _(" (true class {label})").format(label=sample.label) if sample.label else ""
+    return sample.source + true
 
 
 def _print_maps(sample: Sample, rows: list[dict[str, Any]], predictions: list[dict]) -> None:
     """The image line, a table of the layers' values and a table of the top predictions."""
     out = console()
     c, h, w = sample.image.shape
-    say(f"{sample.source}: {c}x{h}x{w}" + (f", true class {sample.label}" if sample.label else ""))
-    table = titled_table(
-        "feature maps",
-        ["layer", "spec", "output", "min", "max", "mean", "zeros"],
-        {"output", "min", "max", "mean", "zeros"},
-    )
+    true = _(", true class {label}").format(label=sample.label) if sample.label else ""
+    say(f"{sample.source}: {c}x{h}x{w}" + true)
+    numbers = [_("output"), _("min"), _("max"), _("mean"), _("zeros")]
+    table = titled_table(_("feature maps"), [_("layer"), _("spec"), *numbers], set(numbers))
     for row in rows:
         table.add_row(
             row["layer"],
@@ -141,8 +143,11 @@ def _print_maps(sample: Sample, rows: list[dict[str, Any]], predictions: list[di
             percent(row["zeros"], 0),
         )
     out.print(table)
+    probability = _("probability")
     table = titled_table(
-        f"top {len(predictions)}", ["#", "class", "probability"], {"#", "probability"}
+        _("top {count}").format(count=len(predictions)),
+        ["#", _("class"), probability],
+        {"#", probability},
     )
     for rank, prediction in enumerate(predictions, 1):
         table.add_row(str(rank), prediction["class"], percent(prediction["probability"]))

@@ -18,6 +18,7 @@ from cnnlab.cli.common import (
     warn_if_weights_not_finite,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 
 if TYPE_CHECKING:
     from cnnlab.deploy.predict import FileResult
@@ -86,7 +87,7 @@ def run_predict(args: argparse.Namespace) -> int:
             print(printable(_result_line(result)))  # as each file is done
     failed = [r for r in results if not r.ok]
     for result in failed:
-        print(f"error: {printable(result.error)}", file=sys.stderr)
+        print(_("error: {message}").format(message=printable(result.error)), file=sys.stderr)
     accuracy = folder_accuracy(results, run.classes)
     if args.json:
         print_json(
@@ -108,21 +109,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def _print_folder_scores(accuracy: dict, classes: list[str]) -> None:
     """Per-class accuracy by folder name, then the confusion (rows: folder, columns: predicted), on stderr."""
-    per_class = titled_table(
-        "accuracy by folder name",
-        ["class", "correct", "images", "accuracy"],
-        {"correct", "images", "accuracy"},
-    )
+    numbers = [_("correct"), _("images"), _("accuracy")]
+    per_class = titled_table(_("accuracy by folder name"), [_("class"), *numbers], set(numbers))
     for row in accuracy["per_class"]:
         per_class.add_row(
             row["class"], str(row["correct"]), str(row["images"]), percent(row["accuracy"])
         )
     shown = [row["class"] for row in accuracy["per_class"]]
-    confusion = titled_table(
-        "confusion",
-        ["folder \\ predicted", *classes],
-        set(classes),
-    )
+    confusion = titled_table(_("confusion"), [_("folder \\ predicted"), *classes], set(classes))
     for name in shown:
         confusion.add_row(name, *map(str, accuracy["confusion"][classes.index(name)]))
     # stderr, beside the summary line: stdout stays one line per file, for pipes
@@ -138,12 +132,13 @@ def _checked_run(args: argparse.Namespace) -> Run:
     from cnnlab.run.folder import Run
 
     if args.top_k < 1:
-        raise ConfigError(f"--top-k must be at least 1, not {args.top_k}")
+        raise ConfigError(_("--top-k must be at least 1, not {value}").format(value=args.top_k))
     run = Run.open(args.run)
     if args.center and run.input_shape[0] != 1:
         raise ConfigError(
-            f"--center is for grayscale models; {run.path} takes "
-            f"{'x'.join(map(str, run.input_shape))} images"
+            _("--center is for grayscale models; {path} takes {shape} images").format(
+                path=run.path, shape="x".join(map(str, run.input_shape))
+            )
         )
     return run
 
@@ -159,12 +154,13 @@ def _result_line(result: FileResult) -> str:
 
 def _summary_line(files: int, failed: int, accuracy: dict | None) -> str:
     """'9 of 10 images predicted, 1 failed; accuracy by folder name 88.89% (8/9)'."""
-    summary = f"{files - failed} of {files} images predicted"
+    summary = _("{done} of {files} images predicted").format(done=files - failed, files=files)
     if failed:
-        summary += f", {failed} failed"
+        summary += _(", {failed} failed").format(failed=failed)
     if accuracy is not None:
-        summary += (
-            f"; accuracy by folder name {percent(accuracy['accuracy'])} "
-            f"({accuracy['correct']}/{accuracy['images']})"
+        summary += _("; accuracy by folder name {accuracy} ({correct}/{images})").format(
+            accuracy=percent(accuracy["accuracy"]),
+            correct=accuracy["correct"],
+            images=accuracy["images"],
         )
     return summary

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import console, percent, print_json, titled_table
+from cnnlab.i18n import _
 from cnnlab.run import RUNS_DIR  # run.folder is imported by the handler that reads runs
 from cnnlab.training.config import (
     AUTO_VALUES,
@@ -254,12 +255,13 @@ def run_runs(args: argparse.Namespace) -> int:
         print_json(rows)
         return 0
     if not rows:
-        print(f"no runs under {args.root}/ yet: train one with `cnnlab train`")
+        print(_("no runs under {root}/ yet: train one with `cnnlab train`").format(root=args.root))
         return 0
+    numbers = [_("epochs"), _("test acc"), _("train s")]
     table = titled_table(
-        f"runs in {args.root}",
-        ["run", "data", "epochs", "test acc", "train s", "stopped", "saved", "model"],
-        {"epochs", "test acc", "train s"},
+        _("runs in {root}").format(root=args.root),
+        [_("run"), _("data"), *numbers, _("stopped"), _("saved"), _("model")],
+        set(numbers),
     )
     for r in rows:
         table.add_row(

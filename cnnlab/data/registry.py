@@ -18,6 +18,7 @@ from cnnlab.data import SHAPES_CLASSES, SHAPES_TEST, SHAPES_TRAIN, cifar
 from cnnlab.data.folderconfig import read_folder_config
 from cnnlab.data.remote import FASHION_MNIST, KMNIST, MNIST, RemoteFiles
 from cnnlab.errors import DataError
+from cnnlab.i18n import _
 
 if TYPE_CHECKING:
     import torch
@@ -208,7 +209,10 @@ def get_entry(name: str) -> DatasetEntry:
     if key not in REGISTRY:
         known = ", ".join(REGISTRY)
         raise DataError(
-            f"unknown data set {name!r}; known: {known}, or folder:PATH for a folder of class sub-folders"
+            _(
+                "unknown data set {name}; known: {known}, or folder:PATH for a folder of class "
+                "sub-folders"
+            ).format(name=repr(name), known=known)
         )
     return REGISTRY[key]
 

@@ -45,6 +45,7 @@ from cnnlab.deploy.engines import (
 from cnnlab.deploy.predict import run_tta
 from cnnlab.errors import CnnlabError, ConfigError, OutputError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from cnnlab.i18n import N_, _, said, shown
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.fold import fold_batchnorm, foldable_pairs
 from cnnlab.model.inference import logits_in_batches, normalize
@@ -78,11 +79,17 @@ class Parity:
         return self.max_abs_diff < self.tolerance and self.mismatches == 0
 
     def line(self) -> str:
-        verdict = "ok" if self.ok else "FAILED"
-        return (
-            f"parity {verdict}: {self.images} images ({self.source}): max |logit difference| "
-            f"{self.max_abs_diff:.2e} (limit {self.tolerance:.0e}), "
-            f"{self.images - self.mismatches}/{self.images} same predicted class"
+        verdict = _("ok") if self.ok else _("FAILED")
+        return _(
+            "parity {verdict}: {images} images ({source}): max |logit difference| {diff} "
+            "(limit {limit}), {same}/{images} same predicted class"
+        ).format(
+            verdict=verdict,
+            images=self.images,
+            source=shown(self.source),
+            diff=f"{self.max_abs_diff:.2e}",
+            limit=f"{self.tolerance:.0e}",
+            same=self.images - self.mismatches,
         )
 
 
@@ -187,11 +194,11 @@ def parity_images(run: Run, limit: int = PARITY_IMAGES, seed: int = 0) -> tuple[
     from cnnlab.evaluate.scores import split_images
 
     try:
-        images, _, name = split_images(run, None, "test")
-        source = f"{name} test split"
+        images, _labels, name = split_images(run, None, "test")
+        source = said(N_("{name} test split"), name=name)
     except CnnlabError as error:
         images = torch.empty(0, *run.input_shape, dtype=torch.uint8)
-        source = f"the run's test data is not available ({error})"
+        source = said(N_("the run's test data is not available ({error})"), error=error)
     if len(images) > limit:
         images = images[torch.linspace(0, len(images) - 1, limit).long()]
     if len(images) < MIN_PARITY_IMAGES:
@@ -199,7 +206,7 @@ def parity_images(run: Run, limit: int = PARITY_IMAGES, seed: int = 0) -> tuple[
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randint(0, 256, (extra, *run.input_shape), generator=generator)
         images = torch.cat([images, noise.to(torch.uint8)])
-        source += f" + {extra} random images"
+        source = said(N_("{source} + {extra} random images"), source=source, extra=extra)
     return images, source
 
 

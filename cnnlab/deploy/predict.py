@@ -42,6 +42,7 @@ from cnnlab.deploy.engines import (
     read_export,
 )
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataError
+from cnnlab.i18n import N_, _
 from cnnlab.model.inference import normalize, tta_logits
 from cnnlab.run.files import DEFAULT_KEEP_ASPECT, run_keep_aspect
 from cnnlab.run.folder import Run
@@ -50,6 +51,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MNIST_BOX = 20 / 28  # MNIST fitted each digit into 20x20 of its 28x28 image
 INK_LEVEL = 64  # after the contrast stretch, pixels above this (of 255) count as ink
 MIN_CONTRAST = 16  # brightest minus median below this: no ink at all
+NO_EXPORT = N_("no export beside the run; `cnnlab export {run} --format onnx` may be faster")
 
 
 @dataclass(frozen=True)
@@ -190,14 +192,22 @@ class EngineChoice:
 
     name: str
     latency_us: dict[str, float] = field(default_factory=dict)  # per engine, one image
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # English: the API's engine_notes
+    shown_notes: list[str] = field(default_factory=list)  # the same in the command's language
+
+    def add_note(self, template: str, **fields: object) -> None:
+        """A note (an N_-marked template and its fields): English for the API, translated for line()."""
+        self.notes.append(template.format(**fields))
+        self.shown_notes.append(_(template).format(**fields))
 
     def line(self) -> str:
         timings = ", ".join(
             f"{k} {v:.0f} us" for k, v in sorted(self.latency_us.items(), key=lambda kv: kv[1])
         )
-        text = f"engine: {self.name}" + (f" (one image: {timings})" if timings else "")
-        return "; ".join([text, *self.notes])
+        text = _("engine: {name}").format(name=self.name)
+        if timings:
+            text += _(" (one image: {timings})").format(timings=timings)
+        return "; ".join([text, *self.shown_notes])
 
 
 def probe_images(input_shape: Sequence[int], count: int = 16) -> torch.Tensor:
@@ -247,12 +257,12 @@ def select_engine(
         return eager, EngineChoice("eager")
     paths = _export_paths(run, name, export_path)
     candidates: list[Engine] = [eager] if name == "auto" else []
-    notes = []
+    notes: list[tuple[str, dict[str, object]]] = []  # (template, fields)
     for fmt, path in paths.items():
         if name == "auto" and not path.exists():
             continue
         try:
-            kind, data, _ = read_export(path, run)
+            kind, data, _meta = read_export(path, run)
             if kind != fmt:
                 raise CheckpointError(f"{path} holds a {kind} export, not {fmt}")
             engine = engine_from_bytes(fmt, data, threads)
@@ -261,14 +271,15 @@ def select_engine(
         except CnnlabError as error:
             if name != "auto":
                 raise
-            notes.append(f"skipped {path.name}: {error}")
+            notes.append((N_("skipped {name}: {error}"), {"name": path.name, "error": error}))
     if name == "auto" and len(candidates) == 1:
-        notes.append(
-            f"no export beside the run; `cnnlab export {run.path} --format onnx` may be faster"
-        )
+        notes.append((NO_EXPORT, {"run": run.path}))
     timings = {engine.name: latency_us(engine, probe[:1]) for engine in candidates}
     best = min(candidates, key=lambda engine: timings[engine.name])
-    return best, EngineChoice(best.name, timings if name == "auto" else {}, notes)
+    choice = EngineChoice(best.name, timings if name == "auto" else {})
+    for template, fields in notes:
+        choice.add_note(template, **fields)
+    return best, choice
 
 
 # --- prediction -----------------------------------------------------------------------------
@@ -297,7 +308,7 @@ class Predictor:
         # as `cnnlab eval` scores the run (evaluate/scores.py), for every engine
         self.tta = run_tta(run)
         if self.tta:
-            self.choice.notes.append("tta: each image and its mirror, as the run was trained")
+            self.choice.add_note(N_("tta: each image and its mirror, as the run was trained"))
 
     @property
     def classes(self) -> list[str]:

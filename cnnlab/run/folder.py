@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.fileio import NotToml, read_regular_bytes, read_toml
+from cnnlab.i18n import _
 from cnnlab.run import RUNS_DIR
 from cnnlab.run.files import (
     CONFIG_FILE,
@@ -147,7 +148,9 @@ class Run:
         training take what they need from `record`; training.config.config_of makes a TrainConfig."""
         path = self.path / CONFIG_FILE
         if not path.exists():
-            raise CheckpointError(f"{path} is missing; the run folder is incomplete")
+            raise CheckpointError(
+                _("{path} is missing; the run folder is incomplete").format(path=path)
+            )
         try:
             return read_toml(path, MAX_TEXT_BYTES)
         except OSError as error:
@@ -171,7 +174,6 @@ class Run:
 
     def _repr_html_(self) -> str:
         """A notebook cell's view: the model, classes and saved metrics, then one row per epoch."""
-        from cnnlab.i18n import _
         from cnnlab.spec.summary import html_table
 
         facts = [
@@ -206,13 +208,17 @@ def resolve_run(path: str | Path) -> Path:
             key=lambda p: (p / MODEL_META).stat().st_mtime,
         )
         if not runs:
-            raise CheckpointError(f"no runs under {RUNS_DIR}/ yet: train one with `cnnlab train`")
+            raise CheckpointError(
+                _("no runs under {root}/ yet: train one with `cnnlab train`").format(root=RUNS_DIR)
+            )
         return runs[-1]
     for folder in (candidate, RUNS_DIR / candidate):
         if folder.is_dir():
             return folder
     raise CheckpointError(
-        f"run folder {path} does not exist (looked in . and {RUNS_DIR}/); `cnnlab runs` lists them"
+        _(
+            "run folder {path} does not exist (looked in . and {root}/); `cnnlab runs` lists them"
+        ).format(path=path, root=RUNS_DIR)
     )
 
 

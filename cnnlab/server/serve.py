@@ -17,6 +17,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cnnlab.deploy.predict import Predictor
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 from cnnlab.run.folder import Run
 from cnnlab.server.app import create_app
 from cnnlab.server.limits import DEFAULT_LIMITS, Limits
@@ -113,8 +114,9 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(
-        f"serving {run.path} on http://{shown}:{bound_port}/  "
-        "(run report: /run; API docs: /docs; Ctrl-C stops)",
+        _("serving {path} on {url}  (run report: /run; API docs: /docs; Ctrl-C stops)").format(
+            path=run.path, url=f"http://{shown}:{bound_port}/"
+        ),
         flush=True,
     )
     print(predictor.choice.line(), flush=True)

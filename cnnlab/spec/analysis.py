@@ -133,8 +133,10 @@ def analyze(spec: ModelSpec, input_shape: Shape | None = None) -> ModelReport:
         spec = spec.with_input(tuple(input_shape))
     if spec.input_shape is None:
         raise SpecError(
-            "the model has no input shape: give it, e.g. --input 1x28x28, "
-            "or start the spec with input(1x28x28)"
+            _(
+                "the model has no input shape: give it, e.g. --input 1x28x28, "
+                "or start the spec with input(1x28x28)"
+            )
         )
     return ModelReport(spec, _walk(spec, layer_names(spec), (1, 1), (1, 1)))
 
@@ -195,7 +197,11 @@ def validate(spec: ModelSpec, input_shape: Shape | None = None) -> ModelSpec:
 
 
 def _fail(r: LayerReport, why: str, fix: str) -> SpecError:
-    return SpecError(f"{r.label} gets {describe_shape(r.in_shape)}: {why}\n  fix: {fix}")
+    return SpecError(
+        _("{layer} gets {shape}: {why}\n  fix: {fix}").format(
+            layer=r.label, shape=describe_shape(r.in_shape), why=why, fix=fix
+        )
+    )
 
 
 def _need_image(r: LayerReport) -> tuple[int, int, int]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.errors import SpecError
+from cnnlab.i18n import _
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 DEFAULT_COLOUR = "#e0e0e0"  # diagram boxes of kinds without a colour of their own
@@ -288,8 +289,12 @@ def resolve_kind(name: str) -> LayerKind:
     if key in _KIND_BY_ALIAS:
         return LAYER_KINDS[_KIND_BY_ALIAS[key]]
     close = difflib.get_close_matches(key, list(_KIND_BY_ALIAS), n=3)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    raise SpecError(f"unknown layer '{name}'.{hint} Layers: {', '.join(LAYER_KINDS)}")
+    hint = _(" Did you mean {names}?").format(names=_(" or ").join(close)) if close else ""
+    raise SpecError(
+        _("unknown layer '{name}'.{hint} Layers: {layers}").format(
+            name=name, hint=hint, layers=", ".join(LAYER_KINDS)
+        )
+    )
 
 
 def require_every_kind(kinds: Iterable[str], table: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.errors import SpecError
+from cnnlab.i18n import _
 from cnnlab.spec.kinds import LAYER_KINDS, LayerKind, Param, resolve_kind
 from cnnlab.text import SHOWN_CHARS, clipped
 
@@ -88,8 +89,10 @@ def parse_shape(text: str) -> tuple[int, int, int]:
         raise SpecError(f"input shape is too large: {_TOO_LARGE}")
     if len(dims) != 3 or min(dims) < 1:
         raise SpecError(
-            f"input shape '{clipped(text)}' is not CxHxW with positive whole numbers: "
-            "write channels x height x width, e.g. 1x28x28 (grayscale) or 3x32x32 (RGB)"
+            _(
+                "input shape '{text}' is not CxHxW with positive whole numbers: "
+                "write channels x height x width, e.g. 1x28x28 (grayscale) or 3x32x32 (RGB)"
+            ).format(text=clipped(text))
         )
     return dims  # type: ignore[return-value]
 
@@ -230,7 +233,11 @@ def make_layer(
         if p.name in values:
             params[p.name] = _normalise(kind, p, values[p.name])
         elif p.required:
-            raise SpecError(f"{kind.name} needs {p.name} ({p.help}), e.g. {kind.example_text()}")
+            raise SpecError(
+                _("{kind} needs {param} ({help}), e.g. {example}").format(
+                    kind=kind.name, param=p.name, help=p.help, example=kind.example_text()
+                )
+            )
         else:
             params[p.name] = p.default
     if kind.window_pooling and params["stride"] is None:
@@ -252,7 +259,11 @@ def _raw_values(kind: LayerKind, positional: list[Any], named: dict[str, Any]) -
         p = kind.param(key)
         if p is None:
             known = ", ".join(q.name for q in kind.params) or "none"
-            raise SpecError(f"{kind.name} has no parameter '{key}' (its parameters: {known})")
+            raise SpecError(
+                _("{kind} has no parameter '{key}' (its parameters: {known})").format(
+                    kind=kind.name, key=key, known=known
+                )
+            )
         if p.name in values:
             raise SpecError(f"{kind.name}: {p.name} is given twice")
         values[p.name] = value
@@ -277,8 +288,10 @@ class _Parser:
         before = "..." if start else ""
         after = "..." if at + SHOWN_CHARS < len(self.text) else ""
         caret = " " * (len(before) + at - start)
+        shown = f"\n  {before}{line}{after}\n  {caret}^"
         return SpecError(
-            f"spec error at column {at + 1}: {message}\n  {before}{line}{after}\n  {caret}^"
+            _("spec error at column {column}: {message}").format(column=at + 1, message=message)
+            + shown
         )
 
     def skip_space(self) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from cnnlab.data.source import KEEP_ASPECTS, parse_image_size
 from cnnlab.errors import ConfigError
 from cnnlab.fileio import NotToml, read_toml
+from cnnlab.i18n import _
 from cnnlab.text import clipped
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def _convert(key: str, value: Any) -> Any:
     if key in USER_RANGES:
         allowed, rule = USER_RANGES[key]
         if not allowed(converted):
-            raise ConfigError(f"{rule}; not {_shown(value)}")
+            raise ConfigError(_("{rule}; not {value}").format(rule=rule, value=_shown(value)))
     return converted
 
 
@@ -218,19 +219,25 @@ def _typed(key: str, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key} must be true or false, got {_shown(value)}")
+        raise ConfigError(
+            _("{key} must be true or false, got {value}").format(key=key, value=_shown(value))
+        )
     if wanted is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         digits = value.strip().lstrip("-") if isinstance(value, str) else ""
         if digits.isdigit() and len(digits) <= MAX_DIGITS:  # int() of 5,000 digits raises
             return int(value)
-        raise ConfigError(f"{key} must be a whole number, got {_shown(value)}")
+        raise ConfigError(
+            _("{key} must be a whole number, got {value}").format(key=key, value=_shown(value))
+        )
     if wanted is float:
         try:
             return float(value)
         except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{key} must be a number, got {_shown(value)}") from None
+            raise ConfigError(
+                _("{key} must be a number, got {value}").format(key=key, value=_shown(value))
+            ) from None
     if isinstance(value, dict | list):  # a TOML table or array where one value belongs
         raise ConfigError(f'{key} must be one value, e.g. {key} = "...", not a table or a list')
     return str(value)
@@ -238,8 +245,12 @@ def _typed(key: str, value: Any) -> Any:
 
 def _unknown_key(key: str) -> ConfigError:
     close = difflib.get_close_matches(key, list(FIELD_TYPES), n=2)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    return ConfigError(f"unknown setting '{key}'.{hint} Settings: {', '.join(FIELD_TYPES)}")
+    hint = _(" Did you mean {names}?").format(names=_(" or ").join(close)) if close else ""
+    return ConfigError(
+        _("unknown setting '{key}'.{hint} Settings: {settings}").format(
+            key=key, hint=hint, settings=", ".join(FIELD_TYPES)
+        )
+    )
 
 
 def _converted(values: dict[str, Any]) -> dict[str, Any]:
@@ -360,7 +371,7 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"'{item}' is not key=value (e.g. lr=0.05)")
+            raise ConfigError(_("'{item}' is not key=value (e.g. lr=0.05)").format(item=item))
         values[key.strip()] = value.strip()
     return values
 
@@ -371,7 +382,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = read_toml(path, MAX_FILE_BYTES)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(_("config file {path} does not exist").format(path=path)) from None
     except OSError as error:  # a FIFO or folder (never waited on), too large, unreadable
         raise ConfigError(f"config file {path} cannot be read: {error}") from None
     except NotToml as error:

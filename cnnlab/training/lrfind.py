@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.augment import augment_batch
+from cnnlab.i18n import N_, _
 from cnnlab.model.inference import normalize
 from cnnlab.training import distributed
 from cnnlab.training.config import TrainConfig
@@ -49,7 +50,7 @@ STEPS = 100
 SMOOTHING = 0.98  # the moving average's weight of the past, as fastai
 STOP_FACTOR = 4.0  # stop once the smoothed loss is this many times the best so far
 SKIP_START = 5  # the first smoothed points still carry the first batches' noise
-RULE = "lowest loss"
+RULE = N_("lowest loss")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class RangeTest:
     @property
     def rule(self) -> str:
         """How the suggestion is picked from the curve."""
-        return RULE
+        return _(RULE)
 
     @property
     def suggestion(self) -> float:
@@ -73,10 +74,17 @@ class RangeTest:
 
     def summary(self) -> str:
         """One line: the suggestion, its rule, and the other figures."""
-        return (
-            f"lr range test: {len(self.lrs)} steps from {self.lrs[0]:.0e} to {self.lrs[-1]:.2g} "
-            f"({self.stopped}); suggestion {self.suggestion:.2g} ({RULE}); cautious "
-            f"{self.minimum / 10:.2g} (minimum/10)"
+        return _(
+            "lr range test: {steps} steps from {start} to {end} ({stopped}); suggestion "
+            "{suggestion} ({rule}); cautious {cautious} (minimum/10)"
+        ).format(
+            steps=len(self.lrs),
+            start=f"{self.lrs[0]:.0e}",
+            end=f"{self.lrs[-1]:.2g}",
+            stopped=self.stopped,
+            suggestion=f"{self.suggestion:.2g}",
+            rule=self.rule,
+            cautious=f"{self.minimum / 10:.2g}",
         )
 
 
@@ -105,7 +113,9 @@ def range_test(
     steps: int = STEPS,
 ) -> RangeTest:
     """Train a fresh copy of the model for `steps` steps at exponentially rising learning rates."""
-    learner, _, _ = build_learner(dataclasses.replace(config, lr=start), data, device)
+    learner, _optimizer, _schedule = build_learner(
+        dataclasses.replace(config, lr=start), data, device
+    )
     learner.augment_generator.manual_seed(config.seed)
     learner.model.train()
     amp_dtype = autocast_dtype(device, config.precision)
@@ -113,7 +123,7 @@ def range_test(
     images, labels = data.train
     lrs: list[float] = []
     losses: list[float] = []
-    average, best, stopped = 0.0, math.inf, "ran to the end"
+    average, best, stopped = 0.0, math.inf, _("ran to the end")
     batches = _batches(len(labels), config.batch_size, config.seed)
     for step in range(steps):
         lr = _exponential_lr(step, steps, start, end)
@@ -131,7 +141,7 @@ def range_test(
         learner.optimizer.step()
         value = loss.item()
         if not math.isfinite(value):
-            stopped = f"the loss stopped being a number at lr {lr:.2g}"
+            stopped = _("the loss stopped being a number at lr {lr}").format(lr=f"{lr:.2g}")
             break
         average = SMOOTHING * average + (1 - SMOOTHING) * value
         smoothed = average / (1 - SMOOTHING ** (step + 1))
@@ -139,7 +149,9 @@ def range_test(
         losses.append(smoothed)
         best = min(best, smoothed)
         if smoothed > STOP_FACTOR * best:
-            stopped = f"the loss passed {STOP_FACTOR:g}x its lowest at lr {lr:.2g}"
+            stopped = _("the loss passed {factor}x its lowest at lr {lr}").format(
+                factor=f"{STOP_FACTOR:g}", lr=f"{lr:.2g}"
+            )
             break
     return _suggest(lrs, losses, stopped)
 
@@ -148,8 +160,10 @@ def _suggest(lrs: list[float], losses: list[float], stopped: str) -> RangeTest:
     """The minimum of the smoothed curve (its first noisy points left out)."""
     if len(lrs) < SKIP_START + 2:
         raise TrainingDiverged(
-            f"the learning-rate range test stopped after {len(lrs)} steps ({stopped}); "
-            "the loss blew up at once: check the data, or give --lr yourself"
+            _(
+                "the learning-rate range test stopped after {steps} steps ({stopped}); "
+                "the loss blew up at once: check the data, or give --lr yourself"
+            ).format(steps=len(lrs), stopped=stopped)
         )
     kept = range(SKIP_START, len(lrs))
     lowest = min(kept, key=lambda i: losses[i])

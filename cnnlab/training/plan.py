@@ -2,6 +2,8 @@
 
 `plan(asked, data)` is the one place a run's recipe is decided, in this order:
 
+0. the pixels' normalisation (`normalised`: ImageNet's for a network starting from its weights,
+   else the data's own mean and std);
 1. the image size a folder was decoded at (config.toml records the size, not "0");
 2. the batch and epochs fitted to the number of images (`fit_to_data`), with small data's
    weight decay, colour jitter and mirror TTA, and the augmentation a stretched recipe wants;
