@@ -33,9 +33,11 @@ from cnnlab.data.dataset import majority
 from cnnlab.errors import ConfigError
 from cnnlab.i18n import _
 from cnnlab.model.inference import logits_in_batches, loss_and_accuracy, normalize
+from cnnlab.model.presets import PRESETS
 from cnnlab.run.files import RESUME_FILE, model_meta
 from cnnlab.run.folder import Run
 from cnnlab.run.writer import append_log, write_config, write_metrics, write_model, write_resume
+from cnnlab.spec.language import ModelSpec, format_shape
 from cnnlab.training import distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
 from cnnlab.training.budget import BudgetClock, Replanner, replanner, wall_line
@@ -242,7 +244,7 @@ def _prepare(
         position, best = restore(learner, *opened.saved, str(opened.folder / RESUME_FILE))
         state = dataclasses.replace(state, position=position, best=best)
     if world.is_main:
-        _say_start(state, resume, spec.text(), notes)
+        _say_start(state, resume, model_line(spec, planned.config.model), notes)
     return state
 
 
@@ -283,6 +285,31 @@ def _job(
     )
     amp_dtype = autocast_dtype(device, planned.config.precision)
     return Job(planned, folder, world, device, amp_dtype, data, report, guard, clock)
+
+
+# A spec longer than this (lite0's is about 4,000 characters) is shown by its ends and its name.
+MODEL_LINE_CHARS = 300
+
+
+def model_line(spec: ModelSpec, model: str) -> str:
+    """The spec after "model: ": whole when short; else its input, first two and last three
+    layers around "...", its preset's name and where each layer is shown."""
+    text = spec.text()
+    if len(text) <= MODEL_LINE_CHARS:
+        return text
+    head = " ".join(layer.text() for layer in spec.layers[:2])
+    tail = " ".join(layer.text() for layer in spec.layers[-3:])
+    shape = format_shape(spec.input_shape) if spec.input_shape else "?"
+    return _(
+        "{name}input({shape}) {head} ... {tail} ({count} layers; `cnnlab summary RUN` shows "
+        "each, model.json holds the whole spec)"
+    ).format(
+        name=f"{model}: " if model in PRESETS else "",
+        shape=shape,
+        head=head,
+        tail=tail,
+        count=len(spec.layers),
+    )
 
 
 def _say_start(state: Training, resume: str | Path | None, model: str, notes: list[str]) -> None:
