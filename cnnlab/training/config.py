@@ -423,6 +423,10 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
 }
 
 
+FREEZE_RULE = N_(
+    "freeze must be 0 (nothing frozen) or more: how many layers with weights, counted from the "
+    "input as `cnnlab summary MODEL` lists them, keep their starting weights (e.g. freeze=4)"
+)
 # key -> (whether a user's value is allowed, the rule and the fix): the settings whose stand-ins
 # (AUTO_VALUES; lr 0) or out-of-range values would otherwise be taken silently. A NaN fails each.
 USER_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -451,14 +455,7 @@ USER_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
         lambda v: 0 <= v < 1,
         "momentum must be at least 0 and below 1 (e.g. 0.9; 0 = none)",
     ),
-    "freeze": (
-        lambda v: v >= 0,
-        N_(
-            "freeze must be 0 (nothing frozen) or more: how many layers with weights, counted "
-            "from the input as `cnnlab summary MODEL` lists them, keep their starting weights "
-            "(e.g. freeze=4)"
-        ),
-    ),
+    "freeze": (lambda v: v >= 0, FREEZE_RULE),
 }
 
 
@@ -551,7 +548,7 @@ def check(config: TrainConfig) -> TrainConfig:
         (0 <= config.momentum < 1, USER_RANGES["momentum"][1]),
         (
             config.freeze >= 0,
-            _("{rule}; not {value}").format(rule=_(USER_RANGES["freeze"][1]), value=config.freeze),
+            _("{rule}; not {value}").format(rule=_(FREEZE_RULE), value=config.freeze),
         ),
         (
             config.budget_seconds >= 0 and config.e_seconds >= 0,
