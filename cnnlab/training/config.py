@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from cnnlab.data.source import KEEP_ASPECTS, parse_image_size
 from cnnlab.errors import ConfigError
 from cnnlab.fileio import NotToml, read_toml
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _
 from cnnlab.text import clipped
 
 if TYPE_CHECKING:
@@ -135,6 +135,10 @@ class TrainConfig:
     # lite0 preset: training/pretrained.py), a .safetensors file, or a run folder (fine-tune
     # your own run); the last fc, the data's classes, starts fresh
     weights: str = "none"
+    # the first N layers with weights (as `cnnlab summary` counts them: its rows with params above
+    # 0, a res block as one) keep the weights training starts from: no gradient, no weight decay,
+    # their BatchNorms in eval mode (training/freeze.py); 0 = none frozen
+    freeze: int = 0
     # BatchNorm scales and biases train at this x the learning rate. Fashion-MNIST, default
     # recipe at 3 epochs, seed 0: x4 92.29%, x16 91.98% against 92.24% (x1): left at 1
     bn_lr_scale: float = 1.0
@@ -206,8 +210,8 @@ def _convert(key: str, value: Any) -> Any:
     converted = _typed(key, value)
     if key in USER_RANGES:
         allowed, rule = USER_RANGES[key]
-        if not allowed(converted):
-            raise ConfigError(_("{rule}; not {value}").format(rule=rule, value=_shown(value)))
+        if not allowed(converted):  # _(rule): the rules marked N_ have translations
+            raise ConfigError(_("{rule}; not {value}").format(rule=_(rule), value=_shown(value)))
     return converted
 
 
@@ -458,6 +462,10 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
 }
 
 
+FREEZE_RULE = N_(
+    "freeze must be 0 (nothing frozen) or more: how many layers with weights, counted from the "
+    "input as `cnnlab summary MODEL` lists them, keep their starting weights (e.g. freeze=4)"
+)
 # key -> (whether a user's value is allowed, the rule and the fix): the settings whose stand-ins
 # (AUTO_VALUES; lr 0) or out-of-range values would otherwise be taken silently. A NaN fails each.
 USER_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -486,6 +494,7 @@ USER_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
         lambda v: 0 <= v < 1,
         "momentum must be at least 0 and below 1 (e.g. 0.9; 0 = none)",
     ),
+    "freeze": (lambda v: v >= 0, FREEZE_RULE),
 }
 
 
@@ -576,6 +585,10 @@ def check(config: TrainConfig) -> TrainConfig:
         (config.warmup_epochs >= 0 or config.warmup_epochs == -1, USER_RANGES["warmup_epochs"][1]),
         (-1 <= config.warmup_steps <= MAX_COUNT, USER_RANGES["warmup_steps"][1]),
         (0 <= config.momentum < 1, USER_RANGES["momentum"][1]),
+        (
+            config.freeze >= 0,
+            _("{rule}; not {value}").format(rule=_(FREEZE_RULE), value=config.freeze),
+        ),
         (
             config.budget_seconds >= 0 and config.e_seconds >= 0,
             "budget_seconds and e_seconds must be 0 or more (they record a plan: leave them out)",
