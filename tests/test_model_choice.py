@@ -120,3 +120,20 @@ def test_without_the_weights_package_colour_trains_default_with_a_note(
     assert (recorded["model"], recorded["weights"]) == ("default", "none")
     config = resolve_config({"data": f"folder:{colour}"})
     assert config.model_chosen_for == COLOUR_NO_WEIGHTS
+
+
+def test_a_colour_folder_fine_tuned_in_korean_says_no_english_sentence(
+    colour, tmp_path, cli, monkeypatch
+):
+    from test_i18n_korean import _english_runs
+
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "run"
+    result = cli("train", "--data", f"folder:{colour}", *FAST, "--out", str(out), "--lang", "ko")
+    assert result.code == 0, result.err
+    # the notes of the chosen model, its input and its starting weights, in Korean too
+    assert "ImageNet으로 학습된 EfficientNet-Lite0 가중치에서 시작" in result.out
+    assert "(데이터의 이미지에 맞춤)" in result.out
+    start = result.out.index("모델:")  # the run folder's line before it is a path
+    assert _english_runs(result.out[start:].replace("EfficientNet-Lite0", "")) == []

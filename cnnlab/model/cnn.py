@@ -104,7 +104,9 @@ def adapt_to_data(
     notes = []
     if spec.input_shape and tuple(spec.input_shape) != tuple(input_shape):
         notes.append(
-            f"input {format_shape(spec.input_shape)} -> {format_shape(input_shape)} (the data's images)"
+            _("input {before} -> {after} (the data's images)").format(
+                before=format_shape(spec.input_shape), after=format_shape(input_shape)
+            )
         )
     layers = list(spec.layers)
     fc_indices = [i for i, layer in enumerate(layers) if layer.kind == "fc"]
