@@ -291,6 +291,76 @@ def _check_disk(root: Path, folder: Path, files: Files, shapes: list[tuple[int, 
     )
 
 
+def _planned_rows(
+    n_train: int, test_idx: list[int] | None, labels: list[int], options: FolderOptions
+) -> list[int]:
+    """The cache row of each file if every file is usable (`_cache_order` of all of them)."""
+    train, test = _cache_order(list(range(n_train)), test_idx, labels, options)
+    rows = [0] * len(labels)
+    for row, i in enumerate(train + test):
+        rows[i] = row
+    return rows
+
+
+def _usable_order(
+    root: Path,
+    classes: list[str],
+    errors: list[str | None],
+    split: tuple[int, list[int] | None],
+    labels: list[int],
+    options: FolderOptions,
+) -> tuple[list[int], list[int]]:
+    """`_cache_order` of the files that decoded; refused when a split or class is left empty."""
+    n_train, test_idx = split
+    kept_train = [i for i in range(n_train) if errors[i] is None]
+    kept_test = None if test_idx is None else [i for i in test_idx if errors[i] is None]
+    if not kept_train or (kept_test is not None and not kept_test):
+        raise DataError(f"{root}: no usable images left after leaving out the bad files")
+    train, test = _cache_order(kept_train, kept_test, labels, options)
+    present = {labels[i] for i in train}
+    empty = [classes[c] for c in range(len(classes)) if c not in present]
+    if empty:
+        raise DataError(f"{root}: no usable training images left for class(es) {', '.join(empty)}")
+    return train, test
+
+
+def _finish(
+    staging: foldercache.Staging,
+    shape: tuple[int, int, int],
+    order: tuple[list[int], list[int]],
+    files: Files,
+    about: dict,
+) -> None:
+    """Write the header (labels, paths, the train images' mean and std, and `about`)."""
+    train, test = order
+    hist = torch.zeros(shape[0], 256, dtype=torch.int64)
+    for chunk in foldercache.row_chunks(staging, shape, len(train)):
+        hist += channel_histograms(chunk)
+    mean, std = stats_from_histograms(hist, len(train) * shape[1] * shape[2])
+    header = {
+        "version": CACHE_VERSION,
+        "shape": list(shape),
+        "train": len(train),
+        "test": len(test),
+        "train_labels": [files[i][1] for i in train],
+        "test_labels": [files[i][1] for i in test],
+        "train_paths": [str(files[i][0]) for i in train],
+        "test_paths": [str(files[i][0]) for i in test],
+        "mean": list(mean),
+        "std": list(std),
+        **about,
+    }
+    staging.finish(len(train) + len(test), header)
+
+
+def _disk_full(root: Path, folder: Path) -> DataError:
+    return DataError(
+        f"{root}: the disk holding the folder cache ({folder}) filled up while the decoded "
+        "images were written: free some space, set XDG_CACHE_HOME to a folder on a larger "
+        "disk, or use a smaller --image-size"
+    )
+
+
 def _build_cache(
     root: Path,
     classes: list[str],
@@ -310,79 +380,38 @@ def _build_cache(
     side = median_side(all_files)
     sizes = _sizes(options, side, len(train_files))
     labels = [label for _, label in all_files]
-    n_train = len(train_files)
-    test_idx = list(range(n_train, len(all_files))) if test_files else None
-    planned = _cache_order(list(range(n_train)), test_idx, labels, options)
-    rows = [0] * len(all_files)
-    for row, i in enumerate(planned[0] + planned[1]):
-        rows[i] = row
+    split = (
+        len(train_files),
+        list(range(len(train_files), len(all_files))) if test_files else None,
+    )
+    rows = _planned_rows(*split, labels, options)
     shapes = {1: _shape(1, sizes[0]), 3: _shape(3, sizes[1])}
     wanted = [options.channels] if options.channels else [1, 3]
     _check_disk(root, folder, all_files, [shapes[c] for c in wanted])
     made: list[foldercache.Staging] = []
     try:
-        for c in wanted:
-            made.append(foldercache.Staging(folder, name, math.prod(shapes[c])))
+        made += [foldercache.Staging(folder, name, math.prod(shapes[c])) for c in wanted]
         sinks = dict(zip(wanted, made, strict=True))
         errors = _decode_into(all_files, options, sizes, rows, sinks)
         bad = [e for e in errors if e is not None]
         if bad and not options.skip_bad:
             raise _bad_files_error(root, bad)
         channels = options.channels or (1 if 1 in sinks else 3)  # every image gray: 1 channel
-        staging, shape = sinks[channels], shapes[channels]
-        kept_train = [i for i in range(n_train) if errors[i] is None]
-        kept_test = None if test_idx is None else [i for i in test_idx if errors[i] is None]
-        if not kept_train or (kept_test is not None and not kept_test):
-            raise DataError(f"{root}: no usable images left after leaving out the bad files")
-        train, test = _cache_order(kept_train, kept_test, labels, options)
-        train_labels = [labels[i] for i in train]
-        empty = [classes[c] for c in range(len(classes)) if c not in set(train_labels)]
-        if empty:
-            raise DataError(
-                f"{root}: no usable training images left for class(es) {', '.join(empty)}"
-            )
+        staging = sinks[channels]
+        train, test = _usable_order(root, classes, errors, split, labels, options)
         order = [rows[i] for i in train + test]
         if order != list(range(len(order))):  # bad files left out: gather into a new file
             made.append(foldercache.Staging(folder, name, staging.row_bytes))
             foldercache.gather(staging, order, made[-1])
             staging = made[-1]
-        hist = torch.zeros(shape[0], 256, dtype=torch.int64)
-        for chunk in foldercache.row_chunks(staging, shape, len(train)):
-            hist += channel_histograms(chunk)
-        mean, std = stats_from_histograms(hist, len(train) * shape[1] * shape[2])
-        staging.finish(
-            len(order),
-            {
-                "version": CACHE_VERSION,
-                "shape": list(shape),
-                "train": len(train),
-                "test": len(test),
-                "train_labels": train_labels,
-                "test_labels": [labels[i] for i in test],
-                "train_paths": [str(all_files[i][0]) for i in train],
-                "test_paths": [str(all_files[i][0]) for i in test],
-                "classes": classes,
-                "name": f"folder:{root}",
-                "source": str(root),
-                "skipped": bad,
-                "median_side": side,
-                "mean": list(mean),
-                "std": list(std),
-            },
-        )
-    except OSError as error:
+        about = {"classes": classes, "name": f"folder:{root}", "source": str(root)}
+        about |= {"skipped": bad, "median_side": side}
+        _finish(staging, shapes[channels], (train, test), all_files, about)
+    except BaseException as error:
         for done in made:
             done.remove()
-        if error.errno != errno.ENOSPC:
-            raise
-        raise DataError(
-            f"{root}: the disk holding the folder cache ({folder}) filled up while the decoded "
-            "images were written: free some space, set XDG_CACHE_HOME to a folder on a larger "
-            "disk, or use a smaller --image-size"
-        ) from None
-    except BaseException:
-        for done in made:
-            done.remove()
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise _disk_full(root, folder) from None
         raise
     for done in made:
         if done is not staging:

@@ -12,6 +12,9 @@ cache, and the caller decodes again.
 The map is the kernel's: `mmap` of the very file descriptor that was checked, private
 (ACCESS_COPY: an in-place write to a batch would never reach the file). Pages come in when a
 batch reads them and, being clean file pages, the kernel drops them again under pressure.
+cnnlab never changes a cache file in place (a new one is renamed over it, and a process that
+maps the old one keeps reading it); cutting a mapped file short from outside would make the
+mapped pages past its new end fault (SIGBUS), as with any memory-mapped file.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from cnnlab.fileio import fsync_dir, open_regular_file
 
 MAGIC = b"CNNLABU8"
 TRAILER = 16  # header length (8 bytes) + MAGIC
-READ_ROWS = 1024  # rows copied at a time when gathering or reading back
+READ_BYTES = 1 << 20  # copied at a time when gathering or reading back: bounded memory
 
 
 def free_bytes(folder: Path) -> int | None:
@@ -101,18 +104,28 @@ class Staging:
 
 def gather(source: Staging, rows: list[int], target: Staging) -> None:
     """Copy `source`'s rows, in the order given, into rows 0, 1, ... of `target`."""
-    for start in range(0, len(rows), READ_ROWS):
-        chunk = rows[start : start + READ_ROWS]
+    step = max(1, READ_BYTES // source.row_bytes)
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
         data = b"".join(source.read_rows(row, 1) for row in chunk)
         target.write_at(start * target.row_bytes, data)
 
 
 def row_chunks(staging: Staging, shape: tuple[int, int, int], rows: int):
-    """Rows 0..rows-1 of `staging` as uint8 tensors (<= READ_ROWS, C, H, W), read, not mapped."""
-    for start in range(0, rows, READ_ROWS):
-        count = min(READ_ROWS, rows - start)
-        data = bytearray(staging.read_rows(start, count))
-        yield torch.frombuffer(data, dtype=torch.uint8).view(count, *shape)
+    """Rows 0..rows-1 of `staging` as uint8 tensors (n, C, H, W) of <= READ_BYTES, read (not
+    mapped) into one reused buffer: each chunk is valid until the next is read."""
+    step = max(1, READ_BYTES // staging.row_bytes)
+    buffer = bytearray(step * staging.row_bytes)
+    for start in range(0, rows, step):
+        count = min(step, rows - start)
+        view, offset = memoryview(buffer)[: count * staging.row_bytes], start * staging.row_bytes
+        while len(view):
+            got = os.preadv(staging.fd, [view], offset)
+            assert got > 0, (offset, staging.path)  # the rows were written: never past the end
+            view, offset = view[got:], offset + got
+        yield torch.frombuffer(buffer, dtype=torch.uint8, count=count * staging.row_bytes).view(
+            count, *shape
+        )
 
 
 def map_cache(path: Path, version: int) -> tuple[dict[str, Any], torch.Tensor] | None:
