@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format bench bench-quick bench-robust bench-robust-quick serve clean
+.PHONY: setup demo test test-fast lint format bench bench-quick bench-robust bench-robust-quick bench-transfer bench-transfer-quick serve clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,14 @@ bench-robust: setup
 
 bench-robust-quick: setup
 	$(PY) -m bench.robustness --quick
+
+# cnnlab (no flags, and --model default) vs a plain EfficientNet-Lite0 fine-tune and a plain scratch
+# net on small own-image folders (bench/transfer.py): 5 cells x 3 seeds; quick: 1 seed, 3 small cells.
+bench-transfer: setup
+	$(PY) -m bench.transfer
+
+bench-transfer-quick: setup
+	$(PY) -m bench.transfer --quick
 
 serve: setup
 	$(VENV)/bin/cnnlab serve latest
