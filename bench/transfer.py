@@ -79,6 +79,7 @@ FINETUNE_LR = 1e-3
 # feeds lite0 (training/plan.py, IMAGENET_LITE0_MEAN / _STD), here on 0..1 pixels
 LITE0_MEAN, LITE0_STD = 127 / 255, 128 / 255
 COLUMNS = ("no_flags", "default", "finetune_ref", "scratch_ref")
+SKIPPED = {"test_accuracy": None, "wall_s": None, "skipped": True}  # a column left out (--columns)
 
 
 @dataclass(frozen=True)
@@ -272,8 +273,10 @@ def run_cnnlab(data: str, seed: int, extra: list[str]) -> dict:
 # --- the matrix ------------------------------------------------------------------------------
 
 
-def bench_cell(cell: Cell, seeds: int, folders: Path, extra: list[str]) -> dict:
-    """The four columns, seed by seed, on one cell."""
+def bench_cell(
+    cell: Cell, seeds: int, folders: Path, extra: list[str], columns: tuple[str, ...] = COLUMNS
+) -> dict:
+    """The four columns (those of `columns`; the others SKIPPED), seed by seed, on one cell."""
     data_arg = f"folder:{write_cell(cell, folders)}"
     side, channels = native(cell)
     small = load_dataset(data_arg, image_size=side, channels=channels)
@@ -288,15 +291,19 @@ def bench_cell(cell: Cell, seeds: int, folders: Path, extra: list[str]) -> dict:
         "runs": [],
     }
     for seed in range(seeds):
-        run = {"seed": seed, "load_before": load()}
-        run["no_flags"] = run_cnnlab(data_arg, seed, extra)
-        run["default"] = run_cnnlab(data_arg, seed, ["--model", "default"])
-        run["finetune_ref"] = (
-            finetune_reference(*_tensors(big), big.num_classes, seed, big.flip_ok, weights)
-            if weights
-            else {"test_accuracy": None, "wall_s": None, "missing": "efficientnet-lite0 weights"}
-        )
-        run["scratch_ref"] = _scratch(small, seed)
+        run = {"seed": seed, "load_before": load(), **dict.fromkeys(COLUMNS, SKIPPED)}
+        if "no_flags" in columns:
+            run["no_flags"] = run_cnnlab(data_arg, seed, extra)
+        if "default" in columns:
+            run["default"] = run_cnnlab(data_arg, seed, ["--model", "default"])
+        if "finetune_ref" in columns:
+            run["finetune_ref"] = (
+                finetune_reference(*_tensors(big), big.num_classes, seed, big.flip_ok, weights)
+                if weights
+                else {"test_accuracy": None, "wall_s": None, "missing": "lite0 weights"}
+            )
+        if "scratch_ref" in columns:
+            run["scratch_ref"] = _scratch(small, seed)
         run["load_after"] = load()
         entry["runs"].append(run)
         print(
@@ -342,7 +349,11 @@ def summarise(runs: list[dict]) -> dict:
             "wall_s": _median(
                 [r[column]["wall_s"] for r in runs if r[column]["test_accuracy"] is not None]
             ),
-            "failed": sum(a is None for a in accuracies),
+            "failed": sum(
+                a is None and not r[column].get("skipped")
+                for a, r in zip(accuracies, runs, strict=True)
+            ),
+            "skipped": all(r[column].get("skipped") for r in runs),
         }
     summary["ratio_no_flags_finetune"] = _ratio(
         summary["no_flags"]["wall_s"], summary["finetune_ref"]["wall_s"]
@@ -398,7 +409,7 @@ def markdown(results: dict) -> str:
     ]
     for e in results["cells"]:
         s = e["summary"]
-        accuracy = [_pct(s[c]["accuracy"]) for c in COLUMNS]
+        accuracy = ["-" if s[c].get("skipped") else _pct(s[c]["accuracy"]) for c in COLUMNS]
         seconds = " / ".join(_secs(s[c]["wall_s"]) for c in COLUMNS)
         lines.append(
             f"| {e['cell']} | {e['train_images']:,} / {e['test_images']:,} "
@@ -421,6 +432,11 @@ def main() -> None:
         help='arguments added to the no-flags column only, e.g. "--model lite0"',
     )
     parser.add_argument(
+        "--columns",
+        default=",".join(COLUMNS),
+        help=f"comma-separated columns to run (default: all of {', '.join(COLUMNS)})",
+    )
+    parser.add_argument(
         "--threads", type=int, default=0, help="reference CPU threads (default: all usable cores)"
     )
     args = parser.parse_args()
@@ -435,6 +451,9 @@ def main() -> None:
                 f"known: {', '.join(c.name for c in CELLS)}"
             )
         cells = [c for c in CELLS if c.name in wanted]
+    columns = tuple(args.columns.split(","))
+    if set(columns) - set(COLUMNS):
+        parser.error(f"columns are among {', '.join(COLUMNS)}; not {args.columns}")
     seeds = args.seeds or (1 if args.quick else 3)
     name = "transfer-quick" if args.quick else "transfer"
     if lite0_weights_file() is None:
@@ -453,7 +472,7 @@ def main() -> None:
     text = markdown(results)
     with tempfile.TemporaryDirectory() as folders:
         for cell in cells:
-            results["cells"].append(bench_cell(cell, seeds, Path(folders), extra))
+            results["cells"].append(bench_cell(cell, seeds, Path(folders), extra, columns))
             results["load_at_end"] = load()
             results["total_s"] = round(time.perf_counter() - started)
             text = markdown(results)

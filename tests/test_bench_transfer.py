@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.transfer import (  # noqa: E402
     COLUMNS,
     FASHION_DIR,
+    SKIPPED,
     cnnlab_command,
     finetune_reference,
     lite0_weights_file,
@@ -86,11 +87,13 @@ def test_the_table_gives_medians_and_ratios_per_column():
         "model": "lite0", "input_shape": [3, 128, 128], "epochs": 8, "batch_size": 16,
     }  # fmt: skip
     summary = summarise(runs)
-    assert summary["no_flags"] == {"accuracy": 0.75, "wall_s": 30.0, "failed": 0}
+    assert summary["no_flags"] == {"accuracy": 0.75, "wall_s": 30.0, "failed": 0, "skipped": False}
     assert summary["default"]["accuracy"] == pytest.approx(0.55)
     assert summary["default"]["wall_s"] == 60.0
     # a failed run counts as failed, its seconds left out of the median
-    assert summary["scratch_ref"] == {"accuracy": 0.45, "wall_s": 40.0, "failed": 1}
+    assert summary["scratch_ref"] == {
+        "accuracy": 0.45, "wall_s": 40.0, "failed": 1, "skipped": False,
+    }  # fmt: skip
     assert summary["ratio_no_flags_finetune"] == 3.0
     assert summary["ratio_default_scratch"] == 1.5
     entry = {"cell": "c", "train_images": 1200, "test_images": 200, "runs": runs}
@@ -104,6 +107,15 @@ def test_the_table_gives_medians_and_ratios_per_column():
         "| c | 1,200 / 200 | 75.0% | 55.0% | 90.0% | 45.0% | 30 / 60 / 10 / 40 "
         "| 3.00x | 1.50x | lite0, 3x128x128, 8 ep, batch 16 |"
     )
+    # a column left out (--columns) is "-", not failed
+    for run in runs:
+        run["default"] = SKIPPED
+    entry["summary"] = summarise(runs)
+    assert entry["summary"]["default"] == {
+        "accuracy": None, "wall_s": None, "failed": 0, "skipped": True,
+    }  # fmt: skip
+    row = next(line for line in markdown(results).splitlines() if line.startswith("| c |"))
+    assert row.startswith("| c | 1,200 / 200 | 75.0% | - | 90.0% | 45.0% | 30 / - / 10 / 40 ")
     assert len(COLUMNS) == 4
 
 
