@@ -136,3 +136,57 @@ def test_summary_and_train_say_no_english_sentence(cli, tmp_path, monkeypatch):
     ):
         assert word in train.out, word
     assert _english_runs(summary.out + train.out) == []
+
+
+# The errors a learner meets, with their fixes: (argv, words the Korean error holds).
+SPEC_ERRORS = [
+    (["summary", "input(1x4x4) conv(8,5)"], ("출력 크기", "고치는 법", "패딩", "커널")),
+    (["summary", "input(1x4x4) maxpool(8)"], ("윈도우", "풀링", "고치는 법")),
+    (["summary", "input(3x8x8) conv(8,3,groups=2)"], ("입력 채널", "출력 채널", "고치는 법")),
+    (["summary", "input(3x8x8) res(conv(8,3))"], ("res 블록", "모양이 같아야", "고치는 법")),
+    (["summary", "input(3x8x8) res(conv(8,3), shortcut=conv(4,1))"], ("지름길", "고치는 법")),
+    (["summary", "input(3x8x8) conv(4,3) fc(10)"], ("평탄한 벡터", "고치는 법")),
+    (["summary", "input(1x28x28) conv(4,3) flatten fc(10, in=100)"], ("in=100", "고치는 법")),
+    (["summary", "input(1x4x4) conv(4,3,padding=4,padding_mode=reflect)"], ("반사", "패딩")),
+    (["summary", "input(1x8x8) maxpool(2,padding=2)"], ("패딩", "커널의 절반")),
+    (["summary", "input(1x8x8) flatten conv(4,3)"], ("채널 x 높이 x 너비",)),
+    (["summary", "conv(4,3,foo"], ("모델 명세 오류", "파라미터 목록")),
+    (["summary", "conv(4,-1)"], ("양의 정수", "커널 크기")),
+    (["summary", "conv(4,3) res(res(relu))"], ("중첩",)),
+    (["summary", "conv(4,3) relu(1,2)"], ("파라미터",)),
+    (["summary", "conv(4,3,stride=1,stride=2)"], ("두 번",)),
+    (["summary", "conv(4,3,padding_mode=mirror)"], ("다음 중 하나",)),
+    (["summary", "conv(4, 3) relu input(1x8x8)"], ("맨 앞",)),
+    (["summary", "dropout(1.5)"], ("0 이상 1 미만",)),
+    (["summary", "conv(4,3)) relu"], ("층 이름",)),
+    (["summary", "defualt"], ("프리셋",)),
+    (["summary", "missing-model.toml"], ("모델 파일",)),
+]
+
+
+@pytest.mark.parametrize(("argv", "words"), SPEC_ERRORS, ids=lambda v: " ".join(v)[:60])
+def test_spec_errors_and_their_fixes_in_korean(cli, monkeypatch, argv, words):
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    english, korean = cli(*argv), cli(*argv, "--lang", "ko")
+    assert english.code == korean.code == 2, korean.err
+    assert english.err.startswith("error: ") and korean.err.startswith("오류: "), korean.err
+    for word in words:
+        assert word in korean.err, (word, korean.err)
+    assert ("fix:" in english.err) == ("고치는 법:" in korean.err)
+    assert _english_runs(_error_text(korean.err)) == [], korean.err
+    assert _english_runs(_error_text(english.err)), "the check would not see English"
+
+
+def _error_text(err: str) -> str:
+    """The error's sentences, without the spec line and caret the parser quotes under them, and
+    without the names it lists (presets, layers, padding modes, settings, data sets)."""
+    from cnnlab.data.registry import REGISTRY
+    from cnnlab.model.presets import PRESETS
+    from cnnlab.spec.kinds import LAYER_KINDS, PADDING_MODES
+    from cnnlab.training.config import FIELD_TYPES
+
+    names = sorted({*PRESETS, *LAYER_KINDS, *PADDING_MODES, *FIELD_TYPES, *REGISTRY}, key=len)
+    listed = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, names[::-1])) + r")(?![\w-])")
+    lines = [line for line in err.splitlines() if not line.startswith("  ") or "법:" in line]
+    return listed.sub(" ", "\n".join(lines))
