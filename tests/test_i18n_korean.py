@@ -190,3 +190,51 @@ def _error_text(err: str) -> str:
     listed = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, names[::-1])) + r")(?![\w-])")
     lines = [line for line in err.splitlines() if not line.startswith("  ") or "법:" in line]
     return listed.sub(" ", "\n".join(lines))
+
+
+def _korean_error(cli, monkeypatch, *argv: str) -> str:
+    """The command's error under --lang ko, checked: exit 2, 'error:' in English without --lang,
+    '오류:' and no English sentence (names, paths and options aside) with it."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    english, korean = cli(*argv), cli(*argv, "--lang", "ko")
+    assert english.code == korean.code == 2, korean.err
+    assert english.err.startswith("error: ") and korean.err.startswith("오류: "), korean.err
+    assert _english_runs(_error_text(english.err)), "the check would not see English"
+    assert _english_runs(_error_text(korean.err)) == [], korean.err
+    return korean.err
+
+
+def test_a_folder_of_bad_images_is_refused_in_korean(cli, monkeypatch, tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("L", (8, 8), i * 40).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (tmp_path / "dog" / "notes.txt").write_text("hello")
+    (tmp_path / "dog" / "empty.jpg").write_bytes(b"")
+    err = _korean_error(cli, monkeypatch, "train", "--data", str(tmp_path), "--epochs", "1")
+    assert "파일 3개를 이미지로 쓸 수 없습니다" in err and "--skip-bad" in err
+    assert "이미지가 아닌 파일" in err and "빈 파일" in err
+
+
+def test_a_folder_of_one_class_is_refused_in_korean(cli, monkeypatch, tmp_path):
+    (tmp_path / "cat").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "cat" / "0.png")
+    err = _korean_error(cli, monkeypatch, "train", "--data", str(tmp_path), "--epochs", "1")
+    assert "클래스 폴더가 1개입니다" in err
+
+
+def test_a_truncated_idx_file_is_refused_in_korean(cli, monkeypatch, tmp_path):
+    import gzip
+
+    from cnnlab.data.idx import write_idx
+
+    for split, count in (("train", 10), ("t10k", 5)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", np.zeros((count, 28, 28), np.uint8))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.zeros(count, np.uint8))
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-100]))
+    argv = ("train", "--data", "mnist", "--data-dir", str(tmp_path), "--epochs", "1")
+    err = _korean_error(cli, monkeypatch, *argv)
+    assert "본문이 잘렸습니다" in err and "다시 내려받거나" in err

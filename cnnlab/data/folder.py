@@ -27,7 +27,9 @@ from cnnlab.data.dataset import Dataset, pick_paths, validation_indices
 from cnnlab.data.images import (
     KEEP_ASPECT,
     MAX_SIDE,
+    channels_error,
     header_size,
+    keep_aspect_error,
     looks_grayscale,
     normalise_mode,
     open_image,
@@ -36,6 +38,7 @@ from cnnlab.data.images import (
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import DataError
 from cnnlab.fileio import atomic_write_bytes, require_regular_file
+from cnnlab.i18n import _
 
 CACHE_VERSION = 3  # bump when decoding changes, so old caches are not reused
 GRAY_SIZE, RGB_SIZE = 28, 32  # default sizes: MNIST-like for grayscale, CIFAR-like for colour
@@ -96,7 +99,7 @@ def _sizes(options: FolderOptions, median_side: int, images: int) -> tuple[Size,
 def median_side(files: list[tuple[Path, int]]) -> int:
     """Median of the files' shorter sides, from their headers only (unreadable files skipped)."""
     sides = []
-    for path, _ in files:
+    for path, _label in files:
         with contextlib.suppress(DataError, OSError, ValueError):
             sides.append(min(header_size(path)))
     return round(statistics.median(sides)) if sides else 0
@@ -131,7 +134,9 @@ def _files(folder: Path) -> list[Path]:
 def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]] | None]:
     """(classes, train files with labels, test files with labels or None) for a folder layout."""
     if not root.is_dir():
-        raise DataError(f"{root}: not a folder; expected {root}/<class>/<image files>")
+        raise DataError(
+            _("{root}: not a folder; expected {root}/<class>/<image files>").format(root=root)
+        )
     train_root = root / "train" if (root / "train").is_dir() else root
     test_root = (
         next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
@@ -141,8 +146,10 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
     classes = [p.name for p in _class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(
-            f"{train_root}: found {len(classes)} class folder(s); expected one sub-folder per class "
-            f"(at least 2), e.g. {train_root}/cat/1.png and {train_root}/dog/2.jpg"
+            _(
+                "{root}: found {count} class folder(s); expected one sub-folder per class "
+                "(at least 2), e.g. {root}/cat/1.png and {root}/dog/2.jpg"
+            ).format(root=train_root, count=len(classes))
         )
     train = _labelled_files(train_root, classes)
     test = None
@@ -150,8 +157,10 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
         extra = [p.name for p in _class_folders(test_root) if p.name not in classes]
         if extra:
             raise DataError(
-                f"{test_root}: class folder(s) {', '.join(extra)} have no match in {train_root}; "
-                "the test classes must be among the train classes"
+                _(
+                    "{test_root}: class folder(s) {names} have no match in {train_root}; "
+                    "the test classes must be among the train classes"
+                ).format(test_root=test_root, names=", ".join(extra), train_root=train_root)
             )
         test = _labelled_files(test_root, classes, allow_empty=True)
     return classes, train, test
@@ -165,7 +174,11 @@ def _labelled_files(
         folder = root / name
         files = _files(folder) if folder.is_dir() else []
         if not files and not allow_empty:
-            raise DataError(f"{folder}: class folder has no files; add images or remove the folder")
+            raise DataError(
+                _("{folder}: class folder has no files; add images or remove the folder").format(
+                    folder=folder
+                )
+            )
         out += [(f, label) for f in files]
     return out
 
@@ -224,7 +237,9 @@ def _stack(
         if pair is not None
     ]
     if not keep:
-        raise DataError(f"{where}: no usable images left after leaving out the bad files")
+        raise DataError(
+            _("{where}: no usable images left after leaving out the bad files").format(where=where)
+        )
     pick = 0 if channels == 1 else 1
     images = torch.stack([pair[pick] for pair, _, _ in keep])  # (N, C, H, W) uint8
     labels = torch.tensor([label for _, label, _ in keep], dtype=torch.int64)
@@ -246,10 +261,15 @@ def _hold_out(train: Stacked, fraction: float, seed: int) -> tuple[Stacked, Stac
 
 def _bad_files_error(root: Path, errors: list[str]) -> DataError:
     listed = "\n".join(f"  {e}" for e in errors[:MAX_LISTED])
-    more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+    more = (
+        "\n  " + _("... and {count} more").format(count=len(errors) - MAX_LISTED)
+        if len(errors) > MAX_LISTED
+        else ""
+    )
     return DataError(
-        f"{root}: {len(errors)} file(s) cannot be used as images:\n{listed}{more}\n"
-        "Fix or remove them, or load with skip_bad=True (CLI: --skip-bad) to leave them out."
+        _("{root}: {count} file(s) cannot be used as images:").format(root=root, count=len(errors))
+        + f"\n{listed}{more}\n"
+        + _("Fix or remove them, or load with skip_bad=True (CLI: --skip-bad) to leave them out.")
     )
 
 
@@ -307,7 +327,9 @@ def _checked_size(image_size: Size | None) -> Size | None:
     sides = (image_size,) if isinstance(image_size, int) else tuple(image_size)
     if len(sides) not in (1, 2) or not all(type(v) is int and 1 <= v <= MAX_SIDE for v in sides):
         raise DataError(
-            f"image size {image_size} must be N or (height, width), each side 1 to {MAX_SIDE} pixels"
+            _(
+                "image size {size} must be N or (height, width), each side 1 to {most} pixels"
+            ).format(size=image_size, most=MAX_SIDE)
         )
     return sides[0] if len(set(sides)) == 1 else (sides[0], sides[1])
 
@@ -337,7 +359,11 @@ def _decode_folder(
     (train_x, train_y, train_p), (test_x, test_y, test_p) = train, test
     empty = [classes[c] for c in range(len(classes)) if not (train_y == c).any()]
     if empty:
-        raise DataError(f"{root}: no usable training images left for class(es) {', '.join(empty)}")
+        raise DataError(
+            _("{root}: no usable training images left for class(es) {names}").format(
+                root=root, names=", ".join(empty)
+            )
+        )
     return FolderDataset(
         f"folder:{root}",
         classes,
@@ -374,9 +400,9 @@ def load_folder(
     """
     root = Path(path).expanduser().resolve()
     if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
+        raise DataError(channels_error(channels))
     if keep_aspect not in KEEP_ASPECT:
-        raise DataError(f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}, not {keep_aspect!r}")
+        raise DataError(keep_aspect_error(keep_aspect))
     size = _checked_size(image_size)
     options = FolderOptions(size, channels, test_fraction, seed, skip_bad, background, keep_aspect)
     classes, train_files, test_files = scan(root)

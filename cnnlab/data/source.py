@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.i18n import N_, _
 from cnnlab.text import clipped
 
 if TYPE_CHECKING:
@@ -105,6 +106,14 @@ def training_splits(dataset: Dataset, source: DataSource) -> tuple[Split, Split 
     return train, (images[val_idx], labels[val_idx], pick_paths(paths, val_idx))
 
 
+# A split's count as check_splits says it ('200 training'), N_-marked: translated where shown.
+SPLIT_COUNTS = {
+    "training": N_("{count} training"),
+    "test": N_("{count} test"),
+    "validation": N_("{count} validation"),
+}
+
+
 def check_splits(dataset: Dataset, source: DataSource, train: Split, val: Split | None) -> None:
     """Refuse, before any training, splits a run cannot train on, validate on or be scored on.
 
@@ -114,25 +123,39 @@ def check_splits(dataset: Dataset, source: DataSource, train: Split, val: Split 
     if val is not None:
         counts["validation"] = len(val[1])
     classes = len(dataset.classes)
-    numbers = (
-        f"{', '.join(f'{n} {split}' for split, n in counts.items())} images in {classes} classes"
+    numbers = _("{counts} images in {classes} classes").format(
+        counts=", ".join(_(SPLIT_COUNTS[split]).format(count=n) for split, n in counts.items()),
+        classes=classes,
     )
     folder = dataset.name.startswith("folder:")
     if counts["training"] == 0:
-        fix = "add images to the class folders" if folder else "use a larger train_size"
-        raise DataError(f"{dataset.name}: {numbers}: nothing to train on; {fix}")
+        fix = _("add images to the class folders") if folder else _("use a larger train_size")
+        raise DataError(
+            _("{data}: {numbers}: nothing to train on; {fix}").format(
+                data=dataset.name, numbers=numbers, fix=fix
+            )
+        )
     if counts["test"] == 0:
         fix = (
-            "put a test/ folder beside train/ (test/<class>/<images>), or give each class at "
-            "least 2 images (a share of each class, at least one image, is held out for the test)"
+            _(
+                "put a test/ folder beside train/ (test/<class>/<images>), or give each class at "
+                "least 2 images (a share of each class, at least one image, is held out for the "
+                "test)"
+            )
             if folder
-            else "use a larger test_size"
+            else _("use a larger test_size")
         )
-        raise DataError(f"{dataset.name}: {numbers}: a run could not be scored; {fix}")
+        raise DataError(
+            _("{data}: {numbers}: a run could not be scored; {fix}").format(
+                data=dataset.name, numbers=numbers, fix=fix
+            )
+        )
     if counts.get("validation") == 0:
         raise DataError(
-            f"{dataset.name}: val_split={source.val_split:g} holds out no images ({numbers}): "
-            "give each class at least 2 training images, or drop val_split"
+            _(
+                "{data}: val_split={fraction} holds out no images ({numbers}): "
+                "give each class at least 2 training images, or drop val_split"
+            ).format(data=dataset.name, fraction=f"{source.val_split:g}", numbers=numbers)
         )
 
 
@@ -140,7 +163,11 @@ def split_source(dataset: Dataset, source: DataSource, split: str) -> Split:
     """One split of `dataset` as the run split it: test as loaded, train and val by the run's
     rule (`training_splits`)."""
     if split not in SPLITS:
-        raise DataError(f"split '{split}' is not one of {', '.join(SPLITS)}")
+        raise DataError(
+            _("split '{split}' is not one of {splits}").format(
+                split=split, splits=", ".join(SPLITS)
+            )
+        )
     if split == "test":
         return dataset.test_images, dataset.test_labels, dataset.test_paths
     train, val = training_splits(dataset, source)
@@ -148,6 +175,6 @@ def split_source(dataset: Dataset, source: DataSource, split: str) -> Split:
         return train
     if val is None:
         raise DataError(
-            "the run was trained without a validation split (val_split=0): use --split test"
+            _("the run was trained without a validation split (val_split=0): use --split test")
         )
     return val
