@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import re
+import shutil
 import warnings
 
 import numpy as np
@@ -238,3 +240,70 @@ def test_a_truncated_idx_file_is_refused_in_korean(cli, monkeypatch, tmp_path):
     argv = ("train", "--data", "mnist", "--data-dir", str(tmp_path), "--epochs", "1")
     err = _korean_error(cli, monkeypatch, *argv)
     assert "본문이 잘렸습니다" in err and "다시 내려받거나" in err
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two tiny runs of different models (one epoch on 200 shapes each): one to damage, one to
+    lend the first its weights."""
+    import cnnlab
+
+    root = tmp_path_factory.mktemp("damaged")
+    runs = []
+    for model in ("conv(4,3) relu maxpool(2) flatten fc(10)", "conv(6,3) relu gap fc(10)"):
+        runs.append(
+            cnnlab.train(
+                model=model,
+                data="shapes",
+                train_size=200,
+                test_size=60,
+                epochs=1,
+                quiet=True,
+                out=str(root / f"run{len(runs)}"),
+            ).path
+        )
+    return runs
+
+
+def _damage_classes(run):
+    meta = json.loads((run / "model.json").read_text())
+    meta["classes"] = meta["classes"][:-1]
+    (run / "model.json").write_text(json.dumps(meta))
+
+
+def _damage_record(run):
+    record = json.loads((run / "record.json").read_text())
+    record["format"] = 99
+    (run / "record.json").write_text(json.dumps(record))
+
+
+def _damage_mean(run):
+    meta = json.loads((run / "model.json").read_text())
+    meta["mean"] = [*meta["mean"], 0.5]
+    (run / "model.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (_damage_classes, ("클래스 9개", "실행 폴더가 손상되었습니다", "model.json을 되살리거나")),
+        (_damage_record, ("형식 99", "실행 폴더가 손상되었습니다")),
+        (_damage_mean, ("입력 채널마다", "실행 폴더가 손상되었습니다")),
+        (lambda run: (run / "model.safetensors").write_bytes(b"\xff" * 64), ("safetensors",)),
+        ("other weights", ("이 모델에 맞지 않습니다", "모양이 다름", "다시 학습하세요")),
+    ],
+    ids=["classes", "record", "mean", "weights", "other-weights"],
+)
+def test_a_damaged_run_folder_is_refused_in_korean(
+    cli, capsys, monkeypatch, tmp_path, two_runs, damage, words
+):
+    capsys.readouterr()  # what training printed
+    run = tmp_path / "run"
+    shutil.copytree(two_runs[0], run)
+    if damage == "other weights":
+        shutil.copy(two_runs[1] / "model.safetensors", run / "model.safetensors")
+    else:
+        damage(run)
+    err = _korean_error(cli, monkeypatch, "eval", str(run))
+    for word in words:
+        assert word in err, (word, err)
