@@ -307,3 +307,24 @@ def test_a_damaged_run_folder_is_refused_in_korean(
     err = _korean_error(cli, monkeypatch, "eval", str(run))
     for word in words:
         assert word in err, (word, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["lr=50"], ("학습률", "받은 값")),
+        (["--epochs", "0"], ("정수", "받은 값: 0")),
+        (["momentum=1.5"], ("0 이상 1 미만",)),
+        (["weight_decay=-1"], ("감쇠 없음",)),
+        (["early_stop=-3"], ("끔",)),
+        (["warmup_steps=-5"], ("워밍업 없음",)),
+        (["optimizer=adamx"], ("중 하나",)),
+        (["--val-split", "2"], ("0 이상 1 미만",)),
+        (["budget=soon"], ("budget", "받은 값")),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_out_of_range_settings_are_refused_in_korean(cli, monkeypatch, argv, words):
+    err = _korean_error(cli, monkeypatch, "train", *argv)
+    for word in words:
+        assert word in err, (word, err)
