@@ -182,13 +182,16 @@ def test_spec_errors_and_their_fixes_in_korean(cli, monkeypatch, argv, words):
 
 def _error_text(err: str) -> str:
     """The error's sentences, without the spec line and caret the parser quotes under them, and
-    without the names it lists (presets, layers, padding modes, settings, data sets)."""
+    without the names it lists (presets, layers, padding modes, settings, data sets,
+    augmentations)."""
+    from cnnlab.data.augment import _ITEMS as AUGMENTATIONS
     from cnnlab.data.registry import REGISTRY
     from cnnlab.model.presets import PRESETS
     from cnnlab.spec.kinds import LAYER_KINDS, PADDING_MODES
     from cnnlab.training.config import FIELD_TYPES
 
-    names = sorted({*PRESETS, *LAYER_KINDS, *PADDING_MODES, *FIELD_TYPES, *REGISTRY}, key=len)
+    names = {*PRESETS, *LAYER_KINDS, *PADDING_MODES, *FIELD_TYPES, *REGISTRY, *AUGMENTATIONS}
+    names = sorted({*names, "none", "standard", "light"}, key=len)
     listed = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, names[::-1])) + r")(?![\w-])")
     lines = [line for line in err.splitlines() if not line.startswith("  ") or "법:" in line]
     return listed.sub(" ", "\n".join(lines))
@@ -326,5 +329,40 @@ def test_a_damaged_run_folder_is_refused_in_korean(
 )
 def test_out_of_range_settings_are_refused_in_korean(cli, monkeypatch, argv, words):
     err = _korean_error(cli, monkeypatch, "train", *argv)
+    for word in words:
+        assert word in err, (word, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["train", "augment=warp"], ("데이터 증강", "있는 것")),
+        (["train", "augment=translate=99"], ("데이터 증강", "사이여야")),
+        (["train", "image_size=5000"], ("image_size", "받은 값")),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_augmentation_and_image_size_are_refused_in_korean(cli, monkeypatch, argv, words):
+    err = _korean_error(cli, monkeypatch, *argv)
+    for word in words:
+        assert word in err, (word, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["cam", "{run}", "nothere.png"], ("이미지 nothere.png", "test:0")),
+        (["cam", "{run}", "test:999"], ("test 분할", "번호")),
+        (["eval", "{run}", "--split", "val"], ("검증 분할",)),
+        (["eval", "{run}", "--top", "99999"], ("범위를 벗어납니다",)),
+    ],
+    ids=["missing-image", "index", "no-val", "top"],
+)
+def test_a_run_given_the_wrong_image_or_split_says_so_in_korean(
+    cli, capsys, monkeypatch, two_runs, argv, words
+):
+    capsys.readouterr()  # what training printed
+    argv = [str(two_runs[0]) if a == "{run}" else a for a in argv]
+    err = _korean_error(cli, monkeypatch, *argv)
     for word in words:
         assert word in err, (word, err)

@@ -41,16 +41,20 @@ def parse_image_size(text: str) -> int | tuple[int, int] | None:
     parts = str(text).strip().lower().split("x")
     if len(parts) > 2 or not all(p.isdigit() and len(p) <= MAX_DIGITS for p in parts):
         raise ConfigError(
-            f"image_size must be N or HxW (height x width, e.g. 64 or 48x64), each side 1 to "
-            f"{MAX_IMAGE_SIZE}, or 0 for the data set's size; not {clipped(repr(text))}"
+            _(
+                "image_size must be N or HxW (height x width, e.g. 64 or 48x64), each side 1 to "
+                "{most}, or 0 for the data set's size; not {value}"
+            ).format(most=MAX_IMAGE_SIZE, value=clipped(repr(text)))
         )
     sides = [int(p) for p in parts]
     if sides == [0]:
         return None
     if not all(1 <= side <= MAX_IMAGE_SIZE for side in sides):
         raise ConfigError(
-            f"image_size must be 0 (the data set's size) or 1 to {MAX_IMAGE_SIZE} pixels a side, "
-            f"not {clipped(repr(text))}"
+            _(
+                "image_size must be 0 (the data set's size) or 1 to {most} pixels a side, "
+                "not {value}"
+            ).format(most=MAX_IMAGE_SIZE, value=clipped(repr(text)))
         )
     return sides[0] if len(set(sides)) == 1 else (sides[0], sides[1])
 
