@@ -366,3 +366,18 @@ def test_a_run_given_the_wrong_image_or_split_says_so_in_korean(
     err = _korean_error(cli, monkeypatch, *argv)
     for word in words:
         assert word in err, (word, err)
+
+
+@pytest.mark.slow  # a one-epoch training
+def test_train_notes_on_small_data_in_korean(cli, monkeypatch, tmp_path):
+    """The preset's small-data variant and a batch cut to the data, as notes of `train`."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    argv = ["train", "train_size=100", "test_size=50", "--epochs", "1", "--lang", "ko"]
+    result = cli(*argv, "--out", str(tmp_path / "run"))
+    assert result.code == 0, result.err
+    assert (
+        "적은 데이터용 변형" in result.out
+        and "배치 128이 학습 이미지 100장보다 큽니다" in result.out
+    )
+    assert _english_runs(result.out) == [], result.out

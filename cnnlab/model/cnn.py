@@ -118,7 +118,9 @@ def adapt_to_data(
     notes = []
     if spec.input_shape and tuple(spec.input_shape) != tuple(input_shape):
         notes.append(
-            f"input {format_shape(spec.input_shape)} -> {format_shape(input_shape)} (the data's images)"
+            _("input {before} -> {after} (the data's images)").format(
+                before=format_shape(spec.input_shape), after=format_shape(input_shape)
+            )
         )
     layers = list(spec.layers)
     fc_indices = [i for i, layer in enumerate(layers) if layer.kind == "fc"]
@@ -166,9 +168,11 @@ def model_for_data(
         fitted = preset_spec(model, input_shape, images)
         if fitted.layers != spec.layers:
             notes.append(
-                f"{model} on {format_shape(input_shape)} inputs, {images or '?'} images: its "
-                "variant for colour, larger images or small data, ending in global average "
-                "pooling (the same parameters at any size; where an object sits matters less)"
+                _(
+                    "{model} on {shape} inputs, {images} images: its variant for colour, larger "
+                    "images or small data, ending in global average pooling (the same parameters "
+                    "at any size; where an object sits matters less)"
+                ).format(model=model, shape=format_shape(input_shape), images=images or "?")
             )
             spec = fitted
     more, extra = adapt_to_data(spec, input_shape, num_classes)

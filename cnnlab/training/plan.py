@@ -283,7 +283,9 @@ def _batch_within_data(
     if config.batch_size <= images:
         return config, []
     batch = max(ranks, images - images % ranks)  # whole per-rank shares
-    note = f"batch {config.batch_size} is more than the {images} training images: batch {batch}"
+    note = _("batch {asked} is more than the {images} training images: batch {batch}").format(
+        asked=config.batch_size, images=images, batch=batch
+    )
     return dataclasses.replace(config, batch_size=batch), [note]
 
 

@@ -128,8 +128,8 @@ def thread_count(config: TrainConfig, world: distributed.World) -> int:
     """config.threads, at most this machine's cores (more crash torch's thread pool); 0 = share."""
     cores = usable_cores()
     if config.threads > cores:
-        note = f"note: threads={config.threads} is more than this machine's {cores} cores"
-        print(f"{note}; using {cores}", file=sys.stderr)
+        note = _("note: threads={threads} is more than this machine's {cores} cores; using {cores}")
+        print(note.format(threads=config.threads, cores=cores), file=sys.stderr)
         return cores
     return config.threads or default_threads(world)
 
