@@ -183,15 +183,17 @@ def test_spec_errors_and_their_fixes_in_korean(cli, monkeypatch, argv, words):
 def _error_text(err: str) -> str:
     """The error's sentences, without the spec line and caret the parser quotes under them, and
     without the names it lists (presets, layers, padding modes, settings, data sets,
-    augmentations)."""
+    augmentations, kernels, pooling modes)."""
     from cnnlab.data.augment import _ITEMS as AUGMENTATIONS
     from cnnlab.data.registry import REGISTRY
+    from cnnlab.explain.kernels import ALIASES, KERNELS
+    from cnnlab.explain.worked import POOL_MODES
     from cnnlab.model.presets import PRESETS
     from cnnlab.spec.kinds import LAYER_KINDS, PADDING_MODES
     from cnnlab.training.config import FIELD_TYPES
 
     names = {*PRESETS, *LAYER_KINDS, *PADDING_MODES, *FIELD_TYPES, *REGISTRY, *AUGMENTATIONS}
-    names = sorted({*names, "none", "standard", "light"}, key=len)
+    names = sorted({*names, *KERNELS, *ALIASES, *POOL_MODES, "none", "standard", "light"}, key=len)
     listed = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, names[::-1])) + r")(?![\w-])")
     lines = [line for line in err.splitlines() if not line.startswith("  ") or "법:" in line]
     return listed.sub(" ", "\n".join(lines))
@@ -381,3 +383,21 @@ def test_train_notes_on_small_data_in_korean(cli, monkeypatch, tmp_path):
         and "배치 128이 학습 이미지 100장보다 큽니다" in result.out
     )
     assert _english_runs(result.out) == [], result.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["explain", "conv", "--input", "[[1,2],[3]]"], ("행 길이", "직사각형")),
+        (["explain", "conv", "--kernel", "sobl"], ("알 수 없는 커널", "혹시")),
+        (["explain", "pool", "--mode", "maxx"], ("중에서 고르세요",)),
+        (["explain", "conv", "--stride", "0"], ("양의 정수",)),
+        (["explain", "padding", "--padding", "-1"], ("0 이상의 수",)),
+        (["explain", "conv", "--channels", "2", "--input", "[[1,2],[3,4]]"], ("행렬",)),
+    ],
+    ids=["ragged", "kernel", "mode", "stride", "padding", "channels"],
+)
+def test_explain_refuses_its_inputs_in_korean(cli, monkeypatch, argv, words):
+    err = _korean_error(cli, monkeypatch, *argv)
+    for word in words:
+        assert word in err, (word, err)
