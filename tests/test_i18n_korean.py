@@ -401,3 +401,33 @@ def test_explain_refuses_its_inputs_in_korean(cli, monkeypatch, argv, words):
     err = _korean_error(cli, monkeypatch, *argv)
     for word in words:
         assert word in err, (word, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (
+            [
+                "train",
+                "--weights",
+                "{run}",
+                "--model",
+                "conv(4,5) relu gap fc(10)",
+                "--out",
+                "{tmp}",
+            ],
+            ("맞지 않습니다", "여기는 4x1x5x5"),
+        ),
+        (["patches", "{run}", "--layer", "fc1"], ("평탄한 벡터", "특징 맵")),
+        (["embed", "{run}", "--max-points", "0"], ("1 이상",)),
+    ],
+    ids=["weights", "patches-layer", "embed-points"],
+)
+def test_weights_and_layers_that_do_not_fit_say_so_in_korean(
+    cli, capsys, monkeypatch, tmp_path, two_runs, argv, words
+):
+    capsys.readouterr()  # what training printed
+    names = {"{run}": str(two_runs[0]), "{tmp}": str(tmp_path / "run")}
+    err = _korean_error(cli, monkeypatch, *[names.get(a, a) for a in argv])
+    for word in words:
+        assert word in err, (word, err)

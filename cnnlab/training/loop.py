@@ -157,8 +157,10 @@ def train(
     config = apply(config, overrides) if config is not None else resolve_config(overrides)
     if config.nproc > 1 and config.lr == LR_AUTO and not resume:
         raise ConfigError(
-            "lr = auto runs the range test in one process: run `cnnlab lr-find` with the same "
-            "options, then train with --nproc and the --lr it suggests"
+            _(
+                "lr = auto runs the range test in one process: run `cnnlab lr-find` with the same "
+                "options, then train with --nproc and the --lr it suggests"
+            )
         )
     if config.nproc > 1 and not distributed.world_from_env().distributed:
         if not resume and not config.out:  # every process must write to the same, fixed folder
@@ -447,8 +449,9 @@ def _stepper(job: Job, learner: Learner) -> Stepper:
     config, steps = job.config, job.plan.steps_per_epoch
     if steps == 0:
         raise ConfigError(
-            f"batch_size {config.batch_size} is larger than the {len(job.data.train[0])} "
-            "training images: use a smaller one"
+            _(
+                "batch_size {batch} is larger than the {images} training images: use a smaller one"
+            ).format(batch=config.batch_size, images=len(job.data.train[0]))
         )
     model = learner.model
     return Stepper(

