@@ -420,8 +420,10 @@ def test_explain_refuses_its_inputs_in_korean(cli, monkeypatch, argv, words):
         ),
         (["patches", "{run}", "--layer", "fc1"], ("평탄한 벡터", "특징 맵")),
         (["embed", "{run}", "--max-points", "0"], ("1 이상",)),
+        (["cam", "{run}", "test:0", "--method", "gradcam", "--layer", "fc9"], ("층이 아닙니다",)),
+        (["code", "{run}", "--out", "{tmp}"], (".py로 끝나지 않습니다",)),
     ],
-    ids=["weights", "patches-layer", "embed-points"],
+    ids=["weights", "patches-layer", "embed-points", "cam-layer", "code-out"],
 )
 def test_weights_and_layers_that_do_not_fit_say_so_in_korean(
     cli, capsys, monkeypatch, tmp_path, two_runs, argv, words
