@@ -394,8 +394,10 @@ def test_train_notes_on_small_data_in_korean(cli, monkeypatch, tmp_path):
         (["explain", "conv", "--stride", "0"], ("양의 정수",)),
         (["explain", "padding", "--padding", "-1"], ("0 이상의 수",)),
         (["explain", "conv", "--channels", "2", "--input", "[[1,2],[3,4]]"], ("행렬",)),
+        (["explain", "pool", "--input", "[[[1,2],[3,4]],[[1,2,3],[4,5,6]]]"], ("크기가 다릅니다",)),
+        (["explain", "pool", "--mode", "avg", "--dilation", "2"], ("팽창",)),
     ],
-    ids=["ragged", "kernel", "mode", "stride", "padding", "channels"],
+    ids=["ragged", "kernel", "mode", "stride", "padding", "channels", "sizes", "avg-dilation"],
 )
 def test_explain_refuses_its_inputs_in_korean(cli, monkeypatch, argv, words):
     err = _korean_error(cli, monkeypatch, *argv)

@@ -163,6 +163,9 @@ def _one_layer_report(layer_kind: str, positional: list, named: dict, shape: tup
     return analyze(ModelSpec((layer,), shape)).layers[0]
 
 
+INPUT_SIZES_DIFFER = N_("the input channels differ in size ({sizes}): give them one size")
+
+
 def _check_same_shapes(matrices: list[Matrix], what: str) -> Pair:
     """The one (height, width) of `matrices`; else a ConfigError of `what` (N_-marked, {sizes})."""
     sizes = {(len(m), len(m[0])) for m in matrices}
@@ -201,9 +204,7 @@ def explain_conv(
                 mode=padding_mode, modes=", ".join(PADDING_MODES)
             )
         )
-    h, w = _check_same_shapes(
-        inputs, N_("the input channels differ in size ({sizes}): give them one size")
-    )
+    h, w = _check_same_shapes(inputs, INPUT_SIZES_DIFFER)
     kernel = _check_same_shapes(
         kernels, N_("the kernel channels differ in size ({sizes}): give them one size")
     )
@@ -347,10 +348,10 @@ def explain_pool(
     """
     modes = list(modes)
     stride = stride or kernel
-    h, w = _check_same_shapes(inputs, "input")
+    h, w = _check_same_shapes(inputs, INPUT_SIZES_DIFFER)
     if "avg" in modes and dilation != (1, 1):
         raise ConfigError(
-            "average pooling has no dilation (torch's AvgPool2d has none): use --dilation 1"
+            _("average pooling has no dilation (torch's AvgPool2d has none): use --dilation 1")
         )
     reports = [
         _pool_report(mode, kernel, stride, padding, dilation, (len(inputs), h, w)) for mode in modes
