@@ -435,3 +435,23 @@ def test_weights_and_layers_that_do_not_fit_say_so_in_korean(
     err = _korean_error(cli, monkeypatch, *[names.get(a, a) for a in argv])
     for word in words:
         assert word in err, (word, err)
+
+
+def test_skipped_files_follow_the_language_not_the_folder_cache(cli, monkeypatch, tmp_path):
+    """--skip-bad lists the files left out, their reasons in the command's language: a folder
+    decoded (and cached) under --lang ko, then read in English, gives English reasons."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "images"
+    for label in ("cat", "dog"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (8, 8), i * 40).save(folder / label / f"{i}.png")
+    (folder / "dog" / "notes.txt").write_text("hello")
+    argv = ["datasets", "show", str(folder), "--skip-bad", "--out", str(tmp_path / "grid.png")]
+    korean = cli(*argv, "--lang", "ko")
+    english = cli(*argv)
+    assert korean.code == english.code == 0, korean.err + english.err
+    assert "이미지가 아닌 파일" in korean.out, korean.out
+    assert "not an image" in english.out and "이미지" not in english.out, english.out

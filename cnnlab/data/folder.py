@@ -38,7 +38,7 @@ from cnnlab.data.images import (
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import DataError
 from cnnlab.fileio import atomic_write_bytes, require_regular_file
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _, current_language
 
 CACHE_VERSION = 3  # bump when decoding changes, so old caches are not reused
 GRAY_SIZE, RGB_SIZE = 28, 32  # default sizes: MNIST-like for grayscale, CIFAR-like for colour
@@ -107,16 +107,24 @@ def median_side(files: list[tuple[Path, int]]) -> int:
 
 def size_note(side: int, shape: tuple[int, int, int], given: bool) -> str | None:
     """A note when the images (median shorter side `side`) are far larger than (C, H, W) `shape`."""
-    _, height, width = shape
+    _channels, height, width = shape
     if side <= LARGE_FACTOR * max(height, width):
         return None
-    how = "as asked" if given else "by default"
-    larger = min(side, 4 * max(height, width))
-    return (
-        f"the images are much larger (median shorter side {side} px) than the {height}x{width} "
-        f"they are resized to {how}: fine detail is lost; --image-size {larger} "
-        "keeps more of it, at more compute per image"
+    note = (
+        N_(
+            "the images are much larger (median shorter side {side} px) than the {size} they are "
+            "resized to as asked: fine detail is lost; --image-size {larger} keeps more of it, at "
+            "more compute per image"
+        )
+        if given
+        else N_(
+            "the images are much larger (median shorter side {side} px) than the {size} they are "
+            "resized to by default: fine detail is lost; --image-size {larger} keeps more of it, "
+            "at more compute per image"
+        )
     )
+    larger = min(side, 4 * max(height, width))
+    return _(note).format(side=side, size=f"{height}x{width}", larger=larger)
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
@@ -279,6 +287,9 @@ def _read_cache(path: Path) -> FolderDataset | None:
         tensors = load_file(path)
         with safe_open(path, framework="pt") as handle:
             meta = handle.metadata() or {}
+        skipped = json.loads(meta["skipped"])
+        if skipped and meta.get("language", "en") != current_language():
+            return None  # the bad files' reasons were written in another language: decode again
         return FolderDataset(
             name=meta["name"],
             classes=json.loads(meta["classes"]),
@@ -288,7 +299,7 @@ def _read_cache(path: Path) -> FolderDataset | None:
             test_labels=tensors["test_labels"],
             flip_ok=meta["flip_ok"] == "1",
             source=meta["source"],
-            skipped=json.loads(meta["skipped"]),
+            skipped=skipped,
             train_paths=json.loads(meta["train_paths"]),
             test_paths=json.loads(meta["test_paths"]),
             median_side=int(meta["median_side"]),
@@ -310,6 +321,7 @@ def _write_cache(path: Path, ds: FolderDataset) -> None:
         "flip_ok": "1" if ds.flip_ok else "0",
         "source": ds.source,
         "skipped": json.dumps(ds.skipped),
+        "language": current_language(),  # of the skipped files' reasons (translated when raised)
         "train_paths": json.dumps(ds.train_paths),
         "test_paths": json.dumps(ds.test_paths),
         "median_side": str(ds.median_side),

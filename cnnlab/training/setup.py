@@ -288,9 +288,9 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
     source = source_of(config)
     data = load_source(source)
     for message in data.skipped:  # skip_bad: say what was left out
-        print(f"skipped: {message}", file=sys.stderr)
+        print(_("skipped: {message}").format(message=message), file=sys.stderr)
     for message in folder_notes(data):  # e.g. images much larger than the size chosen
-        print(f"note: {message}", file=sys.stderr)
+        print(_("note: {message}").format(message=message), file=sys.stderr)
     flip_ok = data.flip_ok or config.flip_ok  # the data set's own, or the user's word for it
     if config.tta and not flip_ok:
         raise ConfigError(
