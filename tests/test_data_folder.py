@@ -135,7 +135,7 @@ def test_layout_errors_name_the_folder(tmp_path):
 def test_decoded_once_then_read_from_cache(tmp_path, isolated_cache):
     root = make_folder(tmp_path / "k", {"a": [_gray(10)] * 3, "b": [_gray(200)] * 3})
     first = load_folder(root)
-    caches = list((isolated_cache / "folders").glob("*.safetensors"))
+    caches = list((isolated_cache / "folders").glob("*.u8map"))
     assert len(caches) == 1
     # Prove the second load reads the cache: make the images unreadable without changing
     # their size or mtime (so the key is the same); a decode would now fail.
@@ -155,7 +155,7 @@ def test_options_change_the_cache_key(tmp_path, isolated_cache):
     root = make_folder(tmp_path / "o", {"a": [_gray(10)] * 2, "b": [_gray(200)] * 2})
     load_folder(root)
     load_folder(root, image_size=20)
-    assert len(list((isolated_cache / "folders").glob("*.safetensors"))) == 2
+    assert len(list((isolated_cache / "folders").glob("*.u8map"))) == 2
 
 
 def test_load_dataset_accepts_plain_path_and_train_size(tmp_path):

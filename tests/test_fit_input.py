@@ -244,6 +244,7 @@ def test_predict_fits_images_as_training_did(tmp_path, keep_aspect, capsys):
     root = _folder(tmp_path / "data", (90, 60), per_class=4)
     out = tmp_path / "run"
     run = cnnlab.train(
+        model="default",  # the scratch default's gap variant (colour folders otherwise: lite0)
         data=str(root),
         image_size="24x40",
         keep_aspect=keep_aspect,

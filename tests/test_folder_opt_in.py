@@ -77,9 +77,11 @@ def test_flip_is_refused_on_a_folder_unless_flip_ok_is_given(cli, even, tmp_path
     ok = train_cli(cli, even, tmp_path / "yes", "--augment", "translate=1,flip", "--flip-ok")
     assert ok.code == 0, ok.err
     assert "flip_ok = true" in (tmp_path / "yes" / "config.toml").read_text()
-    config = resolve_config({"data": str(even), "augment": "standard", "flip_ok": True})
+    config = resolve_config(
+        {"model": TINY, "data": str(even), "augment": "standard", "flip_ok": True}
+    )
     assert plan(config, load_data(config, torch.device("cpu"))).policy.flip  # standard: mirrors
-    plain = resolve_config({"data": str(even), "augment": "standard"})
+    plain = resolve_config({"model": "default", "data": str(even), "augment": "standard"})
     assert not plan(plain, load_data(plain, torch.device("cpu"))).policy.flip
 
 

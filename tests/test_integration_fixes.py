@@ -99,7 +99,7 @@ def test_a_resumed_folder_run_equals_the_straight_one_bitwise(folder_runs):
 
 def test_only_folders_left_to_choose_get_their_size_recorded(tmp_path):
     root = _wide_folder(tmp_path / "data", per_class=2)
-    chosen = resolve_config({"data": str(root), "keep_aspect": "pad"})
+    chosen = resolve_config({"model": "default", "data": str(root), "keep_aspect": "pad"})
     data = load_data(chosen, torch.device("cpu"))
     _, height, width = data.image_shape
     assert plan(chosen, data).config.image_size == f"{height}" == f"{width}"

@@ -72,7 +72,9 @@ def images_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def folder_run(images_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "mine"
-    cnnlab.train(data=str(images_root), epochs=1, batch_size=16, quiet=True, out=str(out))
+    cnnlab.train(  # the scratch default: this module is about folders, not fine-tuning
+        model="default", data=str(images_root), epochs=1, batch_size=16, quiet=True, out=str(out)
+    )
     return out
 
 

@@ -63,7 +63,7 @@ def _folder(root, mode: str, per_class: int = 6):
 def test_a_new_run_on_a_small_folder_says_why_it_jitters_colours(tmp_path, monkeypatch, mode):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = _folder(tmp_path / mode, mode)
-    config = resolve_config({"data": f"folder:{root}", "flip_ok": True})
+    config = resolve_config({"model": "default", "data": f"folder:{root}", "flip_ok": True})
     data = load_data(config, torch.device("cpu"))
     planned = plan(config, data)
     chosen, policy, lines = planned.config, planned.policy, planned.lines

@@ -141,6 +141,13 @@ FLAGS = {
         "preset's), a .safetensors file, or a run folder; the last fc starts fresh "
         "(default: {default}, or the preset's)",
     ),
+    "--freeze": (
+        "freeze",
+        "keep the first N layers with weights as --weights started them (counted from the input "
+        "as `cnnlab summary MODEL` lists them: rows with params above 0, a res block as one): "
+        "no gradient, no weight decay, their batchnorms' running statistics unchanged; at most "
+        "the number of such layers minus one (default: {default}, nothing frozen)",
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from cnnlab.data import load_dataset, list_datasets, Dataset, split_validation
 ds = load_dataset("shapes")          # or "fashion-mnist", "mnist", "kmnist", "cifar10", "folder:PATH"
 ds.train_images  # (N, C, H, W) uint8;  ds.train_labels  # (N,) int64
+An image folder's images are memory-mapped from its cache file (folder.py, foldercache.py).
 """
 
 from __future__ import annotations

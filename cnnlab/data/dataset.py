@@ -82,18 +82,42 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
     From each channel's histogram of the 256 pixel values: exact sums (integers below 2**53 in
     float64) in one pass over the bytes, 0.06 CPU s for Fashion-MNIST's 47M pixels, where
-    summing float64 copies took 0.48 s (same figures to the 6 decimals kept).
+    summing float64 copies took 0.48 s (same figures to the 6 decimals kept). Chunk by chunk
+    (`channel_histograms`), so a memory-mapped folder cache is never copied whole.
     """
     n, c = images.shape[:2]
-    if n == 0:
+    hist = torch.zeros(c, 256, dtype=torch.int64)
+    for start in range(0, n, STATS_CHUNK):
+        hist += channel_histograms(images[start : start + STATS_CHUNK])
+    return stats_from_histograms(hist, n * images.shape[2] * images.shape[3])
+
+
+STATS_CHUNK = 4096  # images per histogram pass: bounded copies of a channel's pixels
+
+
+def channel_histograms(images: torch.Tensor) -> torch.Tensor:
+    """(C, 256) int64 counts of each pixel value per channel of uint8 images (N, C, H, W)."""
+    return torch.stack(
+        [
+            torch.bincount(images[:, channel].reshape(-1), minlength=256)
+            for channel in range(images.shape[1])
+        ]
+    )
+
+
+def stats_from_histograms(
+    hist: torch.Tensor, count: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """`channel_stats` from (C, 256) histograms over `count` pixels per channel."""
+    c = hist.shape[0]
+    if count == 0:
         return (0.0,) * c, (1.0,) * c
     values = torch.arange(256, dtype=torch.float64)
-    count = n * images.shape[2] * images.shape[3]
     means, stds = [], []
     for channel in range(c):
-        hist = torch.bincount(images[:, channel].reshape(-1), minlength=256).to(torch.float64)
-        mean = (hist * values).sum() / count  # in 0..255 units
-        variance = (hist * values.square()).sum() / count - mean.square()
+        counts = hist[channel].to(torch.float64)
+        mean = (counts * values).sum() / count  # in 0..255 units
+        variance = (counts * values.square()).sum() / count - mean.square()
         means.append(round(float(mean) / 255.0, 6))
         stds.append(round(float(variance.clamp_min(1e-12).sqrt()) / 255.0, 6))
     return tuple(means), tuple(stds)

@@ -4,26 +4,38 @@ Every image goes through `images.load_image`'s checks. A bad file stops loading 
 one error that lists every bad file and the fix; `skip_bad=True` leaves them out
 instead and records them in `Dataset.skipped`. Hidden files (names starting with a
 dot) are ignored, and so are files lying directly in the root, which have no class.
-Decoded folders are cached as safetensors, keyed by a hash of the file list (paths,
-sizes, modification times) and the options, so a changed file means a fresh decode.
+Decoded folders are cached in the user cache (cache_dir()/folders), keyed by a hash of the
+file list (paths, sizes, modification times) and the options, so a changed file means a fresh
+decode. The cache is one uint8 (N, C, H, W) array on disk (foldercache.py) that the data set's
+image tensors are memory-mapped from: training copies out only the batches it indexes, so a
+folder larger than memory trains (100,000 colour images at 128 px are 4.9 GB). Decoding
+streams the images into that file CHUNK_FILES at a time, each straight to its row, so it never
+holds the whole folder either; what it needs is room on the cache's disk, checked first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
 import statistics
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
 
-from cnnlab.data.dataset import Dataset, pick_paths, validation_indices
+from cnnlab.data import foldercache
+from cnnlab.data.dataset import (
+    Dataset,
+    channel_histograms,
+    stats_from_histograms,
+    validation_indices,
+)
 from cnnlab.data.images import (
     KEEP_ASPECT,
     MAX_SIDE,
@@ -37,10 +49,10 @@ from cnnlab.data.images import (
 )
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import DataError
-from cnnlab.fileio import atomic_write_bytes, require_regular_file
 from cnnlab.i18n import N_, _, current_language
 
-CACHE_VERSION = 3  # bump when decoding changes, so old caches are not reused
+CACHE_VERSION = 4  # bump when decoding or the cache file changes, so old caches are not reused
+CACHE_SUFFIX = ".u8map"  # the folder cache file (foldercache.py), in cache_dir()/folders
 GRAY_SIZE, RGB_SIZE = 28, 32  # default sizes: MNIST-like for grayscale, CIFAR-like for colour
 # Colour folders of at least SMALL_FOLDER training images keep their images' median side up
 # to RGB_MAX_DEFAULT; smaller ones, and smaller images, take RGB_SIZE. Measured on generated
@@ -50,6 +62,9 @@ GRAY_SIZE, RGB_SIZE = 28, 32  # default sizes: MNIST-like for grayscale, CIFAR-l
 RGB_MAX_DEFAULT = 48
 SMALL_FOLDER = 1000
 LARGE_FACTOR = 2  # a note when the images' median side is over this times the size chosen
+# `looks_colour` opens at most this many files, spread over the folder: a photo folder answers
+# at its first file, and a large grey folder is not decoded twice before training.
+PEEK_FILES = 200
 
 Size = int | tuple[int, int]  # a square side, or (height, width)
 MAX_LISTED = 20  # bad files named in one error
@@ -174,6 +189,25 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
     return classes, train, test
 
 
+def looks_colour(path: str | Path) -> bool:
+    """Whether a folder's images are colour as `load_folder` decides it (any image not grey),
+    from at most PEEK_FILES of its files; False where it cannot tell (loading says why)."""
+    try:
+        _classes, train, test = scan(Path(path).expanduser().resolve())
+    except (DataError, OSError, ValueError):
+        return False
+    files = train + (test or [])
+    step = max(1, len(files) // PEEK_FILES)
+    for file, _label in files[::step][:PEEK_FILES]:
+        try:
+            image = normalise_mode(open_image(file))
+        except (DataError, OSError):  # a bad file: the loader names it, or skips it
+            continue
+        if not looks_grayscale(image):
+            return True
+    return False
+
+
 def _labelled_files(
     root: Path, classes: list[str], allow_empty: bool = False
 ) -> list[tuple[Path, int]]:
@@ -219,52 +253,14 @@ def _decode(
     return gray, to_tensor(image, 3, size_rgb, aspect)
 
 
-def _decode_all(
-    files: list[tuple[Path, int]], options: FolderOptions, sizes: tuple[Size, Size]
-) -> tuple[list, list[str]]:
-    """Decoded pairs per file (None for a bad file) and the error messages for bad files."""
-
-    def work(item: tuple[Path, int]):
-        try:
-            return _decode(item[0], options, sizes), None
-        except DataError as error:
-            return None, str(error)
-
-    # Pillow releases the GIL while decoding, so threads use both cores.
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(work, files))
-    return [r for r, _ in results], [e for _, e in results if e is not None]
+CHUNK_FILES = 256  # files decoded at a time: the most decoded images ever held in memory
+Files = list[tuple[Path, int]]
 
 
-def _stack(
-    decoded: list, files: list[tuple[Path, int]], channels: int, where: Path
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    keep = [
-        (pair, label, str(path))
-        for pair, (path, label) in zip(decoded, files, strict=True)
-        if pair is not None
-    ]
-    if not keep:
-        raise DataError(
-            _("{where}: no usable images left after leaving out the bad files").format(where=where)
-        )
-    pick = 0 if channels == 1 else 1
-    images = torch.stack([pair[pick] for pair, _, _ in keep])  # (N, C, H, W) uint8
-    labels = torch.tensor([label for _, label, _ in keep], dtype=torch.int64)
-    return images, labels, [path for _, _, path in keep]
-
-
-Stacked = tuple[torch.Tensor, torch.Tensor, list[str]]  # images, labels, file paths
-
-
-def _hold_out(train: Stacked, fraction: float, seed: int) -> tuple[Stacked, Stacked]:
-    """(train, test) with `fraction` of each class held out as test, files kept with images."""
-    images, labels, paths = train
-    train_idx, test_idx = validation_indices(labels, fraction, seed)
-    return (
-        (images[train_idx], labels[train_idx], pick_paths(paths, train_idx)),
-        (images[test_idx], labels[test_idx], pick_paths(paths, test_idx)),
-    )
+def _shape(channels: int, size: Size) -> tuple[int, int, int]:
+    """(C, H, W) of an image decoded at `size` (N: square; (H, W))."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return channels, height, width
 
 
 def _bad_files_error(root: Path, errors: list[str]) -> DataError:
@@ -281,55 +277,268 @@ def _bad_files_error(root: Path, errors: list[str]) -> DataError:
     )
 
 
-def _read_cache(path: Path) -> FolderDataset | None:
-    try:
-        require_regular_file(path)  # load_file opens by path: a FIFO there would block it
-        tensors = load_file(path)
-        with safe_open(path, framework="pt") as handle:
-            meta = handle.metadata() or {}
-        skipped = json.loads(meta["skipped"])
-        if skipped and meta.get("language", "en") != current_language():
-            return None  # the bad files' reasons were written in another language: decode again
-        return FolderDataset(
-            name=meta["name"],
-            classes=json.loads(meta["classes"]),
-            train_images=tensors["train_images"],
-            train_labels=tensors["train_labels"],
-            test_images=tensors["test_images"],
-            test_labels=tensors["test_labels"],
-            flip_ok=meta["flip_ok"] == "1",
-            source=meta["source"],
-            skipped=skipped,
-            train_paths=json.loads(meta["train_paths"]),
-            test_paths=json.loads(meta["test_paths"]),
-            median_side=int(meta["median_side"]),
+def _cache_order(
+    kept_train: list[int], kept_test: list[int] | None, labels: list[int], options: FolderOptions
+) -> tuple[list[int], list[int]]:
+    """(train, test) file indices in cache order: the usable files in file order, and without a
+    test/ folder `test_fraction` of each class held out by `seed` (`validation_indices`)."""
+    if kept_test is not None:
+        return kept_train, kept_test
+    kept_labels = torch.tensor([labels[i] for i in kept_train], dtype=torch.int64)
+    train_idx, test_idx = validation_indices(kept_labels, options.test_fraction, options.seed)
+    return [kept_train[j] for j in train_idx.tolist()], [kept_train[j] for j in test_idx.tolist()]
+
+
+def _decode_into(
+    files: Files, options: FolderOptions, sizes: tuple[Size, Size], rows: list[int], sinks: dict
+) -> list[str | None]:
+    """Decode every file, CHUNK_FILES at a time, into row rows[i] of the staging file of each
+    channel count in `sinks` (1, 3 or both); return each file's error (None for a good one).
+    Undecided channels: the gray staging file is dropped at the first image that is not gray."""
+
+    def work(item: tuple[Path, int]):
+        try:
+            return _decode(item[0], options, sizes), None
+        except DataError as error:
+            return None, str(error)
+
+    errors: list[str | None] = []
+    # Pillow releases the GIL while decoding, so threads use both cores.
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(files), CHUNK_FILES):
+            results = pool.map(work, files[start : start + CHUNK_FILES])
+            for i, (pair, error) in enumerate(results, start):
+                errors.append(error)
+                if pair is None:
+                    continue
+                gray, colour = pair
+                if 1 in sinks and gray is None:  # colour seen: the folder is not grayscale
+                    sinks.pop(1).remove()
+                elif 1 in sinks:
+                    sinks[1].write_row(rows[i], gray)
+                if 3 in sinks:
+                    sinks[3].write_row(rows[i], colour)
+    return errors
+
+
+def _check_disk(root: Path, folder: Path, files: Files, shapes: list[tuple[int, int, int]]) -> None:
+    """Refuse, before decoding, a folder whose decoded images cannot fit on the cache's disk."""
+    images = len(files) * sum(c * h * w for c, h, w in shapes)
+    header = sum(len(os.fsencode(path)) + 32 for path, _ in files) + 65536  # paths, labels
+    need, free = images + header, foldercache.free_bytes(folder)
+    if free is None or need <= free:
+        return
+    shown = " and ".join(f"{c}x{h}x{w}" for c, h, w in shapes)
+    both = _(" (gray and colour until the images say which)") if len(shapes) > 1 else ""
+    raise DataError(
+        _(
+            "{root}: {count} images decoded at {shown}{both} take {need} GB in the folder cache "
+            "in {folder}, but only {free} GB are free on that disk (training reads the cache "
+            "through a memory map, so memory is not the limit): free some space, set "
+            "XDG_CACHE_HOME to a folder on a larger disk, or use a smaller --image-size"
+        ).format(
+            root=root,
+            count=len(files),
+            shown=shown,
+            both=both,
+            need=f"{need / 1e9:.2f}",
+            folder=folder,
+            free=f"{free / 1e9:.2f}",
         )
-    except (OSError, SafetensorError, KeyError, ValueError):
-        return None  # a missing or damaged cache just means decoding again
+    )
 
 
-def _write_cache(path: Path, ds: FolderDataset) -> None:
-    tensors = {
-        "train_images": ds.train_images,
-        "train_labels": ds.train_labels,
-        "test_images": ds.test_images,
-        "test_labels": ds.test_labels,
+def _planned_rows(
+    n_train: int, test_idx: list[int] | None, labels: list[int], options: FolderOptions
+) -> list[int]:
+    """The cache row of each file if every file is usable (`_cache_order` of all of them)."""
+    train, test = _cache_order(list(range(n_train)), test_idx, labels, options)
+    rows = [0] * len(labels)
+    for row, i in enumerate(train + test):
+        rows[i] = row
+    return rows
+
+
+def _usable_order(
+    root: Path,
+    classes: list[str],
+    errors: list[str | None],
+    split: tuple[int, list[int] | None],
+    labels: list[int],
+    options: FolderOptions,
+) -> tuple[list[int], list[int]]:
+    """`_cache_order` of the files that decoded; refused when a split or class is left empty."""
+    n_train, test_idx = split
+    kept_train = [i for i in range(n_train) if errors[i] is None]
+    kept_test = None if test_idx is None else [i for i in test_idx if errors[i] is None]
+    if not kept_train or (kept_test is not None and not kept_test):
+        raise DataError(
+            _("{where}: no usable images left after leaving out the bad files").format(where=root)
+        )
+    train, test = _cache_order(kept_train, kept_test, labels, options)
+    present = {labels[i] for i in train}
+    empty = [classes[c] for c in range(len(classes)) if c not in present]
+    if empty:
+        raise DataError(
+            _("{root}: no usable training images left for class(es) {names}").format(
+                root=root, names=", ".join(empty)
+            )
+        )
+    return train, test
+
+
+def _finish(
+    staging: foldercache.Staging,
+    shape: tuple[int, int, int],
+    order: tuple[list[int], list[int]],
+    files: Files,
+    about: dict,
+) -> None:
+    """Write the header (labels, paths, the train images' mean and std, and `about`)."""
+    train, test = order
+    hist = torch.zeros(shape[0], 256, dtype=torch.int64)
+    for chunk in foldercache.row_chunks(staging, shape, len(train)):
+        hist += channel_histograms(chunk)
+    mean, std = stats_from_histograms(hist, len(train) * shape[1] * shape[2])
+    header = {
+        "version": CACHE_VERSION,
+        "shape": list(shape),
+        "train": len(train),
+        "test": len(test),
+        "train_labels": [files[i][1] for i in train],
+        "test_labels": [files[i][1] for i in test],
+        "train_paths": [str(files[i][0]) for i in train],
+        "test_paths": [str(files[i][0]) for i in test],
+        "mean": list(mean),
+        "std": list(std),
+        **about,
     }
-    meta = {
-        "name": ds.name,
-        "classes": json.dumps(ds.classes),
-        "flip_ok": "1" if ds.flip_ok else "0",
-        "source": ds.source,
-        "skipped": json.dumps(ds.skipped),
-        "language": current_language(),  # of the skipped files' reasons (translated when raised)
-        "train_paths": json.dumps(ds.train_paths),
-        "test_paths": json.dumps(ds.test_paths),
-        "median_side": str(ds.median_side),
-    }
-    # Atomic: readers see the old cache or the whole new one. An unwritable cache only costs
-    # a decode next time.
+    staging.finish(len(train) + len(test), header)
+
+
+def _disk_full(root: Path, folder: Path) -> DataError:
+    return DataError(
+        _(
+            "{root}: the disk holding the folder cache ({folder}) filled up while the decoded "
+            "images were written: free some space, set XDG_CACHE_HOME to a folder on a larger "
+            "disk, or use a smaller --image-size"
+        ).format(root=root, folder=folder)
+    )
+
+
+def _build_cache(
+    root: Path,
+    classes: list[str],
+    files: tuple[Files, Files | None],
+    options: FolderOptions,
+    folder: Path,
+    name: str,
+) -> foldercache.Staging:
+    """Decode every file into a finished (not yet published) cache file in `folder`.
+
+    The rows are planned before decoding (every file usable, the hold-out drawn from the
+    labels), so each image goes straight to its row; only when bad files are left out does a
+    second pass gather the rows into their final order.
+    """
+    train_files, test_files = files
+    all_files = train_files + (test_files or [])
+    side = median_side(all_files)
+    sizes = _sizes(options, side, len(train_files))
+    labels = [label for _, label in all_files]
+    split = (
+        len(train_files),
+        list(range(len(train_files), len(all_files))) if test_files else None,
+    )
+    rows = _planned_rows(*split, labels, options)
+    shapes = {1: _shape(1, sizes[0]), 3: _shape(3, sizes[1])}
+    wanted = [options.channels] if options.channels else [1, 3]
+    _check_disk(root, folder, all_files, [shapes[c] for c in wanted])
+    made: list[foldercache.Staging] = []
+    try:
+        made += [foldercache.Staging(folder, name, math.prod(shapes[c])) for c in wanted]
+        sinks = dict(zip(wanted, made, strict=True))
+        errors = _decode_into(all_files, options, sizes, rows, sinks)
+        bad = [e for e in errors if e is not None]
+        if bad and not options.skip_bad:
+            raise _bad_files_error(root, bad)
+        channels = options.channels or (1 if 1 in sinks else 3)  # every image gray: 1 channel
+        staging = sinks[channels]
+        train, test = _usable_order(root, classes, errors, split, labels, options)
+        order = [rows[i] for i in train + test]
+        if order != list(range(len(order))):  # bad files left out: gather into a new file
+            made.append(foldercache.Staging(folder, name, staging.row_bytes))
+            foldercache.gather(staging, order, made[-1])
+            staging = made[-1]
+        about = {"classes": classes, "name": f"folder:{root}", "source": str(root)}
+        # the bad files' reasons are in the language of this decoding (translated when raised)
+        about |= {"skipped": bad, "language": current_language(), "median_side": side}
+        _finish(staging, shapes[channels], (train, test), all_files, about)
+    except BaseException as error:
+        for done in made:
+            done.remove()
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise _disk_full(root, folder) from None
+        raise
+    for done in made:
+        if done is not staging:
+            done.remove()
+    return staging
+
+
+def _dataset(mapped: tuple[dict, torch.Tensor] | None) -> FolderDataset | None:
+    """The data set of a mapped cache file (`foldercache.map_cache`); None when its header is
+    not one this version wrote (a damaged cache: decoded again)."""
+    if mapped is None:
+        return None
+    header, images = mapped
+    if header.get("skipped") and header.get("language", "en") != current_language():
+        return None  # the bad files' reasons were written in another language: decode again
+    try:
+        n_train, classes = header["train"], [str(c) for c in header["classes"]]
+        train_y = torch.tensor(header["train_labels"], dtype=torch.int64)
+        test_y = torch.tensor(header["test_labels"], dtype=torch.int64)
+        labels = torch.cat([train_y, test_y])
+        channels = images.shape[1]
+        if (
+            train_y.shape != (n_train,)
+            or labels.shape != (len(images),)
+            or int(labels.min()) < 0
+            or int(labels.max()) >= len(classes)
+            or len(header["train_paths"]) != n_train
+            or len(header["test_paths"]) != len(test_y)
+            or len(header["mean"]) != channels
+            or len(header["std"]) != channels
+        ):
+            return None
+        return FolderDataset(
+            name=str(header["name"]),
+            classes=classes,
+            train_images=images[:n_train],
+            train_labels=train_y,
+            test_images=images[n_train:],
+            test_labels=test_y,
+            mean=tuple(float(v) for v in header["mean"]),
+            std=tuple(float(v) for v in header["std"]),
+            source=str(header["source"]),
+            skipped=[str(s) for s in header["skipped"]],
+            train_paths=[str(p) for p in header["train_paths"]],
+            test_paths=[str(p) for p in header["test_paths"]],
+            median_side=int(header["median_side"]),
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _cache_folder(use_cache: bool) -> tuple[Path, bool]:
+    """(where the decoded images are written, whether the file stays there as the cache): the
+    user cache's folders/, else (unwritable) the temporary folder; use_cache=False or a
+    temporary folder: the file is unlinked once mapped (the map keeps it until it is freed)."""
+    folder = cache_dir() / "folders"
     with contextlib.suppress(OSError):
-        atomic_write_bytes(path, save(tensors, metadata=meta))
+        folder.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir() and os.access(folder, os.W_OK | os.X_OK):
+        return folder, use_cache
+    return Path(tempfile.gettempdir()), False
 
 
 def _checked_size(image_size: Size | None) -> Size | None:
@@ -346,51 +555,6 @@ def _checked_size(image_size: Size | None) -> Size | None:
     return sides[0] if len(set(sides)) == 1 else (sides[0], sides[1])
 
 
-def _decode_folder(
-    root: Path,
-    classes: list[str],
-    files: tuple[list[tuple[Path, int]], list[tuple[Path, int]] | None],
-    options: FolderOptions,
-) -> FolderDataset:
-    """Every file decoded at the sizes the options (or the images' median side) ask for."""
-    train_files, test_files = files
-    side = median_side(train_files + (test_files or []))
-    sizes = _sizes(options, side, len(train_files))
-    decoded, errors = _decode_all(train_files + (test_files or []), options, sizes)
-    if errors and not options.skip_bad:
-        raise _bad_files_error(root, errors)
-    channels = options.channels
-    if channels is None:  # decided by the data: all grayscale-looking -> 1 channel
-        channels = 1 if all(p[0] is not None for p in decoded if p is not None) else 3
-    n_train = len(train_files)
-    train = _stack(decoded[:n_train], train_files, channels, root)
-    if test_files:
-        test = _stack(decoded[n_train:], test_files, channels, root)
-    else:
-        train, test = _hold_out(train, options.test_fraction, options.seed)
-    (train_x, train_y, train_p), (test_x, test_y, test_p) = train, test
-    empty = [classes[c] for c in range(len(classes)) if not (train_y == c).any()]
-    if empty:
-        raise DataError(
-            _("{root}: no usable training images left for class(es) {names}").format(
-                root=root, names=", ".join(empty)
-            )
-        )
-    return FolderDataset(
-        f"folder:{root}",
-        classes,
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        source=str(root),
-        skipped=errors,
-        train_paths=train_p,
-        test_paths=test_p,
-        median_side=side,
-    )
-
-
 def load_folder(
     path: str | Path,
     image_size: Size | None = None,
@@ -403,12 +567,13 @@ def load_folder(
     use_cache: bool = True,
     keep_aspect: str = "stretch",
 ) -> FolderDataset:
-    """An image folder as a Dataset (decoded once, then read from the safetensors cache).
+    """An image folder as a Dataset (decoded once, then memory-mapped from the folder cache).
 
     image_size: N (square) or (H, W); None: 28x28 for grayscale; colour: 32x32, or from
     SMALL_FOLDER training images on, the images' median side within 32..48. keep_aspect:
     stretch, pad or crop (images.fit_image). The returned data set's `notes` say when the
-    images are much larger than the size they are resized to.
+    images are much larger than the size they are resized to. use_cache=False decodes afresh
+    into a file that is unlinked once mapped (nothing kept).
     """
     root = Path(path).expanduser().resolve()
     if channels not in (None, 1, 3):
@@ -419,12 +584,25 @@ def load_folder(
     options = FolderOptions(size, channels, test_fraction, seed, skip_bad, background, keep_aspect)
     classes, train_files, test_files = scan(root)
     all_files = train_files + (test_files or [])
-    cache_path = cache_dir() / "folders" / f"{cache_key(all_files, root, options)}.safetensors"
-    ds = _read_cache(cache_path) if use_cache and cache_path.is_file() else None
-    if ds is None:
-        ds = _decode_folder(root, classes, (train_files, test_files), options)
-        if use_cache:
-            _write_cache(cache_path, ds)
+    key = cache_key(all_files, root, options)
+    folder, keep = _cache_folder(use_cache)
+    path = folder / f"{key}{CACHE_SUFFIX}"
+    ds = _dataset(foldercache.map_cache(path, CACHE_VERSION)) if keep else None
+    if ds is None:  # none yet, or damaged: decode (again)
+        staging = _build_cache(root, classes, (train_files, test_files), options, folder, key)
+        if keep:
+            try:
+                staging.publish(path)  # atomic: readers see the old file or the whole new one
+            except OSError:
+                keep = False  # not kept: only costs a decode next time
+        if not keep:
+            path = staging.path
+        try:
+            ds = _dataset(foldercache.map_cache(path, CACHE_VERSION))
+        finally:
+            if not keep:
+                staging.remove()  # the map keeps the file's pages until the data set is freed
+        assert ds is not None, path  # the file was just written whole
     ds.flip_ok = flip_ok
     note = size_note(ds.median_side, ds.image_shape, given=size is not None)
     ds.notes = [note] if note else []

@@ -372,7 +372,12 @@ def _check_memory(
 def is_folder(name: str | Path) -> bool:
     """Whether `load_dataset(name)` reads an image folder (folder:PATH, or a folder not a name)."""
     text = str(name)
-    return text.startswith("folder:") or (text not in REGISTRY and Path(text).expanduser().is_dir())
+    if text.startswith("folder:"):
+        return True
+    try:
+        return text not in REGISTRY and Path(text).expanduser().is_dir()
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL: not a folder
+        return False
 
 
 def load_dataset(

@@ -66,7 +66,9 @@ class TrainConfig:
     """Everything a training run needs; saved as config.toml in the run folder."""
 
     # what to train on
-    model: str = "default"  # preset, TOML file or one-line spec
+    # preset, TOML file or one-line spec; not given: lite0 for a folder of colour images when
+    # its ImageNet weights are installed, else default (`chosen_model`)
+    model: str = "default"
     data: str = "shapes"  # registered data set, folder:PATH or a folder path
     data_dir: str = ""  # where to look for data set files first ("" = the usual places)
     train_size: int = 0  # shapes only: generated training images (0 = the data set's default)
@@ -133,6 +135,10 @@ class TrainConfig:
     # lite0 preset: training/pretrained.py), a .safetensors file, or a run folder (fine-tune
     # your own run); the last fc, the data's classes, starts fresh
     weights: str = "none"
+    # the first N layers with weights (as `cnnlab summary` counts them: its rows with params above
+    # 0, a res block as one) keep the weights training starts from: no gradient, no weight decay,
+    # their BatchNorms in eval mode (training/freeze.py); 0 = none frozen
+    freeze: int = 0
     # BatchNorm scales and biases train at this x the learning rate. Fashion-MNIST, default
     # recipe at 3 epochs, seed 0: x4 92.29%, x16 91.98% against 92.24% (x1): left at 1
     bn_lr_scale: float = 1.0
@@ -149,6 +155,10 @@ class TrainConfig:
     out: str = ""  # run folder ("" = runs/<model>-<data>-<time>)
     stop_after: int = 0  # pause after this epoch with a resumable checkpoint (0 = run to the end)
     quiet: bool = False
+    # Not a setting, not recorded (config.toml records the model): why `chosen_model` picked the
+    # model when none was asked ("" = asked, or the default as ever; MODEL_CHOICES), said once
+    # after the model line.
+    model_chosen_for: str = dataclasses.field(default="", compare=False)
 
     def to_toml(self) -> str:
         """Every key and value, as TOML that `load_config` reads back: a stand-in as a user writes
@@ -156,6 +166,8 @@ class TrainConfig:
         import tomli_w  # here: only a run being written needs it
 
         values = dataclasses.asdict(self)
+        for key in NOT_SETTINGS:
+            del values[key]
         for key, stand_in in AUTO_VALUES.items():
             if values[key] == stand_in:
                 values[key] = "auto"
@@ -164,7 +176,15 @@ class TrainConfig:
         return tomli_w.dumps(values)
 
 
-FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(TrainConfig)}
+NOT_SETTINGS = ("model_chosen_for",)  # TrainConfig fields no user or config.toml sets
+FIELD_TYPES: dict[str, type] = {
+    f.name: type(f.default) for f in fields(TrainConfig) if f.name not in NOT_SETTINGS
+}
+# Why a model was chosen for a run that named none (TrainConfig.model_chosen_for): a folder of
+# colour photos fine-tunes lite0 (the own-images example: 77% where the scratch default reached
+# 42%), or would if its weights package were installed.
+COLOUR, COLOUR_NO_WEIGHTS = "colour", "colour-no-weights"
+MODEL_CHOICES = ("", COLOUR, COLOUR_NO_WEIGHTS)
 
 
 def scaled_lr(lr: float, batch_size: int) -> float:
@@ -258,6 +278,8 @@ def apply(config: TrainConfig, values: dict[str, Any]) -> TrainConfig:
         key: AUTO_VALUES[key] if value == "auto" and key in AUTO_VALUES else value
         for key, value in _converted(values).items()
     }
+    if changes.get("model", config.model) != config.model:
+        changes["model_chosen_for"] = ""  # asked now: no longer chosen
     return check(dataclasses.replace(config, **changes))
 
 
@@ -311,11 +333,31 @@ def _check_budget_and_epochs(merged: dict[str, Any]) -> None:
         )
 
 
+def chosen_model(merged: dict[str, Any]) -> tuple[str, str]:
+    """The model of settings that may name none, and why it was chosen (MODEL_CHOICES).
+
+    Asked (a model, or starting weights other than ImageNet's, which fit their own model):
+    as asked. Else a folder of colour images (looked at: `folder.looks_colour`, or channels=3)
+    fine-tunes lite0 when its weights package is installed; anything else trains `default`."""
+    from cnnlab.data.folder import looks_colour  # here, not at the top: these import torch
+    from cnnlab.data.registry import is_folder
+    from cnnlab.training.pretrained import weights_installed
+
+    if "model" in merged:
+        return merged["model"], ""
+    data, channels = merged.get("data", TrainConfig.data), merged.get("channels", 0)
+    if merged.get("weights", "imagenet") != "imagenet" or channels == 1 or not is_folder(data):
+        return TrainConfig.model, ""
+    if channels != 3 and not looks_colour(str(data).removeprefix("folder:")):
+        return TrainConfig.model, ""
+    return ("lite0", COLOUR) if weights_installed() else (TrainConfig.model, COLOUR_NO_WEIGHTS)
+
+
 def resolve_config(*settings: dict[str, Any]) -> TrainConfig:
     """The defaults, then the chosen model preset's recipe, then each dict of settings in order.
 
     `resolve_config(file_settings, flags, overrides)`: the model and data are whichever the dicts
-    name last (default: "default" on "shapes"), so `--model best` brings best's recipe,
+    name last (default: "default" on "shapes"; no model: `chosen_model`), so `--model best` brings best's recipe,
     `--data fashion-mnist` the default model's recipe for it, and any setting given explicitly
     still wins over the recipe.
     """
@@ -323,14 +365,15 @@ def resolve_config(*settings: dict[str, Any]) -> TrainConfig:
     for values in settings:
         merged.update(_converted(values))
     _check_budget_and_epochs(merged)
-    recipe = recipe_for(
-        merged.get("model", TrainConfig.model), merged.get("data", TrainConfig.data)
-    )
+    # The one place a model is chosen when none was asked: before the data loads, as its
+    # recipe decides how (lite0: 128 px).
+    model, chosen_for = chosen_model(merged)
+    recipe = recipe_for(model, merged.get("data", TrainConfig.data))
     if ("epochs" in merged or "batch_size" in merged) and "fit_to_data" not in merged:
         merged["fit_to_data"] = False  # the user sized the run: keep it as given
     if "augment" in merged and "augment_when_stretched" not in merged:
         merged["augment_when_stretched"] = ""  # the user chose the augmentation: keep it
-    base = apply(TrainConfig(), recipe)
+    base = apply(TrainConfig(model=model, model_chosen_for=chosen_for), recipe)
     return apply(base, merged)
 
 
@@ -434,6 +477,10 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
 }
 
 
+FREEZE_RULE = N_(
+    "freeze must be 0 (nothing frozen) or more: how many layers with weights, counted from the "
+    "input as `cnnlab summary MODEL` lists them, keep their starting weights (e.g. freeze=4)"
+)
 # key -> (whether a user's value is allowed, the rule and the fix): the settings whose stand-ins
 # (AUTO_VALUES; lr 0) or out-of-range values would otherwise be taken silently. A NaN fails each.
 # The rules are N_-marked templates of RULE_FIELDS, built here at import: range_rule(key) shows one.
@@ -471,6 +518,7 @@ USER_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
         lambda v: 0 <= v < 1,
         N_("momentum must be at least 0 and below 1 (e.g. 0.9; 0 = none)"),
     ),
+    "freeze": (lambda v: v >= 0, FREEZE_RULE),
 }
 RULE_FIELDS = {"max_lr": f"{MAX_LR:g}", "max_count": MAX_COUNT}
 
@@ -588,6 +636,10 @@ def check(config: TrainConfig) -> TrainConfig:
         (config.warmup_epochs >= 0 or config.warmup_epochs == -1, range_rule("warmup_epochs")),
         (-1 <= config.warmup_steps <= MAX_COUNT, range_rule("warmup_steps")),
         (0 <= config.momentum < 1, range_rule("momentum")),
+        (
+            config.freeze >= 0,
+            _("{rule}; not {value}").format(rule=_(FREEZE_RULE), value=config.freeze),
+        ),
         (
             config.budget_seconds >= 0 and config.e_seconds >= 0,
             _(

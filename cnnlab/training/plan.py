@@ -41,6 +41,7 @@ from cnnlab.training.config import (
     TrainConfig,
     scaled_lr,
 )
+from cnnlab.training.freeze import frozen_layers, frozen_text
 
 if TYPE_CHECKING:
     import torch
@@ -138,6 +139,7 @@ def plan(
     processes. `measure` runs the range test (lr = auto) and times a budget; without it, both
     must be decided already (a revision)."""
     images, data = len(data.train[0]), normalised(asked, data)
+    frozen = _frozen(asked, data)  # refused before the range test or the budget's timing
     config = _with_size_used(asked, data)
     config, policy = _fitted(config, data)
     config, lines = _batch_within_data(config, images, ranks)
@@ -154,8 +156,9 @@ def plan(
         warmup_steps=warmup,
         warmup_epochs=round(warmup / max(1, steps), 4),  # for reading; steps win
     )
-    lines.append(recipe_line(asked, config, data, policy, steps))
+    lines.append(recipe_line(asked, config, data, policy, steps, frozen))
     lines += _unseen_mirror_note(config, policy)
+    lines += _random_freeze_note(config)
     return Plan(asked, config, steps, policy, budget_plan, tuple(lines))
 
 
@@ -189,6 +192,19 @@ def normalised(config: TrainConfig, data: TrainingData) -> TrainingData:
     channels = data.image_shape[0]  # grey: one channel (the stem's filters are summed)
     mean, std = IMAGENET_LITE0_MEAN[:channels], IMAGENET_LITE0_STD[:channels]
     return dataclasses.replace(data, mean=mean, std=std)
+
+
+def _frozen(config: TrainConfig, data: TrainingData) -> list[str]:
+    """The layers `freeze` keeps as they start (training/freeze.py), counted on the model this
+    data gets; a ConfigError when none would be left to train."""
+    if not config.freeze:
+        return []
+    from cnnlab.model.cnn import model_for_data  # torch: not at start-up
+    from cnnlab.spec.analysis import analyze
+
+    shape, classes, images = data.image_shape, len(data.classes), len(data.train[0])
+    spec, _notes = model_for_data(config.model, shape, classes, images)
+    return frozen_layers(analyze(spec), config.freeze)
 
 
 def _with_size_used(config: TrainConfig, data: TrainingData) -> TrainConfig:
@@ -386,6 +402,20 @@ def _unseen_mirror_note(chosen: TrainConfig, policy: AugmentPolicy) -> list[str]
     ]
 
 
+def _random_freeze_note(chosen: TrainConfig) -> list[str]:
+    """A warning when freeze keeps layers at their random initialisation (no starting weights):
+    almost surely a mistake, as they would never learn anything."""
+    if not chosen.freeze or chosen.weights not in ("", "none"):
+        return []
+    return [
+        _(
+            "warning: freeze={count} without starting weights: the frozen layers keep their "
+            "random initialisation and never learn; give --weights (a run folder, a .safetensors "
+            "file, or imagenet for lite0), or drop --freeze"
+        ).format(count=chosen.freeze)
+    ]
+
+
 def _lr_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     """Where the learning rate came from."""
     if asked.lr == LR_AUTO:
@@ -480,8 +510,10 @@ def recipe_line(
     data: TrainingData,
     policy: AugmentPolicy,
     steps: int,
+    frozen: list[str] | None = None,
 ) -> str:
-    """'500 images, 10 classes: batch 32, 32 epochs = 512 steps, lr 0.0707 (sgd: ...), ...'."""
+    """'500 images, 10 classes: batch 32, 32 epochs = 512 steps, lr 0.0707 (sgd: ...), ...',
+    ending with the `frozen` layers (training/freeze.py) where there are any."""
     images = len(data.train[0])
     channels, height, width = data.image_shape
     colour = (
@@ -519,7 +551,7 @@ def recipe_line(
         policy=policy,
         augment_reason=_augment_reason(asked, chosen),
         mirrors=mirrors,
-    )
+    ) + frozen_text(frozen or [])
 
 
 def epochs_text(count: int) -> str:

@@ -102,11 +102,9 @@ def imagenet_lite0() -> dict[str, torch.Tensor]:
     if missing:
         raise CheckpointError(
             _(
-                "{file} lacks {count} tensors of EfficientNet-Lite0 (e.g. {example}): "
-                "reinstall it with {install}"
-            ).format(
-                file=WEIGHTS_FILE, count=len(missing), example=missing[0], install=INSTALL_LINE
-            )
+                "{file} lacks {count} tensors of EfficientNet-Lite0 (e.g. {name}): reinstall it "
+                "with {install}"
+            ).format(file=WEIGHTS_FILE, count=len(missing), name=missing[0], install=INSTALL_LINE)
         )
     tensors = {ours: reference[theirs].contiguous() for theirs, ours in names.items()}
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -128,13 +126,22 @@ def _package_file() -> Path:
     return path
 
 
+def weights_installed() -> bool:
+    """Whether the package of lite0's ImageNet weights is installed here."""
+    try:
+        _package_file()
+    except ConfigError:
+        return False
+    return True
+
+
 def starting_weights(weights: str) -> tuple[dict[str, torch.Tensor], str] | None:
     """The tensors `weights` names and how to name them in a note: None for "none"; imagenet
     (Lite0's), a .safetensors file, or a run folder's model.safetensors."""
     if weights in ("", "none"):
         return None
     if weights == "imagenet":
-        return imagenet_lite0(), "EfficientNet-Lite0's ImageNet weights"
+        return imagenet_lite0(), _("EfficientNet-Lite0's ImageNet weights")
     path = Path(weights)
     if path.is_dir():
         if not (path / MODEL_FILE).is_file():
@@ -143,8 +150,9 @@ def starting_weights(weights: str) -> tuple[dict[str, torch.Tensor], str] | None
                     weights=weights, file=MODEL_FILE
                 )
             )
-        source = _("the weights of run {name}").format(name=path.name)
-        return load_tensors(path / MODEL_FILE)[0], source
+        return load_tensors(path / MODEL_FILE)[0], _("the weights of run {name}").format(
+            name=path.name
+        )
     if path.suffix != ".safetensors" or not path.is_file():
         raise ConfigError(
             _("weights={weights}: give none, imagenet, a .safetensors file or a run folder").format(
@@ -173,10 +181,13 @@ def load_start(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) 
         )
     model.load_state_dict(fits, strict=False)
     kept = [n for n in classifier if n not in fits]
-    fresh = (
-        _("; {layers} fresh for the data's classes").format(layers=", ".join(kept)) if kept else ""
-    )
-    return [_("started from {source}").format(source=source) + fresh]
+    if not kept:
+        return [_("started from {source}").format(source=source)]
+    return [
+        _("started from {source}; {names} fresh for the data's classes").format(
+            source=source, names=", ".join(kept)
+        )
+    ]
 
 
 def _grey_stem(

@@ -42,11 +42,13 @@ from cnnlab.spec.language import ModelSpec
 from cnnlab.training import distributed
 from cnnlab.training.config import (
     LR_AUTO,
+    NOT_SETTINGS,
     TrainConfig,
     load_config,
     resolve_config,
     usable_cores,
 )
+from cnnlab.training.freeze import freeze_layers
 from cnnlab.training.init import dirac_init, whiten_first_conv
 from cnnlab.training.pretrained import load_start, starting_weights
 from cnnlab.training.schedule import make_optimizer
@@ -238,7 +240,8 @@ def resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         wanted = getattr(requested, f.name)
         if (
-            wanted == getattr(defaults, f.name)
+            f.name in NOT_SETTINGS
+            or wanted == getattr(defaults, f.name)
             or wanted == getattr(saved, f.name)
             or f.name == "out"
         ):
@@ -324,7 +327,8 @@ def build_learner(
 ) -> tuple[Learner, ModelSpec, list[str]]:
     """The model (its spec fitted to the data, with notes on what was adapted) and its
     optimizer; it starts from `config.weights` unless `resuming` (the checkpoint replaces them,
-    and the run they came from may be gone)."""
+    and the run they came from may be gone), its first `config.freeze` layers with weights
+    frozen (training/freeze.py)."""
     images = len(data.train[0])  # small data takes the preset's small-data variant
     spec, notes = model_for_data(config.model, data.image_shape, len(data.classes), images)
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only
@@ -335,6 +339,7 @@ def build_learner(
         notes += load_start(model, *start)
     model = model.to(device, memory_format=memory_format)
     initialise(model, config, data)
+    freeze_layers(model, config.freeze)  # before the optimizer: it leaves frozen weights out
     learner = Learner(model, make_optimizer(model, config), torch.Generator(device="cpu"))
     return learner, spec, notes
 
