@@ -467,8 +467,9 @@ def _interrupted(state: Training, sums: EpochSums, stepper: Stepper) -> Training
     )
     state = dataclasses.replace(state, position=position, outcome="interrupted")
     state.job.report.end_epoch(
-        f"interrupted in epoch {position.epoch + 1} after step {sums.stopped_at}/"
-        f"{stepper.steps_per_epoch}"
+        _("interrupted in epoch {epoch} after step {step}/{steps}").format(
+            epoch=position.epoch + 1, step=sums.stopped_at, steps=stepper.steps_per_epoch
+        )
     )
     _save_resume(state)
     return state
