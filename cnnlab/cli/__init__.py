@@ -161,7 +161,8 @@ def _run_command(argv: list[str] | None) -> int:
             print(_("error: {message}").format(message=message), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        with using_language(language):
+            print(_("interrupted"), file=sys.stderr)
         return 130
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import MODEL_HELP, image_outputs, output_files, percent, print_written, say
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 from cnnlab.spec.language import parse_shape
 
 if TYPE_CHECKING:
@@ -81,8 +82,9 @@ def run_diagram(args: argparse.Namespace) -> int:
     else:
         if args.input:
             raise ConfigError(
-                f"{run.path} was trained on {'x'.join(map(str, run.input_shape))} images; "
-                "its input cannot change: drop --input"
+                _(
+                    "{run} was trained on {shape} images; its input cannot change: drop --input"
+                ).format(run=run.path, shape="x".join(map(str, run.input_shape)))
             )
         report = analyze(run.spec)
         title = _run_title(run)

@@ -66,7 +66,11 @@ def run_embed(args: argparse.Namespace) -> int:
     from cnnlab.run.folder import Run
 
     if args.max_points is not None and args.max_points < 1:
-        raise ConfigError(f"--max-points {args.max_points} must be at least 1")
+        raise ConfigError(
+            _("{option} {value} must be at least 1").format(
+                option="--max-points", value=args.max_points
+            )
+        )
     run = Run.open(args.run)
     paths = output_files(args, run.path / "embed" / f"{args.method}.png")
     embedding = embed_features(run, None, args.method, max_points=args.max_points, seed=args.seed)

@@ -91,7 +91,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if not 0 <= args.top <= MAX_TOP_LOSSES:
         raise ConfigError(
-            f"--top {args.top} is out of range: give 0 (no gallery) to {MAX_TOP_LOSSES} images"
+            _("--top {top} is out of range: give 0 (no gallery) to {most} images").format(
+                top=args.top, most=MAX_TOP_LOSSES
+            )
         )
     run = Run.open(args.run)
     folder = Path(args.out) if args.out else eval_folder(run.path, args.data, args.split)
@@ -103,7 +105,11 @@ def run_eval(args: argparse.Namespace) -> int:
     evaluation, images = evaluate_run(run, args.data, args.split)
     warn_if_weights_not_finite(run)
     if evaluation.size == 0:
-        raise ConfigError(f"the {args.split} split of {evaluation.data} is empty: nothing to score")
+        raise ConfigError(
+            _("the {split} split of {data} is empty: nothing to score").format(
+                split=args.split, data=evaluation.data
+            )
+        )
     result = evaluation.to_json(top=args.top)
     # the figures' titles stay English (their font has no Hangul); the terminal lines are translated
     heading = f"{run.name} on {evaluation.data} {args.split}"

@@ -10,6 +10,7 @@ from typing import Any
 from cnnlab.cli.common import RUN_HELP, console, load_image_argument, print_json
 from cnnlab.errors import ConfigError
 from cnnlab.explain import inputs, render, worked
+from cnnlab.i18n import _
 from cnnlab.spec.kinds import PADDING_MODES
 
 SEED_HELP = "seed for random:HxW inputs and kernels (default 0)"
@@ -181,13 +182,19 @@ def _show(args: argparse.Namespace, ex: Any, renderables: Callable[[], list]) ->
 
 def _max_steps(args: argparse.Namespace) -> int:
     if args.max_steps < 0:
-        raise ConfigError(f"--max-steps {args.max_steps} must be 0 (all) or more")
+        raise ConfigError(
+            _("--max-steps {value} must be 0 (all) or more").format(value=args.max_steps)
+        )
     return args.max_steps
 
 
 def _channels(args: argparse.Namespace) -> int | None:
     if args.channels is not None and args.channels < 1:
-        raise ConfigError(f"--channels {args.channels} must be at least 1")
+        raise ConfigError(
+            _("{option} {value} must be at least 1").format(
+                option="--channels", value=args.channels
+            )
+        )
     return args.channels
 
 
@@ -210,7 +217,7 @@ def run_explain_pool(args: argparse.Namespace) -> int:
     matrices = inputs.read_input(args.input, _channels(args), args.seed, inputs.POOL_INPUT)
     padding = inputs.parse_padding(args.padding)
     if padding == "same":
-        raise ConfigError("pooling takes a number of padding pixels (P or PHxPW), not same")
+        raise ConfigError(_("pooling takes a number of padding pixels (P or PHxPW), not same"))
     kernel = inputs.parse_size(args.kernel, "--kernel")
     ex = worked.explain_pool(
         matrices,
@@ -227,7 +234,7 @@ def run_explain_padding(args: argparse.Namespace) -> int:
     """`cnnlab explain padding`: the four padding modes side by side."""
     matrices = inputs.read_input(args.input, None, args.seed, inputs.PADDING_INPUT)
     if len(matrices) != 1:
-        raise ConfigError("explain padding takes one matrix (channels are padded alike)")
+        raise ConfigError(_("explain padding takes one matrix (channels are padded alike)"))
     modes = inputs.parse_padding_modes(args.padding_mode)
     ex = worked.explain_padding(
         matrices[0],
@@ -257,7 +264,9 @@ def parse_at(text: str) -> tuple[int, int]:
     """'5,7' -> (5, 7): a cell's row and column."""
     parts = text.replace(" ", "").split(",")
     if len(parts) != 2 or not all(p.lstrip("-").isdigit() for p in parts):
-        raise ConfigError(f"--at '{text}' must be the row and column as Y,X, e.g. --at 5,7")
+        raise ConfigError(
+            _("--at '{text}' must be the row and column as Y,X, e.g. --at 5,7").format(text=text)
+        )
     return int(parts[0]), int(parts[1])
 
 

@@ -19,6 +19,7 @@ from cnnlab.cli.common import (
     titled_table,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 
 if TYPE_CHECKING:
     pass
@@ -65,7 +66,9 @@ def run_filters(args: argparse.Namespace) -> int:
     layers = conv_filters(model)
     if not layers:
         raise ConfigError(
-            f"the model of {run.path} has no conv layer: there are no filters to draw"
+            _("the model of {run} has no conv layer: there are no filters to draw").format(
+                run=run.path
+            )
         )
     wanted = split_names(args.layer)
     if wanted:

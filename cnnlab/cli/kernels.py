@@ -47,10 +47,12 @@ def run_kernels(args: argparse.Namespace) -> int:
 
     if not args.image:
         raise ConfigError(
-            "give an image file (or 'demo' for the built-in picture), or --list for the kernels"
+            _("give an image file (or 'demo' for the built-in picture), or --list for the kernels")
         )
     if args.max_size < 8:
-        raise ConfigError(f"--max-size {args.max_size} is too small: use at least 8 pixels")
+        raise ConfigError(
+            _("--max-size {value} is too small: use at least 8 pixels").format(value=args.max_size)
+        )
     paths = output_files(args, Path("kernels.png"))  # checked before any work
     image = k.demo_image() if args.image == "demo" else k.load_gray(args.image, args.max_size)
     chosen = (

@@ -72,8 +72,9 @@ def default_layer(model: CnnModel) -> str:
     if layer is None:
         names = map_layers(model.report)
         raise ConfigError(
-            "the model has no conv layer with a feature map: name one with --layer "
-            f"({', '.join(names) or 'it has no layer with feature maps'})"
+            _(
+                "the model has no conv layer with a feature map: name one with --layer ({names})"
+            ).format(names=", ".join(names) or _("it has no layer with feature maps"))
         )
     return layer
 

@@ -19,6 +19,7 @@ from cnnlab.cli.common import (
     titled_table,
 )
 from cnnlab.errors import CheckpointError
+from cnnlab.i18n import _
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +49,9 @@ def run_plot(args: argparse.Namespace) -> int:
     rows = epoch_rows(run, ("epoch", "train_loss", "train_accuracy", "lr"))  # what is drawn
     if not rows:
         raise CheckpointError(
-            f"{run.path / METRICS_FILE} has no epochs yet: train the run for at least one epoch"
+            _("{path} has no epochs yet: train the run for at least one epoch").format(
+                path=run.path / METRICS_FILE
+            )
         )
     test_accuracy = run.metrics.get("test_accuracy")
     figure = curves_figure(rows, f"{run.name}: {run.spec.text(with_input=False)}", test_accuracy)

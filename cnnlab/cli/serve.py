@@ -9,6 +9,7 @@ from cnnlab.cli.common import (
     RUN_HELP,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +78,7 @@ def run_serve(args: argparse.Namespace) -> int:
         flag = "--" + option.replace("_", "-")
         check_number(flag, getattr(args, option), 0.001, 86_400, "(seconds)")
     if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port must be 0..65535, not {args.port}")
+        raise ConfigError(_("--port must be 0..65535, not {port}").format(port=args.port))
     limits = Limits(
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_in_flight=args.max_in_flight,

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from cnnlab.errors import DataError
+from cnnlab.i18n import _
 
 
 def _where(archive: Path, member: tarfile.TarInfo) -> str:
-    return f"{archive}: member {member.name!r}"
+    return _("{archive}: member {name}").format(archive=archive, name=repr(member.name))
 
 
 def _refuse_ours(archive: Path, member: tarfile.TarInfo) -> None:
@@ -29,13 +30,15 @@ def _refuse_ours(archive: Path, member: tarfile.TarInfo) -> None:
     name = member.name
     if member.issym() or member.islnk():
         raise DataError(
-            f"{_where(archive, member)} is a link (to {member.linkname!r}); "
-            "refused: links can point outside the folder"
+            _(
+                "{where} is a link (to {target}); refused: links can point outside the folder"
+            ).format(where=_where(archive, member), target=repr(member.linkname))
         )
     if name.startswith(("/", "\\")) or PureWindowsPath(name).drive:
         raise DataError(
-            f"{_where(archive, member)} has an absolute path; "
-            "refused: it would write outside the target folder"
+            _(
+                "{where} has an absolute path; refused: it would write outside the target folder"
+            ).format(where=_where(archive, member))
         )
 
 
@@ -43,14 +46,23 @@ def _filter_error(archive: Path, member: tarfile.TarInfo, error: tarfile.FilterE
     """The 'data' filter's refusal as a DataError naming the archive and the member."""
     where = _where(archive, member)
     if isinstance(error, tarfile.SpecialFileError):
-        return DataError(f"{where} is a device, FIFO or other special file; refused")
+        return DataError(
+            _("{where} is a device, FIFO or other special file; refused").format(where=where)
+        )
     if isinstance(error, tarfile.OutsideDestinationError):
         if ".." in PurePosixPath(member.name).parts:
             return DataError(
-                f"{where} climbs out with '..'; refused: it would write outside the target folder"
+                _(
+                    "{where} climbs out with '..'; refused: it would write outside the target "
+                    "folder"
+                ).format(where=where)
             )
-        return DataError(f"{where} resolves outside the target folder; refused")
-    return DataError(f"{where} refused by the tar 'data' filter ({error})")
+        return DataError(
+            _("{where} resolves outside the target folder; refused").format(where=where)
+        )
+    return DataError(
+        _("{where} refused by the tar 'data' filter ({error})").format(where=where, error=error)
+    )
 
 
 def _checker(archive: Path) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
@@ -104,6 +116,8 @@ def safe_extract(
             written = _extract_staged(tar, archive, target, only)
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DataError(
-            f"{archive}: damaged or not a tar archive ({error}); delete it and download it again"
+            _(
+                "{archive}: damaged or not a tar archive ({error}); delete it and download it again"
+            ).format(archive=archive, error=error)
         ) from None
     return [target / rel for rel in written]

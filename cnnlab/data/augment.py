@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 
 if TYPE_CHECKING:
     from cnnlab.data.dataset import Dataset
@@ -103,14 +104,16 @@ def standard_policy(image_size: int = 28, flip_ok: bool = False) -> AugmentPolic
 
 
 def _parse_item(item: str) -> tuple[str, object]:
-    name, _, raw = item.partition("=")
+    name, _sep, raw = item.partition("=")
     name = _ALIASES.get(name.strip(), name.strip())
     if name == "crop" and "." not in raw:  # crop=4, whole pixels: the older spelling of translate
         name = "translate"
     if name not in _ITEMS:
         known = ", ".join(["none", "standard", "light", *_ITEMS])
         raise ConfigError(
-            f"augmentation {name!r} is unknown; known: {known} (e.g. 'translate=2,flip')"
+            _("augmentation {name} is unknown; known: {known} (e.g. 'translate=2,flip')").format(
+                name=repr(name), known=known
+            )
         )
     kind, lo, hi = _ITEMS[name]
     if kind is bool:
@@ -118,19 +121,32 @@ def _parse_item(item: str) -> tuple[str, object]:
             return name, True
         if raw.strip() in ("0", "false", "no", "off"):
             return name, False
-        raise ConfigError(f"augmentation '{item}': {name} takes no value (write '{name}')")
+        raise ConfigError(
+            _("augmentation '{item}': {name} takes no value (write '{name}')").format(
+                item=item, name=name
+            )
+        )
     if not raw.strip():
         raise ConfigError(
-            f"augmentation '{item}' needs a value, e.g. '{name}={int(hi) // 8 or 0.1}'"
+            _("augmentation '{item}' needs a value, e.g. '{example}'").format(
+                item=item, example=f"{name}={int(hi) // 8 or 0.1}"
+            )
         )
     try:
         value = kind(raw)
     except ValueError:
-        raise ConfigError(
-            f"augmentation '{item}': {raw!r} is not a{'n integer' if kind is int else ' number'}"
-        ) from None
+        rule = (
+            _("augmentation '{item}': {value} is not an integer")
+            if kind is int
+            else _("augmentation '{item}': {value} is not a number")
+        )
+        raise ConfigError(rule.format(item=item, value=repr(raw))) from None
     if not lo <= value <= hi:
-        raise ConfigError(f"augmentation '{item}': {name} must lie between {lo:g} and {hi:g}")
+        raise ConfigError(
+            _("augmentation '{item}': {name} must lie between {low} and {high}").format(
+                item=item, name=name, low=f"{lo:g}", high=f"{hi:g}"
+            )
+        )
     return name, value
 
 
@@ -168,17 +184,21 @@ def _check_policy(policy: AugmentPolicy, dataset: Dataset | None, flip_ok: bool 
     which = f"{dataset.name}: " if dataset is not None else ""
     if policy.flip and policy.altflip:
         raise ConfigError(
-            "augmentation: flip (random mirrors) and altflip (alternating mirrors) are two ways "
-            "of the same mirror; keep one of them"
+            _(
+                "augmentation: flip (random mirrors) and altflip (alternating mirrors) are two "
+                "ways of the same mirror; keep one of them"
+            )
         )
     mirrors = [name for name in ("flip", "altflip", "vflip") if getattr(policy, name)]
     if mirrors and flip_ok is False:
-        flip = "horizontal flip" if policy.mirrors else "vertical flip"
+        flip = _("horizontal flip") if policy.mirrors else _("vertical flip")
         raise ConfigError(
-            f"{which}{flip} changes labels in this data set (a mirrored digit or glyph is "
-            f"not the same class); drop {' and '.join(mirrors)} from the augmentation, or, if a "
-            "mirror keeps every label in your data, say so with --flip-ok (flip_ok=true, or "
-            "flip_ok = true in the image folder's cnnlab.toml)"
+            _(
+                "{which}{flip} changes labels in this data set (a mirrored digit or glyph is "
+                "not the same class); drop {mirrors} from the augmentation, or, if a "
+                "mirror keeps every label in your data, say so with --flip-ok (flip_ok=true, or "
+                "flip_ok = true in the image folder's cnnlab.toml)"
+            ).format(which=which, flip=flip, mirrors=_(" and ").join(mirrors))
         )
     if policy.rot90 and dataset is not None and dataset.image_shape[1] != dataset.image_shape[2]:
         raise ConfigError(_rot90_error(dataset.image_shape[1], dataset.image_shape[2], which))
@@ -186,8 +206,10 @@ def _check_policy(policy: AugmentPolicy, dataset: Dataset | None, flip_ok: bool 
 
 def _rot90_error(h: int, w: int, which: str = "") -> ConfigError:
     return ConfigError(
-        f"{which}rot90 turns images by 90 degrees, which needs square images, not {h}x{w}; "
-        "drop rot90 or train at a square size (--image-size)"
+        _(
+            "{which}rot90 turns images by 90 degrees, which needs square images, not {size}; "
+            "drop rot90 or train at a square size (--image-size)"
+        ).format(which=which, size=f"{h}x{w}")
     )
 
 

@@ -15,6 +15,7 @@ from cnnlab.data.paths import download_dir, search_dirs
 from cnnlab.data.remote import CIFAR10, RemoteFiles
 from cnnlab.errors import DataError
 from cnnlab.fileio import read_regular_bytes
+from cnnlab.i18n import _
 
 if TYPE_CHECKING:
     import torch
@@ -35,18 +36,28 @@ def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         data = np.frombuffer(read_regular_bytes(path), dtype=np.uint8)
     except OSError as error:
-        raise DataError(f"{path}: cannot read ({error})") from None
+        raise DataError(_("{path}: cannot read ({error})").format(path=path, error=error)) from None
     if data.size != RECORD * PER_FILE:
         raise DataError(
-            f"{path}: {data.size:,} bytes, a CIFAR-10 batch has {RECORD * PER_FILE:,} "
-            f"({PER_FILE} records of {RECORD}); the file is truncated or not a CIFAR-10 binary batch"
+            _(
+                "{path}: {size} bytes, a CIFAR-10 batch has {expected} ({records} records of "
+                "{record}); the file is truncated or not a CIFAR-10 binary batch"
+            ).format(
+                path=path,
+                size=f"{data.size:,}",
+                expected=f"{RECORD * PER_FILE:,}",
+                records=PER_FILE,
+                record=RECORD,
+            )
         )
     records = data.reshape(PER_FILE, RECORD)
     labels = records[:, 0].astype(np.int64)
     if labels.max() >= len(CLASSES):
         i = int(np.argmax(labels >= len(CLASSES)))
         raise DataError(
-            f"{path}: label {labels[i]} in record {i} is outside 0..9; the file is damaged"
+            _(
+                "{path}: label {label} in record {index} is outside 0..9; the file is damaged"
+            ).format(path=path, label=labels[i], index=i)
         )
     images = records[:, 1:].reshape(PER_FILE, 3, 32, 32)
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels)
@@ -75,8 +86,10 @@ def fetch_batches(
     md5 = remote.files[0][1]
     if not verify(archive, md5):
         raise DataError(
-            f"{archive}: md5 differs from the published {md5}; this is not the official "
-            "cifar-10-binary.tar.gz: delete it and download it again"
+            _(
+                "{archive}: md5 differs from the published {md5}; this is not the official "
+                "cifar-10-binary.tar.gz: delete it and download it again"
+            ).format(archive=archive, md5=md5)
         )
     target = download_dir(remote.name)
     wanted = {f"{FOLDER}/{f}" for f in TRAIN_FILES + TEST_FILES + ["batches.meta.txt"]}

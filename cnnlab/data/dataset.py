@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import DataError
+from cnnlab.i18n import _
 
 
 @dataclass
@@ -164,7 +165,9 @@ def validation_indices(
     """(train indices, validation indices) of `split_validation`: `fraction` of each class held out."""
     if not 0.0 < fraction < 1.0:
         raise DataError(
-            f"validation fraction {fraction} must lie strictly between 0 and 1 (e.g. 0.1)"
+            _("validation fraction {fraction} must lie strictly between 0 and 1 (e.g. 0.1)").format(
+                fraction=fraction
+            )
         )
     per_class = torch.bincount(labels)
     # At least one validation example per class that has two, and at least one left to train on.
@@ -191,7 +194,7 @@ def subset_indices(labels: torch.Tensor, size: int, seed: int = 0) -> torch.Tens
     if size >= n:
         return None
     if size <= 0:
-        raise DataError(f"subset size {size} must be positive")
+        raise DataError(_("subset size {size} must be positive").format(size=size))
     per_class = torch.bincount(labels)
     # Share `size` in proportion to the class counts; hand out the rounding remainder largest-first.
     exact = per_class.double() * size / n
@@ -216,7 +219,9 @@ def convert_images(
             out = (out.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
         else:
             raise DataError(
-                f"cannot convert {out.shape[1]}-channel images to {channels} channels; use 1 or 3"
+                _("cannot convert {have}-channel images to {channels} channels; use 1 or 3").format(
+                    have=out.shape[1], channels=channels
+                )
             )
     if size is not None and tuple(out.shape[2:]) != (size, size):
         chunks = []

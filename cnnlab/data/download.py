@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cnnlab.errors import DataError
 from cnnlab.fileio import file_digest, fsync_dir
+from cnnlab.i18n import _
 
 CHUNK = 1 << 16  # bytes per read
 
@@ -136,7 +137,9 @@ def download(
     """Download `url` to `dest` (resuming a .part, verifying md5/sha256 `checksum`); returns `dest`."""
     dest = Path(dest)
     if not url.startswith(("http://", "https://")):
-        raise DataError(f"{url}: only http:// and https:// downloads are supported")
+        raise DataError(
+            _("{url}: only http:// and https:// downloads are supported").format(url=url)
+        )
     if dest.exists() and (checksum is None or verify(dest, checksum)):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -154,9 +157,11 @@ def download(
         part.unlink(missing_ok=True)
         _remove_if_empty(dest.parent)
         raise DataError(
-            f"{url}: checksum mismatch ({_checksum_kind(checksum)} {got}, expected {checksum}); "
-            "the download was deleted. Try again later or another mirror; if it keeps failing the "
-            "file on the server has changed"
+            _(
+                "{url}: checksum mismatch ({kind} {got}, expected {expected}); the download was "
+                "deleted. Try again later or another mirror; if it keeps failing the file on the "
+                "server has changed"
+            ).format(url=url, kind=_checksum_kind(checksum), got=got, expected=checksum)
         )
     os.replace(part, dest)
     fsync_dir(dest.parent)

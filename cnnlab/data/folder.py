@@ -39,7 +39,9 @@ from cnnlab.data.dataset import (
 from cnnlab.data.images import (
     KEEP_ASPECT,
     MAX_SIDE,
+    channels_error,
     header_size,
+    keep_aspect_error,
     looks_grayscale,
     normalise_mode,
     open_image,
@@ -47,6 +49,7 @@ from cnnlab.data.images import (
 )
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import DataError
+from cnnlab.i18n import N_, _, current_language
 
 CACHE_VERSION = 4  # bump when decoding or the cache file changes, so old caches are not reused
 CACHE_SUFFIX = ".u8map"  # the folder cache file (foldercache.py), in cache_dir()/folders
@@ -111,7 +114,7 @@ def _sizes(options: FolderOptions, median_side: int, images: int) -> tuple[Size,
 def median_side(files: list[tuple[Path, int]]) -> int:
     """Median of the files' shorter sides, from their headers only (unreadable files skipped)."""
     sides = []
-    for path, _ in files:
+    for path, _label in files:
         with contextlib.suppress(DataError, OSError, ValueError):
             sides.append(min(header_size(path)))
     return round(statistics.median(sides)) if sides else 0
@@ -119,16 +122,24 @@ def median_side(files: list[tuple[Path, int]]) -> int:
 
 def size_note(side: int, shape: tuple[int, int, int], given: bool) -> str | None:
     """A note when the images (median shorter side `side`) are far larger than (C, H, W) `shape`."""
-    _, height, width = shape
+    _channels, height, width = shape
     if side <= LARGE_FACTOR * max(height, width):
         return None
-    how = "as asked" if given else "by default"
-    larger = min(side, 4 * max(height, width))
-    return (
-        f"the images are much larger (median shorter side {side} px) than the {height}x{width} "
-        f"they are resized to {how}: fine detail is lost; --image-size {larger} "
-        "keeps more of it, at more compute per image"
+    note = (
+        N_(
+            "the images are much larger (median shorter side {side} px) than the {size} they are "
+            "resized to as asked: fine detail is lost; --image-size {larger} keeps more of it, at "
+            "more compute per image"
+        )
+        if given
+        else N_(
+            "the images are much larger (median shorter side {side} px) than the {size} they are "
+            "resized to by default: fine detail is lost; --image-size {larger} keeps more of it, "
+            "at more compute per image"
+        )
     )
+    larger = min(side, 4 * max(height, width))
+    return _(note).format(side=side, size=f"{height}x{width}", larger=larger)
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
@@ -146,7 +157,9 @@ def _files(folder: Path) -> list[Path]:
 def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]] | None]:
     """(classes, train files with labels, test files with labels or None) for a folder layout."""
     if not root.is_dir():
-        raise DataError(f"{root}: not a folder; expected {root}/<class>/<image files>")
+        raise DataError(
+            _("{root}: not a folder; expected {root}/<class>/<image files>").format(root=root)
+        )
     train_root = root / "train" if (root / "train").is_dir() else root
     test_root = (
         next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
@@ -156,8 +169,10 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
     classes = [p.name for p in _class_folders(train_root)]
     if len(classes) < 2:
         raise DataError(
-            f"{train_root}: found {len(classes)} class folder(s); expected one sub-folder per class "
-            f"(at least 2), e.g. {train_root}/cat/1.png and {train_root}/dog/2.jpg"
+            _(
+                "{root}: found {count} class folder(s); expected one sub-folder per class "
+                "(at least 2), e.g. {root}/cat/1.png and {root}/dog/2.jpg"
+            ).format(root=train_root, count=len(classes))
         )
     train = _labelled_files(train_root, classes)
     test = None
@@ -165,8 +180,10 @@ def scan(root: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
         extra = [p.name for p in _class_folders(test_root) if p.name not in classes]
         if extra:
             raise DataError(
-                f"{test_root}: class folder(s) {', '.join(extra)} have no match in {train_root}; "
-                "the test classes must be among the train classes"
+                _(
+                    "{test_root}: class folder(s) {names} have no match in {train_root}; "
+                    "the test classes must be among the train classes"
+                ).format(test_root=test_root, names=", ".join(extra), train_root=train_root)
             )
         test = _labelled_files(test_root, classes, allow_empty=True)
     return classes, train, test
@@ -199,7 +216,11 @@ def _labelled_files(
         folder = root / name
         files = _files(folder) if folder.is_dir() else []
         if not files and not allow_empty:
-            raise DataError(f"{folder}: class folder has no files; add images or remove the folder")
+            raise DataError(
+                _("{folder}: class folder has no files; add images or remove the folder").format(
+                    folder=folder
+                )
+            )
         out += [(f, label) for f in files]
     return out
 
@@ -244,10 +265,15 @@ def _shape(channels: int, size: Size) -> tuple[int, int, int]:
 
 def _bad_files_error(root: Path, errors: list[str]) -> DataError:
     listed = "\n".join(f"  {e}" for e in errors[:MAX_LISTED])
-    more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
+    more = (
+        "\n  " + _("... and {count} more").format(count=len(errors) - MAX_LISTED)
+        if len(errors) > MAX_LISTED
+        else ""
+    )
     return DataError(
-        f"{root}: {len(errors)} file(s) cannot be used as images:\n{listed}{more}\n"
-        "Fix or remove them, or load with skip_bad=True (CLI: --skip-bad) to leave them out."
+        _("{root}: {count} file(s) cannot be used as images:").format(root=root, count=len(errors))
+        + f"\n{listed}{more}\n"
+        + _("Fix or remove them, or load with skip_bad=True (CLI: --skip-bad) to leave them out.")
     )
 
 
@@ -303,13 +329,22 @@ def _check_disk(root: Path, folder: Path, files: Files, shapes: list[tuple[int, 
     if free is None or need <= free:
         return
     shown = " and ".join(f"{c}x{h}x{w}" for c, h, w in shapes)
-    both = " (gray and colour until the images say which)" if len(shapes) > 1 else ""
+    both = _(" (gray and colour until the images say which)") if len(shapes) > 1 else ""
     raise DataError(
-        f"{root}: {len(files)} images decoded at {shown}{both} take {need / 1e9:.2f} GB in the "
-        f"folder cache in {folder}, but only {free / 1e9:.2f} GB are free on that disk "
-        "(training reads the cache through a memory map, so memory is not the limit): free "
-        "some space, set XDG_CACHE_HOME to a folder on a larger disk, or use a smaller "
-        "--image-size"
+        _(
+            "{root}: {count} images decoded at {shown}{both} take {need} GB in the folder cache "
+            "in {folder}, but only {free} GB are free on that disk (training reads the cache "
+            "through a memory map, so memory is not the limit): free some space, set "
+            "XDG_CACHE_HOME to a folder on a larger disk, or use a smaller --image-size"
+        ).format(
+            root=root,
+            count=len(files),
+            shown=shown,
+            both=both,
+            need=f"{need / 1e9:.2f}",
+            folder=folder,
+            free=f"{free / 1e9:.2f}",
+        )
     )
 
 
@@ -337,12 +372,18 @@ def _usable_order(
     kept_train = [i for i in range(n_train) if errors[i] is None]
     kept_test = None if test_idx is None else [i for i in test_idx if errors[i] is None]
     if not kept_train or (kept_test is not None and not kept_test):
-        raise DataError(f"{root}: no usable images left after leaving out the bad files")
+        raise DataError(
+            _("{where}: no usable images left after leaving out the bad files").format(where=root)
+        )
     train, test = _cache_order(kept_train, kept_test, labels, options)
     present = {labels[i] for i in train}
     empty = [classes[c] for c in range(len(classes)) if c not in present]
     if empty:
-        raise DataError(f"{root}: no usable training images left for class(es) {', '.join(empty)}")
+        raise DataError(
+            _("{root}: no usable training images left for class(es) {names}").format(
+                root=root, names=", ".join(empty)
+            )
+        )
     return train, test
 
 
@@ -377,9 +418,11 @@ def _finish(
 
 def _disk_full(root: Path, folder: Path) -> DataError:
     return DataError(
-        f"{root}: the disk holding the folder cache ({folder}) filled up while the decoded "
-        "images were written: free some space, set XDG_CACHE_HOME to a folder on a larger "
-        "disk, or use a smaller --image-size"
+        _(
+            "{root}: the disk holding the folder cache ({folder}) filled up while the decoded "
+            "images were written: free some space, set XDG_CACHE_HOME to a folder on a larger "
+            "disk, or use a smaller --image-size"
+        ).format(root=root, folder=folder)
     )
 
 
@@ -427,7 +470,8 @@ def _build_cache(
             foldercache.gather(staging, order, made[-1])
             staging = made[-1]
         about = {"classes": classes, "name": f"folder:{root}", "source": str(root)}
-        about |= {"skipped": bad, "median_side": side}
+        # the bad files' reasons are in the language of this decoding (translated when raised)
+        about |= {"skipped": bad, "language": current_language(), "median_side": side}
         _finish(staging, shapes[channels], (train, test), all_files, about)
     except BaseException as error:
         for done in made:
@@ -447,6 +491,8 @@ def _dataset(mapped: tuple[dict, torch.Tensor] | None) -> FolderDataset | None:
     if mapped is None:
         return None
     header, images = mapped
+    if header.get("skipped") and header.get("language", "en") != current_language():
+        return None  # the bad files' reasons were written in another language: decode again
     try:
         n_train, classes = header["train"], [str(c) for c in header["classes"]]
         train_y = torch.tensor(header["train_labels"], dtype=torch.int64)
@@ -502,7 +548,9 @@ def _checked_size(image_size: Size | None) -> Size | None:
     sides = (image_size,) if isinstance(image_size, int) else tuple(image_size)
     if len(sides) not in (1, 2) or not all(type(v) is int and 1 <= v <= MAX_SIDE for v in sides):
         raise DataError(
-            f"image size {image_size} must be N or (height, width), each side 1 to {MAX_SIDE} pixels"
+            _(
+                "image size {size} must be N or (height, width), each side 1 to {most} pixels"
+            ).format(size=image_size, most=MAX_SIDE)
         )
     return sides[0] if len(set(sides)) == 1 else (sides[0], sides[1])
 
@@ -529,9 +577,9 @@ def load_folder(
     """
     root = Path(path).expanduser().resolve()
     if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
+        raise DataError(channels_error(channels))
     if keep_aspect not in KEEP_ASPECT:
-        raise DataError(f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}, not {keep_aspect!r}")
+        raise DataError(keep_aspect_error(keep_aspect))
     size = _checked_size(image_size)
     options = FolderOptions(size, channels, test_fraction, seed, skip_bad, background, keep_aspect)
     classes, train_files, test_files = scan(root)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cnnlab.errors import DataError
 from cnnlab.fileio import NotToml, read_toml
+from cnnlab.i18n import _
 from cnnlab.text import clipped
 
 FOLDER_CONFIG = "cnnlab.toml"  # in the folder's root, beside the class folders (or train/, test/)
@@ -30,9 +31,15 @@ def _parse(path: Path) -> dict:
     try:
         return read_toml(path, MAX_BYTES)
     except OSError as error:  # a FIFO or folder (never waited on), too large, unreadable
-        raise DataError(f"{path} cannot be read: {error}") from None
+        raise DataError(
+            _("{path} cannot be read: {error}").format(path=path, error=error)
+        ) from None
     except NotToml as error:
-        raise DataError(f"{path}: {error}; write settings such as flip_ok = true") from None
+        raise DataError(
+            _("{path}: {error}; write settings such as flip_ok = true").format(
+                path=path, error=error
+            )
+        ) from None
 
 
 def read_folder_config(root: str | Path) -> FolderConfig:
@@ -45,10 +52,18 @@ def read_folder_config(root: str | Path) -> FolderConfig:
     for key, value in values.items():
         if key not in known:
             raise DataError(
-                f"{path}: unknown setting {clipped(repr(key))}; a folder's {FOLDER_CONFIG} may set: "
-                f"{', '.join(known)} (e.g. flip_ok = true)"
+                _(
+                    "{path}: unknown setting {key}; a folder's {file} may set: {known} "
+                    "(e.g. flip_ok = true)"
+                ).format(
+                    path=path, key=clipped(repr(key)), file=FOLDER_CONFIG, known=", ".join(known)
+                )
             )
         if type(value) is not known[key]:
-            example = "true or false" if known[key] is bool else known[key].__name__
-            raise DataError(f"{path}: {key} must be {example}, not {clipped(repr(value))}")
+            example = _("true or false") if known[key] is bool else known[key].__name__
+            raise DataError(
+                _("{path}: {key} must be {example}, not {value}").format(
+                    path=path, key=key, example=example, value=clipped(repr(value))
+                )
+            )
     return FolderConfig(**values)

@@ -15,6 +15,7 @@ import torch
 
 from cnnlab.errors import DataError
 from cnnlab.fileio import read_regular_bytes
+from cnnlab.i18n import _
 
 # IDX type code -> big-endian numpy dtype.
 DTYPES: dict[int, np.dtype] = {
@@ -34,9 +35,11 @@ def _read_bytes(path: Path) -> bytes:
     try:
         data = read_regular_bytes(path)
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise DataError(_("{path}: file not found").format(path=path)) from None
     except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+        raise DataError(
+            _("{path}: cannot read ({error})").format(path=path, error=error.strerror)
+        ) from None
     if not data.startswith(GZIP_MAGIC):
         return data
     try:
@@ -50,37 +53,59 @@ def _read_bytes(path: Path) -> bytes:
         return out
     except (zlib.error, EOFError, gzip.BadGzipFile, OSError) as error:
         raise DataError(
-            f"{path}: damaged gzip file ({error}); delete it and download or copy it again"
+            _(
+                "{path}: damaged gzip file ({error}); delete it and download or copy it again"
+            ).format(path=path, error=error)
         ) from None
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """Parse IDX bytes into an array (native byte order); DataError names `source` and the problem."""
     if len(data) < 4:
-        raise DataError(f"{source}: not an IDX file (only {len(data)} bytes, a header needs 4)")
+        raise DataError(
+            _("{source}: not an IDX file (only {count} bytes, a header needs 4)").format(
+                source=source, count=len(data)
+            )
+        )
     zero, code, ndim = data[:2], data[2], data[3]
     if zero != b"\x00\x00" or code not in DTYPES:
         raise DataError(
-            f"{source}: not an IDX file (magic number 0x{data[:4].hex()}; expected 0x0000TTDD "
-            f"with type TT in {', '.join(f'0x{c:02x}' for c in DTYPES)}); is it the right file?"
+            _(
+                "{source}: not an IDX file (magic number {magic}; expected 0x0000TTDD "
+                "with type TT in {types}); is it the right file?"
+            ).format(
+                source=source,
+                magic=f"0x{data[:4].hex()}",
+                types=", ".join(f"0x{c:02x}" for c in DTYPES),
+            )
         )
     if ndim == 0:
-        raise DataError(f"{source}: IDX header says 0 dimensions; the file is damaged")
+        raise DataError(
+            _("{source}: IDX header says 0 dimensions; the file is damaged").format(source=source)
+        )
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DataError(f"{source}: truncated IDX header ({len(data)} of {header} bytes)")
+        raise DataError(
+            _("{source}: truncated IDX header ({count} of {header} bytes)").format(
+                source=source, count=len(data), header=header
+            )
+        )
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = DTYPES[code]
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) < expected:
         raise DataError(
-            f"{source}: truncated body: {len(data) - header} data bytes, the header's shape "
-            f"{shape} needs {expected - header}; the file is incomplete: download or copy it again"
+            _(
+                "{source}: truncated body: {count} data bytes, the header's shape "
+                "{shape} needs {needed}; the file is incomplete: download or copy it again"
+            ).format(source=source, count=len(data) - header, shape=shape, needed=expected - header)
         )
     if len(data) > expected:
         raise DataError(
-            f"{source}: {len(data) - expected} extra bytes after the data for shape {shape}; "
-            "the file is damaged or not what its header says: download or copy it again"
+            _(
+                "{source}: {count} extra bytes after the data for shape {shape}; "
+                "the file is damaged or not what its header says: download or copy it again"
+            ).format(source=source, count=len(data) - expected, shape=shape)
         )
     count = int(np.prod(shape, dtype=np.int64))
     array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(shape)
@@ -102,7 +127,10 @@ def write_idx(
     key = array.dtype.newbyteorder("=").str
     if key not in CODES:
         raise DataError(
-            f"{path}: IDX cannot store dtype {array.dtype}; use uint8, int8, int16, int32, float32 or float64"
+            _(
+                "{path}: IDX cannot store dtype {dtype}; use uint8, int8, int16, int32, float32 "
+                "or float64"
+            ).format(path=path, dtype=array.dtype)
         )
     code = CODES[key]
     header = bytes([0, 0, code, array.ndim]) + b"".join(
@@ -124,25 +152,44 @@ def read_idx_pair(
     labels = read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3:
         raise DataError(
-            f"{images_path}: expected uint8 images of shape (N, H, W), found {images.dtype} {images.shape}; "
-            "is this an image file (…-images-idx3-ubyte)?"
+            _(
+                "{path}: expected uint8 images of shape (N, H, W), found {dtype} {shape}; "
+                "is this an image file (…-images-idx3-ubyte)?"
+            ).format(path=images_path, dtype=images.dtype, shape=images.shape)
         )
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise DataError(
-            f"{labels_path}: expected uint8 labels of shape (N,), found {labels.dtype} {labels.shape}; "
-            "is this a label file (…-labels-idx1-ubyte)?"
+            _(
+                "{path}: expected uint8 labels of shape (N,), found {dtype} {shape}; "
+                "is this a label file (…-labels-idx1-ubyte)?"
+            ).format(path=labels_path, dtype=labels.dtype, shape=labels.shape)
         )
     if len(images) != len(labels):
         raise DataError(
-            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "
-            "the two files must come from the same split (train or t10k)"
+            _(
+                "{images_path} holds {images} images but {labels_path} holds {labels} labels; "
+                "the two files must come from the same split (train or t10k)"
+            ).format(
+                images_path=images_path,
+                images=len(images),
+                labels_path=labels_path,
+                labels=len(labels),
+            )
         )
     bad = np.flatnonzero(labels >= num_classes)
     if bad.size:
         i = int(bad[0])
         raise DataError(
-            f"{labels_path}: label {int(labels[i])} at index {i} is outside 0..{num_classes - 1} "
-            f"({bad.size} such labels); the file is damaged or belongs to another data set"
+            _(
+                "{path}: label {label} at index {index} is outside 0..{last} "
+                "({count} such labels); the file is damaged or belongs to another data set"
+            ).format(
+                path=labels_path,
+                label=int(labels[i]),
+                index=i,
+                last=num_classes - 1,
+                count=bad.size,
+            )
         )
     x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, H, W) uint8
     y = torch.from_numpy(labels.astype(np.int64))  # (N,) int64

@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.errors import DataError
 from cnnlab.fileio import open_regular_file
+from cnnlab.i18n import _
 from cnnlab.text import printable
 
 MAX_PIXELS = 50_000_000  # 50 megapixels: ~7000x7000; anything larger is refused before decoding
@@ -46,12 +47,12 @@ def _describe_unknown(head: bytes) -> str:
     """What a file we cannot open looks like, from its first bytes."""
     for magic, kind in _KNOWN_OTHER:
         if head.startswith(magic):
-            return f"a {kind} file"
+            return _("a {kind} file").format(kind=kind)
     if head[4:8] == b"ftyp":
-        return "an HEIC/AVIF/MP4 file"
+        return _("an HEIC/AVIF/MP4 file")
     if not head:
-        return "an empty file"
-    return "not an image"
+        return _("an empty file")
+    return _("not an image")
 
 
 def _open_header(handle: BinaryIO, label: str) -> Image.Image:
@@ -62,25 +63,50 @@ def _open_header(handle: BinaryIO, label: str) -> Image.Image:
             image = Image.open(handle, formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
         raise DataError(
-            f"{label}: image is too large to decode safely (over {2 * MAX_PIXELS:,} pixels); "
-            f"the limit is {MAX_PIXELS:,} pixels: shrink it first"
+            _(
+                "{label}: image is too large to decode safely (over {pixels} pixels); "
+                "the limit is {limit} pixels: shrink it first"
+            ).format(label=label, pixels=f"{2 * MAX_PIXELS:,}", limit=f"{MAX_PIXELS:,}")
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         handle.seek(0)
         kind = _describe_unknown(handle.read(16))
         raise DataError(
-            f"{label}: {kind}, which cnnlab cannot read; accepted formats are "
-            f"{', '.join(ALLOWED_FORMATS)}: convert it (e.g. save it as PNG) or remove it"
+            _(
+                "{label}: {kind}, which cnnlab cannot read; accepted formats are "
+                "{formats}: convert it (e.g. save it as PNG) or remove it"
+            ).format(label=label, kind=kind, formats=", ".join(ALLOWED_FORMATS))
         ) from None
     width, height = image.size
     if width * height > MAX_PIXELS:  # from the header, before any pixel is decoded
         raise DataError(
-            f"{label}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
-            f"{MAX_PIXELS:,}; refused before decoding: shrink it first"
+            _(
+                "{label}: image is {size} = {pixels} pixels, over the limit of "
+                "{limit}; refused before decoding: shrink it first"
+            ).format(
+                label=label,
+                size=f"{width}x{height}",
+                pixels=f"{width * height:,}",
+                limit=f"{MAX_PIXELS:,}",
+            )
         )
     if width == 0 or height == 0:
-        raise DataError(f"{label}: image has no pixels ({width}x{height})")
+        raise DataError(
+            _("{label}: image has no pixels ({size})").format(label=label, size=f"{width}x{height}")
+        )
     return image
+
+
+def keep_aspect_error(keep_aspect: object) -> str:
+    """The message for a keep_aspect that is none of KEEP_ASPECT."""
+    return _("keep_aspect must be one of {choices}, not {value}").format(
+        choices=", ".join(KEEP_ASPECT), value=repr(keep_aspect)
+    )
+
+
+def channels_error(channels: object) -> str:
+    """The message for channels that are neither 1 nor 3."""
+    return _("channels must be 1 (grayscale) or 3 (RGB), not {channels}").format(channels=channels)
 
 
 def header_size(path: str | Path) -> tuple[int, int]:
@@ -94,13 +120,16 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     label = name or (str(source) if not isinstance(source, bytes) else "uploaded image")
     if not isinstance(source, bytes) and "\x00" in str(source):  # os.open raises ValueError
         raise DataError(
-            f"{printable(label)}: a file path cannot contain a NUL byte (\\x00); "
-            "check how the path was built"
+            _(
+                "{label}: a file path cannot contain a NUL byte (\\x00); check how the path was built"
+            ).format(label=printable(label))
         )
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else open_regular_file(source)
     except OSError as error:
-        raise DataError(f"{label}: cannot read ({error.strerror or error})") from None
+        raise DataError(
+            _("{label}: cannot read ({error})").format(label=label, error=error.strerror or error)
+        ) from None
     with handle:
         image = _open_header(handle, label)
         try:
@@ -108,8 +137,10 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             return ImageOps.exif_transpose(image)  # a decoded copy: the file can close
         except Exception as error:  # noqa: BLE001 (untrusted bytes: any decoder failure is a bad file)
             raise DataError(
-                f"{label}: truncated or damaged {image.format} image ({error}); "
-                "re-export or re-download it, or remove it"
+                _(
+                    "{label}: truncated or damaged {format} image ({error}); "
+                    "re-export or re-download it, or remove it"
+                ).format(label=label, format=image.format, error=error)
             ) from None
 
 
@@ -175,7 +206,7 @@ def fit_image(
     0 and 3 black, rows 1-2 the image; to 2x2 with crop: its columns 1-2.
     """
     if keep_aspect not in KEEP_ASPECT:
-        raise DataError(f"keep_aspect must be one of {', '.join(KEEP_ASPECT)}, not {keep_aspect!r}")
+        raise DataError(keep_aspect_error(keep_aspect))
     w, h = _target(size)
     iw, ih = image.size
     if keep_aspect == "crop" and iw * h != ih * w:
@@ -211,7 +242,7 @@ def to_tensor(
     elif channels == 3 and image.mode != "RGB":
         image = image.convert("RGB")
     elif channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
+        raise DataError(channels_error(channels))
     if size is not None:
         image = fit_image(image, size, keep_aspect)
     array = np.asarray(image, dtype=np.uint8)

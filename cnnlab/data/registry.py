@@ -18,7 +18,7 @@ from cnnlab.data import SHAPES_CLASSES, SHAPES_TEST, SHAPES_TRAIN, cifar
 from cnnlab.data.folderconfig import read_folder_config
 from cnnlab.data.remote import FASHION_MNIST, KMNIST, MNIST, RemoteFiles
 from cnnlab.errors import DataError
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _
 
 if TYPE_CHECKING:
     import torch
@@ -88,7 +88,9 @@ def _idx_loader(remote: RemoteFiles, num_classes: int) -> Callable[..., Splits]:
         ):
             if tuple(x.shape[2:]) != (28, 28):
                 raise DataError(
-                    f"{paths[key]}: images are {x.shape[2]}x{x.shape[3]}, {remote.name} images are 28x28; wrong file?"
+                    _("{path}: images are {size}, {data} images are 28x28; wrong file?").format(
+                        path=paths[key], size=f"{x.shape[2]}x{x.shape[3]}", data=remote.name
+                    )
                 )
         return train_x, train_y, test_x, test_y, str(paths["train-images-idx3-ubyte.gz"].parent)
 
@@ -250,7 +252,10 @@ def _folder_split(test_size: float | int | None) -> float:
     if 0 < test_size < 1:
         return float(test_size)
     raise DataError(
-        f"for a folder, test_size is the held-out fraction when there is no test/ folder (e.g. 0.2), not {test_size}"
+        _(
+            "for a folder, test_size is the held-out fraction when there is no test/ folder "
+            "(e.g. 0.2), not {value}"
+        ).format(value=test_size)
     )
 
 
@@ -284,14 +289,20 @@ def _check_options(
     """Refuse options a registered data set cannot take, naming the data set."""
     if folder_options:
         raise DataError(
-            f"{entry.name}: option(s) {', '.join(folder_options)} apply to image folders only"
+            _("{data}: option(s) {options} apply to image folders only").format(
+                data=entry.name, options=", ".join(folder_options)
+            )
         )
     if channels not in (None, 1, 3):
-        raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), not {channels}")
+        raise DataError(
+            _("channels must be 1 (grayscale) or 3 (RGB), not {channels}").format(channels=channels)
+        )
     for label, value in (("train_size", train_size), ("test_size", test_size)):
         if value is not None and (not isinstance(value, int) or value < 0):
             raise DataError(
-                f"{entry.name}: {label} must be a whole number of images, not {value!r}"
+                _("{data}: {key} must be a whole number of images, not {value}").format(
+                    data=entry.name, key=label, value=repr(value)
+                )
             )
 
 
@@ -333,11 +344,28 @@ def _check_memory(
     rendering = synthetic.generation_bytes(largest) - largest * c * h * w if generated else 0
     need, available = sum(counts) * per_image + resizing + rendering, _available_memory()
     if available is not None and need > available:
-        how = "generating " if generated else ""
+        how = (
+            N_(
+                "{data}: generating {train} training and {test} test images of {shape} takes "
+                "{need} GB of memory, more than the {available} GB available: use a smaller "
+                "train_size, test_size or image_size"
+            )
+            if generated
+            else N_(
+                "{data}: {train} training and {test} test images of {shape} takes {need} GB of "
+                "memory, more than the {available} GB available: use a smaller train_size, "
+                "test_size or image_size"
+            )
+        )
         raise DataError(
-            f"{entry.name}: {how}{counts[0]} training and {counts[1]} test images of "
-            f"{channels or c}x{side}x{side} takes {need / 1e9:.1f} GB of memory, more than the "
-            f"{available / 1e9:.1f} GB available: use a smaller train_size, test_size or image_size"
+            _(how).format(
+                data=entry.name,
+                train=counts[0],
+                test=counts[1],
+                shape=f"{channels or c}x{side}x{side}",
+                need=f"{need / 1e9:.1f}",
+                available=f"{available / 1e9:.1f}",
+            )
         )
 
 

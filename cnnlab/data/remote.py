@@ -8,6 +8,7 @@ from pathlib import Path
 from cnnlab.data.download import DownloadError, download
 from cnnlab.data.paths import download_dir, search_dirs
 from cnnlab.errors import DataError
+from cnnlab.i18n import _
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class RemoteFiles:
     def find_in(self, folder: Path) -> dict[str, Path] | None:
         """{file name: path} when `folder` holds every file (gzip or raw), else None."""
         found = {}
-        for filename, _ in self.files:
+        for filename, _md5 in self.files:
             path = next(
                 (folder / c for c in self.candidates(filename) if (folder / c).is_file()), None
             )
@@ -51,10 +52,19 @@ class RemoteFiles:
         """Where to put the files by hand: exact folders and file names."""
         names = ", ".join(f for f, _ in self.files)
         folders = "\n".join(f"  {d}" for d in search_dirs(self.name, data_dir))
-        raw = " (gzip or uncompressed)" if self.accept_raw else ""
+        put = (
+            _("put these files (gzip or uncompressed): {names}")
+            if self.accept_raw
+            else _("put these files: {names}")
+        )
         return (
-            f"put these files{raw}: {names}\ninto one of these folders (searched in this order):\n{folders}\n"
-            f"or pass --data-dir DIR (files in DIR/{self.name}/ or DIR/); downloads come from {self.mirrors[0]}"
+            put.format(names=names)
+            + "\n"
+            + _("into one of these folders (searched in this order):")
+            + f"\n{folders}\n"
+            + _(
+                "or pass --data-dir DIR (files in DIR/{name}/ or DIR/); downloads come from {url}"
+            ).format(name=self.name, url=self.mirrors[0])
         )
 
     def fetch(
@@ -69,7 +79,8 @@ class RemoteFiles:
             return found
         if not allow_download:
             raise DataError(
-                f"{self.name}: files not found locally and downloading is off;\n{self.manual_help(data_dir)}"
+                _("{data}: files not found locally and downloading is off;").format(data=self.name)
+                + f"\n{self.manual_help(data_dir)}"
             )
         folder = download_dir(self.name)
         paths = {}
@@ -94,8 +105,12 @@ class RemoteFiles:
                 failures.append(str(error))
         tried = "\n".join(f"  {f}" for f in failures)
         raise DataError(
-            f"{self.name}: could not download {filename} (offline?). Tried:\n{tried}\nTo install by hand, "
-            f"{self.manual_help(data_dir)}"
+            _("{data}: could not download {file} (offline?). Tried:").format(
+                data=self.name, file=filename
+            )
+            + f"\n{tried}\n"
+            + _("To install by hand, ")
+            + self.manual_help(data_dir)
         )
 
 

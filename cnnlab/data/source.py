@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.i18n import N_, _
 from cnnlab.text import clipped
 
 if TYPE_CHECKING:
@@ -40,16 +41,20 @@ def parse_image_size(text: str) -> int | tuple[int, int] | None:
     parts = str(text).strip().lower().split("x")
     if len(parts) > 2 or not all(p.isdigit() and len(p) <= MAX_DIGITS for p in parts):
         raise ConfigError(
-            f"image_size must be N or HxW (height x width, e.g. 64 or 48x64), each side 1 to "
-            f"{MAX_IMAGE_SIZE}, or 0 for the data set's size; not {clipped(repr(text))}"
+            _(
+                "image_size must be N or HxW (height x width, e.g. 64 or 48x64), each side 1 to "
+                "{most}, or 0 for the data set's size; not {value}"
+            ).format(most=MAX_IMAGE_SIZE, value=clipped(repr(text)))
         )
     sides = [int(p) for p in parts]
     if sides == [0]:
         return None
     if not all(1 <= side <= MAX_IMAGE_SIZE for side in sides):
         raise ConfigError(
-            f"image_size must be 0 (the data set's size) or 1 to {MAX_IMAGE_SIZE} pixels a side, "
-            f"not {clipped(repr(text))}"
+            _(
+                "image_size must be 0 (the data set's size) or 1 to {most} pixels a side, "
+                "not {value}"
+            ).format(most=MAX_IMAGE_SIZE, value=clipped(repr(text)))
         )
     return sides[0] if len(set(sides)) == 1 else (sides[0], sides[1])
 
@@ -105,6 +110,14 @@ def training_splits(dataset: Dataset, source: DataSource) -> tuple[Split, Split 
     return train, (images[val_idx], labels[val_idx], pick_paths(paths, val_idx))
 
 
+# A split's count as check_splits says it ('200 training'), N_-marked: translated where shown.
+SPLIT_COUNTS = {
+    "training": N_("{count} training"),
+    "test": N_("{count} test"),
+    "validation": N_("{count} validation"),
+}
+
+
 def check_splits(dataset: Dataset, source: DataSource, train: Split, val: Split | None) -> None:
     """Refuse, before any training, splits a run cannot train on, validate on or be scored on.
 
@@ -114,25 +127,39 @@ def check_splits(dataset: Dataset, source: DataSource, train: Split, val: Split 
     if val is not None:
         counts["validation"] = len(val[1])
     classes = len(dataset.classes)
-    numbers = (
-        f"{', '.join(f'{n} {split}' for split, n in counts.items())} images in {classes} classes"
+    numbers = _("{counts} images in {classes} classes").format(
+        counts=", ".join(_(SPLIT_COUNTS[split]).format(count=n) for split, n in counts.items()),
+        classes=classes,
     )
     folder = dataset.name.startswith("folder:")
     if counts["training"] == 0:
-        fix = "add images to the class folders" if folder else "use a larger train_size"
-        raise DataError(f"{dataset.name}: {numbers}: nothing to train on; {fix}")
+        fix = _("add images to the class folders") if folder else _("use a larger train_size")
+        raise DataError(
+            _("{data}: {numbers}: nothing to train on; {fix}").format(
+                data=dataset.name, numbers=numbers, fix=fix
+            )
+        )
     if counts["test"] == 0:
         fix = (
-            "put a test/ folder beside train/ (test/<class>/<images>), or give each class at "
-            "least 2 images (a share of each class, at least one image, is held out for the test)"
+            _(
+                "put a test/ folder beside train/ (test/<class>/<images>), or give each class at "
+                "least 2 images (a share of each class, at least one image, is held out for the "
+                "test)"
+            )
             if folder
-            else "use a larger test_size"
+            else _("use a larger test_size")
         )
-        raise DataError(f"{dataset.name}: {numbers}: a run could not be scored; {fix}")
+        raise DataError(
+            _("{data}: {numbers}: a run could not be scored; {fix}").format(
+                data=dataset.name, numbers=numbers, fix=fix
+            )
+        )
     if counts.get("validation") == 0:
         raise DataError(
-            f"{dataset.name}: val_split={source.val_split:g} holds out no images ({numbers}): "
-            "give each class at least 2 training images, or drop val_split"
+            _(
+                "{data}: val_split={fraction} holds out no images ({numbers}): "
+                "give each class at least 2 training images, or drop val_split"
+            ).format(data=dataset.name, fraction=f"{source.val_split:g}", numbers=numbers)
         )
 
 
@@ -140,7 +167,11 @@ def split_source(dataset: Dataset, source: DataSource, split: str) -> Split:
     """One split of `dataset` as the run split it: test as loaded, train and val by the run's
     rule (`training_splits`)."""
     if split not in SPLITS:
-        raise DataError(f"split '{split}' is not one of {', '.join(SPLITS)}")
+        raise DataError(
+            _("split '{split}' is not one of {splits}").format(
+                split=split, splits=", ".join(SPLITS)
+            )
+        )
     if split == "test":
         return dataset.test_images, dataset.test_labels, dataset.test_paths
     train, val = training_splits(dataset, source)
@@ -148,6 +179,6 @@ def split_source(dataset: Dataset, source: DataSource, split: str) -> Split:
         return train
     if val is None:
         raise DataError(
-            "the run was trained without a validation split (val_split=0): use --split test"
+            _("the run was trained without a validation split (val_split=0): use --split test")
         )
     return val

@@ -21,6 +21,7 @@ import torch
 
 from cnnlab.data import SHAPES_CLASSES, SHAPES_TEST, SHAPES_TRAIN
 from cnnlab.errors import DataError
+from cnnlab.i18n import _
 
 IMAGE_SIZE = 28
 DEFAULT_TRAIN = SHAPES_TRAIN  # the sizes and classes are defined, torch-free, in data/__init__.py
@@ -248,7 +249,7 @@ def generate_shapes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` shuffled, class-balanced images (n, 1, size, size) uint8 and labels (n,) int64."""
     if n < 0:
-        raise DataError(f"shapes: size {n} must be zero or positive")
+        raise DataError(_("shapes: size {size} must be zero or positive").format(size=n))
     gen = _split_generator(seed, split)
     k = len(CLASSES)
     counts = [n // k + (1 if c < n % k else 0) for c in range(k)]

@@ -27,6 +27,7 @@ from PIL import Image
 from cnnlab.data.images import normalise_mode
 from cnnlab.deploy.predict import Predictor, Preprocess
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.i18n import _
 from cnnlab.run.folder import Run
 
 ARRAY_MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels of an (H, W, C) array -> PIL mode
@@ -36,8 +37,10 @@ def _require_pixels(width: int, height: int, what: str) -> None:
     """DataError for an image or array with no pixels (PNG cannot hold one: Pillow's ValueError)."""
     if width == 0 or height == 0:
         raise DataError(
-            f"{what} has no pixels (width {width}, height {height}); "
-            "pass an image of at least 1x1 pixels"
+            _(
+                "{what} has no pixels (width {width}, height {height}); "
+                "pass an image of at least 1x1 pixels"
+            ).format(what=what, width=width, height=height)
         )
 
 
@@ -55,8 +58,10 @@ def _array_to_png(array: np.ndarray) -> bytes:
     """A uint8 (H, W) or (H, W, C) array (C 1, 3 or 4) as PNG bytes."""
     if array.dtype != np.uint8:
         raise DataError(
-            f"an image array must be uint8 (0..255), not {array.dtype}; "
-            "convert it with array.clip(0, 255).astype(numpy.uint8)"
+            _(
+                "an image array must be uint8 (0..255), not {dtype}; "
+                "convert it with array.clip(0, 255).astype(numpy.uint8)"
+            ).format(dtype=array.dtype)
         )
     if array.ndim in (2, 3):
         _require_pixels(array.shape[1], array.shape[0], f"an image array of shape {array.shape}")
@@ -67,8 +72,10 @@ def _array_to_png(array: np.ndarray) -> bytes:
         mode = "L"
     else:
         raise DataError(
-            f"an image array has shape {array.shape}; use (H, W) for grayscale or (H, W, C) with "
-            "C 1, 3 or 4; for several images pass a list"
+            _(
+                "an image array has shape {shape}; use (H, W) for grayscale or (H, W, C) with "
+                "C 1, 3 or 4; for several images pass a list"
+            ).format(shape=array.shape)
         )
     return _png_bytes(Image.fromarray(np.ascontiguousarray(array), mode=mode))
 
@@ -82,8 +89,10 @@ def _as_source(item: Any) -> str | Path | bytes:
     if isinstance(item, np.ndarray):
         return _array_to_png(item)
     raise DataError(
-        f"cannot predict a {type(item).__name__}: pass a file path, a PIL image, a uint8 numpy "
-        "array (H, W) or (H, W, C), or a list of them"
+        _(
+            "cannot predict a {type}: pass a file path, a PIL image, a uint8 numpy "
+            "array (H, W) or (H, W, C), or a list of them"
+        ).format(type=type(item).__name__)
     )
 
 
@@ -91,8 +100,10 @@ def _check_top_k(top_k: Any) -> None:
     """ConfigError unless top_k is a whole number (Python or numpy) of at least 1; bool is not."""
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise ConfigError(
-            f"top_k must be a whole number of at least 1 (how many classes to return), not "
-            f"{top_k!r}; e.g. predict(image, top_k=3)"
+            _(
+                "top_k must be a whole number of at least 1 (how many classes to return), not "
+                "{value}; e.g. predict(image, top_k=3)"
+            ).format(value=repr(top_k))
         )
 
 
@@ -117,7 +128,7 @@ class LoadedRun:
         """uint8 (N, C, H, W): each input prepared exactly as `cnnlab predict` prepares a file."""
         items = list(inputs) if isinstance(inputs, list | tuple) else [inputs]
         if not items:
-            raise DataError("no images given: pass a file path, an image, an array or a list")
+            raise DataError(_("no images given: pass a file path, an image, an array or a list"))
         prepared = []
         for i, item in enumerate(items):
             name = str(item) if isinstance(item, str | Path) else f"input {i}"
@@ -145,7 +156,9 @@ def load(
     """A trained run (a path, a name under runs/, or 'latest') ready to predict from Python."""
     if not isinstance(run, str | Path):
         raise ConfigError(
-            f"run must be a run folder path, a run name under runs/ or 'latest', not "
-            f"{type(run).__name__}; e.g. cnnlab.load('latest')"
+            _(
+                "run must be a run folder path, a run name under runs/ or 'latest', not "
+                "{type}; e.g. cnnlab.load('latest')"
+            ).format(type=type(run).__name__)
         )
     return LoadedRun(Run.open(run), engine, invert, center)

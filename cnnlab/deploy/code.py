@@ -24,6 +24,7 @@ from cnnlab.deploy import codetext
 from cnnlab.deploy.codetext import comment, filled, translated
 from cnnlab.errors import OutputError
 from cnnlab.fileio import atomic_write_bytes, atomic_write_text
+from cnnlab.i18n import _
 from cnnlab.run.folder import Run
 from cnnlab.run.record import Pixels
 from cnnlab.spec.analysis import LayerReport, analyze, layer_names
@@ -128,7 +129,9 @@ def output_paths(out: str | Path, has_weights: bool, kind: str) -> CodeFiles:
     """The script's path and those of the files beside it (weights, exported data)."""
     script = Path(out)
     if script.suffix != ".py":
-        raise OutputError(f"--out {script} does not end in .py: name it e.g. train.py")
+        raise OutputError(
+            _("--out {script} does not end in .py: name it e.g. train.py").format(script=script)
+        )
     weights = script.with_name(f"{script.stem}_weights.pt") if has_weights else None
     data = script.with_name(f"{script.stem}_data.npz") if kind == "npz" else None
     return CodeFiles(script, weights, data)
@@ -141,12 +144,21 @@ def check_writable(files: CodeFiles, force: bool) -> None:
             continue
         if path.is_symlink():
             raise OutputError(
-                f"{path} is a symbolic link; cnnlab never writes through one: remove it or choose another --out"
+                _(
+                    "{path} is a symbolic link; cnnlab never writes through one: remove it or "
+                    "choose another --out"
+                ).format(path=path)
             )
         if path.exists() and not force:
-            raise OutputError(f"{path} exists; choose another --out, or add --force to replace it")
+            raise OutputError(
+                _("{path} exists; choose another --out, or add --force to replace it").format(
+                    path=path
+                )
+            )
         if path.exists() and not path.is_file():
-            raise OutputError(f"{path} exists and is not a file; choose another --out")
+            raise OutputError(
+                _("{path} exists and is not a file; choose another --out").format(path=path)
+            )
 
 
 def write_code(
@@ -165,8 +177,9 @@ def write_code(
         atomic_write_text(files.script, text)
     except OSError as error:
         raise OutputError(
-            f"cannot write {files.script.parent} ({error.strerror or error}); "
-            "choose a writable folder with --out"
+            _("cannot write {folder} ({error}); choose a writable folder with --out").format(
+                folder=files.script.parent, error=error.strerror or error
+            )
         ) from None
     return files
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from cnnlab.errors import CheckpointError
 from cnnlab.fileio import read_regular_bytes, sha256_file
+from cnnlab.i18n import _
 from cnnlab.model.fold import fold_batchnorm
 from cnnlab.model.inference import memory_format_for, threads_for
 from cnnlab.run.files import MODEL_FILE, read_json
@@ -99,7 +100,9 @@ class OnnxEngine(Engine):
         try:
             self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 (onnxruntime raises its own exception types)
-            raise CheckpointError(f"onnxruntime cannot load this model: {error}") from None
+            raise CheckpointError(
+                _("onnxruntime cannot load this model: {error}").format(error=error)
+            ) from None
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,20 +143,26 @@ def refuse_pickled_payloads(data: bytes) -> None:
         for info in archive.infolist():
             member = info.filename.split("/", 1)[-1]
             if not _SAFE_MEMBER.fullmatch(member):
-                raise CheckpointError(f"it holds {member}, which may be code or a pickle")
+                raise CheckpointError(
+                    _("it holds {member}, which may be code or a pickle").format(member=member)
+                )
             if member.startswith("data/sample_inputs/") and info.file_size:
-                raise CheckpointError("it stores pickled example inputs")
+                raise CheckpointError(_("it stores pickled example inputs"))
             if member.endswith("_config.json"):
                 config = json.loads(archive.read(info)).get("config", {})
                 if any(entry.get("use_pickle") for entry in config.values()):
-                    raise CheckpointError(f"{member} lists pickled tensors")
+                    raise CheckpointError(_("{member} lists pickled tensors").format(member=member))
     except CheckpointError as error:
         raise CheckpointError(
-            f"this .pt2 file cannot be loaded safely: {error}; cnnlab never unpickles files. "
-            "Export the run again with `cnnlab export RUN --format pt2`"
+            _(
+                "this .pt2 file cannot be loaded safely: {error}; cnnlab never unpickles files. "
+                "Export the run again with `cnnlab export RUN --format pt2`"
+            ).format(error=error)
         ) from None
     except (zipfile.BadZipFile, ValueError, KeyError, AttributeError, OSError) as error:
-        raise CheckpointError(f"this is not a readable .pt2 archive ({error})") from None
+        raise CheckpointError(
+            _("this is not a readable .pt2 archive ({error})").format(error=error)
+        ) from None
 
 
 def engine_from_bytes(fmt: str, data: bytes, threads: int | None = None) -> Engine:
@@ -184,30 +193,50 @@ def read_export(path: str | Path, run: Run) -> tuple[str, bytes, dict[str, Any]]
     path = Path(path)
     suffix = path.suffix.lstrip(".")
     named = suffix if suffix in EXPORT_FORMATS else "|".join(EXPORT_FORMATS)  # /etc/passwd: none
-    again = f"export it again: cnnlab export {run.path} --format {named}"
+    again = _("export it again: cnnlab export {run} --format {format}").format(
+        run=run.path, format=named
+    )
     if not path.exists():
-        raise CheckpointError(f"{path} does not exist: {again}")
+        raise CheckpointError(_("{path} does not exist: {again}").format(path=path, again=again))
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         raise CheckpointError(
-            f"{path} has no {sidecar.name} beside it, so cnnlab did not write it: {again}"
+            _("{path} has no {sidecar} beside it, so cnnlab did not write it: {again}").format(
+                path=path, sidecar=sidecar.name, again=again
+            )
         )
     meta = read_json(sidecar)
     fmt = meta.get("kind")
     if meta.get("format") != EXPORT_FORMAT_VERSION or fmt not in EXPORT_FORMATS:
-        raise CheckpointError(f"{sidecar} is not a cnnlab export description: {again}")
+        raise CheckpointError(
+            _("{sidecar} is not a cnnlab export description: {again}").format(
+                sidecar=sidecar, again=again
+            )
+        )
     try:
         data = read_regular_bytes(path)
     except OSError as error:
-        raise CheckpointError(f"{path} cannot be read ({error}): {again}") from None
+        raise CheckpointError(
+            _("{path} cannot be read ({error}): {again}").format(
+                path=path, error=error, again=again
+            )
+        ) from None
     if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-        raise CheckpointError(f"{path} was changed after cnnlab wrote it: {again}")
+        raise CheckpointError(
+            _("{path} was changed after cnnlab wrote it: {again}").format(path=path, again=again)
+        )
     try:
         weights_sha256 = sha256_file(run.path / MODEL_FILE)
     except OSError as error:
-        raise CheckpointError(f"{run.path / MODEL_FILE} cannot be read ({error})") from None
+        raise CheckpointError(
+            _("{path} cannot be read ({error})").format(path=run.path / MODEL_FILE, error=error)
+        ) from None
     if meta.get("weights_sha256") != weights_sha256:
-        raise CheckpointError(f"{path} was exported from other weights than {run.path}'s: {again}")
+        raise CheckpointError(
+            _("{path} was exported from other weights than {run}'s: {again}").format(
+                path=path, run=run.path, again=again
+            )
+        )
     return fmt, data, meta
 
 
@@ -223,7 +252,7 @@ def latency_us(
 
 
 def _median_us(fn: Callable[[], object], repeats: int, warmup: int, budget_s: float) -> float:
-    for _ in range(warmup):
+    for _round in range(warmup):
         fn()
     times: list[float] = []
     deadline = time.perf_counter() + budget_s

@@ -281,8 +281,10 @@ def export_run(
         raise ExportError(f"format '{fmt}' is not one of {', '.join(EXPORT_FORMATS)}")
     if isinstance(parity_limit, bool) or not isinstance(parity_limit, int) or parity_limit < 0:
         raise ConfigError(
-            f"the parity images (--parity-images) must be a whole number, 0 or more, not "
-            f"{parity_limit!r}; at least {MIN_PARITY_IMAGES} are used whatever it is"
+            _(
+                "the parity images (--parity-images) must be a whole number, 0 or more, not "
+                "{value}; at least {least} are used whatever it is"
+            ).format(value=repr(parity_limit), least=MIN_PARITY_IMAGES)
         )
     started = time.perf_counter()
     path = _resolve_out(run, fmt, out)
@@ -312,10 +314,11 @@ def export_run(
     except OSError as error:
         # mkdir says "File exists" when a part of the path is a file
         reason = (
-            "a file stands where a folder should" if isinstance(error, FileExistsError) else None
+            _("a file stands where a folder should") if isinstance(error, FileExistsError) else None
         )
         raise OutputError(
-            f"cannot write {path}: {reason or error.strerror or error}; "
-            "choose a writable file or folder with --out"
+            _("cannot write {path}: {reason}; choose a writable file or folder with --out").format(
+                path=path, reason=reason or error.strerror or error
+            )
         ) from None
     return ExportResult(path, sidecar, fmt, parity, pairs, time.perf_counter() - started, len(data))

@@ -64,7 +64,9 @@ class Preprocess:
     def __post_init__(self) -> None:
         if self.invert not in INVERT_CHOICES:
             raise ConfigError(
-                f"invert must be one of {', '.join(INVERT_CHOICES)}, not '{self.invert}'"
+                _("invert must be one of {choices}, not '{value}'").format(
+                    choices=", ".join(INVERT_CHOICES), value=self.invert
+                )
             )
 
 
@@ -138,7 +140,9 @@ def prepare_image(
     if options.center:
         if channels != 1:
             raise ConfigError(
-                f"centring (--center) is for grayscale models; this one takes {channels}x{height}x{width}"
+                _("centring (--center) is for grayscale models; this one takes {shape}").format(
+                    shape=f"{channels}x{height}x{width}"
+                )
             )
         gray = load_image(source, channels=1, name=name)[0].numpy()  # (H0, W0) at its own size
         if should_invert(gray, options.invert, data_mean):
@@ -161,22 +165,29 @@ def pixels_to_png(pixels: Any) -> bytes:
         array = np.asarray(pixels, dtype=np.float64)
     except (ValueError, TypeError):
         raise DataError(
-            "pixels must be a rectangular array of numbers: HxW rows, or CxHxW with C 1 or 3"
+            _("pixels must be a rectangular array of numbers: HxW rows, or CxHxW with C 1 or 3")
         ) from None
     if array.ndim == 3 and array.shape[0] in (1, 3):
         array = array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)  # (H, W, 3)
     elif array.ndim != 2:
         raise DataError(
-            f"pixels has shape {'x'.join(map(str, array.shape)) or 'scalar'}; "
-            "send HxW (grayscale) or CxHxW with C 1 or 3"
+            _("pixels has shape {shape}; send HxW (grayscale) or CxHxW with C 1 or 3").format(
+                shape="x".join(map(str, array.shape)) or "scalar"
+            )
         )
     height, width = array.shape[:2]
     if height == 0 or width == 0:
-        raise DataError(f"pixels is empty ({height}x{width}); send at least one pixel")
+        raise DataError(
+            _("pixels is empty ({size}); send at least one pixel").format(size=f"{height}x{width}")
+        )
     if height * width > MAX_PIXELS:
-        raise DataError(f"pixels is {height}x{width}, over the limit of {MAX_PIXELS:,} pixels")
+        raise DataError(
+            _("pixels is {size}, over the limit of {limit} pixels").format(
+                size=f"{height}x{width}", limit=f"{MAX_PIXELS:,}"
+            )
+        )
     if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
-        raise DataError("pixels must be numbers from 0 to 255 (no NaN or infinity)")
+        raise DataError(_("pixels must be numbers from 0 to 255 (no NaN or infinity)"))
     image = Image.fromarray(array.round().astype(np.uint8), mode="L" if array.ndim == 2 else "RGB")
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
@@ -224,7 +235,9 @@ def _check_engine(engine: Engine, eager: Engine, x: torch.Tensor) -> None:
     diff = (reference - logits).abs().max().item()
     if diff >= PARITY_TOLERANCE or not torch.equal(reference.argmax(1), logits.argmax(1)):
         raise CheckpointError(
-            f"the {engine.name} export differs from the model by up to {diff:.1e} in the logits"
+            _("the {engine} export differs from the model by up to {diff} in the logits").format(
+                engine=engine.name, diff=f"{diff:.1e}"
+            )
         )
 
 
@@ -251,7 +264,11 @@ def select_engine(
     reproduces the eager logits (within PARITY_TOLERANCE) on fixed probe images.
     """
     if name not in ENGINE_CHOICES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, not '{name}'")
+        raise ConfigError(
+            _("engine must be one of {choices}, not '{value}'").format(
+                choices=", ".join(ENGINE_CHOICES), value=name
+            )
+        )
     probe = normalize(probe_images(run.input_shape), run.mean, run.std)
     if name == "eager":
         return eager, EngineChoice("eager")
@@ -264,7 +281,11 @@ def select_engine(
         try:
             kind, data, _meta = read_export(path, run)
             if kind != fmt:
-                raise CheckpointError(f"{path} holds a {kind} export, not {fmt}")
+                raise CheckpointError(
+                    _("{path} holds a {kind} export, not {format}").format(
+                        path=path, kind=kind, format=fmt
+                    )
+                )
             engine = engine_from_bytes(fmt, data, threads)
             _check_engine(engine, eager, probe)
             candidates.append(engine)

@@ -240,8 +240,10 @@ def _logit_reports(model: CnnModel) -> list[LayerReport]:
 
 def _no_conv_error(method: str) -> ConfigError:
     return ConfigError(
-        f"the model has no conv layer, so {method} has no map to weigh; use --method occlusion "
-        "or --method saliency, which need only the input"
+        _(
+            "the model has no conv layer, so {method} has no map to weigh; use --method occlusion "
+            "or --method saliency, which need only the input"
+        ).format(method=method)
     )
 
 
@@ -279,8 +281,12 @@ def describe_layer(model: CnnModel, name: str) -> CamLayer:
     names = [r.name for r in reports]
     if name not in names:
         every = [r.name for r in model.report.layers]
-        why = "is the final softmax; maps come from logits" if name in every else "is not a layer"
-        raise ConfigError(f"{name} {why}; choose among {', '.join(names)}")
+        why = (
+            _("{name} is the final softmax; maps come from logits; choose among {names}")
+            if name in every
+            else _("{name} is not a layer; choose among {names}")
+        )
+        raise ConfigError(why.format(name=name, names=", ".join(names)))
     i = names.index(name)
     report, height, width = reports[i], *model.input_shape[1:]
     flat = len(report.out_shape) != 3
@@ -331,9 +337,11 @@ def _gap_index(model: CnnModel) -> int:
     if i < 1 or kinds[-1] != "fc" or kinds[i] != "gap":
         head = " ".join(kinds[-4:])
         raise ConfigError(
-            "cam (Zhou et al.) needs a head of global average pooling then one fc, e.g. "
-            f"'... relu gap fc(10)'; this model ends in '{head}'. Use --method gradcam, "
-            "hirescam, occlusion or saliency: they work for any model"
+            _(
+                "cam (Zhou et al.) needs a head of global average pooling then one fc, e.g. "
+                "'... relu gap fc(10)'; this model ends in '{head}'. Use --method gradcam, "
+                "hirescam, occlusion or saliency: they work for any model"
+            ).format(head=head)
         )
     return i
 
@@ -457,17 +465,21 @@ def _checked_input(model: CnnModel, image: torch.Tensor) -> torch.Tensor:
     """The image as (1, C, H, W) float at the model's input shape; a DataError otherwise."""
     if not isinstance(image, torch.Tensor) or not image.is_floating_point():
         raise DataError(
-            "explain a normalised float image tensor (1, C, H, W); decode files with "
-            "evaluate.samples.load_sample or deploy.predict.prepare_image, then model.inference."
-            "normalize"
+            _(
+                "explain a normalised float image tensor (1, C, H, W); decode files with "
+                "evaluate.samples.load_sample or deploy.predict.prepare_image, then "
+                "model.inference.normalize"
+            )
         )
     x = image[None] if image.ndim == 3 else image
     expected = tuple(model.input_shape)
     if x.ndim != 4 or x.shape[0] != 1 or tuple(x.shape[1:]) != expected:
         shape = "x".join(str(n) for n in image.shape)
         raise DataError(
-            f"the image is {shape}, the model takes {'x'.join(map(str, expected))} (one image, "
-            "channels first); resize it to the model's input or use a matching model"
+            _(
+                "the image is {shape}, the model takes {expected} (one image, channels first); "
+                "resize it to the model's input or use a matching model"
+            ).format(shape=shape, expected="x".join(map(str, expected)))
         )
     return x.detach().float()
 
@@ -481,10 +493,18 @@ def _target_index(target: int | str | None, classes: Sequence[str] | None, n: in
     if isinstance(target, str):
         if not classes or target not in classes:
             known = ", ".join(classes) if classes else f"0 to {n - 1}"
-            raise ConfigError(f"no class {target!r}; the classes are: {known}")
+            raise ConfigError(
+                _("no class {target}; the classes are: {known}").format(
+                    target=repr(target), known=known
+                )
+            )
         return list(classes).index(target)
     if not 0 <= target < n:
-        raise ConfigError(f"class {target} does not exist; the model has classes 0 to {n - 1}")
+        raise ConfigError(
+            _("class {target} does not exist; the model has classes 0 to {last}").format(
+                target=target, last=n - 1
+            )
+        )
     return int(target)
 
 
@@ -520,15 +540,19 @@ def _layer_for(model: CnnModel, method: str, layer: str | None) -> CamLayer | No
     """The checked layer of a layer method (None for occlusion and saliency)."""
     if method not in LAYER_METHODS:
         if layer is not None:
-            raise ConfigError(f"{method} works on the input, not a layer: drop --layer")
+            raise ConfigError(
+                _("{method} works on the input, not a layer: drop --layer").format(method=method)
+            )
         return None
     if not any(r.layer.kind == "conv" for r in _logit_reports(model)):
         raise _no_conv_error(method)
     chosen = describe_layer(model, layer or default_layer(model, method))
     if method == "cam" and chosen.name != default_layer(model, "cam"):
         raise ConfigError(
-            f"cam uses the maps that feed global average pooling ({default_layer(model, 'cam')}), "
-            f"not {chosen.name}: drop --layer, or use --method gradcam for another layer"
+            _(
+                "cam uses the maps that feed global average pooling ({layer}), not {chosen}: "
+                "drop --layer, or use --method gradcam for another layer"
+            ).format(layer=default_layer(model, "cam"), chosen=chosen.name)
         )
     return chosen
 
@@ -548,7 +572,11 @@ def class_activation_map(
     at `layer` (None = `default_layer`). `sanity`: also the same map from a copy with
     re-initialised weights (`seed`) and the rank correlation between the two."""
     if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ConfigError(
+            _("unknown method {method}; choose one of {methods}").format(
+                method=repr(method), methods=", ".join(METHODS)
+            )
+        )
     x = _checked_input(model, image)
     chosen = _layer_for(model, method, layer)
     n_classes = model.report.layers[model.logit_layers - 1].out_shape[0]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.inference import normalize
 
@@ -114,8 +115,10 @@ def penultimate_layer(model: CnnModel) -> str:
     fcs = [r.name for r in model.report.layers if r.layer.kind == "fc"]
     if not fcs:
         raise ConfigError(
-            "the model has no fc layer, so there are no penultimate features to embed "
-            "(embed takes the input of the last fc layer)"
+            _(
+                "the model has no fc layer, so there are no penultimate features to embed "
+                "(embed takes the input of the last fc layer)"
+            )
         )
     return fcs[-1]
 
@@ -196,7 +199,9 @@ def tsne_2d(features: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
     n = len(features)
     if n < 4:
-        raise ConfigError(f"t-SNE needs at least 4 images, got {n}: use --method pca")
+        raise ConfigError(
+            _("t-SNE needs at least 4 images, got {count}: use --method pca").format(count=n)
+        )
     perplexity = min(TSNE_PERPLEXITY, (n - 1) / 3)
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     return torch.from_numpy(tsne.fit_transform(features.double().numpy())).float()
@@ -248,10 +253,16 @@ def embed_features(
     `max_points` says otherwise; PCA embeds every image unless `max_points` is given.
     """
     if method not in METHODS:
-        raise ConfigError(f"method '{method}' is not one of: {', '.join(METHODS)}")
+        raise ConfigError(
+            _("method '{method}' is not one of: {methods}").format(
+                method=method, methods=", ".join(METHODS)
+            )
+        )
     model, classes, norm, data, tta = _resolve(run_or_model, data, classes, norm)
     if len(data.images) == 0:
-        raise ConfigError(f"{data.name or 'the data'} has no images to embed")
+        raise ConfigError(
+            _("{data} has no images to embed").format(data=data.name or _("the data"))
+        )
     limit = (
         max_points if max_points is not None else (TSNE_MAX_POINTS if method == "tsne" else None)
     )
@@ -289,7 +300,7 @@ def _resolve(
     """The model, classes, normalisation, data and tta, from a run or from what the caller gave."""
     if isinstance(run_or_model, CnnModel):
         if classes is None or norm is None or data is None:
-            raise ConfigError("embedding a bare model needs data, classes and norm=(mean, std)")
+            raise ConfigError(_("embedding a bare model needs data, classes and norm=(mean, std)"))
         return run_or_model, classes, norm, data, False
     run = run_or_model
     data = data if data is not None else LabelledImages.of_run(run)

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from cnnlab.errors import OutputError
+from cnnlab.i18n import _
 
 SEPARATOR = "__as__"  # <true>__as__<predicted>
 _KEPT = re.compile(r"[\w.+-]")  # kept as they are in folder names; every other character as %XX
@@ -116,8 +117,10 @@ def require_new_folder(out: Path) -> None:
     """OutputError unless `out` is missing or an empty folder (checked before evaluating too)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputError(
-            f"{out} already exists and is not an empty folder; "
-            "name a new folder for --misclassified, or remove this one"
+            _(
+                "{out} already exists and is not an empty folder; "
+                "name a new folder for --misclassified, or remove this one"
+            ).format(out=out)
         )
 
 
@@ -141,6 +144,8 @@ def write_misclassified(
             counts[name] = counts.get(name, 0) + 1  # only files really written are counted
     except OSError as error:
         raise OutputError(
-            f"cannot write {out}: {error.strerror or error}; choose a writable folder"
+            _("cannot write {out}: {error}; choose a writable folder").format(
+                out=out, error=error.strerror or error
+            )
         ) from None
     return counts

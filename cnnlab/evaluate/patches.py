@@ -17,6 +17,7 @@ import torch
 
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate import MAX_PATCH_CHANNELS, MAX_PATCH_TOP
+from cnnlab.i18n import _
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.inference import normalize
 from cnnlab.spec import shapes
@@ -123,12 +124,14 @@ def layer_geometry(report: ModelReport, name: str) -> LayerGeometry:
     if name not in valid:
         names = [r.name for r in report.layers]
         why = (
-            f"the model has no layer {name}"
+            _("the model has no layer {name}").format(name=name)
             if name not in names
-            else f"{name} gives a flat vector, not feature maps"
+            else _("{name} gives a flat vector, not feature maps").format(name=name)
         )
         raise ConfigError(
-            f"{why}; choose a layer with feature maps: {', '.join(valid) or '(none)'}"
+            _("{why}; choose a layer with feature maps: {layers}").format(
+                why=why, layers=", ".join(valid) or _("(none)")
+            )
         )
     start, jump = (0, 0), (1, 1)  # jump of the input to the current layer
     for r in report.layers:
@@ -274,8 +277,10 @@ def check_counts(top: int, channels: int) -> None:
     ):
         if not 1 <= value <= limit:
             raise ConfigError(
-                f"{option} {value} is out of range: give 1 to {limit} (the limit keeps the "
-                "search and the figure to seconds)"
+                _(
+                    "{option} {value} is out of range: give 1 to {limit} (the limit keeps the "
+                    "search and the figure to seconds)"
+                ).format(option=option, value=value, limit=limit)
             )
 
 
@@ -298,7 +303,7 @@ def top_patches(
     check_counts(top, channels)
     geometry = layer_geometry(model.report, layer)
     if len(images) == 0:
-        raise ConfigError("there are no images to search: the split is empty")
+        raise ConfigError(_("there are no images to search: the split is empty"))
     values, positions = channel_maxima(model, images, *norm, layer)
     shown = list(range(min(channels, geometry.out_shape[0])))
     best = values[:, shown].topk(min(top, len(images)), dim=0)  # (top, channels)

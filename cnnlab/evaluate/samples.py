@@ -17,6 +17,7 @@ import torch
 from cnnlab.data.images import load_image
 from cnnlab.errors import DataError
 from cnnlab.evaluate.scores import SPLITS, split_images
+from cnnlab.i18n import _
 from cnnlab.model.inference import normalize
 from cnnlab.run.files import run_keep_aspect
 from cnnlab.run.folder import Run
@@ -47,18 +48,26 @@ class Sample:
 def check_index(source: str, split: str, count: int, index: int) -> None:
     """A DataError unless `index` names one of the `count` images of `split` (which may be empty)."""
     if count == 0:
-        raise DataError(f"{source}: {split} is empty: give an image file, or a split with images")
+        raise DataError(
+            _("{source}: {split} is empty: give an image file, or a split with images").format(
+                source=source, split=split
+            )
+        )
     if not 0 <= index < count:
-        raise DataError(f"{source}: {split} has {count} images; use an index from 0 to {count - 1}")
+        raise DataError(
+            _("{source}: {split} has {count} images; use an index from 0 to {last}").format(
+                source=source, split=split, count=count, last=count - 1
+            )
+        )
 
 
 def _what_it_is(path: Path) -> str:
     """Why `path` cannot be read as an image: 'is a folder', 'is not a regular file', ..."""
     if path.is_dir():
-        return "is a folder, not an image file"
+        return _("image {source} is a folder, not an image file")
     if path.exists():
-        return "is not a regular file (a device, FIFO or socket)"
-    return "does not exist"
+        return _("image {source} is not a regular file (a device, FIFO or socket)")
+    return _("image {source} does not exist")
 
 
 def load_sample(run: Run, source: str) -> Sample:
@@ -68,12 +77,15 @@ def load_sample(run: Run, source: str) -> Sample:
     if match and not Path(source).is_file():
         split, index = match.group(1), int(match.group(2))
         images, labels, name = split_images(run, None, split)
-        check_index(source, f"the {split} split of {name}", len(images), index)
+        where = _("the {split} split of {data}").format(split=split, data=name)
+        check_index(source, where, len(images), index)
         return Sample(images[index], source, run.classes[int(labels[index])])
     if not Path(source).is_file():
         raise DataError(
-            f"image {source} {_what_it_is(Path(source))}: give an image file (PNG, JPEG, ...) "
-            f"or SPLIT:INDEX of the run's data, e.g. test:0"
+            _what_it_is(Path(source)).format(source=source)
+            + _(
+                ": give an image file (PNG, JPEG, ...) or SPLIT:INDEX of the run's data, e.g. test:0"
+            )
         )
     keep_aspect = run_keep_aspect(run)  # fitted as training fitted its images, as predict does
     image = load_image(source, channels=channels, size=(height, width), keep_aspect=keep_aspect)

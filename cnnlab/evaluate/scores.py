@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from cnnlab.data.dataset import majority
 from cnnlab.data.source import SPLITS, load_source, split_source
 from cnnlab.errors import DataError
+from cnnlab.i18n import _
 from cnnlab.model.inference import logits_in_batches
 from cnnlab.run.folder import Run
 
@@ -168,7 +169,6 @@ class Evaluation:
 
     def _repr_html_(self) -> str:
         """A notebook cell's view: the scores, the per-class table and the confusion matrix."""
-        from cnnlab.i18n import _
         from cnnlab.spec.summary import html_table
 
         scores = [
@@ -217,17 +217,34 @@ def split_with_files(
     split by the run's own rule."""
     source = run.record.source.with_name(data)
     if split not in SPLITS:
-        raise DataError(f"split '{split}' is not one of {', '.join(SPLITS)}")
+        raise DataError(
+            _("split '{split}' is not one of {splits}").format(
+                split=split, splits=", ".join(SPLITS)
+            )
+        )
     dataset = load_source(source)
     if dataset.image_shape != run.input_shape:
         raise DataError(
-            f"{dataset.name} has {'x'.join(map(str, dataset.image_shape))} images, but the model of "
-            f"{run.path} takes {'x'.join(map(str, run.input_shape))}: evaluate it on data of that shape"
+            _(
+                "{data} has {shape} images, but the model of {run} takes {input}: evaluate it on "
+                "data of that shape"
+            ).format(
+                data=dataset.name,
+                shape="x".join(map(str, dataset.image_shape)),
+                run=run.path,
+                input="x".join(map(str, run.input_shape)),
+            )
         )
     if list(dataset.classes) != run.classes:
         raise DataError(
-            f"{dataset.name}'s classes ({', '.join(dataset.classes)}) are not the ones {run.path} was "
-            f"trained on ({', '.join(run.classes)})"
+            _(
+                "{data}'s classes ({classes}) are not the ones {run} was trained on ({trained})"
+            ).format(
+                data=dataset.name,
+                classes=", ".join(dataset.classes),
+                run=run.path,
+                trained=", ".join(run.classes),
+            )
         )
     try:
         images, labels, paths = split_source(dataset, source, split)
@@ -243,8 +260,10 @@ def evaluate_run(
     images, labels, name, files = split_with_files(run, data, split)
     if not len(labels):  # a folder with one image per class holds none out: no score exists
         raise DataError(
-            f"the {split} split of {name} is empty: nothing to score; a folder without test/ "
-            "holds out test images only from classes of 2 images or more"
+            _(
+                "the {split} split of {data} is empty: nothing to score; a folder without test/ "
+                "holds out test images only from classes of 2 images or more"
+            ).format(split=split, data=name)
         )
     model = run.load_model(device)
     # Scored as training scored it: a run trained with tta=true is evaluated with the mirror too.

@@ -34,6 +34,7 @@ from cnnlab.explain.worked import (
     pool_result,
     source_index,
 )
+from cnnlab.i18n import _
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.layers import SameConv2d
 from cnnlab.spec import shapes
@@ -146,28 +147,39 @@ def layer_index(model: CnnModel, layer: str | int) -> int:
         return int(text)
     listed = ", ".join(names)
     raise ConfigError(
-        f"no layer '{text}' in this model: give input (0), a number 1 to {len(names)}, "
-        f"or a name: {listed}"
+        _(
+            "no layer '{text}' in this model: give input (0), a number 1 to {count}, "
+            "or a name: {listed}"
+        ).format(text=text, count=len(names), listed=listed)
     )
 
 
 def check_cell(name: str, shape: list[int], channel: int, y: int, x: int) -> None:
     """A ConfigError naming the allowed range unless (channel, y, x) is a cell of `shape`."""
     if not 0 <= channel < shape[0]:
-        what = "channels" if len(shape) == 3 else "values (the channel is the index)"
+        what = _("channels") if len(shape) == 3 else _("values (the channel is the index)")
         raise ConfigError(
-            f"channel {channel} is out of range: {name} has {shape[0]} {what}; "
-            f"use 0 to {shape[0] - 1}"
+            _(
+                "channel {channel} is out of range: {name} has {count} {what}; use 0 to {last}"
+            ).format(channel=channel, name=name, count=shape[0], what=what, last=shape[0] - 1)
         )
     if len(shape) == 1:
         if (y, x) != (0, 0):
-            raise ConfigError(f"{name} is a vector of {shape[0]}: its cells are at y=0, x=0")
+            raise ConfigError(
+                _("{name} is a vector of {count}: its cells are at y=0, x=0").format(
+                    name=name, count=shape[0]
+                )
+            )
         return
     for axis, value, size in (("y", y, shape[1]), ("x", x, shape[2])):
         if not 0 <= value < size:
             raise ConfigError(
-                f"{axis}={value} is out of range: {name}'s maps are {shape[1]}x{shape[2]}; "
-                f"use {axis} from 0 to {size - 1}"
+                _(
+                    "{axis}={value} is out of range: {name}'s maps are {size}; "
+                    "use {axis} from 0 to {last}"
+                ).format(
+                    axis=axis, value=value, name=name, size=f"{shape[1]}x{shape[2]}", last=size - 1
+                )
             )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from cnnlab.errors import ConfigError, SpecError
 from cnnlab.explain.worked import POOL_MODES, Matrix, Number, Pair
+from cnnlab.i18n import _
 from cnnlab.spec.kinds import PADDING_MODES
 from cnnlab.spec.language import make_layer
 
@@ -46,15 +47,23 @@ def _is_number(value: Any) -> bool:
 
 def _check_matrix(value: Any, what: str) -> Matrix:
     if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(f"{what} must be a non-empty list of rows, e.g. [[1,0],[0,1]]")
+        raise ConfigError(
+            _("{what} must be a non-empty list of rows, e.g. [[1,0],[0,1]]").format(what=what)
+        )
     rows = [list(row) if isinstance(row, list | tuple) else None for row in value]
     if any(row is None or not row for row in rows):
-        raise ConfigError(f"{what} must be a list of rows, each a non-empty list of numbers")
+        raise ConfigError(
+            _("{what} must be a list of rows, each a non-empty list of numbers").format(what=what)
+        )
     if any(not _is_number(v) for row in rows for v in row):
-        raise ConfigError(f"{what} must hold numbers only")
+        raise ConfigError(_("{what} must hold numbers only").format(what=what))
     if len({len(row) for row in rows}) != 1:
         lengths = ", ".join(str(len(row)) for row in rows)
-        raise ConfigError(f"{what} has rows of different lengths ({lengths}): make it rectangular")
+        raise ConfigError(
+            _("{what} has rows of different lengths ({lengths}): make it rectangular").format(
+                what=what, lengths=lengths
+            )
+        )
     return rows
 
 
@@ -68,7 +77,9 @@ def _rows_matrix(text: str, what: str) -> Matrix:
         rows = [[_number(v) for v in re.split(r"[,\s]+", row.strip())] for row in text.split(";")]
     except ValueError:
         raise ConfigError(
-            f"{what} '{text}' is not a matrix: write [[1,0,1],[0,1,0]] or '1 0 1; 0 1 0'"
+            _("{what} '{text}' is not a matrix: write [[1,0,1],[0,1,0]] or '1 0 1; 0 1 0'").format(
+                what=what, text=text
+            )
         ) from None
     return _check_matrix(rows, what)
 
@@ -82,13 +93,21 @@ def parse_matrices(text: str, what: str = "matrix") -> list[Matrix]:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         raise ConfigError(
-            f"{what} '{text}' is not a matrix literal: write e.g. [[1,0,1],[0,1,0],[1,0,1]]"
+            _(
+                "{what} '{text}' is not a matrix literal: write e.g. [[1,0,1],[0,1,0],[1,0,1]]"
+            ).format(what=what, text=text)
         ) from None
     if isinstance(value, list | tuple) and value and isinstance(value[0], list | tuple):
         if value[0] and isinstance(value[0][0], list | tuple):
-            return [_check_matrix(m, f"{what} channel {i + 1}") for i, m in enumerate(value)]
+            channel = _("{what} channel {index}")
+            return [
+                _check_matrix(m, channel.format(what=what, index=i + 1))
+                for i, m in enumerate(value)
+            ]
         return [_check_matrix(value, what)]
-    raise ConfigError(f"{what} '{text}' must be a list of rows, e.g. [[1,0],[0,1]]")
+    raise ConfigError(
+        _("{what} '{text}' must be a list of rows, e.g. [[1,0],[0,1]]").format(what=what, text=text)
+    )
 
 
 def random_matrices(
@@ -115,8 +134,10 @@ def read_input(text: str | None, channels: int | None, seed: int, default: Matri
     matrices = parse_matrices(text, "--input")
     if channels and len(matrices) != channels:
         raise ConfigError(
-            f"--channels {channels} but --input holds {len(matrices)} matrix(es): "
-            f"give {channels} matrices [[[...]], [[...]], ...] or --input random:HxW"
+            _(
+                "--channels {channels} but --input holds {count} matrix(es): "
+                "give {channels} matrices [[[...]], [[...]], ...] or --input random:HxW"
+            ).format(channels=channels, count=len(matrices))
         )
     return matrices
 
@@ -139,8 +160,10 @@ def read_kernel(text: str | None, channels: int, seed: int) -> list[Matrix]:
         return matrices * channels
     if len(matrices) != channels:
         raise ConfigError(
-            f"--kernel holds {len(matrices)} matrices but the input has {channels} channel(s): "
-            "give one matrix (used for every channel) or one per channel"
+            _(
+                "--kernel holds {count} matrices but the input has {channels} channel(s): "
+                "give one matrix (used for every channel) or one per channel"
+            ).format(count=len(matrices), channels=channels)
         )
     return matrices
 
@@ -163,7 +186,9 @@ def parse_size(text: str, what: str) -> Pair:
         return make_layer("maxpool", [_raw_value(text)]).params["kernel"]
     except SpecError:
         raise ConfigError(
-            f"{what} '{text}' must be N or HxW with positive whole numbers, e.g. 3 or 2x3"
+            _("{what} '{text}' must be N or HxW with positive whole numbers, e.g. 3 or 2x3").format(
+                what=what, text=text
+            )
         ) from None
 
 
@@ -174,7 +199,9 @@ def parse_padding(text: str | None) -> Pair | str:
     try:
         return make_layer("conv", [1, 1], {"padding": _raw_value(text)}).params["padding"]
     except SpecError:
-        raise ConfigError(f"--padding '{text}' must be a number >= 0, PxQ, same or valid") from None
+        raise ConfigError(
+            _("--padding '{text}' must be a number >= 0, PxQ, same or valid").format(text=text)
+        ) from None
 
 
 def parse_strides(text: str) -> list[int]:
@@ -184,7 +211,9 @@ def parse_strides(text: str) -> list[int]:
     except ValueError:
         strides = []
     if not strides or min(strides) < 1:
-        raise ConfigError(f"--stride '{text}' must be positive whole numbers, e.g. 1,2")
+        raise ConfigError(
+            _("--stride '{text}' must be positive whole numbers, e.g. 1,2").format(text=text)
+        )
     return strides
 
 
@@ -197,7 +226,9 @@ def parse_modes(text: str | None) -> list[str]:
     bad = [m for m in modes if m not in POOL_MODES]
     if bad or not modes:
         raise ConfigError(
-            f"--mode '{text}': choose among {', '.join(POOL_MODES)}, e.g. max,min,avg"
+            _("--mode '{text}': choose among {modes}, e.g. max,min,avg").format(
+                text=text, modes=", ".join(POOL_MODES)
+            )
         )
     return list(dict.fromkeys(modes))
 
@@ -209,5 +240,9 @@ def parse_padding_modes(text: str | None) -> list[str]:
     modes = [m.strip().lower() for m in text.split(",") if m.strip()]
     bad = [m for m in modes if m not in PADDING_MODES]
     if bad or not modes:
-        raise ConfigError(f"--padding-mode '{text}': choose among {', '.join(PADDING_MODES)}")
+        raise ConfigError(
+            _("--padding-mode '{text}': choose among {modes}").format(
+                text=text, modes=", ".join(PADDING_MODES)
+            )
+        )
     return modes

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.i18n import _
 from cnnlab.spec import shapes
 
 if TYPE_CHECKING:
@@ -153,9 +154,11 @@ def get_kernel(name: str) -> Kernel:
     if key in KERNELS:
         return KERNELS[key]
     close = difflib.get_close_matches(key, [*KERNELS, *ALIASES], n=3)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    hint = _(" Did you mean {names}?").format(names=_(" or ").join(close)) if close else ""
     raise ConfigError(
-        f"unknown kernel '{name}'.{hint} Kernels: {', '.join(KERNELS)} (see `cnnlab kernels --list`)"
+        _("unknown kernel '{name}'.{hint} Kernels: {kernels} (see `cnnlab kernels --list`)").format(
+            name=name, hint=hint, kernels=", ".join(KERNELS)
+        )
     )
 
 
@@ -179,7 +182,7 @@ def load_gray(path: str | Path, max_side: int = MAX_SIDE) -> torch.Tensor:
     from cnnlab.data.images import open_image
 
     if not Path(path).exists():
-        raise DataError(f"image {path} does not exist")
+        raise DataError(_("image {source} does not exist").format(source=path))
     gray = open_image(path).convert("L")  # ITU-R 601 luma, as Pillow converts
     gray.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # keeps the aspect ratio
     return (

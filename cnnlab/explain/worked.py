@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cnnlab.errors import ConfigError, SpecError
+from cnnlab.i18n import N_, _
 from cnnlab.spec import shapes
 from cnnlab.spec.analysis import LayerReport, analyze
 from cnnlab.spec.kinds import PADDING_MODES
@@ -162,11 +163,15 @@ def _one_layer_report(layer_kind: str, positional: list, named: dict, shape: tup
     return analyze(ModelSpec((layer,), shape)).layers[0]
 
 
+INPUT_SIZES_DIFFER = N_("the input channels differ in size ({sizes}): give them one size")
+
+
 def _check_same_shapes(matrices: list[Matrix], what: str) -> Pair:
+    """The one (height, width) of `matrices`; else a ConfigError of `what` (N_-marked, {sizes})."""
     sizes = {(len(m), len(m[0])) for m in matrices}
     if len(sizes) != 1:
         listed = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
-        raise ConfigError(f"the {what} channels differ in size ({listed}): give them one size")
+        raise ConfigError(_(what).format(sizes=listed))
     return sizes.pop()
 
 
@@ -188,11 +193,21 @@ def explain_conv(
     and summed; the channel sums add up to the output value (one filter, no bias).
     """
     if len(inputs) != len(kernels):
-        raise ConfigError(f"{len(inputs)} input channel(s) but {len(kernels)} kernel(s)")
+        raise ConfigError(
+            _("{inputs} input channel(s) but {kernels} kernel(s)").format(
+                inputs=len(inputs), kernels=len(kernels)
+            )
+        )
     if padding_mode not in PADDING_MODES:
-        raise ConfigError(f"padding mode '{padding_mode}' is not one of {', '.join(PADDING_MODES)}")
-    h, w = _check_same_shapes(inputs, "input")
-    kernel = _check_same_shapes(kernels, "kernel")
+        raise ConfigError(
+            _("padding mode '{mode}' is not one of {modes}").format(
+                mode=padding_mode, modes=", ".join(PADDING_MODES)
+            )
+        )
+    h, w = _check_same_shapes(inputs, INPUT_SIZES_DIFFER)
+    kernel = _check_same_shapes(
+        kernels, N_("the kernel channels differ in size ({sizes}): give them one size")
+    )
     report = _one_layer_report(
         "conv",
         [1, kernel],
@@ -333,10 +348,10 @@ def explain_pool(
     """
     modes = list(modes)
     stride = stride or kernel
-    h, w = _check_same_shapes(inputs, "input")
+    h, w = _check_same_shapes(inputs, INPUT_SIZES_DIFFER)
     if "avg" in modes and dilation != (1, 1):
         raise ConfigError(
-            "average pooling has no dilation (torch's AvgPool2d has none): use --dilation 1"
+            _("average pooling has no dilation (torch's AvgPool2d has none): use --dilation 1")
         )
     reports = [
         _pool_report(mode, kernel, stride, padding, dilation, (len(inputs), h, w)) for mode in modes

@@ -28,7 +28,7 @@ from matplotlib.text import Text
 
 from cnnlab.errors import ConfigError, OutputError
 from cnnlab.fileio import atomic_write_bytes
-from cnnlab.i18n import current_language
+from cnnlab.i18n import _, current_language
 
 FORMATS = ("png", "svg")
 DPI = 120  # PNG pixels per inch
@@ -75,16 +75,24 @@ def figure_format(path: str | Path, fmt: str | None = None) -> str:
     if fmt is not None:
         fmt = fmt.lower()
         if fmt not in FORMATS:
-            raise ConfigError(f"format '{fmt}' is not one of: {', '.join(FORMATS)}")
+            raise ConfigError(
+                _("format '{format}' is not one of: {formats}").format(
+                    format=fmt, formats=", ".join(FORMATS)
+                )
+            )
         if suffix and suffix != fmt:
             raise ConfigError(
-                f"{path} ends in .{suffix} but --format is {fmt}: use {Path(path).stem}.{fmt}"
+                _("{path} ends in .{suffix} but --format is {format}: use {name}").format(
+                    path=path, suffix=suffix, format=fmt, name=f"{Path(path).stem}.{fmt}"
+                )
             )
         return fmt
     if suffix not in FORMATS:
         raise ConfigError(
-            f"cannot tell the image format of {path}: end the name in .png or .svg "
-            "(or give --format png|svg)"
+            _(
+                "cannot tell the image format of {path}: end the name in .png or .svg "
+                "(or give --format png|svg)"
+            ).format(path=path)
         )
     return suffix
 
@@ -128,6 +136,8 @@ def save_figure(figure: Figure, path: str | Path, fmt: str | None = None) -> Pat
     except OSError as error:
         reason = error.strerror or str(error)
         raise OutputError(
-            f"cannot write {path}: {reason}; choose a writable folder with --out"
+            _("cannot write {path}: {reason}; choose a writable folder with --out").format(
+                path=path, reason=reason
+            )
         ) from None
     return path

@@ -13,6 +13,7 @@ from cnnlab.data.dataset import Dataset
 from cnnlab.errors import DataError
 from cnnlab.figures.canvas import use_language_fonts
 from cnnlab.fileio import atomic_write_bytes
+from cnnlab.i18n import _
 
 
 def sample_indices(labels: torch.Tensor, num_classes: int, per_class: int) -> list[list[int]]:
@@ -25,7 +26,7 @@ def save_sample_grid(
 ) -> Path:
     """Save a PNG with one labelled row of `per_class` images per class; returns the path."""
     if split not in ("train", "test"):
-        raise DataError(f"split must be 'train' or 'test', not {split!r}")
+        raise DataError(_("split must be 'train' or 'test', not {split}").format(split=repr(split)))
     images = ds.train_images if split == "train" else ds.test_images
     labels = ds.train_labels if split == "train" else ds.test_labels
     rows = sample_indices(labels, ds.num_classes, per_class)
@@ -50,7 +51,9 @@ def save_sample_grid(
     out = Path(out)
     if out.parent and not out.parent.exists():
         raise DataError(
-            f"{out}: folder {out.parent} does not exist; create it or choose another --out"
+            _("{out}: folder {folder} does not exist; create it or choose another --out").format(
+                out=out, folder=out.parent
+            )
         )
     use_language_fonts(fig)  # class names of a folder may be Korean too
     buffer = io.BytesIO()
@@ -59,6 +62,8 @@ def save_sample_grid(
         atomic_write_bytes(out, buffer.getvalue())
     except OSError as error:
         raise DataError(
-            f"{out}: cannot write ({error.strerror or error}); choose a writable --out"
+            _("{out}: cannot write ({error}); choose a writable --out").format(
+                out=out, error=error.strerror or error
+            )
         ) from None
     return out

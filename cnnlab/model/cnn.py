@@ -34,18 +34,32 @@ def check_size(report: ModelReport) -> None:
         # the layers over the bound by themselves (or the largest): where the weights are
         large = [r for r in report.layers if r.params > MAX_VALUES]
         large = large or [max(report.layers, key=lambda r: r.params)]
-        named = "; ".join(f"{r.label} has {r.params} ({r.params_formula})" for r in large)
+        named = "; ".join(
+            _("{layer} has {count} ({formula})").format(
+                layer=r.label, count=r.params, formula=r.params_formula
+            )
+            for r in large
+        )
         raise SpecError(
-            f"the model has {report.total_params} parameters, at most {MAX_VALUES} are allowed "
-            f"(8.6 GB of float32 weights); {named}: give it fewer channels or outputs"
+            _(
+                "the model has {count} parameters, at most {most} are allowed "
+                "(8.6 GB of float32 weights); {named}: give it fewer channels or outputs"
+            ).format(count=report.total_params, most=MAX_VALUES, named=named)
         )
     for layer in report.layers:
         values = math.prod(layer.out_shape)
         if values > MAX_VALUES:
             raise SpecError(
-                f"{layer.label} outputs {describe_shape(layer.out_shape)} = {values} values for "
-                f"each image, at most {MAX_VALUES} are allowed (8.6 GB of float32 an image): "
-                "give it fewer channels, or shrink the input first (a stride or a pool)"
+                _(
+                    "{layer} outputs {shape} = {values} values for each image, at most {most} "
+                    "are allowed (8.6 GB of float32 an image): give it fewer channels, or shrink "
+                    "the input first (a stride or a pool)"
+                ).format(
+                    layer=layer.label,
+                    shape=describe_shape(layer.out_shape),
+                    values=values,
+                    most=MAX_VALUES,
+                )
             )
 
 
@@ -112,12 +126,17 @@ def adapt_to_data(
     fc_indices = [i for i, layer in enumerate(layers) if layer.kind == "fc"]
     if not fc_indices:
         raise SpecError(
-            f"the model must end in fc(N) to classify {num_classes} classes; add e.g. 'flatten fc({num_classes})'"
+            _(
+                "the model must end in fc(N) to classify {count} classes; add e.g. '{layers}'"
+            ).format(count=num_classes, layers=f"flatten fc({num_classes})")
         )
     last = fc_indices[-1]
     if any(LAYER_KINDS[layer.kind].changes_layout for layer in layers[last + 1 :]):
         raise SpecError(
-            "the last fc must be the model's output layer (only activations, dropout or softmax after it)"
+            _(
+                "the last fc must be the model's output layer "
+                "(only activations, dropout or softmax after it)"
+            )
         )
     if layers[last].params["out"] != num_classes:
         params = dict(layers[last].params, out=num_classes)
@@ -149,9 +168,11 @@ def model_for_data(
         fitted = preset_spec(model, input_shape, images)
         if fitted.layers != spec.layers:
             notes.append(
-                f"{model} on {format_shape(input_shape)} inputs, {images or '?'} images: its "
-                "variant for colour, larger images or small data, ending in global average "
-                "pooling (the same parameters at any size; where an object sits matters less)"
+                _(
+                    "{model} on {shape} inputs, {images} images: its variant for colour, larger "
+                    "images or small data, ending in global average pooling (the same parameters "
+                    "at any size; where an object sits matters less)"
+                ).format(model=model, shape=format_shape(input_shape), images=images or "?")
             )
             spec = fitted
     more, extra = adapt_to_data(spec, input_shape, num_classes)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import SpecError
+from cnnlab.i18n import _
 from cnnlab.spec.kinds import LAYER_KINDS, resolve_kind
 from cnnlab.spec.language import ModelSpec, parse_spec
 from cnnlab.spec.toml import load_spec_toml
@@ -213,7 +214,7 @@ def resolve_model(
         spec = preset_spec(model, input_shape)
     elif model.endswith(".toml") or _is_file(model):
         if not _is_file(model):
-            raise SpecError(f"model file {clipped(model)} {_why_not_a_file(model)}")
+            raise SpecError(_why_not_a_file(model).format(path=clipped(model)))
         spec = load_spec_toml(model)
     else:
         _refuse_unknown_word(model)
@@ -230,11 +231,13 @@ def _is_file(text: str) -> bool:
 
 
 def _why_not_a_file(text: str) -> str:
-    """'does not exist', or what it is instead (a FIFO or folder is never opened)."""
+    """'model file {path} does not exist', or what it is instead (a FIFO or folder is never
+    opened), in the current language: a template of {path}."""
+    missing = _("model file {path} does not exist")
     try:
-        return "is not a regular file" if Path(text).exists() else "does not exist"
+        return _("model file {path} is not a regular file") if Path(text).exists() else missing
     except OSError:  # ENAMETOOLONG: no such file can exist
-        return "does not exist"
+        return missing
 
 
 def _refuse_unknown_word(model: str) -> None:
@@ -248,9 +251,10 @@ def _refuse_unknown_word(model: str) -> None:
     except SpecError:
         pass
     close = difflib.get_close_matches(word, [*PRESETS, *LAYER_KINDS], n=3)
-    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    hint = _(" Did you mean {names}?").format(names=_(" or ").join(close)) if close else ""
     raise SpecError(
-        f"'{word}' is not a preset, a model file or a spec.{hint} "
-        f"Presets: {', '.join(PRESETS)} (see `cnnlab models`); "
-        "a spec looks like 'conv(32,3) relu maxpool(2) flatten fc(10)'"
+        _(
+            "'{word}' is not a preset, a model file or a spec.{hint} Presets: {presets} "
+            "(see `cnnlab models`); a spec looks like 'conv(32,3) relu maxpool(2) flatten fc(10)'"
+        ).format(word=word, hint=hint, presets=", ".join(PRESETS))
     )

@@ -20,6 +20,7 @@ from safetensors.torch import load, save
 
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.fileio import atomic_write_bytes, read_regular_bytes
+from cnnlab.i18n import _
 from cnnlab.run.files import MAX_JSON_BYTES, MODEL_FILE, MODEL_META
 from cnnlab.spec.analysis import ModelReport, analyze
 from cnnlab.spec.language import ModelSpec
@@ -40,7 +41,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     """Tensors and JSON metadata from a safetensors file; anything else (a pickle too) is refused unread."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path} does not exist")
+        raise CheckpointError(_("{path} does not exist").format(path=path))
     try:
         data = read_regular_bytes(path)  # by bytes: a FIFO in its place must not block
         tensors = load(data)
@@ -53,7 +54,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             metadata = json.loads(header["json"])
         except (json.JSONDecodeError, RecursionError):
             raise CheckpointError(
-                f"{path}: its metadata is not valid JSON; the file is damaged"
+                _("{path}: its metadata is not valid JSON; the file is damaged").format(path=path)
             ) from None
     return tensors, metadata
 
@@ -61,8 +62,10 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 def _unreadable(path: Path, error: Exception) -> CheckpointError:
     """The error for a file that is not safetensors (or not readable at all)."""
     return CheckpointError(
-        f"{path} is not a readable safetensors file ({error}). cnnlab never unpickles files; "
-        "a damaged or foreign checkpoint cannot be used: train again, or resume from another run"
+        _(
+            "{path} is not a readable safetensors file ({error}). cnnlab never unpickles files; "
+            "a damaged or foreign checkpoint cannot be used: train again, or resume from another run"
+        ).format(path=path, error=error)
     )
 
 
@@ -71,7 +74,7 @@ def _header(data: bytes) -> dict[str, Any]:
     size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + size])
     if not isinstance(header, dict):
-        raise ValueError("the header is not a JSON object")
+        raise ValueError(_("the header is not a JSON object"))
     return header
 
 
@@ -80,13 +83,13 @@ def _read_header(path: str | Path) -> dict[str, Any]:
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not block
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ValueError("not a regular file")
+            raise ValueError(_("not a regular file"))
         size = int.from_bytes(os.pread(fd, 8, 0), "little")
         if size > MAX_JSON_BYTES:
-            raise ValueError(f"a header of {size:,} bytes")
+            raise ValueError(_("a header of {size} bytes").format(size=f"{size:,}"))
         return _header(os.pread(fd, 8, 0) + os.pread(fd, size, 8))
     except RecursionError:
-        raise ValueError("a header nested too deeply") from None
+        raise ValueError(_("a header nested too deeply")) from None
     finally:
         os.close(fd)
 
@@ -159,14 +162,18 @@ def check_weights_fit_spec(spec: ModelSpec, folder: Path) -> None:
         expected = spec_tensor_shapes(analyze(spec))
     except CnnlabError as error:
         raise CheckpointError(
-            f"{folder / MODEL_META}: its spec does not work ({error}); the run folder is damaged"
+            _("{path}: its spec does not work ({error}); the run folder is damaged").format(
+                path=folder / MODEL_META, error=error
+            )
         ) from None
     _check_shapes(
         expected,
         header_shapes(folder / MODEL_FILE),
         str(folder / MODEL_FILE),
-        f"the run folder is damaged ({MODEL_META} and {MODEL_FILE} do not belong together): "
-        "use the run folder the weights came from, or train again",
+        _(
+            "the run folder is damaged ({meta} and {weights} do not belong together): "
+            "use the run folder the weights came from, or train again"
+        ).format(meta=MODEL_META, weights=MODEL_FILE),
     )
 
 
@@ -178,7 +185,7 @@ def check_state_dict(
         {name: tuple(t.shape) for name, t in expected.items()},
         {name: tuple(t.shape) for name, t in found.items()},
         source,
-        "use the run folder it came from, or train this model anew",
+        _("use the run folder it came from, or train this model anew"),
     )
 
 
@@ -187,7 +194,9 @@ def _check_shapes(expected: Shapes, found: Shapes, source: str, fix: str) -> Non
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     wrong = [
-        f"{name}: file {_shape(found[name])}, model {_shape(expected[name])}"
+        _("{name}: file {found}, model {expected}").format(
+            name=name, found=_shape(found[name]), expected=_shape(expected[name])
+        )
         for name in expected
         if name in found and found[name] != expected[name]
     ]
@@ -195,15 +204,17 @@ def _check_shapes(expected: Shapes, found: Shapes, source: str, fix: str) -> Non
         return
     details = []
     if wrong:
-        details.append("different shapes: " + "; ".join(wrong[:4]))
+        details.append(_("different shapes: {list}").format(list="; ".join(wrong[:4])))
     if missing:
-        details.append("missing: " + ", ".join(missing[:6]))
+        details.append(_("missing: {list}").format(list=", ".join(missing[:6])))
     if extra:
-        details.append("unexpected: " + ", ".join(extra[:6]))
+        details.append(_("unexpected: {list}").format(list=", ".join(extra[:6])))
     hint = _class_count_hint(expected, found)
     raise CheckpointError(
-        f"{source} does not fit this model ({'; '.join(details)}). It was saved from another "
-        f"architecture{hint}: {fix}"
+        _(
+            "{source} does not fit this model ({details}). It was saved from another "
+            "architecture{hint}: {fix}"
+        ).format(source=source, details="; ".join(details), hint=hint, fix=fix)
     )
 
 
@@ -218,7 +229,9 @@ def _class_count_hint(expected: Shapes, found: Shapes) -> str:
         and found[name][1:] == expected[name][1:]
         and found[name][:1] != expected[name][:1]
     ):
-        return f" or class count ({found[name][0]} in the file, {expected[name][0]} here)"
+        return _(" or class count ({found} in the file, {expected} here)").format(
+            found=found[name][0], expected=expected[name][0]
+        )
     return ""
 
 
@@ -252,4 +265,6 @@ def optimizer_from_tensors(
     try:
         optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
     except (ValueError, KeyError, RuntimeError) as error:
-        raise CheckpointError(f"the optimizer state does not fit this model ({error})") from None
+        raise CheckpointError(
+            _("the optimizer state does not fit this model ({error})").format(error=error)
+        ) from None

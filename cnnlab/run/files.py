@@ -33,6 +33,7 @@ from cnnlab import __version__
 from cnnlab.data.source import KEEP_ASPECTS  # as data/images.py's, without its torch
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.fileio import open_regular_file, read_regular_bytes
+from cnnlab.i18n import _
 from cnnlab.spec.analysis import analyze
 from cnnlab.spec.language import parse_spec
 
@@ -123,13 +124,19 @@ def read_json(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(read_regular_bytes(path, MAX_JSON_BYTES).decode("utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path} does not exist: is this a cnnlab run folder?") from None
+        raise CheckpointError(
+            _("{path} does not exist: is this a cnnlab run folder?").format(path=path)
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
-        raise CheckpointError(f"{path} is damaged ({error})") from None
+        raise CheckpointError(
+            _("{path} is damaged ({error})").format(path=path, error=error)
+        ) from None
     except RecursionError:
-        raise CheckpointError(f"{path} is damaged (JSON nested too deeply)") from None
+        raise CheckpointError(
+            _("{path} is damaged (JSON nested too deeply)").format(path=path)
+        ) from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
+        raise CheckpointError(_("{path} does not hold a JSON object").format(path=path))
     return data
 
 
@@ -138,29 +145,42 @@ def check_meta(meta: dict[str, Any], source: Path) -> None:
     for key, kind in REQUIRED_META.items():
         if not isinstance(meta.get(key), kind):
             raise CheckpointError(
-                f"{source}: '{key}' is missing or of the wrong type; the run folder is damaged"
+                _(
+                    "{source}: '{key}' is missing or of the wrong type; the run folder is damaged"
+                ).format(source=source, key=key)
             )
     if meta["format"] != RUN_FORMAT:
         raise CheckpointError(
-            f"{source}: format {meta['format']!r} is not {RUN_FORMAT!r}; upgrade cnnlab"
+            _("{source}: format {found} is not {expected}; upgrade cnnlab").format(
+                source=source, found=repr(meta["format"]), expected=repr(RUN_FORMAT)
+            )
         )
     channels = _check_input_shape(meta["input_shape"], source)
     try:
         spec = parse_spec(meta["spec"])
     except CnnlabError as error:
-        raise CheckpointError(f"{source}: its spec does not parse ({error})") from None
+        raise CheckpointError(
+            _("{source}: its spec does not parse ({error})").format(source=source, error=error)
+        ) from None
     if list(spec.input_shape or ()) != meta["input_shape"]:
         raise CheckpointError(
-            f"{source}: input_shape does not match the spec; the run folder is damaged"
+            _("{source}: input_shape does not match the spec; the run folder is damaged").format(
+                source=source
+            )
         )
     try:
         outputs = math.prod(analyze(spec).output_shape)
     except CnnlabError as error:
-        raise CheckpointError(f"{source}: its spec does not work ({error})") from None
+        raise CheckpointError(
+            _("{source}: its spec does not work ({error})").format(source=source, error=error)
+        ) from None
     _check_classes(meta["classes"], outputs, source)
     _check_normalisation(meta["mean"], meta["std"], channels, source)
     if meta.get("keep_aspect", DEFAULT_KEEP_ASPECT) not in KEEP_ASPECTS:
-        raise _damaged(source, f"keep_aspect must be one of {', '.join(KEEP_ASPECTS)}")
+        raise _damaged(
+            source,
+            _("keep_aspect must be one of {choices}").format(choices=", ".join(KEEP_ASPECTS)),
+        )
 
 
 def epoch_rows(run: Run, columns: tuple[str, ...] = ()) -> list[dict[str, float]]:
@@ -174,15 +194,18 @@ def epoch_rows(run: Run, columns: tuple[str, ...] = ()) -> list[dict[str, float]
         count = 0
     if count > MAX_EPOCH_ROWS:
         raise CheckpointError(
-            f"{path} has more than {MAX_EPOCH_ROWS:,} rows, a row per epoch, which no run "
-            "trains: the run folder is damaged; delete the file or train the run again"
+            _(
+                "{path} has more than {most} rows, a row per epoch, which no run "
+                "trains: the run folder is damaged; delete the file or train the run again"
+            ).format(path=path, most=f"{MAX_EPOCH_ROWS:,}")
         )
     rows = run.epoch_metrics()
     missing = [column for column in columns if rows and column not in rows[0]]
     if missing:
         raise CheckpointError(
-            f"{path} has no {', '.join(missing)} column: the run folder is damaged; cnnlab "
-            f"writes {', '.join(METRIC_COLUMNS)}"
+            _(
+                "{path} has no {missing} column: the run folder is damaged; cnnlab writes {columns}"
+            ).format(path=path, missing=", ".join(missing), columns=", ".join(METRIC_COLUMNS))
         )
     return rows
 
@@ -196,20 +219,28 @@ def run_keep_aspect(run: Run) -> str:
 def _damaged(source: Path, what: str) -> CheckpointError:
     """The one error for a model.json that breaks its schema."""
     return CheckpointError(
-        f"{source}: {what}; the run folder is damaged: restore model.json or train the run again"
+        _(
+            "{source}: {what}; the run folder is damaged: restore model.json or train the run again"
+        ).format(source=source, what=what)
     )
 
 
 def _check_input_shape(shape: list[Any], source: Path) -> int:
     """[C, H, W] as bounded positive integers; returns C."""
     if len(shape) != 3 or not all(type(v) is int and v > 0 for v in shape):
-        raise _damaged(source, f"input_shape {shape!r:.80} is not [channels, height, width]")
+        raise _damaged(
+            source,
+            _("input_shape {shape} is not [channels, height, width]").format(
+                shape=f"{shape!r:.80}"
+            ),
+        )
     channels, height, width = shape
     if channels > MAX_CHANNELS or height > MAX_SIDE or width > MAX_SIDE:
         raise _damaged(
             source,
-            f"input_shape {channels}x{height}x{width} is beyond the limits "
-            f"({MAX_CHANNELS} channels, {MAX_SIDE} pixels a side)",
+            _(
+                "input_shape {shape} is beyond the limits ({channels} channels, {side} pixels a side)"
+            ).format(shape=f"{channels}x{height}x{width}", channels=MAX_CHANNELS, side=MAX_SIDE),
         )
     return channels
 
@@ -219,20 +250,32 @@ def _check_classes(classes: list[Any], outputs: int, source: Path) -> None:
     if len(classes) != outputs:
         raise _damaged(
             source,
-            f"it names {len(classes)} classes but the model's last layer has {outputs} outputs",
+            _("it names {count} classes but the model's last layer has {outputs} outputs").format(
+                count=len(classes), outputs=outputs
+            ),
         )
     if len(classes) > MAX_CLASSES or not all(isinstance(c, str) and c for c in classes):
-        raise _damaged(source, "'classes' must be non-empty strings")
+        raise _damaged(source, _("'classes' must be non-empty strings"))
     if len(set(classes)) != len(classes):
-        raise _damaged(source, "'classes' holds the same name twice")
+        raise _damaged(source, _("'classes' holds the same name twice"))
 
 
 def _check_normalisation(mean: list[Any], std: list[Any], channels: int, source: Path) -> None:
     """mean and std: one finite number per input channel, std above 0."""
     if len(mean) != channels or len(std) != channels:
-        raise _damaged(source, f"mean/std must have one value per input channel ({channels})")
+        raise _damaged(source, one_per_channel(channels))
     for value in [*mean, *std]:
         if type(value) not in (int, float) or not math.isfinite(value):
-            raise _damaged(source, f"mean/std must be finite numbers, not {value!r:.40}")
+            raise _damaged(
+                source,
+                _("mean/std must be finite numbers, not {value}").format(value=f"{value!r:.40}"),
+            )
     if any(s <= 0 for s in std):
-        raise _damaged(source, "std must be above 0 in every channel")
+        raise _damaged(source, _("std must be above 0 in every channel"))
+
+
+def one_per_channel(channels: int) -> str:
+    """Why mean/std do not fit: the words model.json's and record.json's checks share."""
+    return _("mean/std must have one value per input channel ({channels})").format(
+        channels=channels
+    )

@@ -136,9 +136,11 @@ class Run:
             model = CnnModel(self.spec)
         except CnnlabError as error:
             raise CheckpointError(
-                f"{self.path / MODEL_META}: its spec does not build ({error})"
+                _("{path}: its spec does not build ({error})").format(
+                    path=self.path / MODEL_META, error=error
+                )
             ) from None
-        tensors, _ = load_tensors(self.path / MODEL_FILE)
+        tensors, _metadata = load_tensors(self.path / MODEL_FILE)
         check_state_dict(model.state_dict(), tensors, str(self.path / MODEL_FILE))
         model.load_state_dict(tensors)
         return model.to(device).eval()
@@ -154,7 +156,9 @@ class Run:
         try:
             return read_toml(path, MAX_TEXT_BYTES)
         except OSError as error:
-            raise CheckpointError(f"{path} cannot be read ({error})") from None
+            raise CheckpointError(
+                _("{path} cannot be read ({error})").format(path=path, error=error)
+            ) from None
         except NotToml as error:
             raise ConfigError(f"{path}: {error}") from None
 
@@ -170,7 +174,9 @@ class Run:
                 for row in csv.DictReader(io.StringIO(text, newline=""))
             ]
         except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as error:
-            raise CheckpointError(f"{path} is damaged ({error})") from None
+            raise CheckpointError(
+                _("{path} is damaged ({error})").format(path=path, error=error)
+            ) from None
 
     def _repr_html_(self) -> str:
         """A notebook cell's view: the model, classes and saved metrics, then one row per epoch."""

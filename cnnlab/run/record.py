@@ -25,6 +25,8 @@ from typing import Any
 
 from cnnlab.data.source import KEEP_ASPECTS, SPLITS, DataSource, parse_image_size
 from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.i18n import _
+from cnnlab.run.files import one_per_channel
 
 RECORD_FORMAT = "cnnlab-record/1"  # record.json's "format"; a change of schema changes it
 MAX_COUNT = 2**31 - 1  # images in a split, sizes: torch's int32 limits
@@ -67,10 +69,15 @@ def record_from_json(data: Any, source: Path) -> RunRecord:
     """A record.json's content as a RunRecord; CheckpointError naming what is wrong."""
     if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
         found = data.get("format") if isinstance(data, dict) else None
-        raise _damaged(source, f"format {found!r:.40} is not {RECORD_FORMAT!r}")
+        raise _damaged(
+            source,
+            _("format {found} is not {expected}").format(
+                found=f"{found!r:.40}", expected=repr(RECORD_FORMAT)
+            ),
+        )
     for key in ("pixels", "source", "sizes"):
         if not isinstance(data.get(key), dict):
-            raise _damaged(source, f"'{key}' is missing or not a table")
+            raise _damaged(source, _("'{key}' is missing or not a table").format(key=key))
     pixels = _pixels(data["pixels"], source)
     return RunRecord(pixels, _source(data["source"], source), _sizes(data["sizes"], source))
 
@@ -105,7 +112,7 @@ def _settings(config: dict[str, Any], source: Path) -> dict[str, Any]:
     """config.toml's settings: its [train] table, or its top level."""
     train = config.get("train", config)
     if not isinstance(train, dict):
-        raise _damaged(source, "its settings are not a table")
+        raise _damaged(source, _("its settings are not a table"))
     return train
 
 
@@ -113,14 +120,16 @@ def check_agrees(record: RunRecord, meta: dict[str, Any], source: Path) -> None:
     """record.json and model.json describe one model: the same input shape and normalisation."""
     pixels = record.pixels
     if list(pixels.input_shape) != meta["input_shape"]:
-        raise _damaged(source, "its input shape is not model.json's")
+        raise _damaged(source, _("its input shape is not model.json's"))
     if list(pixels.mean) != meta["mean"] or list(pixels.std) != meta["std"]:
-        raise _damaged(source, "its mean/std are not model.json's")
+        raise _damaged(source, _("its mean/std are not model.json's"))
 
 
 def _damaged(source: Path, what: str) -> CheckpointError:
     return CheckpointError(
-        f"{source}: {what}; the run folder is damaged: restore it or train the run again"
+        _("{source}: {what}; the run folder is damaged: restore it or train the run again").format(
+            source=source, what=what
+        )
     )
 
 
@@ -129,7 +138,7 @@ def _typed(values: dict[str, Any], key: str, kind: type | tuple[type, ...], sour
     value = values.get(key)
     numeric = kind in (int, float, (int, float))
     if not isinstance(value, kind) or (numeric and isinstance(value, bool)):
-        raise _damaged(source, f"'{key}' is missing or of the wrong type")
+        raise _damaged(source, _("'{key}' is missing or of the wrong type").format(key=key))
     return value
 
 
@@ -138,15 +147,18 @@ def _pixels(values: dict[str, Any], source: Path) -> Pixels:
     positive std per channel, a known keep_aspect."""
     shape = _typed(values, "input_shape", list, source)
     if len(shape) != 3 or not all(type(v) is int and v > 0 for v in shape):
-        raise _damaged(source, "input_shape is not [channels, height, width]")
+        raise _damaged(source, _("input_shape is not [channels, height, width]"))
     mean, std = _typed(values, "mean", list, source), _typed(values, "std", list, source)
     numbers = [*mean, *std]
     if len(mean) != shape[0] or len(std) != shape[0]:
-        raise _damaged(source, f"mean/std must have one value per input channel ({shape[0]})")
+        raise _damaged(source, one_per_channel(shape[0]))
     if not all(type(v) in (int, float) and math.isfinite(v) for v in numbers) or min(std) <= 0:
-        raise _damaged(source, "mean/std must be finite numbers, std above 0")
+        raise _damaged(source, _("mean/std must be finite numbers, std above 0"))
     if _typed(values, "keep_aspect", str, source) not in KEEP_ASPECTS:
-        raise _damaged(source, f"keep_aspect must be one of {', '.join(KEEP_ASPECTS)}")
+        raise _damaged(
+            source,
+            _("keep_aspect must be one of {choices}").format(choices=", ".join(KEEP_ASPECTS)),
+        )
     return Pixels(
         tuple(shape),
         values["keep_aspect"],
@@ -177,7 +189,7 @@ def _source(values: dict[str, Any], source: Path) -> DataSource:
         and 0 <= data.split_seed <= MAX_SEED
     )
     if not in_range:
-        raise _damaged(source, "its data settings are out of range")
+        raise _damaged(source, _("its data settings are out of range"))
     try:
         parse_image_size(data.image_size)
     except CnnlabError as error:
@@ -189,5 +201,5 @@ def _sizes(values: dict[str, Any], source: Path) -> dict[str, int]:
     """Images per split: known split names, whole numbers within range."""
     for key, value in values.items():
         if key not in SPLITS or type(value) is not int or not 0 <= value <= MAX_COUNT:
-            raise _damaged(source, f"sizes: '{key}' is not a split's image count")
+            raise _damaged(source, _("sizes: '{key}' is not a split's image count").format(key=key))
     return dict(values)

@@ -24,6 +24,7 @@ import torch
 
 from cnnlab.errors import ConfigError, OutputError
 from cnnlab.fileio import atomic_write_json, atomic_write_text
+from cnnlab.i18n import _
 from cnnlab.run.checkpoint import read_metadata, save_tensors
 from cnnlab.run.files import (
     CONFIG_FILE,
@@ -69,7 +70,7 @@ def lock_folder(folder: Path) -> FolderLock:
     the kernel drops it when a process dies, however it dies, so pid reuse cannot fool it.
     """
     path = folder / LOCK_FILE
-    for _ in range(5):  # each retry follows a stale lock removed or a holder just finished
+    for _attempt in range(5):  # each retry follows a stale lock removed or a holder just finished
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
@@ -77,9 +78,11 @@ def lock_folder(folder: Path) -> FolderLock:
             if holder is None:
                 continue
             raise ConfigError(
-                f"{folder} is being written by another cnnlab process ({holder}); two runs in one "
-                f"folder would mix their files: wait for it to finish, or choose another --out. "
-                f"If no such process runs, delete {path}"
+                _(
+                    "{folder} is being written by another cnnlab process ({holder}); two runs in "
+                    "one folder would mix their files: wait for it to finish, or choose another "
+                    "--out. If no such process runs, delete {path}"
+                ).format(folder=folder, holder=holder, path=path)
             ) from None
         except OSError as error:
             raise _write_error(folder, path, error) from None
@@ -87,7 +90,11 @@ def lock_folder(folder: Path) -> FolderLock:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, f"{os.getpid()} {os.uname().nodename}\n".encode())
         return FolderLock(path, fd)
-    raise ConfigError(f"{folder}: could not take {path}; try again, or choose another --out")
+    raise ConfigError(
+        _("{folder}: could not take {path}; try again, or choose another --out").format(
+            folder=folder, path=path
+        )
+    )
 
 
 def _stale_or_holder(path: Path) -> str | None:
@@ -115,7 +122,7 @@ def _stale_or_holder(path: Path) -> str | None:
 def _holder(fd: int) -> str:
     """'pid 123 on host' from a held lock file; its holder writes it just after locking, so wait
     a moment for it (bounded: a holder that never writes leaves the answer empty)."""
-    for _ in range(40):
+    for _attempt in range(40):
         text = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
         if text:
             return f"pid {text[0]}" + (f" on {text[1]}" if len(text) > 1 else "")
@@ -143,7 +150,10 @@ def claim_folder(folder: Path) -> FolderLock:
     if (folder / RESUME_FILE).exists() or (folder / MODEL_META).exists():
         lock.release()
         raise ConfigError(
-            f"{folder} already holds a run: continue it with --resume {folder}, or choose another --out"
+            _(
+                "{folder} already holds a run: continue it with --resume {folder}, or choose "
+                "another --out"
+            ).format(folder=folder)
         )
     remove_stale_temporaries(folder)
     return lock
@@ -164,21 +174,31 @@ def _writing(folder: Path, path: Path) -> Iterator[None]:
 def _write_error(folder: Path, path: Path, error: OSError) -> OutputError:
     """The disk is full (or read-only, ...) at `path`: what happened, what is intact, what to do."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        problem = f"the disk holding {folder} is full: cannot write {path}"
-        fix = "free space there"
+        problem = _("the disk holding {folder} is full: cannot write {path}").format(
+            folder=folder, path=path
+        )
+        fix = _("free space there")
     else:
-        problem = f"cannot write {path} ({error.strerror or error})"
-        fix = "fix that"
+        problem = _("cannot write {path} ({error})").format(
+            path=path, error=error.strerror or error
+        )
+        fix = _("fix that")
     info = read_metadata(folder / RESUME_FILE)
     if not isinstance(info, dict):
         return OutputError(
-            f"{problem}; no checkpoint was written yet: {fix} and train again "
-            "(or train into another --out)"
+            _(
+                "{problem}; no checkpoint was written yet: {fix} and train again "
+                "(or train into another --out)"
+            ).format(problem=problem, fix=fix)
         )
     epoch = info.get("progress", {}).get("epoch", "?")
     return OutputError(
-        f"{problem}; the last complete checkpoint ({folder / RESUME_FILE}, epoch {epoch}) is "
-        f"intact: {fix} and continue with: cnnlab train --resume {folder}"
+        _(
+            "{problem}; the last complete checkpoint ({checkpoint}, epoch {epoch}) is "
+            "intact: {fix} and continue with: cnnlab train --resume {folder}"
+        ).format(
+            problem=problem, checkpoint=folder / RESUME_FILE, epoch=epoch, fix=fix, folder=folder
+        )
     )
 
 

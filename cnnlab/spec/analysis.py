@@ -11,13 +11,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from cnnlab.errors import SpecError
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _
 from cnnlab.spec import shapes
 from cnnlab.spec.kinds import require_every_kind
 from cnnlab.spec.language import LayerSpec, ModelSpec, format_shape
 
 Shape = tuple[int, ...]  # per image: (C, H, W) before flatten, (F,) after
 BYTES_PER_VALUE = 4  # float32 activations
+# A res block's two branches as its messages name them ('res block 1 (layer 2), body layer 1 ...')
+BRANCHES = {"body": N_("body"), "shortcut": N_("shortcut")}
 
 
 @dataclass
@@ -50,7 +52,9 @@ class LayerReport:
     @property
     def label(self) -> str:
         """'layer 3 conv(64, 3, padding=same)' (in a block: 'res block 1 (layer 2), body layer 3 ...')."""
-        return f"{self.place}layer {self.index} {self.layer.text()}"
+        return _("{place}layer {index} {layer}").format(
+            place=self.place, index=self.index, layer=self.layer.text()
+        )
 
     @property
     def add_flops(self) -> int:
@@ -208,8 +212,12 @@ def _need_image(r: LayerReport) -> tuple[int, int, int]:
     if len(r.in_shape) != 3:
         raise _fail(
             r,
-            f"{r.layer.kind} needs channels x height x width, but its input is a flat vector",
-            f"move {r.layer.kind} before flatten (or before the layer that made the vector)",
+            _("{kind} needs channels x height x width, but its input is a flat vector").format(
+                kind=r.layer.kind
+            ),
+            _("move {kind} before flatten (or before the layer that made the vector)").format(
+                kind=r.layer.kind
+            ),
         )
     return r.in_shape  # type: ignore[return-value]
 
@@ -244,8 +252,11 @@ def _conv(r: LayerReport, spec: ModelSpec) -> None:
     if c_in % groups or p["out"] % groups:
         raise _fail(
             r,
-            f"groups={groups} must divide both the {c_in} input channels and the {p['out']} output channels",
-            f"choose groups among {_common_divisors(c_in, p['out'])}",
+            _(
+                "groups={groups} must divide both the {c_in} input channels and the {c_out} "
+                "output channels"
+            ).format(groups=groups, c_in=c_in, c_out=p["out"]),
+            _("choose groups among {divisors}").format(divisors=_common_divisors(c_in, p["out"])),
         )
     if p["padding"] == "same":
         (pt, pb), h_pad_text = shapes.same_padding_worked(h, kh, sh, dh)
@@ -261,9 +272,13 @@ def _conv(r: LayerReport, spec: ModelSpec) -> None:
     if out_h.value < 1 or out_w.value < 1:
         raise _fail(
             r,
-            f"the output would be {out_h.value}x{out_w.value} pixels: {'; '.join(r.formulas)}",
-            "add padding (e.g. padding=same), use a smaller kernel, stride or dilation, "
-            "remove a pooling layer before it, or give a larger input",
+            _("the output would be {size} pixels: {formulas}").format(
+                size=f"{out_h.value}x{out_w.value}", formulas="; ".join(r.formulas)
+            ),
+            _(
+                "add padding (e.g. padding=same), use a smaller kernel, stride or dilation, "
+                "remove a pooling layer before it, or give a larger input"
+            ),
         )
     r.out_shape = (p["out"], out_h.value, out_w.value)
     r.params, r.params_formula = shapes.conv_params_worked(
@@ -278,14 +293,18 @@ def _check_padding_mode(r: LayerReport, mode: str, h: int, w: int, pad_h: int, p
     if mode == "reflect" and (pad_h >= h or pad_w >= w):
         raise _fail(
             r,
-            f"reflect padding of {pad_h}x{pad_w} must be smaller than the {h}x{w} input it mirrors",
-            "use less padding, padding_mode=replicate or zeros, or a larger input",
+            _(
+                "reflect padding of {padding} must be smaller than the {size} input it mirrors"
+            ).format(padding=f"{pad_h}x{pad_w}", size=f"{h}x{w}"),
+            _("use less padding, padding_mode=replicate or zeros, or a larger input"),
         )
     if mode == "circular" and (pad_h > h or pad_w > w):
         raise _fail(
             r,
-            f"circular padding of {pad_h}x{pad_w} would wrap around the {h}x{w} input more than once",
-            "use at most as much padding as the input is wide, or padding_mode=zeros",
+            _(
+                "circular padding of {padding} would wrap around the {size} input more than once"
+            ).format(padding=f"{pad_h}x{pad_w}", size=f"{h}x{w}"),
+            _("use at most as much padding as the input is wide, or padding_mode=zeros"),
         )
 
 
@@ -299,13 +318,15 @@ def _pool(r: LayerReport, spec: ModelSpec) -> None:
     (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
     dh, dw = p.get("dilation", (1, 1))
     limits = shapes.pool_padding_limit(kh), shapes.pool_padding_limit(kw)
-    rule = "half the kernel, floor(k/2)"
     if ph > limits[0] or pw > limits[1]:
+        limit = f"{limits[0]}x{limits[1]}"
         raise _fail(
             r,
-            f"padding {ph}x{pw} is larger than {rule} = {limits[0]}x{limits[1]}: "
-            "some windows would hold only padding",
-            f"use padding of at most {limits[0]}x{limits[1]}, or a larger kernel",
+            _(
+                "padding {padding} is larger than half the kernel, floor(k/2) = {limit}: "
+                "some windows would hold only padding"
+            ).format(padding=f"{ph}x{pw}", limit=limit),
+            _("use padding of at most {limit}, or a larger kernel").format(limit=limit),
         )
     out_h = shapes.pool_output_size_worked(h, kh, sh, ph, dh, p["ceil_mode"])
     out_w = shapes.pool_output_size_worked(w, kw, sw, pw, dw, p["ceil_mode"])
@@ -313,9 +334,13 @@ def _pool(r: LayerReport, spec: ModelSpec) -> None:
     if out_h.value < 1 or out_w.value < 1:
         raise _fail(
             r,
-            f"the output would be {out_h.value}x{out_w.value} pixels: {'; '.join(r.formulas)}",
-            f"the window ({kh}x{kw}) is larger than the input: use a smaller window, "
-            "remove an earlier pooling layer, add padding to earlier layers, or give a larger input",
+            _("the output would be {size} pixels: {formulas}").format(
+                size=f"{out_h.value}x{out_w.value}", formulas="; ".join(r.formulas)
+            ),
+            _(
+                "the window ({window}) is larger than the input: use a smaller window, remove an "
+                "earlier pooling layer, add padding to earlier layers, or give a larger input"
+            ).format(window=f"{kh}x{kw}"),
         )
     r.out_shape = (c, out_h.value, out_w.value)
     r.flops = shapes.pool_ops(c, out_h.value, out_w.value, kh, kw)
@@ -361,9 +386,11 @@ def _fc(r: LayerReport, spec: ModelSpec) -> None:
     if len(r.in_shape) != 1:
         raise _fail(
             r,
-            "fc needs a flat vector per image",
-            f"add flatten before it (it gives {shapes.flatten_size_worked(*r.in_shape).text} values "
-            "and keeps the batch dimension), or gap for one value per channel",
+            _("fc needs a flat vector per image"),
+            _(
+                "add flatten before it (it gives {values} values and keeps the batch dimension), "
+                "or gap for one value per channel"
+            ).format(values=shapes.flatten_size_worked(*r.in_shape).text),
         )
     n_in = r.in_shape[0]
     if p["in"] is not None and p["in"] != n_in:
@@ -382,19 +409,28 @@ def _fc_mismatch(r: LayerReport, spec: ModelSpec, n_in: int) -> str:
     prefix = spec.layers[: r.index - 1]
     flat = _flat_source(prefix, spec.input_shape)
     where = f" = {describe_shape(flat)}" if flat else ""
-    message = (
-        f"{r.label} declares in={declared} inputs, but gets {source}{where}"
-        f" (on a {describe_shape(spec.input_shape)} input)."
+    message = _(
+        "{layer} declares in={declared} inputs, but gets {source}{where} (on a {shape} input)."
+    ).format(
+        layer=r.label,
+        declared=declared,
+        source=source,
+        where=where,
+        shape=describe_shape(spec.input_shape),
     )
     fitting = input_for_flat_size(prefix, spec.input_shape, declared)
     fixes = [
-        f"drop in= to have it inferred ({r.layer.kind}({r.layer.params['out']}))",
-        f"write in={source}",
+        _("drop in= to have it inferred ({layer})").format(
+            layer=f"{r.layer.kind}({r.layer.params['out']})"
+        ),
+        _("write in={source}").format(source=source),
     ]
     if fitting:
-        message += f" {declared} needs a {describe_shape(fitting)} input."
-        fixes.append(f"feed a {describe_shape(fitting)} input")
-    return f"{message}\n  fix: {', or '.join(fixes)}"
+        message += _(" {declared} needs a {shape} input.").format(
+            declared=declared, shape=describe_shape(fitting)
+        )
+        fixes.append(_("feed a {shape} input").format(shape=describe_shape(fitting)))
+    return _("{message}\n  fix: {fixes}").format(message=message, fixes=_(", or ").join(fixes))
 
 
 def _flat_source(layers: tuple[LayerSpec, ...], input_shape: Shape) -> Shape | None:
@@ -413,12 +449,15 @@ def _flat_source(layers: tuple[LayerSpec, ...], input_shape: Shape) -> Shape | N
 
 def _res(r: LayerReport, spec: ModelSpec) -> None:
     """A residual block: out = body(x) + x, or body(x) + shortcut(x); both must be one shape."""
-    block = f"res block {r.name.removeprefix(r.layer.kind)} (layer {r.index})"
+    block = _("res block {number} (layer {index})").format(
+        number=r.name.removeprefix(r.layer.kind), index=r.index
+    )
     for branch in ("body", "shortcut"):
         layers = r.layer.params[branch]
         inner = ModelSpec(layers, r.in_shape)
         names = layer_names(inner, f"{r.name}.{branch}.")
-        for report in _walk(inner, names, r.rf, r.jump, f"{block}, {branch} ") if layers else []:
+        place = _("{block}, {branch} ").format(block=block, branch=_(BRANCHES[branch]))
+        for report in _walk(inner, names, r.rf, r.jump, place) if layers else []:
             report.branch = branch
             r.inner.append(report)
     body, shortcut = branch_reports(r, "body"), branch_reports(r, "shortcut")
@@ -448,37 +487,59 @@ def _res_mismatch(r: LayerReport, block: str, body: Shape, skip: Shape, projecte
     """The sum of a res block needs two equal shapes: say which differ and how to fix it."""
     given, needed = describe_shape(r.in_shape), describe_shape(body)
     if projected:
-        why = f"its layers give {needed} and its shortcut {describe_shape(skip)}"
+        why = _("its layers give {needed} and its shortcut {skip}").format(
+            needed=needed, skip=describe_shape(skip)
+        )
+        added = _("the shortcut is added to the layers' output")
     else:
-        why = f"its layers turn {given} into {needed}"
-    return (
-        f"{block} gets {given}: {why}, but the sum needs both the same shape "
-        f"(the {'shortcut' if projected else 'input'} is added to the layers' output)"
-        f"\n  fix: {', or '.join(_res_fixes(r.in_shape, body, projected))}"
+        why = _("its layers turn {given} into {needed}").format(given=given, needed=needed)
+        added = _("the input is added to the layers' output")
+    return _(
+        "{block} gets {given}: {why}, but the sum needs both the same shape ({added})\n"
+        "  fix: {fixes}"
+    ).format(
+        block=block,
+        given=given,
+        why=why,
+        added=added,
+        fixes=_(", or ").join(_res_fixes(r.in_shape, body, projected)),
     )
 
 
 def _res_fixes(given: Shape, body: Shape, projected: bool) -> list[str]:
     """Ways to make a res block's two sides agree: keep the input's shape, or project it."""
-    add = "use" if projected else "add"
+    # N_: "use" or "add", then the shortcut that projects the input
+    project = (
+        N_("use {shortcut} to project the input")
+        if projected
+        else N_("add {shortcut} to project the input")
+    )
     if len(given) != len(body):
-        return ["keep flatten and gap out of the block (before or after it)"]
+        return [_("keep flatten and gap out of the block (before or after it)")]
     if len(body) == 1:  # vectors: a block of fc layers
-        keep = [] if projected else [f"end the block with fc({given[0]})"]
-        return [*keep, f"{add} shortcut=fc({body[0]}) to project the input"]
+        keep = (
+            [] if projected else [_("end the block with {layer}").format(layer=f"fc({given[0]})")]
+        )
+        return [*keep, _(project).format(shortcut=f"shortcut=fc({body[0]})")]
     (c_in, h, w), (c_out, out_h, out_w) = given, body
     stride = max(1, round(h / out_h)), max(1, round(w / out_w))
     # A 1x1 conv with stride s and no padding gives floor((L - 1)/s) + 1 = ceil(L/s) pixels.
     reachable = shapes.ceil_div(h, stride[0]) == out_h and shapes.ceil_div(w, stride[1]) == out_w
     fixes = []
     if (out_h, out_w) != (h, w) and not (projected and reachable):
-        fixes.append(f"keep {h}x{w} inside the block (padding=same, stride 1)")
+        fixes.append(
+            _("keep {size} inside the block (padding=same, stride 1)").format(size=f"{h}x{w}")
+        )
     elif c_out != c_in and not projected:
-        fixes.append(f"end the block with conv({c_in}, ...) to keep {c_in} channels")
+        fixes.append(
+            _("end the block with {layer} to keep {channels} channels").format(
+                layer=f"conv({c_in}, ...)", channels=c_in
+            )
+        )
     if reachable:
         s = stride[0] if stride[0] == stride[1] else f"({stride[0]},{stride[1]})"
         strided = f", stride={s}" if stride != (1, 1) else ""
-        fixes.append(f"{add} shortcut=conv({c_out}, 1{strided}) batchnorm to project the input")
+        fixes.append(_(project).format(shortcut=f"shortcut=conv({c_out}, 1{strided}) batchnorm"))
     return fixes
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.errors import SpecError
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 DEFAULT_COLOUR = "#e0e0e0"  # diagram boxes of kinds without a colour of their own
@@ -36,7 +36,7 @@ class Param:
     required: bool = False
     choices: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
-    help: str = ""
+    help: str = ""  # N_-marked: translate where shown, _(p.help)
     shown: bool = False  # always written in the canonical text, even at its default
 
 
@@ -83,12 +83,14 @@ def _pool_params(extra: tuple[Param, ...]) -> tuple[Param, ...]:
             "pair",
             required=True,
             aliases=("kernel_size", "pool_size"),
-            help="window size",
+            help=N_("window size"),
         ),
-        Param("stride", "pair", None, aliases=("strides",), help="step (default: the kernel size)"),
-        Param("padding", "pool_padding", (0, 0), help="pixels added on each side"),
+        Param(
+            "stride", "pair", None, aliases=("strides",), help=N_("step (default: the kernel size)")
+        ),
+        Param("padding", "pool_padding", (0, 0), help=N_("pixels added on each side")),
         *extra,
-        Param("ceil_mode", "bool", False, help="round the output size up"),
+        Param("ceil_mode", "bool", False, help=N_("round the output size up")),
     )
 
 
@@ -98,32 +100,74 @@ _CONV_PARAMS = (
         "count",
         required=True,
         aliases=("out_channels", "filters"),
-        help="output channels (filters)",
+        help=N_("output channels (filters)"),
     ),
     Param(
-        "kernel", "pair", required=True, aliases=("kernel_size",), help="filter size k or (k_h,k_w)"
+        "kernel",
+        "pair",
+        required=True,
+        aliases=("kernel_size",),
+        help=N_("filter size k or (k_h,k_w)"),
     ),
-    Param("stride", "pair", (1, 1), aliases=("strides",), help="step between windows"),
-    Param("padding", "padding", (0, 0), help="p, (p_h,p_w), same or valid"),
-    Param("dilation", "pair", (1, 1), aliases=("dilation_rate",), help="gap between kernel taps"),
-    Param("groups", "count", 1, help="channel groups (C_in and C_out must divide)"),
-    Param("bias", "bool", True, aliases=("use_bias",), help="add a learned bias"),
-    Param("padding_mode", "choice", "zeros", choices=PADDING_MODES, help="what the padding holds"),
+    Param("stride", "pair", (1, 1), aliases=("strides",), help=N_("step between windows")),
+    Param("padding", "padding", (0, 0), help=N_("p, (p_h,p_w), same or valid")),
+    Param(
+        "dilation", "pair", (1, 1), aliases=("dilation_rate",), help=N_("gap between kernel taps")
+    ),
+    Param("groups", "count", 1, help=N_("channel groups (C_in and C_out must divide)")),
+    Param("bias", "bool", True, aliases=("use_bias",), help=N_("add a learned bias")),
+    Param(
+        "padding_mode", "choice", "zeros", choices=PADDING_MODES, help=N_("what the padding holds")
+    ),
 )
 _FC_PARAMS = (
-    Param("out", "count", required=True, aliases=("out_features", "units"), help="outputs"),
+    Param("out", "count", required=True, aliases=("out_features", "units"), help=N_("outputs")),
     Param(
         "in",
         "optional_count",
         None,
         aliases=("in_features",),
-        help="inputs (checked; inferred if omitted)",
+        help=N_("inputs (checked; inferred if omitted)"),
     ),
-    Param("bias", "bool", True, aliases=("use_bias",), help="add a learned bias"),
+    Param("bias", "bool", True, aliases=("use_bias",), help=N_("add a learned bias")),
 )
 _POOL = dict(positional=("kernel", "stride", "padding"), example="2", window_pooling=True)
-_DILATION = Param("dilation", "pair", (1, 1), help="gap between window taps")
+_DILATION = Param("dilation", "pair", (1, 1), help=N_("gap between window taps"))
 _ACTIVATION = dict(shape_keeping=True, shows_map=True)
+
+
+# Parameters of single kinds, outside the LayerKind(...) calls: a nested N_ would hide the
+# kind's description from `pybabel extract` (LayerKind:2).
+_COUNT_INCLUDE_PAD = Param(
+    "count_include_pad", "bool", True, help=N_("padding zeros count in the mean")
+)
+_BATCHNORM_PARAMS = (
+    Param("eps", "float", 1e-5, help=N_("added to the variance")),
+    Param("momentum", "fraction", 0.1, help=N_("weight of the newest batch in the running stats")),
+)
+_LEAKYRELU_PARAMS = (
+    Param(
+        "slope",
+        "float",
+        0.01,
+        aliases=("negative_slope", "alpha"),
+        help=N_("slope below 0"),
+        shown=True,
+    ),
+)
+_DROPOUT_PARAMS = (
+    Param("p", "fraction", 0.5, aliases=("rate",), help=N_("probability of dropping"), shown=True),
+)
+_RES_PARAMS = (
+    Param("body", "layers", required=True, help=N_("the layers whose output is added")),
+    Param(
+        "shortcut",
+        "layers",
+        (),
+        aliases=("projection",),
+        help=N_("layers the input goes through before the add (default: none, the input itself)"),
+    ),
+)
 
 
 def _kinds(*kinds: LayerKind) -> dict[str, LayerKind]:
@@ -163,9 +207,7 @@ LAYER_KINDS: dict[str, LayerKind] = _kinds(
     LayerKind(
         "avgpool",
         "average pooling: the mean of each window",
-        _pool_params(
-            (Param("count_include_pad", "bool", True, help="padding zeros count in the mean"),)
-        ),
+        _pool_params((_COUNT_INCLUDE_PAD,)),
         aliases=("avgpool2d", "avg_pool", "averagepooling2d"),
         shows_map=True,
         colour="#fdbe85",
@@ -188,12 +230,7 @@ LAYER_KINDS: dict[str, LayerKind] = _kinds(
     LayerKind(
         "batchnorm",
         "batch normalisation: per-channel (x - mean)/std * gamma + beta",
-        (
-            Param("eps", "float", 1e-5, help="added to the variance"),
-            Param(
-                "momentum", "fraction", 0.1, help="weight of the newest batch in the running stats"
-            ),
-        ),
+        _BATCHNORM_PARAMS,
         aliases=("bn", "batchnorm2d", "batchnormalization"),
         shape_keeping=True,
     ),
@@ -203,16 +240,7 @@ LAYER_KINDS: dict[str, LayerKind] = _kinds(
     LayerKind(
         "leakyrelu",
         "x if x > 0 else slope*x",
-        (
-            Param(
-                "slope",
-                "float",
-                0.01,
-                aliases=("negative_slope", "alpha"),
-                help="slope below 0",
-                shown=True,
-            ),
-        ),
+        _LEAKYRELU_PARAMS,
         positional=("slope",),
         aliases=("leaky_relu", "lrelu"),
         **_ACTIVATION,
@@ -223,16 +251,7 @@ LAYER_KINDS: dict[str, LayerKind] = _kinds(
     LayerKind(
         "dropout",
         "during training, zero each value with probability p (and scale the rest by 1/(1-p))",
-        (
-            Param(
-                "p",
-                "fraction",
-                0.5,
-                aliases=("rate",),
-                help="probability of dropping",
-                shown=True,
-            ),
-        ),
+        _DROPOUT_PARAMS,
         positional=("p",),
         shape_keeping=True,
     ),
@@ -254,16 +273,7 @@ LAYER_KINDS: dict[str, LayerKind] = _kinds(
     LayerKind(
         "res",
         "residual block: its layers' output plus its input (or plus its shortcut's output)",
-        (
-            Param("body", "layers", required=True, help="the layers whose output is added"),
-            Param(
-                "shortcut",
-                "layers",
-                (),
-                aliases=("projection",),
-                help="layers the input goes through before the add (default: none, the input itself)",
-            ),
-        ),
+        _RES_PARAMS,
         positional=("body",),
         aliases=("residual", "resblock"),
         example="conv(4, 3, padding=same), shortcut=conv(4, 1)",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.errors import SpecError
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _
 from cnnlab.spec.kinds import LAYER_KINDS, LayerKind, Param, resolve_kind
 from cnnlab.text import SHOWN_CHARS, clipped
 
@@ -25,7 +25,7 @@ from cnnlab.text import SHOWN_CHARS, clipped
 # beyond any model that fits in memory, and small enough that every shape, parameter count and
 # formula built from such numbers stays a short number in messages and summaries.
 MAX_NUMBER = 1_000_000_000
-_TOO_LARGE = f"counts and sizes in a spec are at most {MAX_NUMBER}"
+_TOO_LARGE = N_("counts and sizes in a spec are at most {max}")  # _too_large() shows it
 # Groups such as (3,5) nest one deep; a few levels are allowed, thousands would exhaust the stack.
 MAX_NESTING = 8
 
@@ -78,6 +78,16 @@ def format_shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(n) for n in shape)
 
 
+def _too_large() -> str:
+    """Why a number is refused, in the current language."""
+    return _(_TOO_LARGE).format(max=MAX_NUMBER)
+
+
+def _found(char: str, end: str = N_("the end of the spec")) -> str:
+    """What the parser found instead: "'x'", or the end (`end`, translated here)."""
+    return f"'{char}'" if char else _(end)
+
+
 def parse_shape(text: str) -> tuple[int, int, int]:
     """'1x28x28' or '1,28,28' -> (1, 28, 28); a SpecError says what is wrong."""
     parts = text.replace(",", "x").replace("X", "x").split("x")
@@ -86,7 +96,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     except ValueError:
         dims = ()
     if len(dims) == 3 and max(dims) > MAX_NUMBER:
-        raise SpecError(f"input shape is too large: {_TOO_LARGE}")
+        raise SpecError(_("input shape is too large: {why}").format(why=_too_large()))
     if len(dims) != 3 or min(dims) < 1:
         raise SpecError(
             _(
@@ -149,17 +159,25 @@ def _normalise(kind: LayerKind, p: Param, value: Any) -> Any:
         return _layers(kind, p, value)
     if t == "choice":
         if not isinstance(value, str) or value.lower() not in p.choices:
-            raise SpecError(f"{where} must be one of: {', '.join(p.choices)}")
+            raise SpecError(
+                _("{where} must be one of: {choices}").format(
+                    where=where, choices=", ".join(p.choices)
+                )
+            )
         return value.lower()
     raise AssertionError(f"unknown parameter type {t}")
 
 
 def _count(where: str, p: Param, v: Any, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        least = "a positive whole number" if minimum == 1 else "a whole number >= 0"
-        raise SpecError(f"{where} must be {least} ({p.help})")
+        rule = (
+            _("{where} must be a positive whole number ({help})")
+            if minimum == 1
+            else _("{where} must be a whole number >= 0 ({help})")
+        )
+        raise SpecError(rule.format(where=where, help=_(p.help)))
     if v > MAX_NUMBER:  # from TOML or make_layer; the one-line parser stops them earlier
-        raise SpecError(f"{p.name} is too large: {_TOO_LARGE}")
+        raise SpecError(_("{name} is too large: {why}").format(name=p.name, why=_too_large()))
     return v
 
 
@@ -167,7 +185,11 @@ def _pair(where: str, p: Param, v: Any, minimum: int = 1) -> tuple[int, int]:
     """k or (k_h, k_w) -> (k_h, k_w)."""
     if isinstance(v, list | tuple):
         if len(v) != 2:
-            raise SpecError(f"{where} must be one number or two (height, width), e.g. 3 or (3,5)")
+            raise SpecError(
+                _("{where} must be one number or two (height, width), e.g. 3 or (3,5)").format(
+                    where=where
+                )
+            )
         return _count(where, p, v[0], minimum), _count(where, p, v[1], minimum)
     n = _count(where, p, v, minimum)
     return n, n
@@ -180,19 +202,23 @@ def _padding(where: str, p: Param, value: Any) -> str | tuple[int, int]:
             return "same"
         if value.lower() == "valid":
             return (0, 0)
-        raise SpecError(f"{where} must be a number, (p_h,p_w), same or valid")
+        raise SpecError(_("{where} must be a number, (p_h,p_w), same or valid").format(where=where))
     return _pair(where, p, value, minimum=0)
 
 
 def _number(where: str, p: Param, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpecError(f"{where} must be a number ({p.help})")
+        raise SpecError(_("{where} must be a number ({help})").format(where=where, help=_(p.help)))
     if not math.isfinite(value) or abs(value) > MAX_NUMBER:
-        raise SpecError(f"{p.name} must be a finite number: {_TOO_LARGE}")
+        raise SpecError(
+            _("{name} must be a finite number: {why}").format(name=p.name, why=_too_large())
+        )
     if p.type == "fraction" and not 0 <= value < 1:
-        raise SpecError(f"{where} must be at least 0 and below 1 ({p.help})")
+        raise SpecError(
+            _("{where} must be at least 0 and below 1 ({help})").format(where=where, help=_(p.help))
+        )
     if p.type == "float" and p.name == "eps" and value <= 0:
-        raise SpecError(f"{where} must be above 0 ({p.help})")
+        raise SpecError(_("{where} must be above 0 ({help})").format(where=where, help=_(p.help)))
     return float(value)
 
 
@@ -201,16 +227,19 @@ def _layers(kind: LayerKind, p: Param, value: Any) -> tuple[LayerSpec, ...]:
     layers = tuple(value) if isinstance(value, list | tuple) else (value,)
     if not all(isinstance(layer, LayerSpec) for layer in layers):
         raise SpecError(
-            f"{kind.name}: {p.name} must be layers, e.g. {kind.name}(conv(16,3,padding=same) relu)"
+            _("{kind}: {param} must be layers, e.g. {example}").format(
+                kind=kind.name, param=p.name, example=f"{kind.name}(conv(16,3,padding=same) relu)"
+            )
         )
     if p.required and not layers:
-        raise SpecError(f"{kind.name} needs its layers, e.g. {kind.example_text()}")
+        raise SpecError(
+            _("{kind} needs its layers, e.g. {example}").format(
+                kind=kind.name, example=kind.example_text()
+            )
+        )
     for layer in layers:
         if LAYER_KINDS[layer.kind].is_block:
-            raise SpecError(
-                f"{kind.name} blocks do not nest: a {kind.name} holds ordinary layers; "
-                f"write the inner {layer.kind}(...) after this block, at the top level"
-            )
+            raise SpecError(_no_nesting(kind.name, layer.kind))
     return layers
 
 
@@ -219,7 +248,14 @@ def _bool(where: str, value: Any) -> bool:
         return value.lower() == "true"
     if isinstance(value, bool):
         return value
-    raise SpecError(f"{where} must be true or false")
+    raise SpecError(_("{where} must be true or false").format(where=where))
+
+
+def _no_nesting(block: str, inner: str) -> str:
+    return _(
+        "{block} blocks do not nest: a {block} holds ordinary layers; "
+        "write the inner {inner}(...) after this block, at the top level"
+    ).format(block=block, inner=inner)
 
 
 def make_layer(
@@ -249,10 +285,21 @@ def _raw_values(kind: LayerKind, positional: list[Any], named: dict[str, Any]) -
     """Positional and named values under their parameters' own names, not yet checked."""
     if len(positional) > len(kind.positional):
         if not kind.positional:
-            raise SpecError(f"{kind.name} takes no parameters, got {len(positional)}")
+            raise SpecError(
+                _("{kind} takes no parameters, got {count}").format(
+                    kind=kind.name, count=len(positional)
+                )
+            )
         raise SpecError(
-            f"{kind.name} takes at most {len(kind.positional)} parameters without names "
-            f"({', '.join(kind.positional)}), got {len(positional)}: name the rest, e.g. dilation=2"
+            _(
+                "{kind} takes at most {most} parameters without names ({names}), got {count}: "
+                "name the rest, e.g. dilation=2"
+            ).format(
+                kind=kind.name,
+                most=len(kind.positional),
+                names=", ".join(kind.positional),
+                count=len(positional),
+            )
         )
     values = dict(zip(kind.positional, positional, strict=False))
     for key, value in named.items():
@@ -265,7 +312,9 @@ def _raw_values(kind: LayerKind, positional: list[Any], named: dict[str, Any]) -
                 )
             )
         if p.name in values:
-            raise SpecError(f"{kind.name}: {p.name} is given twice")
+            raise SpecError(
+                _("{kind}: {param} is given twice").format(kind=kind.name, param=p.name)
+            )
         values[p.name] = value
     return values
 
@@ -302,10 +351,14 @@ class _Parser:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def expect(self, char: str, context: str) -> None:
+        """Move past `char`, or fail; `context` (N_-marked) says what it is for."""
         self.skip_space()
         if self.peek() != char:
-            found = f"'{self.peek()}'" if self.peek() else "the end of the spec"
-            raise self.fail(f"expected '{char}' {context}, found {found}")
+            raise self.fail(
+                _("expected '{char}' {context}, found {found}").format(
+                    char=char, context=_(context), found=_found(self.peek())
+                )
+            )
         self.pos += 1
 
     def name(self) -> str:
@@ -315,8 +368,11 @@ class _Parser:
         ):
             self.pos += 1
         if start == self.pos:
-            found = f"'{self.peek()}'" if self.peek() else "the end"
-            raise self.fail(f"expected a layer name such as conv, relu or fc, found {found}")
+            raise self.fail(
+                _("expected a layer name such as conv, relu or fc, found {found}").format(
+                    found=_found(self.peek(), N_("the end"))
+                )
+            )
         return self.text[start : self.pos]
 
     def number(self) -> int | float | tuple[int, ...]:
@@ -342,20 +398,20 @@ class _Parser:
                 for factor in token.split("*"):
                     product *= self.whole(factor, start)
                     if product > MAX_NUMBER:  # checked as it grows: no huge int is ever built
-                        raise self.fail(f"'{shown}' is too large: {_TOO_LARGE}", start)
+                        raise self.fail(_too_large_token(shown), start)
                 return product
             if any(c in token for c in ".eE"):
                 return float(token)
             return self.whole(token, start)
         except ValueError:
-            raise self.fail(f"'{shown}' is not a number", start) from None
+            raise self.fail(_("'{token}' is not a number").format(token=shown), start) from None
 
     def whole(self, digits: str, start: int) -> int:
         """A whole number of at most MAX_NUMBER, refused before int() would build a huge one."""
         value = int(digits) if len(digits.lstrip("+-0")) <= 12 else MAX_NUMBER + 1
         if value > MAX_NUMBER:
             shown = digits if len(digits) <= 40 else digits[:37] + "..."
-            raise self.fail(f"'{shown}' is too large: {_TOO_LARGE}", start)
+            raise self.fail(_too_large_token(shown), start)
         return value
 
     def value(self) -> Any:
@@ -367,15 +423,20 @@ class _Parser:
             return self.number()
         if c.isalpha():
             return self.name()
-        found = f"'{c}'" if c else "the end of the spec"
-        raise self.fail(f"expected a value (number, (h,w) or a word such as same), found {found}")
+        raise self.fail(
+            _("expected a value (number, (h,w) or a word such as same), found {found}").format(
+                found=_found(c)
+            )
+        )
 
     def group(self, close: str) -> tuple:
         """(a, b, ...) or [a, b, ...], nested at most MAX_NESTING deep."""
         if self.depth >= MAX_NESTING:
             raise self.fail(
-                f"groups nest more than {MAX_NESTING} deep: a value is a number or a group "
-                "such as (3,5); remove the extra parentheses"
+                _(
+                    "groups nest more than {most} deep: a value is a number or a group "
+                    "such as (3,5); remove the extra parentheses"
+                ).format(most=MAX_NESTING)
             )
         self.depth += 1
         self.pos += 1
@@ -385,7 +446,7 @@ class _Parser:
             self.pos += 1
             items.append(self.value())
             self.skip_space()
-        self.expect(close, "to close the group")
+        self.expect(close, N_("to close the group"))
         self.depth -= 1
         return tuple(items)
 
@@ -405,17 +466,19 @@ class _Parser:
                 if self.peek() == "=":
                     self.pos += 1
                     if word in named:
-                        raise self.fail(f"'{word}' is given twice", start)
+                        raise self.fail(_("'{name}' is given twice").format(name=word), start)
                     named[word] = self.value()
                 else:
                     if named:
-                        raise self.fail("a value without a name after named ones: name it", start)
+                        raise self.fail(
+                            _("a value without a name after named ones: name it"), start
+                        )
                     positional.append(word)
             else:
                 if named:
-                    raise self.fail("a value without a name after named ones: name it", start)
+                    raise self.fail(_("a value without a name after named ones: name it"), start)
                 positional.append(self.value())
-            if self.closed("the parameter list", layer, opened_at):
+            if self.closed(_("the parameter list"), layer, opened_at):
                 return positional, named
 
     def parse(self) -> ModelSpec:
@@ -426,13 +489,13 @@ class _Parser:
             word, positional, named, start = self.layer()
             if word.lower() == "input":
                 if layers or input_shape:
-                    raise self.fail("input(...) must come first, once", start)
+                    raise self.fail(_("input(...) must come first, once"), start)
                 input_shape = self._input_shape(positional, named, start)
             else:
                 layers.append(self.make(word, positional, named, start))
             self.skip_space()
         if not layers:
-            raise self.fail("the spec has no layers; e.g. 'conv(32,3) relu flatten fc(10)'", 0)
+            raise self.fail(_("the spec has no layers; e.g. 'conv(32,3) relu flatten fc(10)'"), 0)
         return ModelSpec(tuple(layers), input_shape)
 
     def layer(self, block: str = "") -> tuple[str, list[Any], dict[str, Any], int]:
@@ -441,11 +504,7 @@ class _Parser:
         word = self.name()
         is_block = _is_block(word)
         if is_block and block:
-            raise self.fail(
-                f"{block} blocks do not nest: a {block} holds ordinary layers; "
-                f"write the inner {word}(...) after this block, at the top level",
-                start,
-            )
+            raise self.fail(_no_nesting(block, word), start)
         positional: list[Any] = []
         named: dict[str, Any] = {}
         self.skip_space()
@@ -476,12 +535,18 @@ class _Parser:
             key = self.key()
             if key is None and (named or positional):
                 raise self.fail(
-                    f"{block}(...) has one list of layers without a name; name the next one, "
-                    f"e.g. {block}(conv(32,3,stride=2,padding=same), shortcut=conv(32,1,stride=2))",
+                    _(
+                        "{block}(...) has one list of layers without a name; name the next one, "
+                        "e.g. {example}"
+                    ).format(
+                        block=block,
+                        example=f"{block}(conv(32,3,stride=2,padding=same), "
+                        "shortcut=conv(32,1,stride=2))",
+                    ),
                     start,
                 )
             if key in named:
-                raise self.fail(f"'{key}' is given twice", start)
+                raise self.fail(_("'{name}' is given twice").format(name=key), start)
             layers = self.sequence(block, opened_at)
             if key is None:
                 positional.append(layers)
@@ -500,10 +565,11 @@ class _Parser:
         if self.peek() == ")":
             self.pos += 1
             return True
-        found = f"'{self.peek()}'" if self.peek() else "the end of the spec"
         raise self.fail(
-            f"expected ',' or ')' in {where}, found {found} "
-            f"(is a ')' missing to close '{name}(' from column {opened_at + 1}?)"
+            _(
+                "expected ',' or ')' in {where}, found {found} "
+                "(is a ')' missing to close '{name}(' from column {column}?)"
+            ).format(where=where, found=_found(self.peek()), name=name, column=opened_at + 1)
         )
 
     def key(self) -> str | None:
@@ -526,15 +592,20 @@ class _Parser:
             word, positional, named, start = self.layer(block)
             if word.lower() == "input":
                 raise self.fail(
-                    f"input(...) comes first in the spec, not inside {block}(...)", start
+                    _("input(...) comes first in the spec, not inside {block}(...)").format(
+                        block=block
+                    ),
+                    start,
                 )
             layers.append(self.make(word, positional, named, start))
             self.skip_space()
         if not layers:
-            found = f"'{self.peek()}'" if self.peek() else "the end of the spec"
             raise self.fail(
-                f"expected layers inside {block}(...), found {found}; "
-                f"e.g. {block}(conv(16,3,padding=same) batchnorm relu conv(16,3,padding=same))"
+                _("expected layers inside {block}(...), found {found}; e.g. {example}").format(
+                    block=block,
+                    found=_found(self.peek()),
+                    example=f"{block}(conv(16,3,padding=same) batchnorm relu conv(16,3,padding=same))",
+                )
             )
         return tuple(layers)
 
@@ -545,8 +616,12 @@ class _Parser:
             else tuple(positional)
         )
         if named or len(dims) != 3 or not all(isinstance(d, int) and d >= 1 for d in dims):
-            raise self.fail("input needs channels x height x width, e.g. input(1x28x28)", start)
+            raise self.fail(_("input needs channels x height x width, e.g. input(1x28x28)"), start)
         return dims
+
+
+def _too_large_token(token: str) -> str:
+    return _("'{token}' is too large: {why}").format(token=token, why=_too_large())
 
 
 def _is_block(word: str) -> bool:

@@ -22,6 +22,7 @@ import tomli_w
 
 from cnnlab.errors import SpecError
 from cnnlab.fileio import NotToml, read_toml
+from cnnlab.i18n import _
 from cnnlab.spec.kinds import resolve_kind
 from cnnlab.spec.language import (
     MAX_NUMBER,
@@ -41,12 +42,16 @@ def spec_from_toml_dict(data: dict[str, Any], source: str = "TOML") -> ModelSpec
     unknown = set(data) - TOP_KEYS
     if unknown:
         raise SpecError(
-            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; use input and [[layers]]"
+            _("{source}: unknown key(s) {keys}; use input and [[layers]]").format(
+                source=source, keys=", ".join(sorted(unknown))
+            )
         )
     raw_layers = data.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise SpecError(
-            f'{source}: no [[layers]] tables; each needs type = "conv" (or relu, fc, ...)'
+            _('{source}: no [[layers]] tables; each needs type = "conv" (or relu, fc, ...)').format(
+                source=source
+            )
         )
     input_shape = None
     if "input" in data:
@@ -54,7 +59,7 @@ def spec_from_toml_dict(data: dict[str, Any], source: str = "TOML") -> ModelSpec
         raw = format_shape(raw) if isinstance(raw, list) else str(raw)
         input_shape = parse_shape(raw)
     layers = tuple(
-        _layer_from_table(table, f"{source}: layer {index}")
+        _layer_from_table(table, _("{source}: layer {index}").format(source=source, index=index))
         for index, table in enumerate(raw_layers, start=1)
     )
     return ModelSpec(layers, input_shape)
@@ -63,11 +68,15 @@ def spec_from_toml_dict(data: dict[str, Any], source: str = "TOML") -> ModelSpec
 def _layer_from_table(table: Any, where: str) -> LayerSpec:
     """One [[layers]] table; a block's (res) [[layers.body]] and [[layers.shortcut]] tables in turn."""
     if not isinstance(table, dict):
-        raise SpecError(f'{where} is not a table: write [[layers]] with type = "conv" and so on')
+        raise SpecError(
+            _('{where} is not a table: write [[layers]] with type = "conv" and so on').format(
+                where=where
+            )
+        )
     table = dict(table)
     kind = table.pop("type", None)
     if not isinstance(kind, str):
-        raise SpecError(f'{where} has no type = "..." (e.g. type = "conv")')
+        raise SpecError(_('{where} has no type = "..." (e.g. type = "conv")').format(where=where))
     try:
         found = resolve_kind(kind)
         for key, value in table.items():
@@ -85,10 +94,13 @@ def _block_layers(value: Any, where: str, kind: str, key: str) -> tuple[LayerSpe
     """A block's layers from their tables: [[layers.body]] type = "conv" ..."""
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
         raise SpecError(
-            f'{key} holds the {kind} block\'s layers as tables: [[layers.{key}]] type = "conv" ...'
+            _(
+                "{key} holds the {kind} block's layers as tables: [[layers.{key}]] "
+                'type = "conv" ...'
+            ).format(key=key, kind=kind)
         )
     return tuple(
-        _layer_from_table(table, f"{where} layer {index}")
+        _layer_from_table(table, _("{where} layer {index}").format(where=where, index=index))
         for index, table in enumerate(value, start=1)
     )
 
@@ -100,11 +112,15 @@ def load_spec_toml(path: str | Path) -> ModelSpec:
         data = read_toml(path, MAX_FILE_BYTES)
     except NotToml as error:
         raise SpecError(
-            f"{path}: {error}; numbers in a spec are at most {MAX_NUMBER}, "
-            "arrays at most a pair such as [3, 5]"
+            _(
+                "{path}: {error}; numbers in a spec are at most {max}, "
+                "arrays at most a pair such as [3, 5]"
+            ).format(path=path, error=error, max=MAX_NUMBER)
         ) from None
     except OSError as error:  # missing, a FIFO or folder (never waited on), too large
-        raise SpecError(f"{path}: cannot read the model file ({error})") from None
+        raise SpecError(
+            _("{path}: cannot read the model file ({error})").format(path=path, error=error)
+        ) from None
     return spec_from_toml_dict(data, str(path))
 
 

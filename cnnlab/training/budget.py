@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cnnlab.data.augment import AugmentPolicy, augment_batch
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.inference import logits_in_batches, normalize
 from cnnlab.training.config import MAX_COUNT, TrainConfig, parse_budget
@@ -227,10 +228,20 @@ def check_enough(plan: BudgetPlan) -> None:
     least = minimum_seconds(m)
     in_e = f" = {math.ceil(100 * least / m.e) / 100:g}E" if m.e else ""
     raise ConfigError(
-        f"budget {plan.text} = {plan.seconds:.1f} s is too short: {m.spent:.1f} s are already "
-        f"spent and the test and writing need {m.finish:.1f} s, which leaves "
-        f"{plan.total_steps} optimizer steps of {m.step * 1000:.1f} ms, under the {MIN_STEPS} "
-        f"a run needs to learn anything; give --budget {math.ceil(least)}s{in_e} or more"
+        _(
+            "budget {budget} = {seconds} s is too short: {spent} s are already spent and the test "
+            "and writing need {finish} s, which leaves {steps} optimizer steps of {step} ms, "
+            "under the {least_steps} a run needs to learn anything; give --budget {least} or more"
+        ).format(
+            budget=plan.text,
+            seconds=f"{plan.seconds:.1f}",
+            spent=f"{m.spent:.1f}",
+            finish=f"{m.finish:.1f}",
+            steps=plan.total_steps,
+            step=f"{m.step * 1000:.1f}",
+            least_steps=MIN_STEPS,
+            least=f"{math.ceil(least)}s{in_e}",
+        )
     )
 
 
@@ -319,11 +330,11 @@ def _typical_seconds(
     slowest, after `warmup` untimed ones (a mean, as the run pays the machine's ordinary
     slow-downs too; without the slowest, as one stall would weigh on 10 steps what it weighs on
     hundreds)."""
-    for _ in range(warmup):
+    for _round in range(warmup):
         for step in steps:
             step()
     times: list[list[float]] = [[] for _ in steps]
-    for _ in range(measured):
+    for _round in range(measured):
         for step, kept in zip(steps, times, strict=True):
             started = time.perf_counter()
             step()
@@ -400,7 +411,7 @@ def time_test(
 def _tutorial_step(device: torch.device) -> Callable[[], None]:
     """One step of seed 000's tutorial recipe (E's: fp32, Adam 1e-3, batch 128, a shuffling
     DataLoader over float images) on random images: a step's time does not depend on the pixels."""
-    spec, _ = model_for_data("tutorial", E_SHAPE, E_CLASSES, E_IMAGES)
+    spec, _notes = model_for_data("tutorial", E_SHAPE, E_CLASSES, E_IMAGES)
     torch.manual_seed(0)  # build_learner seeds again before the run's own model
     model = CnnModel(spec).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

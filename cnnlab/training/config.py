@@ -209,9 +209,11 @@ def _convert(key: str, value: Any) -> Any:
         return "auto"
     converted = _typed(key, value)
     if key in USER_RANGES:
-        allowed, rule = USER_RANGES[key]
-        if not allowed(converted):  # _(rule): the rules marked N_ have translations
-            raise ConfigError(_("{rule}; not {value}").format(rule=_(rule), value=_shown(value)))
+        allowed = USER_RANGES[key][0]
+        if not allowed(converted):
+            raise ConfigError(
+                _("{rule}; not {value}").format(rule=range_rule(key), value=_shown(value))
+            )
     return converted
 
 
@@ -243,7 +245,9 @@ def _typed(key: str, value: Any) -> Any:
                 _("{key} must be a number, got {value}").format(key=key, value=_shown(value))
             ) from None
     if isinstance(value, dict | list):  # a TOML table or array where one value belongs
-        raise ConfigError(f'{key} must be one value, e.g. {key} = "...", not a table or a list')
+        raise ConfigError(
+            _('{key} must be one value, e.g. {key} = "...", not a table or a list').format(key=key)
+        )
     return str(value)
 
 
@@ -310,8 +314,10 @@ def parse_budget(text: str) -> tuple[float, str] | None:
         amount = math.nan
     if not (math.isfinite(amount) and amount > 0) or len(text) > MAX_DIGITS:
         raise ConfigError(
-            f"budget must be seconds (e.g. 60 or 90s) or a multiple of E, one epoch of the "
-            f"tutorial recipe as measured on this machine (e.g. 1.25E); not {_shown(text)}"
+            _(
+                "budget must be seconds (e.g. 60 or 90s) or a multiple of E, one epoch of the "
+                "tutorial recipe as measured on this machine (e.g. 1.25E); not {value}"
+            ).format(value=_shown(text))
         )
     return amount, "E" if unit == "e" else "s"
 
@@ -320,8 +326,10 @@ def _check_budget_and_epochs(merged: dict[str, Any]) -> None:
     """--budget plans the epochs: both given is one wish too many (a planned run records both)."""
     if merged.get("budget") and "epochs" in merged and not merged.get("total_steps"):
         raise ConfigError(
-            f"budget={merged['budget']} and epochs={merged['epochs']}: give one or the other "
-            "(--budget plans the number of steps to end within the time; --epochs fixes it)"
+            _(
+                "budget={budget} and epochs={epochs}: give one or the other "
+                "(--budget plans the number of steps to end within the time; --epochs fixes it)"
+            ).format(budget=merged["budget"], epochs=merged["epochs"])
         )
 
 
@@ -388,10 +396,14 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(_("config file {path} does not exist").format(path=path)) from None
     except OSError as error:  # a FIFO or folder (never waited on), too large, unreadable
-        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+        raise ConfigError(
+            _("config file {path} cannot be read: {error}").format(path=path, error=error)
+        ) from None
     except NotToml as error:
         raise ConfigError(
-            f"{path}: {error}; settings are single values such as epochs = 3"
+            _("{path}: {error}; settings are single values such as epochs = 3").format(
+                path=path, error=error
+            )
         ) from None
     try:
         return _converted(_train_table(data))
@@ -404,12 +416,14 @@ def _train_table(data: dict[str, Any]) -> dict[str, Any]:
     if "train" not in data:
         return data
     if not isinstance(data["train"], dict):
-        raise ConfigError("train must be a table: write the settings under a [train] header")
+        raise ConfigError(_("train must be a table: write the settings under a [train] header"))
     others = [key for key in data if key != "train"]
     if others:  # they would be silently ignored beside [train]
         raise ConfigError(
-            f"{', '.join(others)}: outside the [train] table, where they would be ignored; "
-            "move every setting under [train], or drop the [train] header"
+            _(
+                "{keys}: outside the [train] table, where they would be ignored; "
+                "move every setting under [train], or drop the [train] header"
+            ).format(keys=", ".join(others))
         )
     return data["train"]
 
@@ -446,18 +460,19 @@ MAX_EPOCHS = 1_000_000
 MAX_SEED = 2**32 - 1  # epoch seeds are seed * 1_000_003 * 31 + rank: must stay below 2**64
 MAX_FORCED_NPROC = 256  # even with force_nproc
 
-# key -> (lowest, highest, what 0 means or ""): the whole-number settings and their ranges.
+# key -> (lowest, highest, what 0 means or ""): the whole-number settings and their ranges;
+# what 0 means is N_-marked, translated where shown (_range_text).
 INT_RANGES: dict[str, tuple[int, int, str]] = {
     "epochs": (1, MAX_EPOCHS, ""),
-    "total_steps": (0, MAX_COUNT, "epochs x steps per epoch"),
+    "total_steps": (0, MAX_COUNT, N_("epochs x steps per epoch")),
     "batch_size": (1, MAX_COUNT, ""),
-    "train_size": (0, MAX_COUNT, "the data set's default"),
-    "test_size": (0, MAX_COUNT, "the data set's default"),
-    "step_every": (0, MAX_EPOCHS, "a third of the run"),
-    "early_stop": (0, MAX_EPOCHS, "off"),
-    "stop_after": (0, MAX_EPOCHS, "run to the end"),
+    "train_size": (0, MAX_COUNT, N_("the data set's default")),
+    "test_size": (0, MAX_COUNT, N_("the data set's default")),
+    "step_every": (0, MAX_EPOCHS, N_("a third of the run")),
+    "early_stop": (0, MAX_EPOCHS, N_("off")),
+    "stop_after": (0, MAX_EPOCHS, N_("run to the end")),
     "seed": (0, MAX_SEED, ""),
-    "threads": (0, MAX_COUNT, "all cores"),
+    "threads": (0, MAX_COUNT, N_("all cores")),
     "nproc": (1, MAX_FORCED_NPROC, ""),
 }
 
@@ -468,40 +483,57 @@ FREEZE_RULE = N_(
 )
 # key -> (whether a user's value is allowed, the rule and the fix): the settings whose stand-ins
 # (AUTO_VALUES; lr 0) or out-of-range values would otherwise be taken silently. A NaN fails each.
+# The rules are N_-marked templates of RULE_FIELDS, built here at import: range_rule(key) shows one.
 USER_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "lr": (
         lambda v: 0 < v <= MAX_LR,
-        f"lr must be above 0 and at most {MAX_LR:g} (e.g. 0.05; higher diverges, and the range "
-        "test looks no further); write auto for a range test to find it, or leave it out for "
-        "the optimizer's default",
+        N_(
+            "lr must be above 0 and at most {max_lr} (e.g. 0.05; higher diverges, and the range "
+            "test looks no further); write auto for a range test to find it, or leave it out for "
+            "the optimizer's default"
+        ),
     ),
     "weight_decay": (
         lambda v: v >= 0,
-        "weight_decay must be 0 (no decay) or more (e.g. 5e-4); leave it out or write auto for "
-        "the optimizer's default",
+        N_(
+            "weight_decay must be 0 (no decay) or more (e.g. 5e-4); leave it out or write auto "
+            "for the optimizer's default"
+        ),
     ),
     "warmup_epochs": (
         lambda v: v >= 0,
-        "warmup_epochs must be 0 (no warm-up) or more (e.g. 1.5); leave it out or write auto for "
-        "the schedule's default",
+        N_(
+            "warmup_epochs must be 0 (no warm-up) or more (e.g. 1.5); leave it out or write auto "
+            "for the schedule's default"
+        ),
     ),
     "warmup_steps": (
         lambda v: 0 <= v <= MAX_COUNT,
-        f"warmup_steps must be 0 (no warm-up) to {MAX_COUNT}; leave it out or write auto for the "
-        "schedule's default",
+        N_(
+            "warmup_steps must be 0 (no warm-up) to {max_count}; leave it out or write auto for "
+            "the schedule's default"
+        ),
     ),
     "momentum": (
         lambda v: 0 <= v < 1,
-        "momentum must be at least 0 and below 1 (e.g. 0.9; 0 = none)",
+        N_("momentum must be at least 0 and below 1 (e.g. 0.9; 0 = none)"),
     ),
     "freeze": (lambda v: v >= 0, FREEZE_RULE),
 }
+RULE_FIELDS = {"max_lr": f"{MAX_LR:g}", "max_count": MAX_COUNT}
+
+
+def range_rule(key: str) -> str:
+    """USER_RANGES' rule for `key`, in the current language."""
+    return _(USER_RANGES[key][1]).format(**RULE_FIELDS)
 
 
 def _range_text(key: str, low: int, high: int, zero: str) -> str:
     if zero:  # 0 means "the default"; real values start at 1
-        return f"{key} must be 0 ({zero}) or 1 to {high}"
-    return f"{key} must be a whole number from {low} to {high}"
+        return _("{key} must be 0 ({zero}) or 1 to {high}").format(key=key, zero=_(zero), high=high)
+    return _("{key} must be a whole number from {low} to {high}").format(
+        key=key, low=low, high=high
+    )
 
 
 def _check_ranges(config: TrainConfig) -> None:
@@ -509,14 +541,20 @@ def _check_ranges(config: TrainConfig) -> None:
     for key, (low, high, zero) in INT_RANGES.items():
         value = getattr(config, key)
         if not low <= value <= high:
-            raise ConfigError(f"{_range_text(key, low, high, zero)}, not {value}")
+            raise ConfigError(
+                _("{rule}, not {value}").format(rule=_range_text(key, low, high, zero), value=value)
+            )
     for f in fields(config):
         value = getattr(config, f.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{f.name} must be a finite number, not {value}")
+            raise ConfigError(
+                _("{key} must be a finite number, not {value}").format(key=f.name, value=value)
+            )
     if config.channels not in (0, 1, 3):
         raise ConfigError(
-            f"channels must be 0 (decide from the data), 1 or 3, not {config.channels}"
+            _("channels must be 0 (decide from the data), 1 or 3, not {channels}").format(
+                channels=config.channels
+            )
         )
 
 
@@ -530,8 +568,10 @@ def _check_image_size(config: TrainConfig) -> None:
     with contextlib.suppress(DataError):  # not a registered name: a folder
         name = get_entry(config.data).name
         raise ConfigError(
-            f"image_size={config.image_size}: {name} resizes to a square only; give one side "
-            "(e.g. image_size=32); HxW is for image folders"
+            _(
+                "image_size={size}: {data} resizes to a square only; give one side "
+                "(e.g. image_size=32); HxW is for image folders"
+            ).format(size=config.image_size, data=name)
         )
 
 
@@ -540,9 +580,11 @@ def _check_nproc(config: TrainConfig) -> None:
     cores = usable_cores()
     if config.nproc > cores and not config.force_nproc:
         raise ConfigError(
-            f"nproc={config.nproc}: more training processes than this machine's {cores} cores; "
-            f"use nproc={cores} or fewer, or add --force-nproc (force_nproc=true) "
-            "to start them anyway"
+            _(
+                "nproc={nproc}: more training processes than this machine's {cores} cores; "
+                "use nproc={cores} or fewer, or add --force-nproc (force_nproc=true) "
+                "to start them anyway"
+            ).format(nproc=config.nproc, cores=cores)
         )
 
 
@@ -552,8 +594,10 @@ def _check_budget(config: TrainConfig) -> None:
         return
     if config.nproc > 1:
         raise ConfigError(
-            f"budget={config.budget} measures the steps in one process: drop --nproc, or train "
-            "with --nproc and --epochs"
+            _(
+                "budget={budget} measures the steps in one process: drop --nproc, or train "
+                "with --nproc and --epochs"
+            ).format(budget=config.budget)
         )
 
 
@@ -563,39 +607,48 @@ def check(config: TrainConfig) -> TrainConfig:
     _check_ranges(config)
     _check_image_size(config)
     _check_budget(config)
+    one_of = _("{key} must be one of {choices}")
     rules = [
-        (config.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-        (config.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-        (config.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
-        (config.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
-        (config.balance in BALANCES, f"balance must be one of {', '.join(BALANCES)}"),
+        (
+            config.optimizer in OPTIMIZERS,
+            one_of.format(key="optimizer", choices=", ".join(OPTIMIZERS)),
+        ),
+        (config.schedule in SCHEDULES, one_of.format(key="schedule", choices=", ".join(SCHEDULES))),
+        (config.device in DEVICES, one_of.format(key="device", choices=", ".join(DEVICES))),
+        (
+            config.precision in PRECISIONS,
+            one_of.format(key="precision", choices=", ".join(PRECISIONS)),
+        ),
+        (config.balance in BALANCES, one_of.format(key="balance", choices=", ".join(BALANCES))),
         (
             config.keep_aspect in KEEP_ASPECTS,
-            f"keep_aspect must be one of {', '.join(KEEP_ASPECTS)}",
+            one_of.format(key="keep_aspect", choices=", ".join(KEEP_ASPECTS)),
         ),
         (
             config.batch_size % config.nproc == 0,
-            "batch_size must divide evenly among nproc processes",
+            _("batch_size must divide evenly among nproc processes"),
         ),
-        (0 <= config.val_split < 1, "val_split must be at least 0 and below 1"),
-        (0 <= config.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
+        (0 <= config.val_split < 1, _("val_split must be at least 0 and below 1")),
+        (0 <= config.label_smoothing < 1, _("label_smoothing must be at least 0 and below 1")),
         # a config built in Python may hold the stand-ins (AUTO_VALUES); users cannot type them
-        (0 <= config.lr <= MAX_LR or config.lr == LR_AUTO, USER_RANGES["lr"][1]),
-        (config.weight_decay >= 0 or config.weight_decay == -1, USER_RANGES["weight_decay"][1]),
-        (config.warmup_epochs >= 0 or config.warmup_epochs == -1, USER_RANGES["warmup_epochs"][1]),
-        (-1 <= config.warmup_steps <= MAX_COUNT, USER_RANGES["warmup_steps"][1]),
-        (0 <= config.momentum < 1, USER_RANGES["momentum"][1]),
+        (0 <= config.lr <= MAX_LR or config.lr == LR_AUTO, range_rule("lr")),
+        (config.weight_decay >= 0 or config.weight_decay == -1, range_rule("weight_decay")),
+        (config.warmup_epochs >= 0 or config.warmup_epochs == -1, range_rule("warmup_epochs")),
+        (-1 <= config.warmup_steps <= MAX_COUNT, range_rule("warmup_steps")),
+        (0 <= config.momentum < 1, range_rule("momentum")),
         (
             config.freeze >= 0,
             _("{rule}; not {value}").format(rule=_(FREEZE_RULE), value=config.freeze),
         ),
         (
             config.budget_seconds >= 0 and config.e_seconds >= 0,
-            "budget_seconds and e_seconds must be 0 or more (they record a plan: leave them out)",
+            _(
+                "budget_seconds and e_seconds must be 0 or more (they record a plan: leave them out)"
+            ),
         ),
-        (config.gamma > 0, "gamma must be above 0 (e.g. 0.1)"),
-        (config.whiten in WHITENINGS, f"whiten must be one of {', '.join(WHITENINGS)}"),
-        (config.bn_lr_scale > 0, "bn_lr_scale must be above 0 (1 = the same lr as the rest)"),
+        (config.gamma > 0, _("gamma must be above 0 (e.g. 0.1)")),
+        (config.whiten in WHITENINGS, one_of.format(key="whiten", choices=", ".join(WHITENINGS))),
+        (config.bn_lr_scale > 0, _("bn_lr_scale must be above 0 (1 = the same lr as the rest)")),
     ]
     for ok, message in rules:
         if not ok:

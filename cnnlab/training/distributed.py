@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.i18n import _
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,9 @@ def spawn(config_toml: str, nproc: int, resume: str | None) -> None:
     if failed:
         rank, code = failed[0]
         raise CnnlabError(
-            f"training process {rank} stopped with exit code {code} (its message is above)"
+            _(
+                "training process {rank} stopped with exit code {code} (its message is above)"
+            ).format(rank=rank, code=code)
         )
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import _
 from cnnlab.model.inference import normalize
 
 WHITEN_EPS = 5e-4  # airbench's; eigenvalues of normalised 3x3 patches range ~0.01..8
@@ -43,8 +44,10 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
         if isinstance(module, nn.Linear):
             break
     raise ConfigError(
-        "whiten sets the first convolution's filters, but this model has no convolution "
-        "before its first fc layer; drop whiten or start the model with conv(...)"
+        _(
+            "whiten sets the first convolution's filters, but this model has no convolution "
+            "before its first fc layer; drop whiten or start the model with conv(...)"
+        )
     )
 
 
@@ -104,7 +107,7 @@ def whiten_first_conv(
     train. Returns how many filters were set."""
     conv = first_conv(model)
     if conv.groups != 1:
-        raise ConfigError("whiten needs a first convolution without groups; drop whiten")
+        raise ConfigError(_("whiten needs a first convolution without groups; drop whiten"))
     kernel = tuple(conv.weight.shape[2:])
     mu, covariance = patch_statistics(images, mean, std, kernel)
     filters = whitening_filters(covariance, conv.out_channels)

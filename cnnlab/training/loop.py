@@ -167,8 +167,10 @@ def train(
     config = apply(config, overrides) if config is not None else resolve_config(overrides)
     if config.nproc > 1 and config.lr == LR_AUTO and not resume:
         raise ConfigError(
-            "lr = auto runs the range test in one process: run `cnnlab lr-find` with the same "
-            "options, then train with --nproc and the --lr it suggests"
+            _(
+                "lr = auto runs the range test in one process: run `cnnlab lr-find` with the same "
+                "options, then train with --nproc and the --lr it suggests"
+            )
         )
     if config.nproc > 1 and not distributed.world_from_env().distributed:
         if not resume and not config.out:  # every process must write to the same, fixed folder
@@ -465,8 +467,9 @@ def _interrupted(state: Training, sums: EpochSums, stepper: Stepper) -> Training
     )
     state = dataclasses.replace(state, position=position, outcome="interrupted")
     state.job.report.end_epoch(
-        f"interrupted in epoch {position.epoch + 1} after step {sums.stopped_at}/"
-        f"{stepper.steps_per_epoch}"
+        _("interrupted in epoch {epoch} after step {step}/{steps}").format(
+            epoch=position.epoch + 1, step=sums.stopped_at, steps=stepper.steps_per_epoch
+        )
     )
     _save_resume(state)
     return state
@@ -501,8 +504,9 @@ def _stepper(job: Job, learner: Learner) -> Stepper:
     config, steps = job.config, job.plan.steps_per_epoch
     if steps == 0:
         raise ConfigError(
-            f"batch_size {config.batch_size} is larger than the {len(job.data.train[0])} "
-            "training images: use a smaller one"
+            _(
+                "batch_size {batch} is larger than the {images} training images: use a smaller one"
+            ).format(batch=config.batch_size, images=len(job.data.train[0]))
         )
     model = learner.model
     return Stepper(

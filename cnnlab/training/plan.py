@@ -299,7 +299,9 @@ def _batch_within_data(
     if config.batch_size <= images:
         return config, []
     batch = max(ranks, images - images % ranks)  # whole per-rank shares
-    note = f"batch {config.batch_size} is more than the {images} training images: batch {batch}"
+    note = _("batch {asked} is more than the {images} training images: batch {batch}").format(
+        asked=config.batch_size, images=images, batch=batch
+    )
     return dataclasses.replace(config, batch_size=batch), [note]
 
 
@@ -322,7 +324,7 @@ def learning_rate(
     if config.lr != LR_AUTO:
         return peak_lr(config), None
     if measure is None:
-        raise ConfigError("lr = auto needs the range test, which runs only when a run starts")
+        raise ConfigError(_("lr = auto needs the range test, which runs only when a run starts"))
     from cnnlab.training.lrfind import range_test  # torch: not at start-up
 
     test = range_test(config, data, policy, measure.device)
@@ -356,7 +358,7 @@ def _budgeted(
         )
         return dataclasses.replace(config, epochs=max(1, epochs)), None, None
     if measure is None:
-        raise ConfigError("a budget is planned from timed steps, taken only when a run starts")
+        raise ConfigError(_("a budget is planned from timed steps, taken only when a run starts"))
     from cnnlab.training.budget import plan_budget  # torch: not at start-up
 
     budget_plan = plan_budget(config, data, policy, measure.device, measure.clock, ranks)

@@ -205,6 +205,6 @@ def _grey_stem(
 def _mismatch(name: str, own: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> str:
     """'conv3.weight: 32x16x1x1 here, 24x16x1x1 there' or 'conv3.weight: not there'."""
     if name not in tensors:
-        return f"{name}: not there"
+        return _("{name}: not there").format(name=name)
     here, there = ("x".join(map(str, t.shape)) for t in (own[name], tensors[name]))
-    return f"{name}: {here} here, {there} there"
+    return _("{name}: {here} here, {there} there").format(name=name, here=here, there=there)

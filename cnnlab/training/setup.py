@@ -23,6 +23,7 @@ from cnnlab.data.augment import parse_policy
 from cnnlab.data.folder import folder_notes
 from cnnlab.data.source import DataSource, check_splits, load_source, training_splits
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.i18n import _
 from cnnlab.model.cnn import CnnModel, model_for_data
 from cnnlab.model.presets import PRESETS
 from cnnlab.run import RUNS_DIR
@@ -110,12 +111,12 @@ def pick_device(name: str, world: distributed.World) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
-                "device cuda was asked for, but torch sees no CUDA GPU: use --device auto or cpu"
+                _("device cuda was asked for, but torch sees no CUDA GPU: use --device auto or cpu")
             )
         return torch.device("cuda", world.local_rank % torch.cuda.device_count())
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(
-            "device mps was asked for, but it is not available: use --device auto or cpu"
+            _("device mps was asked for, but it is not available: use --device auto or cpu")
         )
     return torch.device(name)
 
@@ -129,8 +130,8 @@ def thread_count(config: TrainConfig, world: distributed.World) -> int:
     """config.threads, at most this machine's cores (more crash torch's thread pool); 0 = share."""
     cores = usable_cores()
     if config.threads > cores:
-        note = f"note: threads={config.threads} is more than this machine's {cores} cores"
-        print(f"{note}; using {cores}", file=sys.stderr)
+        note = _("note: threads={threads} is more than this machine's {cores} cores; using {cores}")
+        print(note.format(threads=config.threads, cores=cores), file=sys.stderr)
         return cores
     return config.threads or default_threads(world)
 
@@ -198,7 +199,9 @@ def _open_resumed(folder: Path, config: TrainConfig, world: distributed.World) -
         tensors, info = load_tensors(folder / RESUME_FILE)
         if not info:
             raise CheckpointError(
-                f"{folder / RESUME_FILE} holds no training state; it cannot be resumed"
+                _("{path} holds no training state; it cannot be resumed").format(
+                    path=folder / RESUME_FILE
+                )
             )
     except BaseException:
         if lock is not None:
@@ -226,7 +229,9 @@ def resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
     """The run's own config with the few changes a resumed run allows."""
     if not (folder / CONFIG_FILE).is_file():
         raise CheckpointError(
-            f"{folder} is not a cnnlab run folder (no {CONFIG_FILE}); `cnnlab runs` lists runs"
+            _("{folder} is not a cnnlab run folder (no {file}); `cnnlab runs` lists runs").format(
+                folder=folder, file=CONFIG_FILE
+            )
         )
     saved = load_config(folder / CONFIG_FILE)
     # What the request was built on (the defaults and its preset's recipe): equal means unasked.
@@ -244,8 +249,10 @@ def resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
         if f.name not in RESUMABLE_CHANGES:
             wanted = "auto" if f.name == "lr" and wanted == LR_AUTO else wanted
             raise ConfigError(
-                f"{f.name} cannot change when resuming (the run was trained with {f.name}={getattr(saved, f.name)!r}); "
-                f"start a new run for {f.name}={wanted!r}"
+                _(
+                    "{key} cannot change when resuming (the run was trained with {key}={saved}); "
+                    "start a new run for {key}={wanted}"
+                ).format(key=f.name, saved=repr(getattr(saved, f.name)), wanted=repr(wanted))
             )
         changes[f.name] = wanted
     return dataclasses.replace(saved, **changes)
@@ -284,20 +291,22 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainingData:
     source = source_of(config)
     data = load_source(source)
     for message in data.skipped:  # skip_bad: say what was left out
-        print(f"skipped: {message}", file=sys.stderr)
+        print(_("skipped: {message}").format(message=message), file=sys.stderr)
     for message in folder_notes(data):  # e.g. images much larger than the size chosen
-        print(f"note: {message}", file=sys.stderr)
+        print(_("note: {message}").format(message=message), file=sys.stderr)
     flip_ok = data.flip_ok or config.flip_ok  # the data set's own, or the user's word for it
     if config.tta and not flip_ok:
         raise ConfigError(
-            f"{data.name}: tta averages each image with its mirror, but a mirror changes labels in "
-            "this data set (a mirrored digit or glyph is another class); drop tta=true, or, if a "
-            "mirror keeps every label in your data, add --flip-ok"
+            _(
+                "{data}: tta averages each image with its mirror, but a mirror changes labels in "
+                "this data set (a mirrored digit or glyph is another class); drop tta=true, or, "
+                "if a mirror keeps every label in your data, add --flip-ok"
+            ).format(data=data.name)
         )
     parse_policy(config.augment, data, flip_ok=flip_ok)  # refused here, before any training
     train, val = training_splits(data, source)
     check_splits(data, source, train, val)  # refused now: no run folder claimed, nothing trained
-    train_x, train_y, _ = train
+    train_x, train_y, _paths = train
     counts = torch.bincount(train_y, minlength=len(data.classes))
     return TrainingData(
         name=data.name,

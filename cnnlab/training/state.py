@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CheckpointError
+from cnnlab.i18n import _
 from cnnlab.run.checkpoint import check_state_dict, optimizer_from_tensors, optimizer_to_tensors
 from cnnlab.run.files import METRIC_COLUMNS
 from cnnlab.text import clipped
@@ -67,7 +68,9 @@ def restore(
         torch.set_rng_state(tensors["rng.torch"])
         learner.augment_generator.set_state(tensors["rng.augment"])
     except (RuntimeError, TypeError) as error:  # a tensor of another dtype or size
-        raise _damaged(source, f"its random number generator state is wrong ({error})") from None
+        raise _damaged(
+            source, _("its random number generator state is wrong ({error})").format(error=error)
+        ) from None
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     best = {k.removeprefix("best."): v for k, v in tensors.items() if k.startswith("best.")} or None
@@ -90,8 +93,10 @@ PROGRESS_BOUNDS = {
 def _damaged(source: str, what: str) -> CheckpointError:
     """The error for a resume checkpoint whose state cannot be right."""
     return CheckpointError(
-        f"{source}: {what}; the file is damaged: resume from an intact copy of the run folder, "
-        "or train again without --resume"
+        _(
+            "{source}: {what}; the file is damaged: resume from an intact copy of the run folder, "
+            "or train again without --resume"
+        ).format(source=source, what=what)
     )
 
 
@@ -103,20 +108,24 @@ def _is_number(value: Any, whole: bool = False) -> bool:
 def check_resume_state(tensors: dict[str, torch.Tensor], info: Any, source: str) -> None:
     """Refuse a resume checkpoint whose JSON or RNG tensors are missing, mistyped or out of range."""
     if not isinstance(info, dict) or not isinstance(info.get("progress"), dict):
-        raise _damaged(source, "its training progress is missing")
+        raise _damaged(source, _("its training progress is missing"))
     if not isinstance(info.get("optimizer"), dict):
-        raise _damaged(source, "its optimizer settings are missing")
+        raise _damaged(source, _("its optimizer settings are missing"))
     missing = [name for name in ("rng.torch", "rng.augment") if name not in tensors]
     if missing:
-        raise _damaged(source, f"it has no {', '.join(missing)} tensor")
+        raise _damaged(source, _("it has no {names} tensor").format(names=", ".join(missing)))
     progress = info["progress"]
     for key, (whole, low, high) in PROGRESS_BOUNDS.items():
         value = progress.get(key, getattr(Position(), key))
         if not (_is_number(value, whole) and low <= value <= high):
-            kind = "a whole number" if whole else "a number"
+            rule = (
+                _("progress {key} is {value}, not a whole number from {low} to {high}")
+                if whole
+                else _("progress {key} is {value}, not a number from {low} to {high}")
+            )
             raise _damaged(
                 source,
-                f"progress {key} is {clipped(repr(value))}, not {kind} from {low:g} to {high:g}",
+                rule.format(key=key, value=clipped(repr(value)), low=f"{low:g}", high=f"{high:g}"),
             )
     _check_history(progress.get("history", []), source)
 
@@ -124,8 +133,16 @@ def check_resume_state(tensors: dict[str, torch.Tensor], info: Any, source: str)
 def _check_history(rows: Any, source: str) -> None:
     """Each history row (a metrics.csv row) must hold a number in every metrics column."""
     if not isinstance(rows, list) or len(rows) > MAX_EPOCHS:
-        raise _damaged(source, f"its history is not a list of at most {MAX_EPOCHS:,} epochs")
+        raise _damaged(
+            source,
+            _("its history is not a list of at most {most} epochs").format(most=f"{MAX_EPOCHS:,}"),
+        )
     for number, row in enumerate(rows, start=1):
         bad = [c for c in METRIC_COLUMNS if not (isinstance(row, dict) and _is_number(row.get(c)))]
         if bad:
-            raise _damaged(source, f"history row {number} has no number for {', '.join(bad)}")
+            raise _damaged(
+                source,
+                _("history row {number} has no number for {columns}").format(
+                    number=number, columns=", ".join(bad)
+                ),
+            )
