@@ -19,6 +19,9 @@ The catalogues (English is the source; `cnnlab/locale/ko/LC_MESSAGES/cnnlab.po` 
     (translate the new, empty entries of the .po; keep each {field} as it is)
     pybabel compile -d cnnlab/locale -D cnnlab
 
+The pages' words are in the same catalogue: cnnlab/server/page_text.py marks each with N_, and
+the server sends them to the browser as GET /api/i18n.js (tests/test_i18n_pages.py).
+
 The compiled `.mo` is committed, so `pip install -e .` works with no build step;
 tests/test_i18n.py fails when the `.mo` or the `.po` falls behind the code.
 """

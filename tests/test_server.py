@@ -28,11 +28,13 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.evaluate.featuremaps import feature_maps
 from cnnlab.evaluate.grids import feature_map_grid
 from cnnlab.evaluate.scores import split_images
+from cnnlab.i18n import translate
 from cnnlab.model.cnn import build_model
 from cnnlab.run.folder import Run
 from cnnlab.server.app import STATIC_DIR, create_app
 from cnnlab.server.limits import DEFAULT_LIMITS, Limits
 from cnnlab.server.maps import MAX_VALUES, layer_grid
+from cnnlab.server.page_text import PAGE_TEXT, dictionary, script
 from cnnlab.server.serve import bind_socket, uvicorn_config
 from cnnlab.spec.summary import summary_json
 
@@ -120,8 +122,24 @@ def test_the_page_needs_nothing_from_outside(server):
         # no CDN, no remote font or script: every URL is local to the server
         assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text), name
         assert "@import" not in text and "cdn" not in text.lower(), name
-    for ref in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
+    for ref in re.findall(r'(?:src|href)="(/(?:static|api)/[^"]+)"', page.text):
         assert httpx.get(f"{server.url}{ref}").status_code == 200, ref
+
+
+def test_the_pages_words_come_from_the_gettext_catalogue(server, run_dir):
+    """/api/i18n.js (loaded before i18n.js) and its JSON twin: the catalogue's Korean, no paths."""
+    served = httpx.get(f"{server.url}/api/i18n.js")
+    assert served.status_code == 200 and served.text == script()
+    assert served.headers["content-type"].startswith("text/javascript")
+    assert served.headers["cache-control"] == "no-cache"  # as the pages: a new catalogue shows
+    assert served.text.startswith("// ") and "const DICTIONARIES_FROM_SERVER = {" in served.text
+    assert str(run_dir) not in served.text and str(STATIC_DIR) not in served.text
+    korean = httpx.get(f"{server.url}/api/i18n", params={"lang": "ko"}).json()
+    assert korean["language"] == "ko" and korean["messages"] == dictionary("ko")
+    assert korean["messages"]["Prediction"] == translate("Prediction", "ko") == "예측"
+    assert set(korean["messages"]) == set(PAGE_TEXT)  # every page text has its Korean
+    assert httpx.get(f"{server.url}/api/i18n?lang=en").json()["messages"] == {}
+    assert httpx.get(f"{server.url}/api/i18n?lang=fr").status_code == 422
 
 
 # --- predictions ----------------------------------------------------------------------------
@@ -465,7 +483,7 @@ def test_timed_out_work_keeps_its_worker_until_it_stops(run_dir, sample):
         srv.stop()
 
 
-@pytest.mark.parametrize("path", ["/", "/healthz", "/readyz", "/api/model"])
+@pytest.mark.parametrize("path", ["/", "/healthz", "/readyz", "/api/model", "/api/i18n.js"])
 def test_head_answers_like_get(server, path):
     got, head = httpx.get(f"{server.url}{path}"), httpx.head(f"{server.url}{path}")
     assert head.status_code == got.status_code == 200

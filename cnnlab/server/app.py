@@ -1,6 +1,6 @@
 """The HTTP routes: a page to draw on, and its JSON twin, over one `Predictor`.
 
-Routes: GET / (the page), GET /api/model, POST /api/predict, POST /api/featuremaps,
+Routes: GET / (the page), GET /api/i18n.js and /api/i18n (the pages' words, from gettext), GET /api/model, POST /api/predict, POST /api/featuremaps,
 POST /api/cam, POST /api/explain/cell, GET /healthz, GET /readyz, and FastAPI's /docs and /openapi.json; GET /run
 and /api/run/* (the run report) are in report_api.py.
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
@@ -27,6 +27,7 @@ from cnnlab import __version__
 from cnnlab.deploy.predict import Predictor, Preprocess
 from cnnlab.evaluate.featuremaps import feature_maps
 from cnnlab.fileio import finite
+from cnnlab.i18n import LANGUAGES, SOURCE_LANGUAGE
 from cnnlab.server.body import ImageBody, read_body
 from cnnlab.server.camview import CamView
 from cnnlab.server.cellview import CellView
@@ -34,6 +35,7 @@ from cnnlab.server.errors import add_error_handlers, without_paths
 from cnnlab.server.limits import DEFAULT_LIMITS, BodyLimit, Guard, Limits, Workers
 from cnnlab.server.maps import MAX_CHANNELS, input_json, layer_json
 from cnnlab.server.openapi import ERRORS, IMAGE_BODY, NO_MAP
+from cnnlab.server.page_text import dictionary, script
 from cnnlab.server.report import RunReport
 from cnnlab.server.report_api import ReportJobs
 from cnnlab.server.report_api import router as report_router
@@ -129,6 +131,24 @@ async def in_worker(request: Request, fn, *args):
 async def page() -> FileResponse:
     """The drawing page."""
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/i18n.js", include_in_schema=False)
+async def page_dictionaries() -> Response:
+    """The pages' words in each catalogue's language, as the script both pages load before
+    /static/i18n.js (synchronously: the dictionary is there when the page is first translated)."""
+    return Response(script(), media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/i18n", summary="the pages' words in one language, from the gettext catalogue")
+async def page_dictionary(
+    lang: str = Query(
+        "ko", pattern=f"^({'|'.join(LANGUAGES)})$", description="language of the translations"
+    ),
+) -> dict[str, Any]:
+    """{English: translation} for every text the pages show; English, the source, is empty."""
+    messages = {} if lang == SOURCE_LANGUAGE else dictionary(lang)
+    return {"language": lang, "source_language": SOURCE_LANGUAGE, "messages": messages}
 
 
 @router.get("/healthz", summary="the process is up")

@@ -18,6 +18,9 @@ let timer = null;
 let lastSource = null; // {blob, name}: what was analysed last, re-sent when an option changes
 let upload = null; // {name, size} of the file on the canvas; null while the canvas is a drawing
 let sequence = 0; // answers to older requests are dropped
+let statusText = ""; // the status line: a string, or a function giving it in the page's language
+let lastCam = null; // the Grad-CAM answer shown, its note written again when the language changes
+let lastMaps = null; // the feature maps shown, their headings written again likewise
 
 // --- model ---------------------------------------------------------------------------------
 
@@ -73,6 +76,14 @@ function setUpload(value) {
 
 document.addEventListener("cnnlab:language", () => {
   if (model) showModelText();
+  if (typeof statusText === "function") $("status").textContent = statusText();
+  if (lastCam) renderCam(lastCam);
+  if (lastMaps) {
+    for (const layer of lastMaps.layers) {
+      const shape = document.querySelector(`#maps .layer[data-index="${layer.index}"] .shape`);
+      if (shape) shape.textContent = shapeText(layer);
+    }
+  }
 });
 
 // --- drawing -------------------------------------------------------------------------------
@@ -93,6 +104,8 @@ function clearCanvas() {
   $("cam").replaceChildren();
   $("cam-view").hidden = true;
   $("cam-note").textContent = "";
+  lastCam = null;
+  lastMaps = null;
   setStatus("");
   closeCell(); // cell.js: the panel explained a cell of the image just wiped
 }
@@ -225,7 +238,8 @@ async function analyse(blob, name) {
     const prediction = await post("/api/predict", blob, name, { top_k: String(TOP_K) });
     if (mine !== sequence) return;
     renderPrediction(prediction);
-    setStatus(`${prediction.engine}: ${prediction.milliseconds.toFixed(1)} ms on the server`);
+    const ms = prediction.milliseconds.toFixed(1);
+    setStatus(() => trf("{engine}: {ms} ms on the server", { engine: prediction.engine, ms }));
     const maps = await post("/api/featuremaps", blob, name, {});
     if (mine !== sequence) return;
     renderMaps(maps);
@@ -239,8 +253,10 @@ async function analyse(blob, name) {
   }
 }
 
+// `text`: a string, or a function that writes it in the page's language (again on a switch).
 function setStatus(text, isError = false) {
-  $("status").textContent = text;
+  statusText = text;
+  $("status").textContent = typeof text === "function" ? text() : text;
   $("status").classList.toggle("error", isError);
 }
 
@@ -270,6 +286,7 @@ function renderPrediction(data) {
 }
 
 function renderMaps(data) {
+  lastMaps = data;
   views.clear(); // cell.js: the maps about to be drawn replace the clickable ones
   const seen = el("img", { src: data.input.png, alt: `model input ${data.input.shape.join("x")}` });
   $("seen").replaceChildren(makeInputClickable(seen, data.input.shape));
@@ -283,25 +300,31 @@ function renderMaps(data) {
 
 function renderCam(data) {
   // Grad-CAM for the predicted class over the model's input; models without a conv layer have none.
+  lastCam = data;
   if (data.error) {
     $("cam-view").hidden = true;
-    $("cam-note").textContent = `no class activation map: ${data.error}`;
+    $("cam-note").textContent = trf("no class activation map: {error}", { error: data.error });
     return;
   }
   $("cam").replaceChildren(el("img", { src: data.overlay, alt: `Grad-CAM for ${data.class}` }));
   $("cam-view").hidden = false;
   $("cam-note").textContent =
-    `Grad-CAM for "${data.class}" at ${data.layer_text}: blue no evidence, red the most.` +
+    trf('Grad-CAM for "{name}" at {layer}: blue no evidence, red the most.', { name: data.class, layer: data.layer_text }) +
     (data.warnings.length ? ` ${data.warnings.join(" ")}` : "");
 }
 
-function renderLayer(layer, labels) {
+// "  32x14x14 (first 16 channels)": a layer's output shape, and how many of its channels are drawn.
+function shapeText(layer) {
   const shown =
-    layer.png && layer.channels_shown < layer.shape[0] ? ` (first ${layer.channels_shown} channels)` : "";
+    layer.png && layer.channels_shown < layer.shape[0] ? ` ${trf("(first {n} channels)", { n: layer.channels_shown })}` : "";
+  return `  ${layer.shape.join("x")}${shown}`;
+}
+
+function renderLayer(layer, labels) {
   const title = el("h3", {}, [
     `${layer.index}. ${layer.name} `,
     el("span", { className: "text", textContent: layer.layer }),
-    el("span", { className: "shape", textContent: `  ${layer.shape.join("x")}${shown}` }),
+    el("span", { className: "shape", textContent: shapeText(layer) }),
   ]);
   const figure = el("div", { className: "layer" }, [title]);
   if (layer.png) {
@@ -371,8 +394,8 @@ function classBars(values, low, high, labels) {
 
 function renderSummary(summary) {
   const head = el("thead", {}, [
-    el("tr", {}, ["#", "layer", "output", "how the size comes about", "params", "FLOPs", "RF"].map((t, i) =>
-      el("th", { textContent: tr(t), className: i >= 4 && i <= 5 ? "num" : "" }),
+    el("tr", {}, ["#", tr("layer"), tr("output"), tr("how the size comes about"), tr("params"), "FLOPs", "RF"].map((t, i) =>
+      el("th", { textContent: t, className: i >= 4 && i <= 5 ? "num" : "" }),
     )),
   ]);
   const rows = summary.layers.map((r) =>
@@ -407,4 +430,4 @@ function renderSummary(summary) {
   );
 }
 
-loadModel().catch((error) => setStatus(`cannot load the model: ${error.message}`, true));
+loadModel().catch((error) => setStatus(() => trf("cannot load the model: {error}", { error: error.message }), true));

@@ -175,7 +175,7 @@ function renderCell(answer) {
     parts.push(el("p", { className: "muted hint", textContent: tr("Click a cell of the window to go one layer down.") }));
   }
   parts.push(...answer.steps.map((step) => renderStep(answer, step)));
-  const verdict = tr(answer.matches ? "agrees with torch" : "DIFFERS from torch");
+  const verdict = answer.matches ? tr("agrees with torch") : tr("DIFFERS from torch");
   parts.push(el("p", {
     className: answer.matches ? "cell-total" : "cell-total error",
     textContent: trf("total: {total}; torch's output at this cell: {value} ({verdict})", {
@@ -195,10 +195,10 @@ function renderStep(answer, step) {
 }
 
 // Whole names, as render.py's: a translation names the kind in its own words (최대 풀링).
-const POOL_NAMES = { max: "max pooling", min: "min pooling", avg: "average pooling" };
+const POOL_NAMES = { max: N_("max pooling"), min: N_("min pooling"), avg: N_("average pooling") };
 const GLOBAL_POOL_HEADINGS = {
-  avg: "global average pooling: the whole map of channel {n}",
-  max: "global max pooling: the whole map of channel {n}",
+  avg: N_("global average pooling: the whole map of channel {n}"),
+  max: N_("global max pooling: the whole map of channel {n}"),
 };
 
 // A layer's name in a sentence: the model's input (layer 0) in the page's language.
@@ -223,13 +223,14 @@ function stepHeading(answer, step) {
     case "global_pool": return trf(GLOBAL_POOL_HEADINGS[p.mode], { n: answer.cell.channel });
     case "dot": return trf("the {shown} largest of {count} products input x weight", { shown: step.window.length, count: p.count });
     case "rest": return trf("the other {count} products, added up", { count: p.count });
-    case "sum": return tr(answer.layer.kind === "conv" ? "sum over channels" : "sum of the products");
+    case "sum": return answer.layer.kind === "conv" ? tr("sum over channels") : tr("sum of the products");
     case "bias": return tr("plus the bias");
     case "batchnorm": return tr("batchnorm with the running statistics (eval mode): (x - mean)/sqrt(var + eps) x gamma + beta");
     case "activation": return trf("activation {function}", { function: p.function });
     case "softmax": return trf("softmax: exp of this value over the sum of the exps of all {count}", { count: p.count });
     case "input": return tr("the input pixel, normalised as in training");
-    case "residual": return tr(p.shortcut ? "the block's layers' output plus its shortcut's output" : "the block's layers' output plus its input");
+    case "residual":
+      return p.shortcut ? tr("the block's layers' output plus its shortcut's output") : tr("the block's layers' output plus its input");
     case "pass":
       if (p.layer === "dropout") return tr("dropout is off when predicting: the value passes unchanged");
       return trf("flatten: value {i} is cell [{c}][{y}][{x}] of the maps (c x H*W + y x W + x)", {
@@ -249,10 +250,10 @@ function stepTables(step) {
   const tables = [];
   if (step.kind === "dot") tables.push(matrixTable(tr("index"), step.params.indices.map((i) => [i])));
   const big = step.window.length * step.window[0].length > 100; // a large global pool: no table
-  const caption = step.kind === "dot" ? "input" : ONE_VALUE.has(step.kind) ? "the value one layer down" : "window";
-  if (!big) tables.push(matrixTable(tr(caption), step.window, step, chosen));
-  if (step.weights) tables.push(matrixTable(tr(step.kind === "dot" ? "weight" : "kernel"), step.weights));
-  if (step.products) tables.push(matrixTable(tr(step.kind === "softmax" ? "exp(z - max)" : "products"), step.products));
+  const caption = step.kind === "dot" ? tr("input") : ONE_VALUE.has(step.kind) ? tr("the value one layer down") : tr("window");
+  if (!big) tables.push(matrixTable(caption, step.window, step, chosen));
+  if (step.weights) tables.push(matrixTable(step.kind === "dot" ? tr("weight") : tr("kernel"), step.weights));
+  if (step.products) tables.push(matrixTable(step.kind === "softmax" ? tr("exp(z - max)") : tr("products"), step.products));
   return tables;
 }
 

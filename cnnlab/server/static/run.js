@@ -56,16 +56,16 @@ async function loadHeader() {
   $("run-name").textContent = model.run;
   const [c, h, w] = model.input_shape;
   $("model-line").textContent =
-    `${model.spec}  |  input ${c}x${h}x${w}, ${model.classes.length} classes` +
-    (model.data ? `  |  data: ${model.data}` : "");
+    `${model.spec}  |  ${tr("input")} ${c}x${h}x${w}, ${model.classes.length} ${tr("classes")}` +
+    (model.data ? `  |  ${tr("data")}: ${model.data}` : "");
 }
 
 // --- training curves -----------------------------------------------------------------------
 
 const CHARTS = [
-  { title: "loss", series: [["train_loss", "train"], ["val_loss", "validation"]] },
-  { title: "accuracy", series: [["train_accuracy", "train"], ["val_accuracy", "validation"]], percent: true },
-  { title: "learning rate", series: [["lr", "lr"]] },
+  { title: N_("loss"), series: [["train_loss", N_("train")], ["val_loss", N_("validation")]] },
+  { title: N_("accuracy"), series: [["train_accuracy", N_("train")], ["val_accuracy", N_("validation")]], percent: true },
+  { title: N_("learning rate"), series: [["lr", N_("lr")]] },
 ];
 const COLOURS = ["#2764c4", "#e07b00", "#3a9a48"];
 
@@ -104,7 +104,7 @@ function lineChart(title, epochs, series, asPercent, testLine) {
   parts.push(svg("text", { x: (L + W - R) / 2, y: H - 4, class: "tick", "text-anchor": "middle" }, [tr("epoch")]));
   if (testLine != null) {
     parts.push(svg("line", { x1: L, x2: W - R, y1: y(testLine), y2: y(testLine), class: "test" }));
-    parts.push(svg("text", { x: W - R, y: y(testLine) - 4, class: "tick", "text-anchor": "end" }, [`test ${percent(testLine)}`]));
+    parts.push(svg("text", { x: W - R, y: y(testLine) - 4, class: "tick", "text-anchor": "end" }, [trf("test {value}", { value: percent(testLine) })]));
   }
   series.forEach((s, i) => parts.push(...seriesMarks(s, epochs, x, y, label), legend(s, i, W - R)));
   figure.append(svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": title }, parts));
@@ -117,7 +117,7 @@ function seriesMarks(s, epochs, x, y, label) {
   const marks = [svg("path", { d: path, fill: "none", stroke: s.colour, "stroke-width": 2 })];
   for (const [e, v] of points) {
     const dot = svg("circle", { cx: x(e), cy: y(v), r: 3, fill: s.colour });
-    dot.append(svg("title", {}, [`${s.label}, epoch ${e}: ${label(v)}`]));
+    dot.append(svg("title", {}, [trf("{series}, epoch {epoch}: {value}", { series: s.label, epoch: e, value: label(v) })]));
     marks.push(dot);
   }
   return marks;
@@ -135,7 +135,12 @@ let cellSequence = 0; // answers for an older click are dropped
 function renderConfusion(data) {
   confusion = data;
   $("confusion-line").textContent =
-    `${data.images.toLocaleString("en")} ${data.split} images of ${data.data}: accuracy ${percent(data.accuracy)}`;
+    trf("{count} {split} images of {data}: accuracy {accuracy}", {
+      count: data.images.toLocaleString("en"),
+      split: data.split === "test" ? tr("test") : data.split,
+      data: data.data,
+      accuracy: percent(data.accuracy),
+    });
   const head = el("tr", {}, [
     el("th", { className: "corner", textContent: tr("true \u2193  predicted \u2192") }),
     ...data.classes.map((name) => el("th", { className: "col", title: name }, [el("span", { textContent: name })])),
@@ -155,7 +160,9 @@ function confusionCell(count, share, t, p) {
   const cell = el("td", {
     className: "cell num" + (count ? " some" : ""),
     textContent: String(count),
-    title: `true ${confusion.classes[t]}, predicted ${confusion.classes[p]}: ${count} (${percent(share, 1)} of the row)`,
+    title: trf("true {true}, predicted {predicted}: {count} ({share} of the row)", {
+      true: confusion.classes[t], predicted: confusion.classes[p], count, share: percent(share, 1),
+    }),
     tabIndex: count ? 0 : -1,
   });
   cell.dataset.true = String(t);
@@ -179,8 +186,10 @@ async function showCell(cell) {
   section.hidden = false;
   section.dataset.state = "loading";
   $("cell-title").textContent =
-    t === p ? `${confusion.classes[t]}, predicted right` : `${confusion.classes[t]} taken for ${confusion.classes[p]}`;
-  $("cell-line").textContent = "loading\u2026";
+    t === p
+      ? trf("{name}, predicted right", { name: confusion.classes[t] })
+      : trf("{true} taken for {predicted}", { true: confusion.classes[t], predicted: confusion.classes[p] });
+  $("cell-line").textContent = tr("loading\u2026");
   $("cell-images").replaceChildren();
   try {
     const data = await getJson(`/api/run/confusion/${t}/${p}`);
@@ -198,21 +207,29 @@ async function showCell(cell) {
 function renderCell(data) {
   const shown = data.images.length;
   const cam = confusion.cam;
-  $("cell-line").textContent =
-    (shown < data.count ? `the first ${shown} of ${data.count} images` : `${data.count} image${data.count === 1 ? "" : "s"}`) +
-    `, ${data.order}; under each: the probability of "${data.predicted}"` +
-    (data.true !== data.predicted ? ` and of "${data.true}"` : "") +
-    (cam ? `. Over each: its Grad-CAM for "${data.predicted}" at ${cam.layer.name} ` +
-      `(${cam.layer.map_size.join("x")} map; blue none, red the most evidence; point at it for the image alone)` : "");
+  const count =
+    shown < data.count
+      ? trf("the first {shown} of {count} images", { shown, count: data.count })
+      : data.count === 1 ? tr("1 image") : trf("{count} images", { count: data.count });
+  const under =
+    data.true !== data.predicted
+      ? trf('under each: the probabilities of "{predicted}" and of "{true}"', { predicted: data.predicted, true: data.true })
+      : trf('under each: the probability of "{predicted}"', { predicted: data.predicted });
+  const over = cam
+    ? trf('over each: its Grad-CAM for "{predicted}" at {layer} ({size} map; blue none, red the most evidence; point at it for the image alone)', {
+        predicted: data.predicted, layer: cam.layer.name, size: cam.layer.map_size.join("x"),
+      })
+    : null;
+  $("cell-line").textContent = [`${count}, ${data.order}`, under, over].filter((part) => part).join("; ");
   $("cell-images").replaceChildren(...data.images.map((image) => cellImage(image, data)));
 }
 
 function cellImage(image, data) {
-  const name = image.file ? image.file.split(/[\\/]/).pop() : `test #${image.index}`;
-  const img = el("img", { src: image.png, alt: name, title: image.file || `test image ${image.index}` });
+  const name = image.file ? image.file.split(/[\\/]/).pop() : trf("test #{index}", { index: image.index });
+  const img = el("img", { src: image.png, alt: name, title: image.file || trf("test image {index}", { index: image.index }) });
   const odds = data.true === data.predicted ? percent(image.probability, 1) : `${percent(image.probability, 1)} / ${percent(image.true_probability, 1)}`;
   // The Grad-CAM lies over its image (both 84 px, one place); pointing at it fades it out.
-  const cam = image.cam && el("img", { src: image.cam, className: "cam", alt: `Grad-CAM of ${name}`, title: `where the model saw "${data.predicted}" (Grad-CAM)` });
+  const cam = image.cam && el("img", { src: image.cam, className: "cam", alt: `Grad-CAM of ${name}`, title: trf('where the model saw "{name}" (Grad-CAM)', { name: data.predicted }) });
   const figure = el("figure", { className: "thumb" }, [el("span", { className: "stack" }, cam ? [img, cam] : [img])]);
   figure.dataset.index = String(image.index);
   figure.append(el("figcaption", {}, [el("span", { className: "name", textContent: name }), el("span", { textContent: odds })]));
@@ -223,10 +240,15 @@ function cellImage(image, data) {
 
 function renderScores(data) {
   const base = data.majority_baseline;
-  $("scores-line").textContent =
-    `accuracy ${percent(data.accuracy)} \u00b7 balanced accuracy ${percent(data.balanced_accuracy)} \u00b7 ` +
-    `majority baseline ${percent(base.accuracy)} (always "${base.class}") \u00b7 loss ${data.loss == null ? "\u2014" : data.loss.toFixed(4)}`;
-  const head = el("tr", {}, ["class", "precision", "recall", "F1", "support"].map((t, i) => el("th", { textContent: tr(t), className: i ? "num" : "" })));
+  $("scores-line").textContent = trf(
+    'accuracy {accuracy} \u00b7 balanced accuracy {balanced} \u00b7 majority baseline {baseline} (always "{name}") \u00b7 loss {loss}',
+    {
+      accuracy: percent(data.accuracy), balanced: percent(data.balanced_accuracy), baseline: percent(base.accuracy),
+      name: base.class, loss: data.loss == null ? "\u2014" : data.loss.toFixed(4),
+    },
+  );
+  const titles = [tr("class"), tr("precision"), tr("recall"), "F1", tr("support")];
+  const head = el("tr", {}, titles.map((t, i) => el("th", { textContent: t, className: i ? "num" : "" })));
   const rows = data.per_class.map((r) =>
     el("tr", {}, [
       el("td", { textContent: r.class }),
@@ -279,10 +301,13 @@ function renderFilters(data) {
       }
     }
   });
-  const what = data.rgb ? "one RGB tile per filter" : inputs > 1 ? `rows: filters, columns: ${inputs} input channels` : "one tile per filter";
+  const what = data.rgb
+    ? tr("one RGB tile per filter")
+    : inputs > 1 ? trf("rows: filters, columns: {count} input channels", { count: inputs }) : tr("one tile per filter");
   $("filters-line").textContent =
-    `${data.layer}: ${data.spec}, weights ${data.weight_shape.join("x")}; ${what}` +
-    (count < data.weight_shape[0] ? ` (the first ${count})` : "") + `; scale \u00b1${top.toPrecision(3)}`;
+    trf("{layer}: {spec}, weights {shape}; {what}", { layer: data.layer, spec: data.spec, shape: data.weight_shape.join("x"), what }) +
+    (count < data.weight_shape[0] ? ` ${trf("(the first {count})", { count })}` : "") +
+    `; ${trf("scale \u00b1{scale}", { scale: top.toPrecision(3) })}`;
   $("filters").replaceChildren(canvas);
 }
 
@@ -296,9 +321,13 @@ function renderPatches(data) {
   }
   select.value = data.layer;
   const [rh, rw] = data.receptive_field;
-  $("patches-line").textContent =
-    `${data.layer}: ${data.spec}, ${data.shape.join("x")}; each cell sees ${rh}x${rw} px, ` +
-    `cells ${data.jump.join("x")} px apart; ${data.images.toLocaleString("en")} images searched`;
+  $("patches-line").textContent = trf(
+    "{layer}: {spec}, {shape}; each cell sees {field} px, cells {jump} px apart; {count} images searched",
+    {
+      layer: data.layer, spec: data.spec, shape: data.shape.join("x"), field: `${rh}x${rw}`,
+      jump: data.jump.join("x"), count: data.images.toLocaleString("en"),
+    },
+  );
   const zoom = Math.max(1, Math.floor(48 / Math.max(rh, rw)));
   const rows = data.channels.map((row) =>
     el("div", { className: "patch-row" }, [
@@ -308,7 +337,10 @@ function renderPatches(data) {
           src: p.png,
           className: "patch",
           alt: `channel ${row.channel}: ${p.label}`,
-          title: `${p.file || `test #${p.index}`} (${p.label}): activation ${p.activation.toPrecision(3)} at ${p.position.join(",")}`,
+          title: trf("{file} ({label}): activation {value} at {position}", {
+            file: p.file || trf("test #{index}", { index: p.index }), label: p.label,
+            value: p.activation.toPrecision(3), position: p.position.join(","),
+          }),
           style: `width: ${rw * zoom}px; height: ${rh * zoom}px`,
         }),
       ),
@@ -357,9 +389,10 @@ function renderEmbedding(data) {
   plot.onmousemove = (event) => hoverPoint(event, data);
   plot.onmouseleave = () => ($("hover").hidden = true);
   $("embedding-line").textContent =
-    `${data.shown.toLocaleString("en")} of ${data.total.toLocaleString("en")} ${data.data} images, ` +
-    `${data.misclassified} misclassified; ${data.features} features (input of ${data.layer}); ` +
-    `axes: ${data.axes.join(", ")}` + (data.notes.length ? `; ${data.notes.join("; ")}` : "");
+    trf("{shown} of {total} {data} images, {wrong} misclassified; {features} features (input of {layer}); axes: {axes}", {
+      shown: data.shown.toLocaleString("en"), total: data.total.toLocaleString("en"), data: data.data,
+      wrong: data.misclassified, features: data.features, layer: data.layer, axes: data.axes.join(", "),
+    }) + (data.notes.length ? `; ${data.notes.join("; ")}` : "");
   $("embedding-legend").replaceChildren(
     ...data.classes.map((name, i) => el("span", {}, [el("i", { style: `background: ${classColour(i)}` }), name])),
   );
@@ -371,8 +404,10 @@ function hoverPoint(event, data) {
   if (k === undefined) return;
   const p = data.points[Number(k)];
   $("hover-image").src = `/api/run/image/${p.index}`;
-  $("hover-text").textContent =
-    `${p.file ? p.file.split(/[\\/]/).pop() : `test #${p.index}`}: ${p.label}` + (p.correct ? "" : `, taken for ${p.predicted}`);
+  const name = p.file ? p.file.split(/[\\/]/).pop() : trf("test #{index}", { index: p.index });
+  $("hover-text").textContent = p.correct
+    ? `${name}: ${p.label}`
+    : trf("{name}: {label}, taken for {predicted}", { name, label: p.label, predicted: p.predicted });
   const area = $("projector").getBoundingClientRect();
   box.style.left = `${event.clientX - area.left + 14}px`;
   box.style.top = `${event.clientY - area.top + 14}px`;
@@ -382,7 +417,7 @@ function hoverPoint(event, data) {
 
 // --- start ---------------------------------------------------------------------------------
 
-loadHeader().catch((error) => ($("model-line").textContent = `cannot load the run: ${error.message}`));
+loadHeader().catch((error) => ($("model-line").textContent = trf("cannot load the run: {error}", { error: error.message })));
 panel("curves-panel", renderCurves);
 panel("filters-panel", renderFilters);
 // The test split is evaluated once, on the first request that needs it: ask for the confusion
