@@ -170,6 +170,18 @@ def test_draw_and_see_the_prediction_bars_and_every_layer(server, browser, tmp_p
         browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
         for img in images
     )
+    # each map's click overlay lies over its map, adding nothing beside it: a layer is as wide
+    # as its map, and the page as wide as the window (a stray 300x150 canvas widened both)
+    widths = browser.execute_script(
+        "return [...document.querySelectorAll('#maps .map-wrap')].filter(w => w.querySelector('img'))"
+        ".map(w =>"
+        " [w.getBoundingClientRect().width, w.querySelector('img').getBoundingClientRect().width,"
+        " w.querySelector('canvas.map-mark').getBoundingClientRect().width])"
+    )
+    assert widths and all(wrap == img and mark <= img for wrap, img, mark in widths), widths
+    assert browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    )
     _screenshot_is_not_blank(browser, tmp_path / "drawn.png")
 
 

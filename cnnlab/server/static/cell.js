@@ -53,7 +53,8 @@ function cellAt(layer, img, event) {
 function makeClickable(layer, node) {
   const wrap = el("div", { className: "map-wrap" });
   node.replaceWith(wrap);
-  const overlay = el("canvas", { className: "map-mark" });
+  // 0x0 until `mark` sizes it over the map: a default 300x150 canvas would show beside the map
+  const overlay = el("canvas", { className: "map-mark", width: 0, height: 0 });
   wrap.append(node, overlay);
   views.set(layer.index, { layer, node, overlay });
   node.classList.add("clickable");
