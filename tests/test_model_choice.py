@@ -64,7 +64,7 @@ def test_a_colour_folder_with_no_model_fine_tunes_lite0(colour, tmp_path, cli):
     at = next(i for i, line in enumerate(lines) if line.startswith("model: "))
     # lite0's spec is about 4,000 characters: its name, its ends and where the rest is shown
     assert lines[at].startswith("model: lite0: input(3x64x64) conv(32, 3, stride=2")
-    assert " batchnorm(eps=0.001) ... gap dropout(0.2) fc(2) (" in lines[at]
+    assert " batchnorm(eps=0.001, momentum=0.01) ... gap dropout(0.2) fc(2) (" in lines[at]
     assert lines[at].endswith("`cnnlab summary RUN` shows each, model.json holds the whole spec)")
     assert len(lines[at]) < 400
     assert lines[at + 1] == (

@@ -39,6 +39,7 @@ from cnnlab.training.config import (
     LR_AUTO,
     REFERENCE_BATCH,
     TrainConfig,
+    recipe_for,
     scaled_lr,
 )
 from cnnlab.training.freeze import frozen_layers, frozen_text
@@ -421,6 +422,10 @@ def _lr_reason(asked: TrainConfig, chosen: TrainConfig) -> str:
     if asked.lr == LR_AUTO:
         return _("{optimizer}, from the range test").format(optimizer=chosen.optimizer)
     if asked.lr > 0:
+        if recipe_for(asked.model, asked.data).get("lr") == asked.lr:
+            return _("{optimizer}: {model}'s recipe").format(
+                optimizer=chosen.optimizer, model=asked.model
+            )
         return _("{optimizer}, given").format(optimizer=chosen.optimizer)
     if chosen.batch_size == REFERENCE_BATCH:
         return _("{optimizer} default").format(optimizer=chosen.optimizer)
