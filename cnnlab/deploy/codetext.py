@@ -592,23 +592,26 @@ KOREAN: dict[str, str] = {
 }
 
 
-def comment(text: str, language: str) -> str:
-    """`text` (an English comment or docstring) in `language`: itself, or its Korean entry."""
-    return KOREAN[text] if language == "ko" else text
+def comment(text: str, language: str, table: dict[str, str] | None = None) -> str:
+    """`text` (an English comment or docstring) in `language`: itself, or its Korean entry (in
+    `table`, KOREAN by default)."""
+    return (KOREAN if table is None else table)[text] if language == "ko" else text
 
 
-def translated(block: str, language: str) -> str:
-    """A block with each comment and one-line docstring in `language` (KeyError: not in KOREAN)."""
+def translated(block: str, language: str, table: dict[str, str] | None = None) -> str:
+    """A block with each comment and one-line docstring in `language` (KeyError: not in KOREAN,
+    or in `table` when given)."""
     if language != "ko":
         return block
+    korean = KOREAN if table is None else table
     lines = []
     for line in block.split("\n"):
         doc = _DOCSTRING.match(line)
         note = _COMMENT.match(line)
         if doc:
-            line = f'{doc["indent"]}"""{KOREAN[doc["text"]]}"""'
+            line = f'{doc["indent"]}"""{korean[doc["text"]]}"""'
         elif note and not _in_string(note["code"]) and _WORD.search(note["text"]):
-            line = f"{note['code']}{note['mark']}{KOREAN[note['text']]}"
+            line = f"{note['code']}{note['mark']}{korean[note['text']]}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -618,6 +621,6 @@ def _in_string(code: str) -> bool:
     return code.count('"') % 2 == 1
 
 
-def filled(block: str, language: str, **values: object) -> str:
+def filled(block: str, language: str, table: dict[str, str] | None = None, **values: object) -> str:
     """A block translated, then its $holes filled."""
-    return Template(translated(block, language)).substitute(values)
+    return Template(translated(block, language, table)).substitute(values)
