@@ -37,6 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data",
         help="for a SPEC: the data set or folder to train on (default: shapes; cifar10 for 3x32x32 inputs)",
     )
+    p.add_argument(
+        "--style",
+        choices=("torch", "keras"),
+        default="torch",
+        help="torch (default): plain PyTorch; keras: Keras 3 (Sequential, or the functional API "
+        "for res blocks) with the run's model.safetensors and split images beside it",
+    )
     p.add_argument("--force", action="store_true", help="replace files that exist")
     p.set_defaults(handler=run_code)
 
@@ -60,7 +67,12 @@ def run_code(args: argparse.Namespace) -> int:
         inputs = input_for_run(Run.open(args.source))
     else:
         inputs = _spec_input(args.source, args.data)
-    files = write_code(inputs, args.out, current_language(), force=args.force)
+    if args.style == "keras":
+        from cnnlab.deploy.codekeras import write_keras_code
+
+        files = write_keras_code(inputs, args.out, current_language(), force=args.force)
+    else:
+        files = write_code(inputs, args.out, current_language(), force=args.force)
     extra = [path for path in (files.weights, files.data) if path is not None]
     say(_("wrote {path}").format(path=printable(files.script)))
     for path in extra:
