@@ -36,14 +36,15 @@ generated.load_weights(model, generated.WEIGHTS)
 np.save(sys.argv[2], generated.logits_of(model, generated.load_data()["test"][0]))
 """
 # Residual blocks (functional API), batchnorm (2d and after flatten), groups, depthwise, dilation,
-# explicit and 'same' padding (strided too), avg/max/min pooling, the activations, dropout.
+# explicit and 'same' padding (strided, even kernels), avg/max/min pooling, the activations, dropout.
 BIG = (
     "conv(8,3,padding=same) batchnorm(eps=0.001,momentum=0.01) relu6 "
-    "conv(8,3,padding=1,groups=2,dilation=2) leakyrelu(0.1) avgpool(2) "
+    "conv(8,3,padding=1,groups=2,dilation=2) leakyrelu(0.1) avgpool(2,padding=1) "
     "res(conv(16,1,bias=false) batchnorm relu conv(16,3,padding=same,groups=16) batchnorm gelu "
     "conv(8,1) batchnorm) "
     "res(conv(12,3,stride=2,padding=same) batchnorm relu, shortcut=conv(12,1,stride=2)) "
-    "maxpool(2,stride=1) minpool(2) conv(4,1) flatten batchnorm dropout(0.2) fc(16) tanh fc(10)"
+    "maxpool(2,stride=1) minpool(2) conv(4,2,padding=same) flatten batchnorm dropout(0.2) fc(16) tanh "
+    "fc(10)"
 )
 
 

@@ -14,13 +14,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the code command."""
     p = subparsers.add_parser(
         "code",
-        help="write a run (or a model) as one standalone, readable PyTorch script",
+        help="write a run (or a model) as one standalone, readable PyTorch (or Keras) script",
         description="Write one Python script that needs only torch, numpy and Pillow: the model "
         "as an nn.Module with cnnlab's layer names and each output shape, the data read and split "
         "as cnnlab does, the normalisation, the training recipe as a plain loop, and (for a run) "
         "its weights beside it as a .pt state_dict. `python train.py` prints the predicted class "
         "of each test image; `python train.py --train` trains from scratch. Comments follow "
-        "--lang (en or ko).",
+        "--lang (en or ko). --style keras writes it as Keras 3 (keras, numpy and Pillow) instead.",
         epilog="examples: cnnlab code latest | cnnlab code runs/demo --out demo.py --lang ko | "
         "cnnlab code tutorial --data mnist",
     )
