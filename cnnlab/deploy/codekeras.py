@@ -422,9 +422,11 @@ def keras_script_text(inputs: CodeInput, files: CodeFiles, language: str = "en")
             save_help=save_help,
         ),  # fmt: skip
     ]
-    code = "\n".join(part for part in body if part)
+    # the constants a blank line apart, then two before each section of functions (PEP 8's)
+    constants = body[0].strip("\n") + "\n\n" + body[1].strip("\n")
+    code = "\n\n\n".join([constants, *(part.strip("\n") for part in body[2:] if part)])
     imports = translated(IMPORTS, language, KOREAN)
-    return _header(inputs, files, language) + imports + code.rstrip() + "\n"
+    return _header(inputs, files, language) + imports + "\n" + code + "\n"
 
 
 def _header(inputs: CodeInput, files: CodeFiles, language: str) -> str:
