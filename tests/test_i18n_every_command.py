@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from serve_support import ServerProcess
-from test_i18n_korean import TRAIN, _english_runs
+from test_i18n_korean import IDENTIFIER, TRAIN, _english_runs
 
 from cnnlab.cli import main
 
@@ -31,25 +31,50 @@ def _names() -> re.Pattern[str]:
     """Names the output shows as they are, beyond IDENTIFIER's: layer kinds (lenet5's 'tanh
     flatten tanh'), padding modes (`explain padding`'s columns 'zeros reflect replicate
     circular'), pooling modes, and the registered data sets' class names (`datasets` lists
-    fashion-mnist's 'Trouser, Pullover, Dress, ...' and cifar10's 'airplane, automobile, ...')."""
+    fashion-mnist's 'Trouser, Pullover, Dress, ...' and cifar10's 'airplane, automobile, ...'),
+    and the kernels' names (`kernels` rows 'box-blur', 'gaussian-blur')."""
     from cnnlab.data.registry import REGISTRY
+    from cnnlab.explain.kernels import ALIASES, KERNELS
     from cnnlab.explain.worked import POOL_MODES
     from cnnlab.spec.kinds import LAYER_KINDS, PADDING_MODES
 
     classes = {name for entry in REGISTRY.values() for name in entry.classes}
-    names = sorted({*LAYER_KINDS, *PADDING_MODES, *POOL_MODES, *classes}, key=len, reverse=True)
+    names = {*LAYER_KINDS, *PADDING_MODES, *POOL_MODES, *classes, *KERNELS, *ALIASES}
+    names = sorted(names, key=len, reverse=True)
     return re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, names)) + r")(?![\w-])")
 
 
 NAMES = _names()
 # A file name the output reports writing, such as export's 'model.onnx.json' (no '/' in it, so
 # IDENTIFIER's path pattern does not take it).
+HANGUL = re.compile("[\uac00-\ud7a3]")
 FILE_NAME = re.compile(r"\S+\.(?:json|onnx|pt2|png|svg|py|csv|toml)\b")
 
 
 def _sentences(out: str) -> list[str]:
     """The English runs of `out` once the names above are taken out too."""
     return _english_runs(NAMES.sub(" ", FILE_NAME.sub(" ", out)))
+
+
+def _english_words(text: str) -> list[str]:
+    return re.findall(
+        r"\b[A-Za-z]{2,}\b", IDENTIFIER.sub(" ", NAMES.sub(" ", FILE_NAME.sub(" ", text)))
+    )
+
+
+def _untranslated(out: str) -> list[str]:
+    """What of `out` is English: the runs of 3+ words, and what that scanner misses because
+    a table's borders or a short phrase cut the run: a line with no Hangul and two or more
+    English words ('test accuracy 6.00%', a header '┃ epoch ┃ train loss ┃ ...'), and a table
+    header's cell in English ('┃ 층 ┃ tiles ┃')."""
+    found = _sentences(out)
+    for line in out.splitlines():
+        if not HANGUL.search(line) and len(_english_words(line)) >= 2:
+            found.append(line.strip())
+        if "┃" in line:
+            cells = [cell.strip() for cell in line.split("┃")]
+            found += [c for c in cells if _english_words(c) and not HANGUL.search(c)]
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +147,15 @@ COMMANDS = {
 }
 
 
+# Words a command's Korean holds where English once stayed inside a Korean line, which the
+# scanner cannot see there: pooling's modes in words ('max 풀링' was printed), a run's end, an
+# fc's inferred input, a generated data set's source.
+KOREAN_WORDS = {
+    "explain pool": ("최대 풀링", "최소 풀링", "평균 풀링", "지금까지의 최댓값", "지금까지의 평균"),
+    "runs": ("완료",),
+    "summary preset": ("in = 400 (자동 계산)",),
+    "datasets show": ("생성됨 (시드 0)",),
+}
 # Commands whose output is names and numbers only ('FILE: circle 97.0%  (...)', a spec).
 NO_WORDS = {"spec", "predict files", "predict folder"}
 
@@ -139,19 +173,22 @@ def test_every_command_says_no_english_sentence_in_korean(cli, capsys, tiny, com
         assert result.code == 0, result.err
         out = result.out
     if command not in NO_WORDS:
-        assert re.search("[\uac00-\ud7a3]", out), out  # Korean was printed
-    assert _sentences(out) == [], out
+        assert HANGUL.search(out), out  # Korean was printed
+    assert _untranslated(out) == [], out
+    for word in KOREAN_WORDS.get(command, ()):
+        assert word in out, (word, out)
+    assert not re.search(r"\b(?:max|min|avg) 풀링", out), out
 
 
 @pytest.mark.slow
 def test_the_english_output_would_be_seen(cli, capsys, tiny):
     """The check is not vacuous: the same commands in English hold English sentences."""
     capsys.readouterr()
-    for command in ("models", "filters", "patches"):
+    for command in ("models", "filters", "patches", "plot"):
         argv = COMMANDS[command](tiny["run"], tiny["images"], tiny["out"])
         result = cli(*argv)
         assert result.code == 0, result.err
-        assert _sentences(result.out), (command, result.out)
+        assert _untranslated(result.out), (command, result.out)
 
 
 @pytest.mark.slow  # a server in a subprocess (imports torch): a few seconds
@@ -185,7 +222,7 @@ def test_serve_says_its_start_lines_in_korean(tiny, tmp_path, monkeypatch):
                 process.wait()
     out = log_path.read_text()
     assert found and "제공합니다" in out, out
-    assert _sentences(out) == [], out
+    assert _untranslated(out) == [], out
 
 
 def test_the_names_taken_out_are_names_not_sentences():
@@ -194,3 +231,7 @@ def test_the_names_taken_out_are_names_not_sentences():
     assert _sentences("zeros reflect replicate circular") == []
     assert _sentences("the kernel is applied to every window") != []
     assert _sentences("wrote model.onnx.json") == []
+    assert _untranslated("test accuracy 6.00%") != []  # short, but a whole English line
+    assert _untranslated("┃ 층 ┃ tiles ┃") == ["tiles"]  # an English header beside Korean ones
+    assert _untranslated("┃ # ┃ 층 ┃ FLOPs ┃ RF ┃") == []  # units stay
+    assert _untranslated("│ box-blur │ 0.15 │\nmax: max(1, 3, 4, 2) = 4") == []
