@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import asdict
 
 from cnnlab.cli.common import print_json, printable
@@ -93,6 +94,9 @@ def _where(where: str) -> str:
     """A DatasetInfo's `where` (English, as JSON gives it) in the command's language."""
     if where == "generated":
         return _("generated")
+    seeded = re.fullmatch(r"generated \(seed (\d+)\)", where)  # a generated set's source
+    if seeded:
+        return _("generated (seed {seed})").format(seed=seeded[1])
     prefix = "download from "
     if where.startswith(prefix):
         return _("download from {url}").format(url=where.removeprefix(prefix))

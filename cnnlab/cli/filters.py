@@ -75,24 +75,26 @@ def run_filters(args: argparse.Namespace) -> int:
         all_names = [name for name, _ in model.named_children()]
         chosen = choose_layers([f.name for f in layers], wanted, all_names, "conv")
         layers = [f for f in layers if f.name in chosen]
-    figure = filters_figure(layers, rgb=not args.per_channel, title=f"{run.name}: learned filters")
+    title = _("{run}: learned filters").format(run=run.name)
+    figure = filters_figure(layers, rgb=not args.per_channel, title=title)
     for path in paths:
         save_figure(figure, path)
     rows = [f.stats(rgb=not args.per_channel) for f in layers]
     if args.json:
         print_json({"run": str(run.path), "layers": rows, "written": [str(p) for p in paths]})
         return 0
-    console().print(_filters_table(f"{run.name}: learned filters", rows))
-    print_written(paths, f"{len(rows)} layer(s)")
+    console().print(_filters_table(title, rows))
+    print_written(paths, _("{count} layer(s)").format(count=len(rows)))
     return 0
 
 
 def _filters_table(title: str, rows: list[dict[str, Any]]) -> Table:
     """A line per conv layer: spec, weight shape, tiles and weight range."""
+    numbers = [_("tiles"), _("min"), _("max"), _("std")]
     table = titled_table(
         title,
-        ["layer", "spec", "weights (O x I x kh x kw)", "tiles", "min", "max", "std"],
-        {"tiles", "min", "max", "std"},
+        [_("layer"), _("spec"), _("weights (O x I x kh x kw)"), *numbers],
+        set(numbers),
     )
     for row in rows:
         table.add_row(

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cnnlab.cli.common import MODEL_HELP, console, print_json, titled_table
+from cnnlab.i18n import _
 from cnnlab.model.presets import PRESETS, Preset, preset_spec, resolve_model
 from cnnlab.spec.analysis import analyze, describe_shape
 from cnnlab.spec.language import parse_shape
@@ -90,14 +91,19 @@ def run_models(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
+    numbers = [_("params"), "FLOPs"]
     table = titled_table(
-        "preset models (use the name as MODEL)",
-        ["name", "input", "params", "FLOPs", "description"],
-        {"params", "FLOPs"},
+        _("preset models (use the name as MODEL)"),
+        [_("name"), _("input"), *numbers, _("description")],
+        set(numbers),
     )
-    for row in rows:
+    for row in rows:  # the JSON keeps the English description; the table shows it translated
         table.add_row(
-            row["name"], row["input"], f"{row['params']:,}", f"{row['flops']:,}", row["description"]
+            row["name"],
+            row["input"],
+            f"{row['params']:,}",
+            f"{row['flops']:,}",
+            _(row["description"]),
         )
     console().print(table)
     return 0

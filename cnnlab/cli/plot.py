@@ -61,20 +61,18 @@ def run_plot(args: argparse.Namespace) -> int:
         clean = [{k: (None if math.isnan(v) else v) for k, v in row.items()} for row in rows]
         print_json({"run": str(run.path), "epochs": clean, "written": [str(p) for p in paths]})
         return 0
-    console().print(_epochs_table(f"{run.name}: {len(rows)} epoch(s)", rows))
+    epochs = _("{count} epoch(s)").format(count=len(rows))
+    console().print(_epochs_table(f"{run.name}: {epochs}", rows))
     if test_accuracy is not None:
-        say(f"test accuracy {percent(test_accuracy)}")
-    print_written(paths, f"{len(rows)} point(s) per line")
+        say(_("test accuracy {accuracy}").format(accuracy=percent(test_accuracy)))
+    print_written(paths, _("{count} point(s) per line").format(count=len(rows)))
     return 0
 
 
 def _epochs_table(title: str, rows: list[dict[str, float]]) -> Table:
     """Loss, accuracy (train, and validation where held out) and learning rate per epoch."""
-    table = titled_table(
-        title,
-        ["epoch", "train loss", "train acc", "val loss", "val acc", "lr"],
-        {"epoch", "train loss", "train acc", "val loss", "val acc", "lr"},
-    )
+    columns = [_("epoch"), _("train loss"), _("train acc"), _("val loss"), _("val acc"), _("lr")]
+    table = titled_table(title, columns, set(columns))
     for row in rows:
         table.add_row(
             str(int(row["epoch"])),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import console, percent, print_json, titled_table
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _
 from cnnlab.run import RUNS_DIR  # run.folder is imported by the handler that reads runs
 from cnnlab.training.config import (
     AUTO_VALUES,
@@ -253,6 +253,16 @@ def _run_row(run: Run) -> dict:
     }
 
 
+# How a run ended, as metrics.json records it (and `runs --json` prints it); the table says it in
+# the command's language.
+STOPPED = {
+    "completed": N_("completed"),
+    "early-stop": N_("early-stop"),
+    "paused": N_("paused"),
+    "interrupted": N_("interrupted"),
+}
+
+
 def run_runs(args: argparse.Namespace) -> int:
     """`cnnlab runs`: a table (or JSON) of the run folders under ROOT."""
     from cnnlab.run.folder import list_runs
@@ -277,7 +287,7 @@ def run_runs(args: argparse.Namespace) -> int:
             str(r["epochs"]),
             percent(r["test_accuracy"]),
             f"{r['train_seconds']:.1f}" if r["train_seconds"] is not None else "",
-            r["stopped"],
+            _(STOPPED[r["stopped"]]) if r["stopped"] in STOPPED else r["stopped"],
             r["saved"],
             r["model"],
         )

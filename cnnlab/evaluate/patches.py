@@ -320,5 +320,7 @@ def top_patches(
         rows.append(row)
     result = TopPatches(geometry, tuple(images.shape[1:]), shown, rows, len(images))
     if len(shown) < channels:
-        result.notes.append(f"{layer} has {len(shown)} channels; all are shown")
+        result.notes.append(
+            _("{layer} has {count} channels; all are shown").format(layer=layer, count=len(shown))
+        )
     return result

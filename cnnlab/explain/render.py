@@ -262,6 +262,12 @@ def _conv_result(ex: ConvExplanation) -> list[RenderableType]:
     return out
 
 
+# Whole captions, not "{mode} pooling": a translation names the mode in its own words (최대
+# 풀링), where "{mode} 풀링" left "max 풀링". The English is what "{mode} pooling" gave.
+POOL_CAPTIONS = {"max": N_("max pooling"), "min": N_("min pooling"), "avg": N_("avg pooling")}
+SO_FAR_CAPTIONS = {"max": N_("max so far"), "min": N_("min so far"), "avg": N_("avg so far")}
+
+
 def render_pool(
     ex: PoolExplanation, brief: bool = False, max_steps: int | None = DEFAULT_MAX_STEPS
 ) -> list[RenderableType]:
@@ -301,7 +307,7 @@ def render_pool(
     for c in range(len(ex.inputs)):
         name = _("channel {n}: ").format(n=c + 1) if len(ex.inputs) > 1 else ""
         captions = [f"{name}{_('input')}"]
-        captions += [_("{mode} pooling").format(mode=mode) for mode in ex.modes]
+        captions += [_(POOL_CAPTIONS[mode]) for mode in ex.modes]
         blocks = [matrix_text(ex.inputs[c])] + [matrix_text(ex.outputs[m][c]) for m in ex.modes]
         out.append(side_by_side(captions, blocks))
         out += [
@@ -319,7 +325,7 @@ def _pool_step(ex: PoolExplanation, step: PoolStep) -> list[RenderableType]:
     first = step.channel * per_channel
     name = _("channel {n}, ").format(n=step.channel + 1) if len(ex.inputs) > 1 else ""
     captions = [_("input (window in [ ])")]
-    captions += [_("{mode} so far").format(mode=mode) for mode in ex.modes]
+    captions += [_(SO_FAR_CAPTIONS[mode]) for mode in ex.modes]
     blocks: list[RenderableType] = [
         matrix_text(padded, _window(step.rows, step.cols), pads if any(pads) else None)
     ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import SpecError
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _
 from cnnlab.spec.kinds import LAYER_KINDS, resolve_kind
 from cnnlab.spec.language import ModelSpec, parse_spec
 from cnnlab.spec.toml import load_spec_toml
@@ -79,10 +79,12 @@ PRESETS: dict[str, Preset] = {
             "input(1x28x28) conv(32,3,padding=same) maxpool(2) batchnorm relu "
             "conv(64,3,padding=same) maxpool(2) batchnorm relu "
             "conv(128,3,padding=same) batchnorm relu flatten fc(10)",
-            "cnnlab's fast, accurate model for 28x28 images (three conv blocks, BatchNorm); "
-            "for colour or larger inputs a fourth block and global average pooling (the same "
-            "parameters at any size); recipe on fashion-mnist: 4 epochs, no augmentation, "
-            "a frozen patch-whitening first convolution, Nesterov momentum 0.95",
+            N_(
+                "cnnlab's fast, accurate model for 28x28 images (three conv blocks, BatchNorm); "
+                "for colour or larger inputs a fourth block and global average pooling (the same "
+                "parameters at any size); recipe on fashion-mnist: 4 epochs, no augmentation, "
+                "a frozen patch-whitening first convolution, Nesterov momentum 0.95"
+            ),
             # Fashion-MNIST, 4 epochs, seeds 0/1 (docs/performance.md, "Time to accuracy: what
             # was tried"): light 92.71/92.79%; + whiten frozen and no augmentation 93.14/93.06%,
             # the frozen conv also ~15% less CPU per step. Stretched over a subset (train_size,
@@ -116,9 +118,11 @@ PRESETS: dict[str, Preset] = {
             "conv(64,3,padding=same) batchnorm relu conv(64,3,padding=same) maxpool(2) batchnorm relu "
             "conv(128,3,padding=same) batchnorm relu conv(128,3,padding=same) batchnorm relu "
             "flatten fc(10)",
-            "cnnlab's most accurate 28x28 model within minutes on a CPU (five conv layers, BatchNorm); "
-            "recipe: 20 epochs, standard augmentation, mirror test-time augmentation; on "
-            "fashion-mnist 24 epochs and a frozen patch-whitening first convolution",
+            N_(
+                "cnnlab's most accurate 28x28 model within minutes on a CPU (five conv layers, BatchNorm); "
+                "recipe: 20 epochs, standard augmentation, mirror test-time augmentation; on "
+                "fashion-mnist 24 epochs and a frozen patch-whitening first convolution"
+            ),
             recipe={"epochs": 20, "augment": "standard"},
             # Mirror TTA only where a mirror keeps labels (a recipe must not ask for what fails).
             # Fashion-MNIST (--threads 1, seed 0; docs/performance.md, "`best`"): whiten=frozen
@@ -136,27 +140,31 @@ PRESETS: dict[str, Preset] = {
             "tutorial",
             "input(1x28x28) conv(32,3,padding=same) relu maxpool(2) conv(64,3,padding=same) relu "
             "maxpool(2) flatten dropout(0.5) fc(10)",
-            "seed 000's PyTorch model: two same-padded 3x3 convs, dropout, fc 3136 -> 10",
+            N_("seed 000's PyTorch model: two same-padded 3x3 convs, dropout, fc 3136 -> 10"),
         ),
         Preset(
             "keras-mnist",
             "input(1x28x28) conv(32,3) relu maxpool(2) conv(64,3) relu maxpool(2) flatten fc(128) relu "
             "fc(10) softmax",
-            "seed 003's Keras model: two valid 3x3 convs, Dense 128, softmax output",
+            N_("seed 003's Keras model: two valid 3x3 convs, Dense 128, softmax output"),
         ),
         Preset(
             "color-cnn",
             "input(3x256x256) conv(16,3,stride=2,padding=1) relu maxpool(2) conv(32,3,padding=1) relu "
             "maxpool(2) flatten fc(10,in=32768)",
-            "seed 004's colour model at the 3x256x256 input its fc(32*32*32) implies; "
-            "its torch.flatten(x) (which merged the batch) is a batch-keeping flatten here",
+            N_(
+                "seed 004's colour model at the 3x256x256 input its fc(32*32*32) implies; "
+                "its torch.flatten(x) (which merged the batch) is a batch-keeping flatten here"
+            ),
         ),
         Preset(
             "lite0",
             _toml_text("lite0.toml"),
-            "EfficientNet-Lite0, an ImageNet network (16 MBConv blocks, 4.65M parameters) for "
-            "colour photos; recipe: fine-tunes its ImageNet weights (weights = imagenet) at "
-            "128x128: adamw, 8 epochs at batch 16, fp32",
+            N_(
+                "EfficientNet-Lite0, an ImageNet network (16 MBConv blocks, 4.65M parameters) for "
+                "colour photos; recipe: fine-tunes its ImageNet weights (weights = imagenet) at "
+                "128x128: adamw, 8 epochs at batch 16, fp32"
+            ),
             # Fine-tuning, not training from scratch: a few hundred photos cannot teach 4.65M
             # weights, but they can adapt ImageNet's (issue 25: a plain fine-tune reached 98.8%
             # where cnnlab's scratch default reached 85.4% on a 4-class 320-image folder).
@@ -188,7 +196,7 @@ PRESETS: dict[str, Preset] = {
             "lenet5",
             "input(1x28x28) conv(6,5,padding=2) tanh avgpool(2) conv(16,5) tanh avgpool(2) flatten "
             "fc(120) tanh fc(84) tanh fc(10)",
-            "LeCun et al. 1998 LeNet-5 for 28x28 (first conv padded to act as on 32x32)",
+            N_("LeCun et al. 1998 LeNet-5 for 28x28 (first conv padded to act as on 32x32)"),
         ),
     )
 }

@@ -7,6 +7,7 @@ and formulas from `shapes.py`; nothing here computes a shape.
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from rich.table import Table
@@ -57,7 +58,7 @@ def summary_rows(report: ModelReport) -> list[list[str]]:
 def _row(
     number: str, label: str, r, flops: int | None = None, params: str | None = None
 ) -> list[str]:
-    how = "\n".join(r.notes + r.formulas)
+    how = "\n".join(r.notes + [_formula_words(f) for f in r.formulas])
     params = f"{r.params:,}" if params is None else params
     flops = r.flops if flops is None else flops
     return [number, label, describe_shape(r.out_shape), how, params, f"{flops:,}", _rf_text(r)]
@@ -172,6 +173,17 @@ def _layer_paragraph(r: LayerReport, number: str | None = None) -> list[str]:
         f"   {_(LAYER_KINDS[r.layer.kind].summary)}",  # extracted with -k LayerKind:2
         "   " + " ".join(sentence for sentence in sentences if sentence),
     ]
+
+
+# The words of an fc's formula, 'in = 400 (inferred)' (analysis writes it in English, as the JSON
+# keeps it; the table shows the words in the command's language).
+_FC_IN = {"inferred": N_("inferred"), "declared and checked": N_("declared and checked")}
+_FC_IN_FORMULA = re.compile(r"(in = \d+) \((inferred|declared and checked)\)")
+
+
+def _formula_words(formula: str) -> str:
+    found = _FC_IN_FORMULA.fullmatch(formula)
+    return f"{found[1]} ({_(_FC_IN[found[2]])})" if found else formula
 
 
 # How analysis labels a formula's axis ('H, W: ...' when both sides work out alike).
