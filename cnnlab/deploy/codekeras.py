@@ -12,7 +12,6 @@ names the layer and points at `--style torch`. Pure text: imports neither keras 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -352,7 +351,8 @@ def write_keras_code(
         assert files.data is not None
         atomic_write_bytes(files.data, _split_bytes(inputs))
         if files.weights is not None and inputs.run is not None:
-            shutil.copyfile(inputs.run.path / MODEL_FILE, files.weights)
+            # whole or not at all, and never through a link at the destination
+            atomic_write_bytes(files.weights, (inputs.run.path / MODEL_FILE).read_bytes())
         atomic_write_text(files.script, text)
     except OSError as error:
         raise OutputError(
