@@ -649,14 +649,7 @@ def _model(report, language: str) -> str:
         kind = c(KIND_WORDS[layer.layer.kind])
         return f"{kind} {layer.layer.text()} -> {_hwc(layer.out_shape)}"
 
-    def add(exprs: list[str], text: str, var: str = "x", source: str = "x", indent: str = "    "):
-        for i, expr in enumerate(exprs):
-            tail = f"  # {text}" if i == len(exprs) - 1 else ""
-            if functional:
-                rows.append(f"{indent}{var} = {expr}({source if i == 0 else var}){tail}")
-            else:
-                rows.append(f"            {expr},{tail}")
-
+    add = _row_adder(rows, functional)
     for name, layer in zip(names, report.layers, strict=True):
         if layer.layer.kind == "softmax" and layer is report.layers[-1]:
             rows.append(f"{'    ' if functional else '            '}# {name}: {c('softmax is left out: the loss takes logits')}")  # fmt: skip
@@ -665,30 +658,54 @@ def _model(report, language: str) -> str:
             add(keras_layers(name, layer), note(layer))
             continue
         rows.append(f"    # {name}: {note(layer)}")
-        body = [i for i in layer.inner if i.name.split(".")[1] == "body"]
-        shortcut = [i for i in layer.inner if i.name.split(".")[1] == "shortcut"]
-        for k, inner in enumerate(body):
-            add(
-                keras_layers(_keras_name(inner.name), inner),
-                note(inner),
-                "y",
-                "x" if k == 0 else "y",
-            )
-        if not body:
-            rows.append("    y = x")
-        for k, inner in enumerate(shortcut):
-            add(
-                keras_layers(_keras_name(inner.name), inner),
-                note(inner),
-                "s",
-                "x" if k == 0 else "s",
-            )
-        if not shortcut:
-            rows.append(f"    s = x  # {c('the input itself is added')}")
+        _res_rows(layer, rows, add, note, c)
         rows.append(f'    x = layers.Add(name="{name}")([y, s])')
+    shape = _hwc(tuple(report.spec.input_shape))
+    if functional:
+        lines = [*_model_head(report, c), f'    inputs = keras.Input(shape=INPUT_SHAPE, name="input")  # {shape}', "    x = inputs", *rows,
+                 '    return keras.Model(inputs, x, name="net")']  # fmt: skip
+    else:
+        lines = [*_model_head(report, c), "    return keras.Sequential(", "        [",
+                 f'            keras.Input(shape=INPUT_SHAPE, name="input"),  # {shape}', *rows,
+                 "        ],", '        name="net",', "    )"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _row_adder(rows: list[str], functional: bool):
+    """add(exprs, text, var, source): one row per keras layer expression, the comment on the
+    last; functional: `var = expr(source)` statements, else Sequential list items."""
+
+    def add(exprs: list[str], text: str, var: str = "x", source: str = "x", indent: str = "    "):
+        for i, expr in enumerate(exprs):
+            tail = f"  # {text}" if i == len(exprs) - 1 else ""
+            if functional:
+                rows.append(f"{indent}{var} = {expr}({source if i == 0 else var}){tail}")
+            else:
+                rows.append(f"            {expr},{tail}")
+
+    return add
+
+
+def _res_rows(layer: LayerReport, rows: list[str], add, note, c) -> None:
+    """A res block's branches as functional statements: its body into y, its shortcut (or the
+    input itself) into s; the caller adds them."""
+    body = [i for i in layer.inner if i.name.split(".")[1] == "body"]
+    shortcut = [i for i in layer.inner if i.name.split(".")[1] == "shortcut"]
+    for k, inner in enumerate(body):
+        add(keras_layers(_keras_name(inner.name), inner), note(inner), "y", "x" if k == 0 else "y")
+    if not body:
+        rows.append("    y = x")
+    for k, inner in enumerate(shortcut):
+        add(keras_layers(_keras_name(inner.name), inner), note(inner), "s", "x" if k == 0 else "s")
+    if not shortcut:
+        rows.append(f"    s = x  # {c('the input itself is added')}")
+
+
+def _model_head(report, c) -> list[str]:
+    """The model section's heading, FLAT_INPUTS and build_model's first lines."""
     flat = _flat_inputs(report)
     doc = c("The run's model; input (N, H, W, C) normalised, output logits (N, classes).")
-    head = [
+    return [
         "",
         "",
         f"# {c('---- The model: the layers named as cnnlab names them ----')}",
@@ -700,12 +717,3 @@ def _model(report, language: str) -> str:
         "def build_model() -> keras.Model:",
         f'    """{doc}"""',
     ]  # fmt: skip
-    shape = _hwc(tuple(report.spec.input_shape))
-    if functional:
-        lines = [*head, f'    inputs = keras.Input(shape=INPUT_SHAPE, name="input")  # {shape}', "    x = inputs", *rows,
-                 '    return keras.Model(inputs, x, name="net")']  # fmt: skip
-    else:
-        lines = [*head, "    return keras.Sequential(", "        [",
-                 f'            keras.Input(shape=INPUT_SHAPE, name="input"),  # {shape}', *rows,
-                 "        ],", '        name="net",', "    )"]  # fmt: skip
-    return "\n".join(lines)
