@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -169,11 +170,22 @@ def write_code(
     files = output_paths(out, inputs.run is not None, kind)
     check_writable(files, force)
     text = script_text(inputs, files, language)
+    beside: list[tuple[Path, Callable[[], bytes]]] = []
+    if files.data is not None:
+        beside.append((files.data, lambda: _data_bytes(inputs.source)))
+    if files.weights is not None and inputs.run is not None:
+        beside.append((files.weights, lambda: _weights_bytes(inputs.run)))
+    return write_files(files, beside, text)
+
+
+def write_files(
+    files: CodeFiles, beside: list[tuple[Path, Callable[[], bytes]]], text: str
+) -> CodeFiles:
+    """Each file beside the script, then the script: each whole or not at all, never through a
+    link; an OutputError naming the folder when one cannot be written."""
     try:
-        if files.data is not None:
-            atomic_write_bytes(files.data, _data_bytes(inputs.source))
-        if files.weights is not None and inputs.run is not None:
-            atomic_write_bytes(files.weights, _weights_bytes(inputs.run))
+        for path, content in beside:
+            atomic_write_bytes(path, content())
         atomic_write_text(files.script, text)
     except OSError as error:
         raise OutputError(

@@ -24,10 +24,10 @@ from cnnlab.deploy.code import (
     _pair,
     _text,
     check_writable,
+    write_files,
 )
 from cnnlab.deploy.codetext import comment, filled, translated
 from cnnlab.errors import OutputError, SpecError
-from cnnlab.fileio import atomic_write_bytes, atomic_write_text
 from cnnlab.i18n import _
 from cnnlab.spec.analysis import LayerReport, analyze, layer_names
 
@@ -347,20 +347,12 @@ def write_keras_code(
     files = output_paths(out, inputs.run is not None)
     check_writable(files, force)
     text = keras_script_text(inputs, files, language)  # refuses layers keras lacks, first
-    try:
-        assert files.data is not None
-        atomic_write_bytes(files.data, _split_bytes(inputs))
-        if files.weights is not None and inputs.run is not None:
-            # whole or not at all, and never through a link at the destination
-            atomic_write_bytes(files.weights, (inputs.run.path / MODEL_FILE).read_bytes())
-        atomic_write_text(files.script, text)
-    except OSError as error:
-        raise OutputError(
-            _("cannot write {folder} ({error}); choose a writable folder with --out").format(
-                folder=files.script.parent, error=error.strerror or error
-            )
-        ) from None
-    return files
+    assert files.data is not None
+    beside = [(files.data, lambda: _split_bytes(inputs))]
+    if files.weights is not None and inputs.run is not None:
+        weights = inputs.run.path / MODEL_FILE
+        beside.append((files.weights, weights.read_bytes))
+    return write_files(files, beside, text)
 
 
 def _split_bytes(inputs: CodeInput) -> bytes:
