@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_diagram import _fill, small_disk  # noqa: F401  (a real 256 KiB tmpfs that fills up)
 
 import cnnlab
 from cnnlab.deploy import codetext
@@ -260,3 +261,14 @@ def test_a_spec_gets_a_script_that_trains(cli, tmp_path):
     assert "WEIGHTS: Path | None = None" in text
     assert "test accuracy" in _run_script(script, "--epochs", "1")
     shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("style", ["torch", "keras"])
+def test_a_full_disk_is_a_clean_error_and_leaves_no_file(cli, small_disk, style):  # noqa: F811
+    _fill(small_disk)
+    out = small_disk / "net.py"
+    result = cli("code", "input(1x8x8) conv(2,3) relu flatten fc(3)", "--out", str(out),
+                 "--style", style)  # fmt: skip
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert "cannot write" in result.err and "choose a writable folder with --out" in result.err
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # nothing half-written
