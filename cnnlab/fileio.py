@@ -89,12 +89,25 @@ def require_regular_file(path: str | Path) -> None:
     open_regular_file(path).close()
 
 
+def _read_umask() -> int:
+    """The process's umask (os.umask can only be read by setting it: done once, at import)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# A new file's mode as open() would give it (0o644 under the usual umask): mkstemp's 0o600 would
+# keep a run folder, a figure or a script from everyone else on the machine.
+NEW_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see either the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, NEW_FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
