@@ -489,3 +489,14 @@ def test_the_lock_is_released_when_training_fails(tmp_path, cli):
         cnnlab.train(**settings, out=str(run), quiet=True, on_step_end=poison)
     assert (run / "config.toml").exists()  # the lock was taken: the folder was claimed
     assert not (run / LOCK_FILE).exists()
+
+
+def test_resume_with_epochs_equal_to_the_default_still_asks_for_them(tmp_path, cli):
+    """`--resume RUN --epochs 8`, 8 being the default's epochs, stops at 8: a run of 12 paused
+    after 1 epoch used to ignore it (equal to the default was taken as not asked) and run to 12."""
+    run = tmp_path / "run"
+    paused = cli("train", *TINY_ARGS, "--epochs", "12", "stop_after=1", "--out", str(run))
+    assert paused.code == 0, paused.err
+    resumed = cli("train", "--resume", str(run), "--epochs", "8", "--quiet")
+    assert resumed.code == 0, resumed.err
+    assert read_metadata(run / RESUME_FILE)["progress"]["epoch"] == 8

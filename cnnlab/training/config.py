@@ -159,6 +159,9 @@ class TrainConfig:
     # model when none was asked ("" = asked, or the default as ever; MODEL_CHOICES), said once
     # after the model line.
     model_chosen_for: str = dataclasses.field(default="", compare=False)
+    # Not a setting, not recorded: the keys the user gave (resolve_config), so that a resume
+    # tells `--epochs 8` from the default 8 (training/setup.resumed_config).
+    asked: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
 
     def to_toml(self) -> str:
         """Every key and value, as TOML that `load_config` reads back: a stand-in as a user writes
@@ -176,7 +179,7 @@ class TrainConfig:
         return tomli_w.dumps(values)
 
 
-NOT_SETTINGS = ("model_chosen_for",)  # TrainConfig fields no user or config.toml sets
+NOT_SETTINGS = ("model_chosen_for", "asked")  # TrainConfig fields no user or config.toml sets
 FIELD_TYPES: dict[str, type] = {
     f.name: type(f.default) for f in fields(TrainConfig) if f.name not in NOT_SETTINGS
 }
@@ -368,13 +371,14 @@ def resolve_config(*settings: dict[str, Any]) -> TrainConfig:
     # The one place a model is chosen when none was asked: before the data loads, as its
     # recipe decides how (lite0: 128 px).
     model, chosen_for = chosen_model(merged)
+    asked = frozenset(merged)  # what the user gave, before the keys it implies below
     recipe = recipe_for(model, merged.get("data", TrainConfig.data))
     if ("epochs" in merged or "batch_size" in merged) and "fit_to_data" not in merged:
         merged["fit_to_data"] = False  # the user sized the run: keep it as given
     if "augment" in merged and "augment_when_stretched" not in merged:
         merged["augment_when_stretched"] = ""  # the user chose the augmentation: keep it
     base = apply(TrainConfig(model=model, model_chosen_for=chosen_for), recipe)
-    return apply(base, merged)
+    return dataclasses.replace(apply(base, merged), asked=asked)
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

@@ -234,14 +234,15 @@ def resumed_config(folder: Path, requested: TrainConfig) -> TrainConfig:
             )
         )
     saved = load_config(folder / CONFIG_FILE)
-    # What the request was built on (the defaults and its preset's recipe): equal means unasked.
+    # What the request was built on (the defaults and its preset's recipe): equal means unasked,
+    # unless the user gave the key (`--epochs 8` where 8 is the default still asks for 8).
     defaults = resolve_config({"model": requested.model, "data": requested.data})
     changes = {key: getattr(requested, key) for key in PER_INVOCATION}
     for f in dataclasses.fields(TrainConfig):
         wanted = getattr(requested, f.name)
         if (
             f.name in NOT_SETTINGS
-            or wanted == getattr(defaults, f.name)
+            or (f.name not in requested.asked and wanted == getattr(defaults, f.name))
             or wanted == getattr(saved, f.name)
             or f.name == "out"
         ):
