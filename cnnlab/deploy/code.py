@@ -376,21 +376,9 @@ def _recipe(inputs: CodeInput, language: str) -> str:
     """The training settings as constants, and what of the run's recipe the script leaves out."""
     c = lambda text: comment(text, language)  # noqa: E731
     r, policy = inputs.recipe, inputs.policy
-    lines = ["", f"# {c('---- The recipe: the run' + chr(39) + 's training settings ----')}"]
-    lines += [f"EPOCHS = {int(r['epochs'])}", f"BATCH_SIZE = {int(r['batch_size'])}"]
-    lines += [f"LR = {float(r['lr'])!r}  # {c('peak learning rate')}"]
-    if r["optimizer"] == "sgd":
-        lines += [f"MOMENTUM = {float(r['momentum'])!r}  # {c('Nesterov momentum')}"]
-    lines += [
-        f"WEIGHT_DECAY = {float(r['weight_decay'])!r}  # {c('on conv and fc weights only')}",
-        f"WARMUP_STEPS = {int(r['warmup_steps'])}  # {c('optimizer steps of warm-up')}",
-    ]
-    if int(r.get("total_steps", 0)):
-        lines += [f"TOTAL_STEPS = {int(r['total_steps'])}  # {c('the run stops after this many optimizer steps (a --budget run)')}"]  # fmt: skip
-    if r["schedule"] == "step":
-        every = int(r.get("step_every", 0)) or max(1, int(r["epochs"]) // 3)
-        lines += [f"GAMMA, STEP_EVERY = {float(r['gamma'])!r}, {every}  # {c('the learning rate is multiplied by GAMMA every STEP_EVERY epochs')}"]  # fmt: skip
-    lines += [f"LABEL_SMOOTHING = {float(r['label_smoothing'])!r}", f"SEED = {int(r['seed'])}"]
+    lines = recipe_constants(
+        r, c, c("the run stops after this many optimizer steps (a --budget run)")
+    )
     lines += [
         f"# {c('augmentation: shift in pixels, mirrors, cutout side in pixels')}",
         f"SHIFT, FLIP, VFLIP, CUTOUT = {policy.translate}, {policy.flip}, {policy.vflip}, {policy.cutout}",
@@ -401,6 +389,30 @@ def _recipe(inputs: CodeInput, language: str) -> str:
             f"# {c('left out here, cnnlab' + chr(39) + 's run used it too:')} {', '.join(left)}"
         ]
     return "\n".join(lines)
+
+
+def recipe_constants(
+    r: dict[str, Any], c: Callable[[str], str], total_steps_note: str = ""
+) -> list[str]:
+    """The recipe section's constants, EPOCHS to SEED, with comments through `c` (the style's
+    comment function); both script styles write them alike."""
+    lines = ["", f"# {c('---- The recipe: the run' + chr(39) + 's training settings ----')}"]
+    lines += [f"EPOCHS = {int(r['epochs'])}", f"BATCH_SIZE = {int(r['batch_size'])}"]
+    lines += [f"LR = {float(r['lr'])!r}  # {c('peak learning rate')}"]
+    if r["optimizer"] == "sgd":
+        lines += [f"MOMENTUM = {float(r['momentum'])!r}  # {c('Nesterov momentum')}"]
+    lines += [
+        f"WEIGHT_DECAY = {float(r['weight_decay'])!r}  # {c('on conv and fc weights only')}",
+        f"WARMUP_STEPS = {int(r['warmup_steps'])}  # {c('optimizer steps of warm-up')}",
+    ]
+    if int(r.get("total_steps", 0)):
+        note = f"  # {total_steps_note}" if total_steps_note else ""
+        lines += [f"TOTAL_STEPS = {int(r['total_steps'])}{note}"]
+    if r["schedule"] == "step":
+        every = int(r.get("step_every", 0)) or max(1, int(r["epochs"]) // 3)
+        lines += [f"GAMMA, STEP_EVERY = {float(r['gamma'])!r}, {every}  # {c('the learning rate is multiplied by GAMMA every STEP_EVERY epochs')}"]  # fmt: skip
+    lines += [f"LABEL_SMOOTHING = {float(r['label_smoothing'])!r}", f"SEED = {int(r['seed'])}"]
+    return lines
 
 
 def _left_out(inputs: CodeInput) -> list[str]:

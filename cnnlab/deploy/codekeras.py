@@ -24,6 +24,7 @@ from cnnlab.deploy.code import (
     _pair,
     _text,
     check_writable,
+    recipe_constants,
     write_files,
 )
 from cnnlab.deploy.codetext import comment, filled, translated
@@ -481,22 +482,7 @@ def _settings(inputs: CodeInput, files: CodeFiles, language: str) -> str:
 
 def _recipe(inputs: CodeInput, language: str) -> str:
     c = lambda text: _c(text, language)  # noqa: E731
-    r = inputs.recipe
-    lines = ["", f"# {c('---- The recipe: the run' + chr(39) + 's training settings ----')}"]
-    lines += [f"EPOCHS = {int(r['epochs'])}", f"BATCH_SIZE = {int(r['batch_size'])}"]
-    lines += [f"LR = {float(r['lr'])!r}  # {c('peak learning rate')}"]
-    if r["optimizer"] == "sgd":
-        lines += [f"MOMENTUM = {float(r['momentum'])!r}  # {c('Nesterov momentum')}"]
-    lines += [
-        f"WEIGHT_DECAY = {float(r['weight_decay'])!r}  # {c('on conv and fc weights only')}",
-        f"WARMUP_STEPS = {int(r['warmup_steps'])}  # {c('optimizer steps of warm-up')}",
-    ]
-    if int(r.get("total_steps", 0)):
-        lines += [f"TOTAL_STEPS = {int(r['total_steps'])}"]
-    if r["schedule"] == "step":
-        every = int(r.get("step_every", 0)) or max(1, int(r["epochs"]) // 3)
-        lines += [f"GAMMA, STEP_EVERY = {float(r['gamma'])!r}, {every}  # {c('the learning rate is multiplied by GAMMA every STEP_EVERY epochs')}"]  # fmt: skip
-    lines += [f"LABEL_SMOOTHING = {float(r['label_smoothing'])!r}", f"SEED = {int(r['seed'])}"]
+    lines = recipe_constants(inputs.recipe, c)
     policy = inputs.policy
     used = any(getattr(policy, f.name) for f in fields(policy))
     left = [f"augment {inputs.recipe.get('augment')}"] if used else []
