@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "as cnnlab does, the normalisation, the training recipe as a plain loop, and (for a run) "
         "its weights beside it as a .pt state_dict. `python train.py` prints the predicted class "
         "of each test image; `python train.py --train` trains from scratch. Comments follow "
-        "--lang (en or ko). --style keras writes it as Keras 3 (keras, numpy and Pillow) instead.",
+        "--lang (en or ko). --style keras writes it as Keras 3 (keras and numpy) instead.",
         epilog="examples: cnnlab code latest | cnnlab code runs/demo --out demo.py --lang ko | "
         "cnnlab code tutorial --data mnist",
     )

@@ -1,6 +1,6 @@
 """`cnnlab code --style keras`: a run (or a spec) as one standalone Keras 3 script.
 
-The script needs keras, numpy and Pillow only (keras on its torch backend by default): the model
+The script needs keras and numpy only (keras on its torch backend by default): the model
 as a `keras.Sequential` in the manner of the seeds' Keras tutorial (the functional API, with
 `layers.Add`, where there are residual blocks), each layer under cnnlab's name with its output
 shape channels_last; the images cnnlab used, split as the run split them, exported beside it as
@@ -440,7 +440,7 @@ def _header(inputs: CodeInput, files: CodeFiles, language: str) -> str:
             f"{inputs.title} as Keras 3: the model, the data, the training recipe.",
             "",
             f"Written by `cnnlab code --style keras` (cnnlab {__version__}) from {inputs.origin}.",
-            "It needs only keras, numpy and Pillow (KERAS_BACKEND: torch unless set); it does not import cnnlab.",
+            "It needs only keras and numpy (KERAS_BACKEND: torch unless set); it does not import cnnlab.",
             "",
         ]
         usage = [f"    python {name}            print the predicted class of each test image (the run's weights)",
