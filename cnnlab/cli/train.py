@@ -148,6 +148,11 @@ FLAGS = {
         "no gradient, no weight decay, their batchnorms' running statistics unchanged; at most "
         "the number of such layers minus one (default: {default}, nothing frozen)",
     ),
+    "--head-epochs": (
+        "head_epochs",
+        "epochs of the last fc alone, on features the layers before it compute once, before the "
+        "whole network trains (default: {default}, or the preset's recipe)",
+    ),
 }
 
 

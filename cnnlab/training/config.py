@@ -139,6 +139,9 @@ class TrainConfig:
     # 0, a res block as one) keep the weights training starts from: no gradient, no weight decay,
     # their BatchNorms in eval mode (training/freeze.py); 0 = none frozen
     freeze: int = 0
+    # epochs of the last fc alone, on the cached features of the layers before it, before the
+    # whole network trains (training/headfirst.py); 0 = none
+    head_epochs: int = 0
     # BatchNorm scales and biases train at this x the learning rate. Fashion-MNIST, default
     # recipe at 3 epochs, seed 0: x4 92.29%, x16 91.98% against 92.24% (x1): left at 1
     bn_lr_scale: float = 1.0
@@ -474,6 +477,7 @@ INT_RANGES: dict[str, tuple[int, int, str]] = {
     "test_size": (0, MAX_COUNT, N_("the data set's default")),
     "step_every": (0, MAX_EPOCHS, N_("a third of the run")),
     "early_stop": (0, MAX_EPOCHS, N_("off")),
+    "head_epochs": (0, MAX_EPOCHS, N_("none")),
     "stop_after": (0, MAX_EPOCHS, N_("run to the end")),
     "seed": (0, MAX_SEED, ""),
     "threads": (0, MAX_COUNT, N_("all cores")),

@@ -78,6 +78,7 @@ from cnnlab.training.setup import (
     run_record,
     thread_count,
 )
+from cnnlab.training.headfirst import train_head_first
 from cnnlab.training.state import Position, Weights, restore, resume_state
 
 __all__ = ["TrainingDiverged", "fit", "run_training", "train"]  # TrainingDiverged: guard.py
@@ -442,6 +443,10 @@ def fit(
     """Train until the last epoch, an early stop, a pause or Ctrl-C; returns where the run
     stands (its job re-planned where a budget did) and which of those ended it."""
     job = state.job
+    if state.position == Position() and job.config.head_epochs:  # a fresh start, not a resume
+        line = train_head_first(job, state.learner)
+        if line and job.world.is_main:
+            job.report.say(line)
     stepper = _stepper(job, state.learner)
     replan = replanner(job.plan.budget, job.config.warmup_steps, job.plan.total_steps, job.clock)
     while state.position.epoch < state.job.plan.last_epoch:
