@@ -16,11 +16,15 @@ The catalogues (English is the source; `cnnlab/locale/ko/LC_MESSAGES/cnnlab.po` 
     pybabel extract -k N_ -k Kernel:4 -k LayerKind:2 --no-location --omit-header --sort-output \
         -o /tmp/cnnlab.pot cnnlab   # Kernel:4, LayerKind:2: the kernels' and layer kinds' descriptions
     pybabel update -i /tmp/cnnlab.pot -d cnnlab/locale -D cnnlab --no-fuzzy-matching --ignore-obsolete
-    (translate the new, empty entries of the .po; keep each {field} as it is)
+    (translate the new, empty entries of the .po; keep each {field}, and argparse's %(name)s,
+     %s and %% in help strings and its messages, as they are)
     pybabel compile -d cnnlab/locale -D cnnlab
 
-The pages' words are in the same catalogue: cnnlab/server/page_text.py marks each with N_, and
-the server sends them to the browser as GET /api/i18n.js (tests/test_i18n_pages.py).
+The command line's help is translated when the parser is built (`help=_("...")`), and
+argparse's own words (usage, headings, its error lines) come from the same catalogue while a
+command runs (cnnlab/cli/argparse_text.py). The pages' words are in the same catalogue:
+cnnlab/server/page_text.py marks each with N_, and the server sends them to the browser as
+GET /api/i18n.js (tests/test_i18n_pages.py).
 
 The compiled `.mo` is committed, so `pip install -e .` works with no build step;
 tests/test_i18n.py fails when the `.mo` or the `.po` falls behind the code.

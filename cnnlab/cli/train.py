@@ -161,7 +161,8 @@ def _number_or_auto(kind: type) -> Callable[[str], float | int | str]:
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number or auto") from None
+            message = _("{value} is not a number or auto").format(value=repr(text))
+            raise argparse.ArgumentTypeError(message) from None
 
     return value
 
