@@ -7,13 +7,15 @@ from __future__ import annotations
 import argparse
 import gettext
 import re
+from collections import Counter
 
 import pytest
 from babel.messages.extract import extract_python
 from test_i18n import _catalogue
 from test_i18n_every_command import HANGUL, _untranslated
 
-from cnnlab.cli.argparse_text import NOT_SHOWN, SHOWN
+from cnnlab.cli import build_parser
+from cnnlab.cli.argparse_text import NOT_SHOWN, SHOWN, speaking_our_language
 from cnnlab.i18n import using_language
 
 # printf-style placeholders, as argparse fills them: %(name)s, %s, %r, and %% for a percent sign
@@ -136,3 +138,145 @@ def test_argparse_messages_are_translated_with_their_placeholders():
     for message, translated in catalogue.items():
         placeholders = sorted(PLACEHOLDER.findall(message))
         assert sorted(PLACEHOLDER.findall(translated)) == placeholders, message
+
+
+def _command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """('',), ('summary',), ..., ('datasets', 'show'), ('explain', 'conv'), ...: every parser."""
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _command_paths(sub, (*path, name))
+
+
+def _parser_names(parser: argparse.ArgumentParser) -> set[str]:
+    """What a parser's help shows as it is, in any language: its commands' names, options,
+    metavars and default metavars (DATA_DIR), positionals' names and choices."""
+    names = set()
+    for action in parser._actions:
+        names.update(action.option_strings)
+        metavars = action.metavar if isinstance(action.metavar, tuple) else [action.metavar]
+        names.update(m for m in metavars if m)
+        names.update([action.dest, action.dest.upper()] if action.dest != "help" else [])
+        names.update(str(choice) for choice in action.choices or ())
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names |= _parser_names(sub)
+    return names
+
+
+def _names_pattern() -> re.Pattern[str]:
+    """The names of every parser, and the values a training setting takes (sgd, onecycle, ...)."""
+    from cnnlab.training import config
+
+    names = _parser_names(build_parser())
+    names |= {*config.OPTIMIZERS, *config.SCHEDULES, *config.DEVICES, *config.BALANCES}
+    words = sorted((n for n in names if len(n) > 1), key=len, reverse=True)
+    return re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, words)) + r")(?![\w-])")
+
+
+PATHS = list(_command_paths(build_parser()))
+NAMES = _names_pattern()
+# What a user types with a colon: random:HxW, folder:PATH, SPLIT:INDEX, test:0 (not 'Default: ').
+TYPED = re.compile(r"(?<![\w-])[\w-]+:[\w.\[]\S*")
+
+
+def _help(cli, monkeypatch, path: tuple[str, ...], *extra: str) -> str:
+    """`cnnlab PATH --help EXTRA`'s output, each paragraph on one line (COLUMNS=10000)."""
+    monkeypatch.setenv("COLUMNS", "10000")
+    result = cli(*path, "--help", *extra)
+    assert result.code == 0 and result.err == "", result
+    return result.out
+
+
+def _sentences_of_help(text: str, examples_prefix: str) -> list[str]:
+    """The untranslated English of a --help: what the every-command scanner finds once the
+    parsers' names are taken out, and the epilog's example command lines ('예: cnnlab ... |
+    cnnlab ...', each checked to be a command line)."""
+    kept = []
+    for line in text.splitlines():
+        if line.startswith(examples_prefix):
+            commands = line.removeprefix(examples_prefix).split(" | ")
+            assert all(c.startswith("cnnlab ") for c in commands), line
+            continue
+        kept.append(NAMES.sub(" ", TYPED.sub(" ", line)))
+    return _untranslated("\n".join(kept))
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "cnnlab")
+def test_every_help_in_korean_says_no_english_sentence(cli, monkeypatch, path):
+    out = _help(cli, monkeypatch, path, "--lang", "ko")
+    assert out.startswith(f"사용법: {' '.join(('cnnlab', *path))}"), out
+    assert "\n옵션:\n" in out and "이 도움말을 보여 주고 끝냅니다" in out, out
+    assert _sentences_of_help(out, "예: ") == [], out
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "cnnlab")
+def test_every_help_in_english_keeps_its_words(cli, monkeypatch, path):
+    """The English --help is the source: argparse's words, no Hangul, and English sentences the
+    scanner above sees (it is not vacuous). The Korean one differs in words only: the same usage
+    line, the same options named, every number of the English (defaults, limits) kept."""
+    english = _help(cli, monkeypatch, path)
+    korean = _help(cli, monkeypatch, path, "--lang", "ko")
+    assert english.startswith("usage: cnnlab") and "\noptions:\n" in english, english
+    assert not HANGUL.search(english), english
+    assert "show this help message and exit" in english and _sentences_of_help(
+        english, "examples: "
+    )
+    assert korean != english
+    usage = korean.split("\n\n", 1)[0] + "\nan error line"  # the usage block, as _usage reads it
+    assert _usage(usage) == _usage(english.split("\n\n", 1)[0] + "\nan error line")
+    flags = re.compile(r"--[a-z0-9][a-z0-9-]*")  # ASCII: "--toml이면" names --toml
+    assert set(flags.findall(korean)) == set(flags.findall(english))
+    numbers = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:e-?\d+)?")
+    left_out = Counter(numbers.findall(english)) - Counter(numbers.findall(korean))
+    assert not left_out, left_out
+
+
+def test_help_follows_the_lang_variable(cli, monkeypatch):
+    monkeypatch.setenv("LANG", "ko_KR.UTF-8")
+    assert "모델을 학습합니다" in _help(cli, monkeypatch, ("train",))
+    monkeypatch.setenv("LC_ALL", "C")  # the first variable set decides, as in POSIX
+    assert "Train a model" in _help(cli, monkeypatch, ("train",))
+
+
+def test_train_help_fills_its_templates_after_translating(cli, monkeypatch):
+    """The learning-rate and weight-decay defaults come from training's tables, in both languages."""
+    english = _help(cli, monkeypatch, ("train",))
+    korean = _help(cli, monkeypatch, ("train",), "--lang", "ko")
+    assert "sqrt(batch/128) (default: sgd 0.1, adam 1e-3, adamw 2e-3)" in english
+    assert "(default: sgd 5e-4, 5e-3 under 5,000 training images; adam 0; adamw 0.05)" in english
+    assert "sqrt(batch/128) (기본값: sgd 0.1, adam 1e-3, adamw 2e-3)" in korean
+    assert "(기본값: sgd 5e-4, 학습 이미지 5,000장 미만이면 5e-3; adam 0; adamw 0.05)" in korean
+    assert "80-100%)" in korean and "(기본값: 8 또는 프리셋의 레시피" in korean
+    assert not re.search(r"\{\w*\}", english + korean)  # no template field left unfilled
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """The parser and every subparser under it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                yield from _parsers(sub)
+
+
+def test_every_help_string_goes_through_the_catalogue():
+    """Built under Korean, every description, help and commands' help holds Hangul, and every
+    epilog is the translated 'examples:': short help ('print JSON', 'List runs.') that the
+    sentence scanner cannot tell from names is checked here."""
+    with using_language("ko"), speaking_our_language():  # as main() builds it (-h's help)
+        parser = build_parser()
+    texts = 0
+    for each in _parsers(parser):
+        assert each.epilog is None or each.epilog.startswith("예: cnnlab "), each.prog
+        actions = [*each._actions]
+        for action in each._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                actions += action._choices_actions  # the commands' one-line help
+        helps = [a.help for a in actions if a.help not in (None, argparse.SUPPRESS)]
+        for text in [each.description, *helps]:
+            if text is not None:
+                texts += 1
+                assert HANGUL.search(text), (each.prog, text)
+    assert texts >= 250, texts
