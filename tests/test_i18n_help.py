@@ -15,7 +15,13 @@ from test_i18n import _catalogue
 from test_i18n_every_command import HANGUL, _untranslated
 
 from cnnlab.cli import build_parser
-from cnnlab.cli.argparse_text import NOT_SHOWN, SHOWN, speaking_our_language
+from cnnlab.cli.argparse_text import (
+    NOT_SHOWN,
+    SHOWN,
+    display_width,
+    speaking_our_language,
+    wrap,
+)
 from cnnlab.i18n import using_language
 
 # printf-style placeholders, as argparse fills them: %(name)s, %s, %r, and %% for a percent sign
@@ -280,3 +286,29 @@ def test_every_help_string_goes_through_the_catalogue():
                 texts += 1
                 assert HANGUL.search(text), (each.prog, text)
     assert texts >= 250, texts
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "cnnlab")
+def test_korean_help_fits_the_terminal(cli, monkeypatch, path):
+    """A Hangul syllable takes two columns: wrapped by characters, as argparse counts, a Korean
+    help line would run to twice the terminal's width. Only a usage part argparse cannot break
+    ('[--padding-mode {zeros,reflect,replicate,circular}]') may pass the edge, as in English."""
+    monkeypatch.setenv("COLUMNS", "80")
+    result = cli(*path, "--help", "--lang", "ko")
+    assert result.code == 0, result
+    for line in result.out.splitlines():
+        fits = display_width(line) <= 80 or re.fullmatch(r" *\[[^\[\]]*\]", line)
+        assert fits, (display_width(line), line)
+    usage = result.out.split("\n\n", 1)[0].splitlines()
+    indent = " " * display_width(f"사용법: {' '.join(('cnnlab', *path))} ")
+    for line in usage[1:]:  # under the program's name, as the English usage lines are
+        assert line.startswith(indent) and line[len(indent)] != " ", usage
+
+
+def test_wrap_counts_columns_not_characters():
+    assert display_width("사용법: ") == 8 and display_width("usage: ") == 7
+    assert wrap("학습률 범위 테스트 lr 1e-3", 10) == ["학습률", "범위", "테스트 lr", "1e-3"]
+    assert wrap("   ", 10) == [] and wrap("averyveryverylongword x", 5) == [
+        "averyveryverylongword",
+        "x",
+    ]

@@ -17,7 +17,7 @@ import warnings
 from typing import NoReturn
 
 from cnnlab import __version__
-from cnnlab.cli.argparse_text import speaking_our_language
+from cnnlab.cli.argparse_text import ArgumentParser, speaking_our_language
 from cnnlab.errors import CnnlabError
 from cnnlab.i18n import LANGUAGES, N_, _, using_language
 
@@ -48,7 +48,7 @@ COMMAND_MODULES: list[str] = [
 def build_parser() -> argparse.ArgumentParser:
     """The full `cnnlab` parser with every registered command, its help in the current language
     (build it inside `using_language`: the help strings are translated here, once)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="cnnlab",
         description=_(
             "Convolutional neural networks for image classification: "

@@ -8,11 +8,15 @@ in-process callers (tests, notebooks) meet the usual argparse once `main()` has 
 SHOWN lists argparse's messages that a command line can bring up (help, usage, parse errors),
 marked N_ so that `pybabel extract` puts them in the catalogue: the msgids of Python 3.11 to 3.13,
 exactly as argparse.py spells them (tests/test_i18n_help.py checks the running Python's).
+
+`ArgumentParser` (cnnlab's parsers, its subparsers too) wraps the help by the columns a terminal
+gives each character: a Hangul syllable takes two, and argparse counts one.
 """
 
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -97,3 +101,59 @@ def speaking_our_language() -> Iterator[None]:
         yield
     finally:
         argparse._, argparse.ngettext = usual
+
+
+def display_width(text: str) -> int:
+    """The terminal columns `text` takes: two for a wide character (Hangul, CJK), else one."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """`text`'s words in lines of at most `width` columns (a longer word alone on its line)."""
+    lines, line = [], ""
+    for word in text.split():
+        joined = f"{line} {word}" if line else word
+        if line and display_width(joined) > width:
+            lines.append(line)
+            joined = word
+        line = joined
+    return [*lines, line] if line else lines
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, wrapping text that holds wide characters by display width (argparse
+    fills a line with 78 characters, which Korean draws over up to 156 columns). Text without
+    them goes through argparse's own wrapping: the English help stays argparse's to the byte.
+
+    _split_lines and _fill_text are the methods argparse's own Raw*HelpFormatter classes
+    override; _format_usage gets a stand-in prefix as wide as '사용법: ' so that the wrapped
+    usage lines line up under the program's name."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        if display_width(text) == len(text):
+            return super()._split_lines(text, width)
+        return wrap(self._whitespace_matcher.sub(" ", text).strip(), width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if display_width(text) == len(text):
+            return super()._fill_text(text, width, indent)
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        return "\n".join(indent + line for line in wrap(text, width - len(indent)))
+
+    def _format_usage(self, usage, actions, groups, prefix) -> str:
+        prefix = argparse._("usage: ") if prefix is None else prefix
+        extra = display_width(prefix) - len(prefix)
+        if not extra:
+            return super()._format_usage(usage, actions, groups, prefix)
+        stand_in = "u" * display_width(prefix)
+        text = super()._format_usage(usage, actions, groups, stand_in)
+        return prefix + text.removeprefix(stand_in)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with `HelpFormatter` unless told otherwise; add_subparsers makes its
+    subparsers of the same class, so every cnnlab command gets it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
