@@ -246,6 +246,13 @@ def test_help_follows_the_lang_variable(cli, monkeypatch):
     assert "Train a model" in _help(cli, monkeypatch, ("train",))
 
 
+def test_cnnlab_without_a_command_prints_its_help_in_korean(cli):
+    """No command: main() prints the help itself, in the language the command line asked for."""
+    result = cli("--lang", "ko")
+    assert result.code == 0 and result.out.startswith("사용법: cnnlab"), result
+    assert "이미지 분류를 위한 합성곱 신경망" in result.out and "\n옵션:\n" in result.out
+
+
 def test_train_help_fills_its_templates_after_translating(cli, monkeypatch):
     """The learning-rate and weight-decay defaults come from training's tables, in both languages."""
     english = _help(cli, monkeypatch, ("train",))
