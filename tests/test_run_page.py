@@ -356,6 +356,11 @@ def test_a_run_whose_data_is_gone_still_shows_what_needs_no_data(folder_run, tmp
             answer = test_client.get(path)
             assert answer.status_code == 404 and "cannot be loaded" in answer.json()["error"]
             assert _paths_in(answer, [str(tmp_path)]) == []
+        # the failure is kept per language: a Korean page gets it in Korean, English stays
+        korean = test_client.get("/api/run/scores?lang=ko").json()["error"]
+        assert "불러올 수 없습니다" in korean and "cannot be loaded" not in korean, korean
+        assert "데이터 세트" in korean and "unknown" not in korean, korean  # the loader's, too
+        assert "cannot be loaded" in test_client.get("/api/run/confusion").json()["error"]
         assert test_client.get("/api/run/curves").status_code == 200
         assert test_client.get("/api/run/filters").status_code == 200
 
