@@ -287,7 +287,10 @@ def test_the_servers_own_lang_does_not_choose_the_apis_language(run_dir, tmp_pat
         assert "제공합니다" in srv.output()  # the terminal speaks the server's LANG
         english = _ask(srv.url, "bad image")
         _is_english(english, "bad image")
-        assert not HANGUL.search(str(httpx.get(f"{srv.url}/api/model").json()))
+        english_model = httpx.get(f"{srv.url}/api/model").json()
+        assert english_model["engine_notes"] and not HANGUL.search(str(english_model))
+        notes = httpx.get(f"{srv.url}/api/model?lang=ko").json()["engine_notes"]  # no export
+        assert notes and all(HANGUL.search(note) for note in notes), notes
         _is_korean(_ask(srv.url, "bad image", "lang=ko"), "bad image")
         _is_korean(_ask(srv.url, "unknown layer", "", KOREAN_BROWSER), "unknown layer")
     finally:

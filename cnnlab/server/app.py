@@ -69,7 +69,7 @@ def model_info(predictor: Predictor, limits: Limits) -> dict[str, Any]:
             "summary": summary_json(analyze(report.spec, report.input_shape)),
             "engine": predictor.choice.name,
             "engine_latency_us": predictor.choice.latency_us,
-            "engine_notes": [without_paths(note) for note in predictor.choice.notes],
+            "engine_notes": [without_paths(note) for note in predictor.choice.notes_now()],
             "output": _("softmax of the model's logits"),
             # The page draws in the training data's polarity: white on black for MNIST-like data.
             "drawing": {
