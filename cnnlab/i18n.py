@@ -6,7 +6,7 @@ read the first time its language is asked for. Use:
     from cnnlab.i18n import _, N_
     say(_("wrote {path}").format(path=path))     # named fields: a translation may reorder them
     NOTE = N_("a constant")                      # marked for extraction; translate where shown: _(NOTE)
-    translate("parameters: {count}", "ko")       # an explicit language (the server, per request)
+    translate("parameters: {count}", "ko")       # an explicit language (the pages' dictionaries)
 
 The command line sets the language once per command (`--lang`, else LC_ALL, LC_MESSAGES,
 LANG); library code calls `_` while it builds its output, never at import time.
