@@ -20,6 +20,7 @@ which the server sets per request.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import threading
@@ -110,6 +111,14 @@ class RunReport:
         self._key_locks: dict[tuple, threading.Lock] = {}  # one per option: apart, in parallel
         self._kept_lock = threading.Lock()  # guards the two dicts
         self._overlays: dict[tuple[int, int], str] = {}  # (image, class) -> CAM overlay data URL
+
+    def prepare(self) -> None:
+        """The test split's evaluation made (or its failure kept): what every request for a
+        panel that needs it awaits, once, whatever its language. It raises nothing, so no
+        request is handed a message in another's language: each panel's own `evaluated()`
+        reports a failure in its request's."""
+        with contextlib.suppress(ApiError):
+            self.evaluated()
 
     def evaluated(self) -> tuple[Evaluation, torch.Tensor]:
         """(the test split's Evaluation, its uint8 images (N, C, H, W)): computed once."""

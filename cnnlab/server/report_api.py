@@ -10,9 +10,10 @@ a drawing's predictions must not queue behind them.
 A slow computation runs once, as a task of its own: every request that needs it awaits
 that task without holding a worker, and a request that hits the time limit (504) leaves
 it running; its result is kept (by RunReport), so the page's next try gets it at once.
-At most `MAX_PENDING` such tasks run or wait at once (else 503). A task is the request's
-that started it, language included (its errors and notes are words), so tasks are one per
-computation and language: a request never waits for an answer in another language.
+At most `MAX_PENDING` such tasks run or wait at once (else 503). A task runs in the context
+of the request that started it, language included, so the tasks whose answers hold words
+(patches' and the projector's notes) are one per computation and language; the evaluation's
+task holds none (`RunReport.prepare`: a failure is worded by each panel in its request's).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ async def _report(
     jobs: ReportJobs = request.app.state.report_jobs
     language = current_language()  # the request's: each task speaks the language it began in
     if panel in NEEDS_EVALUATION:
-        await jobs.once(("evaluation", language), report.evaluated)
+        await jobs.once(("evaluation",), report.prepare)
     bound = functools.partial(panel, report)
     if once:
         return await jobs.once((panel.__name__, language, *args), bound, *args)
