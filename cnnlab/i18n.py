@@ -6,21 +6,31 @@ read the first time its language is asked for. Use:
     from cnnlab.i18n import _, N_
     say(_("wrote {path}").format(path=path))     # named fields: a translation may reorder them
     NOTE = N_("a constant")                      # marked for extraction; translate where shown: _(NOTE)
-    translate("parameters: {count}", "ko")       # an explicit language (the server, per request)
+    translate("parameters: {count}", "ko")       # an explicit language (the pages' dictionaries)
 
 The command line sets the language once per command (`--lang`, else LC_ALL, LC_MESSAGES,
 LANG); library code calls `_` while it builds its output, never at import time.
+
+The choice is a context variable, not a global: the server sets it per request
+(`cnnlab/server/language.py`), so that `_` called anywhere while a request is served (its
+asyncio task, and the threads it hands work to with its context) speaks that request's
+language while a concurrent request speaks its own. A thread started by hand starts with
+no choice (the environment's language): hand it work through `carrying_language(fn)`.
 
 The catalogues (English is the source; `cnnlab/locale/ko/LC_MESSAGES/cnnlab.po` the Korean):
 
     pybabel extract -k N_ -k Kernel:4 -k LayerKind:2 --no-location --omit-header --sort-output \
         -o /tmp/cnnlab.pot cnnlab   # Kernel:4, LayerKind:2: the kernels' and layer kinds' descriptions
     pybabel update -i /tmp/cnnlab.pot -d cnnlab/locale -D cnnlab --no-fuzzy-matching --ignore-obsolete
-    (translate the new, empty entries of the .po; keep each {field} as it is)
+    (translate the new, empty entries of the .po; keep each {field}, and argparse's %(name)s,
+     %s and %% in help strings and its messages, as they are)
     pybabel compile -d cnnlab/locale -D cnnlab
 
-The pages' words are in the same catalogue: cnnlab/server/page_text.py marks each with N_, and
-the server sends them to the browser as GET /api/i18n.js (tests/test_i18n_pages.py).
+The command line's help is translated when the parser is built (`help=_("...")`), and
+argparse's own words (usage, headings, its error lines) come from the same catalogue while a
+command runs (cnnlab/cli/argparse_text.py). The pages' words are in the same catalogue:
+cnnlab/server/page_text.py marks each with N_, and the server sends them to the browser as
+GET /api/i18n.js (tests/test_i18n_pages.py).
 
 The compiled `.mo` is committed, so `pip install -e .` works with no build step;
 tests/test_i18n.py fails when the `.mo` or the `.po` falls behind the code.
@@ -28,12 +38,15 @@ tests/test_i18n.py fails when the `.mo` or the `.po` falls behind the code.
 
 from __future__ import annotations
 
+import functools
 import gettext
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 DOMAIN = "cnnlab"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
@@ -42,7 +55,11 @@ LANGUAGES = ("en", "ko")  # what --lang accepts: the source and each catalogue
 # Where a POSIX program looks for its message language, in order (the first one set wins).
 LOCALE_VARIABLES = ("LC_ALL", "LC_MESSAGES", "LANG")
 
-_chosen: str | None = None  # set_language's choice; None: follow the environment
+# set_language's choice in this context (the command, or the request being served); None:
+# follow the environment. Each asyncio task and each thread has its own context.
+_chosen: ContextVar[str | None] = ContextVar("cnnlab_language", default=None)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def language_from_environment(environ: Mapping[str, str] | None = None) -> str:
@@ -66,29 +83,50 @@ def normalize_language(value: str | None) -> str | None:
     return code if code in LANGUAGES else None
 
 
-def set_language(language: str | None) -> None:
-    """Choose the language `_` uses: 'en', 'ko', or None to follow the environment."""
+def _checked(language: str | None) -> str | None:
     if language is not None and language not in LANGUAGES:
         raise ValueError(f"no catalogue for {language!r}; languages: {', '.join(LANGUAGES)}")
-    global _chosen
-    _chosen = language
+    return language
+
+
+def set_language(language: str | None) -> None:
+    """Choose the language `_` uses in this context (this thread, or this asyncio task and the
+    tasks it starts): 'en', 'ko', or None to follow the environment."""
+    _chosen.set(_checked(language))
 
 
 @contextmanager
 def using_language(language: str | None) -> Iterator[None]:
-    """`set_language` for a block, then the choice before it again (one command in a process)."""
-    global _chosen
-    before = _chosen
-    set_language(language)
+    """`set_language` for a block, then the choice before it again (one command, one request)."""
+    token = _chosen.set(_checked(language))
     try:
         yield
     finally:
-        _chosen = before
+        _chosen.reset(token)
 
 
 def current_language() -> str:
     """The language `_` uses now."""
-    return _chosen or language_from_environment()
+    return _chosen.get() or language_from_environment()
+
+
+def carrying_language(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn`, to be called in another thread, speaking the language chosen here and now.
+
+    A new thread (a ThreadPoolExecutor's too) starts with no choice, so `_` there would
+    follow the environment instead of `--lang` or the request.
+    """
+    language = _chosen.get()
+
+    @functools.wraps(fn)
+    def in_language(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = _chosen.set(language)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _chosen.reset(token)
+
+    return in_language
 
 
 @cache

@@ -84,7 +84,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path.read_text()
-            found = re.search(r"on (http://127\.0\.0\.1:\d+)/", text)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/", text)  # in any language
             if found:
                 url = found.group(1)
                 if self._healthy(url):

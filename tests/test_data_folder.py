@@ -120,6 +120,20 @@ def test_bad_files_listed_together_then_skippable(tmp_path):
     assert len(ds.skipped) == 2 and any("readme.txt" in s for s in ds.skipped)
 
 
+def test_bad_files_are_listed_in_the_commands_language_from_the_decoding_threads(tmp_path):
+    """Each file's error is made in a pool thread: it speaks --lang (a context of its own)."""
+    from cnnlab.i18n import using_language
+
+    root = make_folder(tmp_path / "k", {"a": [_gray(1)] * 3, "b": [_gray(2)] * 3})
+    (root / "a" / "readme.txt").write_text("hello")
+    with using_language("ko"), pytest.raises(DataError) as info:
+        load_folder(root, use_cache=False)
+    message = str(info.value)
+    assert "이미지로 쓸 수 없습니다" in message  # the summary line, made in this thread
+    listed = [line for line in message.splitlines() if "readme.txt" in line]
+    assert listed and "not an image" not in listed[0] and "이미지" in listed[0], message
+
+
 def test_layout_errors_name_the_folder(tmp_path):
     with pytest.raises(DataError, match="not a folder"):
         load_folder(tmp_path / "missing")

@@ -16,6 +16,8 @@ from babel.messages.pofile import read_po
 import cnnlab
 from cnnlab.i18n import (
     LOCALE_DIR,
+    _,
+    carrying_language,
     current_language,
     language_from_environment,
     translate,
@@ -178,6 +180,40 @@ def test_translate_takes_the_language_explicitly():
         assert translate("kernel") == "kernel"
     assert translate("kernel", "en") == "kernel"
     assert translate("kernel", "fr") == "kernel"  # no catalogue: the source
+
+
+def test_the_language_is_per_context_so_concurrent_requests_keep_their_own(english_environment):
+    """Two asyncio tasks (two requests) choose different languages and interleave: each `_`
+    speaks its own task's, and neither leaks into the caller's."""
+    import asyncio
+
+    async def request(language: str, both_chosen: asyncio.Barrier) -> list[str]:
+        with using_language(language):
+            await both_chosen.wait()  # the other request has chosen its language meanwhile
+            said = [_("kernel")]
+            await asyncio.sleep(0)
+            said.append(await asyncio.to_thread(_, "kernel"))  # a thread given the context
+            return said
+
+    async def both() -> list[list[str]]:
+        barrier = asyncio.Barrier(2)
+        return await asyncio.gather(request("ko", barrier), request("en", barrier))
+
+    assert asyncio.run(both()) == [["커널", "커널"], ["kernel", "kernel"]]
+    assert current_language() == "en"
+
+
+def test_a_thread_speaks_the_language_it_was_handed(english_environment):
+    """A plain thread starts with no choice (the environment's language); `carrying_language`
+    hands it the one chosen where the work was made (a --lang ko command's decoding pool)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with using_language("ko"), ThreadPoolExecutor(1) as pool:
+        assert pool.submit(_, "kernel").result() == "kernel"  # the environment's: English
+        assert pool.submit(carrying_language(_), "kernel").result() == "커널"
+        assert pool.submit(current_language).result() == "en"  # nothing left behind in it
+    with pytest.raises(ValueError, match="no catalogue"), using_language("fr"):
+        pass
 
 
 def test_every_message_is_translated_with_the_same_fields():

@@ -253,3 +253,30 @@ def test_the_korean_drawing_page_after_drawing_shows_the_scripts_text_in_korean(
     )
     assert "가중치" in _text(browser, "#filters-line")
     _shot(browser, tmp_path, "run-ko.png")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_korean_page_shows_the_servers_error_for_a_bad_upload_in_korean(
+    server,
+    browser,  # noqa: F811
+    tmp_path,
+):
+    """The page asks every API call in its language (?lang=), so what the server says about
+    an upload it cannot read is Korean on the Korean page, and English again after a switch
+    (the page asks again)."""
+    from test_page import _css, _open, _settled
+
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"these are my notes, not pixels\n" * 4)
+    _open(browser, f"{server.url}/?lang=ko")
+    _css(browser, "#file-input")[0].send_keys(str(notes))
+    _wait(browser, lambda d: _settled(d) and _css(d, "#status.error"))
+    status = _text(browser, "#status")
+    assert "notes.png" in status and HANGUL.search(status), status
+    assert "not an image" not in status and "cannot read" not in status, status
+    browser.execute_script(
+        "const s = document.getElementById('lang'); s.value = 'en'; s.dispatchEvent(new Event('change'));"
+    )
+    _wait(browser, lambda d: "not an image" in _text(d, "#status"))
+    assert not HANGUL.search(_text(browser, "#status"))

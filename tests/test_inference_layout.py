@@ -146,3 +146,21 @@ def test_the_thread_rule_keeps_a_count_of_one_and_restores_after_an_error():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_evaluation_batches_shrink_with_the_widest_layer():
+    """A power of two; 256 images of a 28x28 model fit, lite0's 96x64x64 maps at 128 px do not."""
+    cases = {("default", (1, 28, 28)): 128, ("default", (3, 64, 64)): 32}
+    cases[("lite0", (3, 128, 128))] = 8  # 96 x 64 x 64 x 4 bytes = 1.5 MiB an image
+    for (name, shape), expected in cases.items():
+        net = build_model(name, shape)
+        assert inference.eval_batch_size(net) == expected, name
+    assert inference.eval_batch_size(nn.Linear(3, 2)) == inference.EVAL_BATCH  # no shape report
+
+
+def test_the_batch_size_does_not_change_the_logits(model):
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    chosen = logits_in_batches(model, images, (0.3,), (0.3,))
+    for batch in (1, 7, 40):
+        other = logits_in_batches(model, images, (0.3,), (0.3,), batch_size=batch)
+        torch.testing.assert_close(chosen, other, rtol=1e-4, atol=1e-4)

@@ -17,6 +17,7 @@ import math
 import re
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -356,7 +357,20 @@ def test_a_run_whose_data_is_gone_still_shows_what_needs_no_data(folder_run, tmp
             answer = test_client.get(path)
             assert answer.status_code == 404 and "cannot be loaded" in answer.json()["error"]
             assert _paths_in(answer, [str(tmp_path)]) == []
+        # the failure is kept per language: a Korean page gets it in Korean, English stays
+        korean = test_client.get("/api/run/scores?lang=ko").json()["error"]
+        assert "불러올 수 없습니다" in korean and "cannot be loaded" not in korean, korean
+        assert "데이터 세트" in korean and "unknown" not in korean, korean  # the loader's, too
+        assert "cannot be loaded" in test_client.get("/api/run/confusion").json()["error"]
         assert test_client.get("/api/run/curves").status_code == 200
+    # first asked in both languages at once: each request still gets its own language
+    paths = [f"/api/run/{panel}?lang={lang}" for panel in ("confusion", "scores") for lang in ("ko", "en") * 2]  # fmt: skip
+    fresh_app = create_app(Predictor(Run.open(moved), "eager"))
+    with TestClient(fresh_app) as fresh, ThreadPoolExecutor(len(paths)) as pool:
+        errors = list(pool.map(lambda path: fresh.get(path).json()["error"], paths))
+    for path, error in zip(paths, errors, strict=True):
+        assert ("불러올 수 없습니다" in error) == path.endswith("ko"), (path, error)
+        assert ("cannot be loaded" in error) == path.endswith("en"), (path, error)
         assert test_client.get("/api/run/filters").status_code == 200
 
 

@@ -17,8 +17,9 @@ import warnings
 from typing import NoReturn
 
 from cnnlab import __version__
+from cnnlab.cli.argparse_text import ArgumentParser, speaking_our_language
 from cnnlab.errors import CnnlabError
-from cnnlab.i18n import LANGUAGES, _, using_language
+from cnnlab.i18n import LANGUAGES, N_, _, using_language
 
 # One module per command (or family: models = summary, models, spec; train = train, runs),
 # named after it; each adds its subcommands (in this order in --help).
@@ -45,13 +46,21 @@ COMMAND_MODULES: list[str] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full `cnnlab` parser with every registered command."""
-    parser = argparse.ArgumentParser(
+    """The full `cnnlab` parser with every registered command, its help in the current language
+    (build it inside `using_language`: the help strings are translated here, once)."""
+    parser = ArgumentParser(
         prog="cnnlab",
-        description="Convolutional neural networks for image classification: "
-        "define, inspect, train, look inside, and use.",
+        description=_(
+            "Convolutional neural networks for image classification: "
+            "define, inspect, train, look inside, and use."
+        ),
     )
-    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"cnnlab {__version__}",
+        help=_("show program's version number and exit"),
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"cnnlab.cli.{name}").register(subparsers)
@@ -59,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-LANG_HELP = "language of the output: en or ko (default: from LC_ALL, LC_MESSAGES or LANG)"
+LANG_HELP = N_("language of the output: en or ko (default: from LC_ALL, LC_MESSAGES or LANG)")
 
 
 def _add_language_option(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +77,8 @@ def _add_language_option(parser: argparse.ArgumentParser) -> None:
     Below the top the default is SUPPRESS: a subcommand that did not see --lang leaves the
     value parsed before it alone.
     """
-    parser.add_argument("--lang", choices=LANGUAGES, help=LANG_HELP)
+    shown = _(LANG_HELP)
+    parser.add_argument("--lang", choices=LANGUAGES, help=shown)
     todo = [parser]
     while todo:
         for action in todo.pop()._actions:
@@ -76,7 +86,7 @@ def _add_language_option(parser: argparse.ArgumentParser) -> None:
                 for sub in set(action.choices.values()):  # aliases share a parser
                     if "--lang" not in sub._option_string_actions:
                         sub.add_argument(
-                            "--lang", choices=LANGUAGES, default=argparse.SUPPRESS, help=LANG_HELP
+                            "--lang", choices=LANGUAGES, default=argparse.SUPPRESS, help=shown
                         )
                     todo.append(sub)
 
@@ -86,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         usual, warnings.showwarning = warnings.showwarning, _show_warning
         try:
-            code = _run_command(argv)
+            with speaking_our_language():  # argparse's usage and errors too
+                code = _run_command(argv)
         finally:  # in-process callers (tests) get the usual printer back
             warnings.showwarning = usual
         sys.stdout.flush()  # output still buffered meets a closed pipe here, not at exit
@@ -142,15 +153,16 @@ def _run_command(argv: list[str] | None) -> int:
     from cnnlab.cli.common import printable
     from cnnlab.text import korean_particles
 
-    parser = build_parser()
     language = _argv_language(sys.argv[1:] if argv is None else argv)
     try:
-        with using_language(language):  # argument types may raise CnnlabError too
+        # the help strings, argparse's words and argument types' errors (CnnlabError too)
+        with using_language(language):
+            parser = build_parser()
             args = _parse(parser, argv)
-        handler = getattr(args, "handler", None)
-        if handler is None:
-            parser.print_help()
-            return 0
+            if getattr(args, "handler", None) is None:
+                parser.print_help()
+                return 0
+        handler = args.handler
         with using_language(args.lang):  # None: LC_ALL, LC_MESSAGES or LANG decides
             return handler(args) or 0
     except CnnlabError as error:
@@ -188,7 +200,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     if extra and hasattr(args, "overrides") and all(KEY_VALUE.match(item) for item in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(_("unrecognized arguments: %s") % " ".join(extra))  # argparse's message
     return args
 
 

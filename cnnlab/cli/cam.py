@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from cnnlab.cli.common import (
     RUN_HELP,
+    examples,
     image_outputs,
     load_image_argument,
     output_files,
@@ -29,40 +30,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the cam command."""
     p = subparsers.add_parser(
         "cam",
-        help="a class activation map: where in an image the model found its evidence",
-        description="Explain one prediction: a heatmap over the image for the predicted class "
-        "(or --class). gradcam (default) and hirescam weigh a conv layer's map by the gradient "
-        "of the class's logit; cam uses the fc weights of a gap + fc head; occlusion covers "
-        "patches of the image; saliency is the gradient per pixel. The image is preprocessed "
-        "as `cnnlab predict` does. --sanity compares with a model of random weights.",
-        epilog="examples: cnnlab cam latest test:0 | cnnlab cam runs/tut photo.png --method "
-        "occlusion --sanity | cnnlab cam latest test:3 --layer conv2 --class circle --json",
+        help=_("a class activation map: where in an image the model found its evidence"),
+        description=_(
+            "Explain one prediction: a heatmap over the image for the predicted class "
+            "(or --class). gradcam (default) and hirescam weigh a conv layer's map by the gradient "
+            "of the class's logit; cam uses the fc weights of a gap + fc head; occlusion covers "
+            "patches of the image; saliency is the gradient per pixel. The image is preprocessed "
+            "as `cnnlab predict` does. --sanity compares with a model of random weights."
+        ),
+        epilog=examples(
+            "cnnlab cam latest test:0",
+            "cnnlab cam runs/tut photo.png --method occlusion --sanity",
+            "cnnlab cam latest test:3 --layer conv2 --class circle --json",
+        ),
     )
-    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("run", help=_(RUN_HELP))
     p.add_argument(
-        "image", help="an image file (PNG, JPEG, ...) or SPLIT:INDEX of the run's data, e.g. test:0"
+        "image",
+        help=_("an image file (PNG, JPEG, ...) or SPLIT:INDEX of the run's data, e.g. test:0"),
     )
     p.add_argument(
-        "--method", choices=METHOD_CHOICES, default="gradcam", help="(default: %(default)s)"
+        "--method", choices=METHOD_CHOICES, default="gradcam", help=_("(default: %(default)s)")
     )
     p.add_argument(
         "--layer",
         metavar="NAME",
-        help="the layer whose map is weighed, named as in `cnnlab featuremaps` (default: the "
-        "last conv with a map of at least 4x4, after its activation)",
+        help=_(
+            "the layer whose map is weighed, named as in `cnnlab featuremaps` (default: the "
+            "last conv with a map of at least 4x4, after its activation)"
+        ),
     )
     p.add_argument(
-        "--class", dest="target", metavar="NAME", help="the class to explain (default: predicted)"
+        "--class",
+        dest="target",
+        metavar="NAME",
+        help=_("the class to explain (default: predicted)"),
     )
     p.add_argument(
         "--sanity",
         action="store_true",
-        help="also the map of a copy with random weights, and the rank correlation of the two",
+        help=_("also the map of a copy with random weights, and the rank correlation of the two"),
     )
-    p.add_argument("--invert", choices=("no", "yes", "auto"), default="no", help="as in predict")
-    p.add_argument("--center", action="store_true", help="as in predict (MNIST-style centring)")
+    p.add_argument("--invert", choices=("no", "yes", "auto"), default="no", help=_("as in predict"))
+    p.add_argument("--center", action="store_true", help=_("as in predict (MNIST-style centring)"))
     image_outputs(p, "RUN/cam/IMAGE-METHOD-LAYER-CLASS.png")
-    p.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    p.add_argument("--json", action="store_true", help=_("print the numbers as JSON"))
     p.set_defaults(handler=run_cam)
 
 

@@ -6,7 +6,7 @@ import argparse
 import tomllib
 from pathlib import Path
 
-from cnnlab.cli.common import MODEL_HELP, printable, say
+from cnnlab.cli.common import MODEL_HELP, examples, printable, say
 from cnnlab.i18n import _, current_language
 
 
@@ -14,37 +14,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the code command."""
     p = subparsers.add_parser(
         "code",
-        help="write a run (or a model) as one standalone, readable PyTorch (or Keras) script",
-        description="Write one Python script that needs only torch, numpy and Pillow: the model "
-        "as an nn.Module with cnnlab's layer names and each output shape, the data read and split "
-        "as cnnlab does, the normalisation, the training recipe as a plain loop, and (for a run) "
-        "its weights beside it as a .pt state_dict. `python train.py` prints the predicted class "
-        "of each test image; `python train.py --train` trains from scratch. Comments follow "
-        "--lang (en or ko). --style keras writes it as Keras 3 (keras and numpy) instead.",
-        epilog="examples: cnnlab code latest | cnnlab code runs/demo --out demo.py --lang ko | "
-        "cnnlab code tutorial --data mnist",
+        help=_("write a run (or a model) as one standalone, readable PyTorch (or Keras) script"),
+        description=_(
+            "Write one Python script that needs only torch, numpy and Pillow: the model "
+            "as an nn.Module with cnnlab's layer names and each output shape, the data read and split "
+            "as cnnlab does, the normalisation, the training recipe as a plain loop, and (for a run) "
+            "its weights beside it as a .pt state_dict. `python train.py` prints the predicted class "
+            "of each test image; `python train.py --train` trains from scratch. Comments follow "
+            "--lang (en or ko). --style keras writes it as Keras 3 (keras and numpy) instead."
+        ),
+        epilog=examples(
+            "cnnlab code latest",
+            "cnnlab code runs/demo --out demo.py --lang ko",
+            "cnnlab code tutorial --data mnist",
+        ),
     )
     p.add_argument(
-        "source", metavar="RUN|SPEC", help=f"a run folder, a run name or 'latest'; or {MODEL_HELP}"
+        "source",
+        metavar="RUN|SPEC",
+        help=_("a run folder, a run name or 'latest'; or {model_help}").format(
+            model_help=_(MODEL_HELP)
+        ),
     )
     p.add_argument(
         "--out",
         default="train.py",
         metavar="PATH",
-        help="the script (default: %(default)s); NAME_weights.pt and NAME_data.npz go beside it",
+        help=_("the script (default: %(default)s); NAME_weights.pt and NAME_data.npz go beside it"),
     )
     p.add_argument(
         "--data",
-        help="for a SPEC: the data set or folder to train on (default: shapes; cifar10 for 3x32x32 inputs)",
+        help=_(
+            "for a SPEC: the data set or folder to train on (default: shapes; cifar10 for 3x32x32 inputs)"
+        ),
     )
     p.add_argument(
         "--style",
         choices=("torch", "keras"),
         default="torch",
-        help="torch (default): plain PyTorch; keras: Keras 3 (Sequential, or the functional API "
-        "for res blocks) with the run's model.safetensors and split images beside it",
+        help=_(
+            "torch (default): plain PyTorch; keras: Keras 3 (Sequential, or the functional API "
+            "for res blocks) with the run's model.safetensors and split images beside it"
+        ),
     )
-    p.add_argument("--force", action="store_true", help="replace files that exist")
+    p.add_argument("--force", action="store_true", help=_("replace files that exist"))
     p.set_defaults(handler=run_code)
 
 

@@ -19,18 +19,18 @@ from rich.text import Text
 
 from cnnlab.errors import ConfigError, OutputError
 from cnnlab.fileio import json_text
-from cnnlab.i18n import _
+from cnnlab.i18n import N_, _
 from cnnlab.text import clipped, korean_particles, printable
 
 if TYPE_CHECKING:
     from cnnlab.evaluate.samples import Sample
     from cnnlab.run.folder import Run
 
-RUN_HELP = "a run folder, a run name under runs/, or 'latest'"
+RUN_HELP = N_("a run folder, a run name under runs/, or 'latest'")
 
-MODEL_HELP = "a preset name (see `cnnlab models`), a TOML file, or a one-line spec in quotes"
+MODEL_HELP = N_("a preset name (see `cnnlab models`), a TOML file, or a one-line spec in quotes")
 
-ENGINE_HELP = (
+ENGINE_HELP = N_(
     "eager (torch), onnx or pt2 (the export beside the run, see `cnnlab export`), or auto: "
     "the fastest of eager and the valid exports present, measured at start (default: auto)"
 )
@@ -168,11 +168,19 @@ def image_outputs(p: argparse.ArgumentParser, default: str) -> None:
         "--out",
         action="append",
         metavar="FILE",
-        help=f"image to write, .png or .svg; repeat for both (default {default})",
+        help=_("image to write, .png or .svg; repeat for both (default {default})").format(
+            default=default
+        ),
     )
     p.add_argument(
-        "--format", choices=("png", "svg"), help="image format when FILE has no extension"
+        "--format", choices=("png", "svg"), help=_("image format when FILE has no extension")
     )
+
+
+def examples(*commands: str) -> str:
+    """A command's epilog, 'examples: CMD | CMD | ...': the word in the current language, the
+    command lines as they are typed."""
+    return _("examples: {commands}").format(commands=" | ".join(commands))
 
 
 def output_files(args: argparse.Namespace, default: Path) -> list[Path]:

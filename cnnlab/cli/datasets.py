@@ -14,45 +14,47 @@ from cnnlab.text import columns, padded
 LEFT_COLUMNS = ((N_("name"), 14), (N_("shape"), 8), (N_("flip"), 4), (N_("here"), 4))
 WHERE = N_("where")
 
-DATA_DIR_HELP = "also look for data files in DIR/NAME/ and DIR/"
+DATA_DIR_HELP = N_("also look for data files in DIR/NAME/ and DIR/")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `datasets` (list), `datasets show` and `datasets fetch`."""
     parser = subparsers.add_parser(
         "datasets",
-        help="list data sets; show samples; fetch files",
-        description="List the data sets cnnlab knows (and whether each is here), show a labelled sample grid, or fetch files.",
+        help=_("list data sets; show samples; fetch files"),
+        description=_(
+            "List the data sets cnnlab knows (and whether each is here), show a labelled sample grid, or fetch files."
+        ),
     )
-    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
-    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    parser.add_argument("--data-dir", help=_(DATA_DIR_HELP))
+    parser.add_argument("--json", action="store_true", help=_("print the list as JSON"))
     parser.set_defaults(handler=run_datasets)
     sub = parser.add_subparsers(dest="datasets_command", metavar="SUBCOMMAND")
 
-    show = sub.add_parser("show", help="save a labelled grid of sample images per class")
+    show = sub.add_parser("show", help=_("save a labelled grid of sample images per class"))
     show.add_argument(
-        "name", help="a data set name (see `cnnlab datasets`), folder:PATH or a folder"
+        "name", help=_("a data set name (see `cnnlab datasets`), folder:PATH or a folder")
     )
-    show.add_argument("--out", required=True, help="PNG file to write")
+    show.add_argument("--out", required=True, help=_("PNG file to write"))
     show.add_argument("--split", choices=["train", "test"], default="train")
     show.add_argument(
-        "--per-class", type=int, default=10, help="images per class (default %(default)s)"
+        "--per-class", type=int, default=10, help=_("images per class (default %(default)s)")
     )
-    show.add_argument("--seed", type=int, default=0, help="seed for generated data sets")
-    show.add_argument("--data-dir", help=DATA_DIR_HELP)
+    show.add_argument("--seed", type=int, default=0, help=_("seed for generated data sets"))
+    show.add_argument("--data-dir", help=_(DATA_DIR_HELP))
     show.add_argument(
-        "--no-download", action="store_true", help="fail instead of downloading missing files"
+        "--no-download", action="store_true", help=_("fail instead of downloading missing files")
     )
     show.add_argument(
-        "--skip-bad", action="store_true", help="folders: leave out unreadable files (listed)"
+        "--skip-bad", action="store_true", help=_("folders: leave out unreadable files (listed)")
     )
     show.set_defaults(handler=run_show)
 
     fetch = sub.add_parser(
-        "fetch", help="download a data set's files into the cache (or find them locally)"
+        "fetch", help=_("download a data set's files into the cache (or find them locally)")
     )
     fetch.add_argument("name")
-    fetch.add_argument("--data-dir", help=DATA_DIR_HELP)
+    fetch.add_argument("--data-dir", help=_(DATA_DIR_HELP))
     fetch.set_defaults(handler=run_fetch)
 
 

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnlab.cli.common import MODEL_HELP, image_outputs, output_files, percent, print_written, say
+from cnnlab.cli.common import (
+    MODEL_HELP,
+    examples,
+    image_outputs,
+    output_files,
+    percent,
+    print_written,
+    say,
+)
 from cnnlab.errors import ConfigError
 from cnnlab.i18n import _
 from cnnlab.spec.language import parse_shape
@@ -19,21 +27,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the diagram command."""
     p = subparsers.add_parser(
         "diagram",
-        help="draw a model's (or a trained run's) architecture: a box per feature map",
-        description="Draw the architecture: one box per feature map (height ~ H, thickness ~ "
-        "channels), labelled with its layers and output shape C x H x W, arrows between. "
-        "MODEL may also be a run folder (or 'latest'): its title then names the run and its "
-        "test accuracy, and the image goes to RUN/diagram.png unless --out says otherwise.",
-        epilog="examples: cnnlab diagram lenet5 --out lenet5.svg | cnnlab diagram "
-        '"conv(8,3) relu maxpool(2) flatten fc(10)" --input 1x28x28 --out m.png --out m.svg | '
-        "cnnlab diagram runs/tut",
+        help=_("draw a model's (or a trained run's) architecture: a box per feature map"),
+        description=_(
+            "Draw the architecture: one box per feature map (height ~ H, thickness ~ "
+            "channels), labelled with its layers and output shape C x H x W, arrows between. "
+            "MODEL may also be a run folder (or 'latest'): its title then names the run and its "
+            "test accuracy, and the image goes to RUN/diagram.png unless --out says otherwise."
+        ),
+        epilog=examples(
+            "cnnlab diagram lenet5 --out lenet5.svg",
+            'cnnlab diagram "conv(8,3) relu maxpool(2) flatten fc(10)" --input 1x28x28 --out m.png --out m.svg',
+            "cnnlab diagram runs/tut",
+        ),
     )
-    p.add_argument("model", help=f"{MODEL_HELP}, or a run folder")
-    p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="input shape, e.g. 1x28x28")
+    p.add_argument(
+        "model", help=_("{model_help}, or a run folder").format(model_help=_(MODEL_HELP))
+    )
+    p.add_argument(
+        "--input", type=parse_shape, metavar="CxHxW", help=_("input shape, e.g. 1x28x28")
+    )
     p.add_argument(
         "--every-layer",
         action="store_true",
-        help="one box per layer (default: batchnorm, activations and dropout join the box before)",
+        help=_(
+            "one box per layer (default: batchnorm, activations and dropout join the box before)"
+        ),
     )
     image_outputs(p, "model.png")
     p.set_defaults(handler=run_diagram)

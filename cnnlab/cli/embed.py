@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from cnnlab.cli.common import (
     RUN_HELP,
     console,
+    examples,
     image_outputs,
     output_files,
     percent,
@@ -29,31 +30,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the embed command."""
     p = subparsers.add_parser(
         "embed",
-        help="a projector: the test images' learned features in 2-D, coloured by class",
-        description="Place every test image at its penultimate features (the input of the "
-        "last fc layer, what the classifier decides from) projected to 2-D: PCA (the two "
-        "directions of largest variance; every image) or t-SNE (neighbours kept close; a "
-        "seeded sample of at most 2,000 images). Dots are coloured by true class; the "
-        "misclassified ones have a black edge.",
-        epilog="examples: cnnlab embed runs/tut | cnnlab embed runs/tut --method tsne | "
-        "cnnlab embed latest --json > points.json",
+        help=_("a projector: the test images' learned features in 2-D, coloured by class"),
+        description=_(
+            "Place every test image at its penultimate features (the input of the "
+            "last fc layer, what the classifier decides from) projected to 2-D: PCA (the two "
+            "directions of largest variance; every image) or t-SNE (neighbours kept close; a "
+            "seeded sample of at most 2,000 images). Dots are coloured by true class; the "
+            "misclassified ones have a black edge."
+        ),
+        epilog=examples(
+            "cnnlab embed runs/tut",
+            "cnnlab embed runs/tut --method tsne",
+            "cnnlab embed latest --json > points.json",
+        ),
     )
-    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("run", help=_(RUN_HELP))
     p.add_argument(
-        "--method", choices=METHOD_CHOICES, default="pca", help="projection (%(default)s)"
+        "--method", choices=METHOD_CHOICES, default="pca", help=_("projection (%(default)s)")
     )
     p.add_argument(
         "--max-points",
         type=int,
         metavar="N",
-        help="embed a seeded random sample of N images (default: all for pca, 2000 for tsne)",
+        help=_("embed a seeded random sample of N images (default: all for pca, 2000 for tsne)"),
     )
-    p.add_argument("--seed", type=int, default=0, help="for the sample and t-SNE (%(default)s)")
+    p.add_argument("--seed", type=int, default=0, help=_("for the sample and t-SNE (%(default)s)"))
     image_outputs(p, "RUN/embed/METHOD.png")
     p.add_argument(
         "--json",
         action="store_true",
-        help="print the points (x, y, index, file, true and predicted class) as JSON",
+        help=_("print the points (x, y, index, file, true and predicted class) as JSON"),
     )
     p.set_defaults(handler=run_embed)
 

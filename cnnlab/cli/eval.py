@@ -13,6 +13,7 @@ from cnnlab.cli.common import (
     RUN_HELP,
     cannot_write,
     console,
+    examples,
     make_folder,
     percent,
     print_json,
@@ -34,43 +35,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the eval command."""
     p = subparsers.add_parser(
         "eval",
-        help="score a trained run: accuracy, per-class precision/recall/F1, confusion, top losses",
-        description="Score a run's model on a split of its data (or another data set with the "
-        "same classes and image shape): accuracy, per-class precision, recall and F1, the most "
-        "confused pairs; write the confusion matrix (image and JSON) and a gallery of the "
-        "images with the highest loss.",
-        epilog="examples: cnnlab eval runs/tut | cnnlab eval latest --split val --json | "
-        "cnnlab eval runs/tut --out report --format svg --top 32 | "
-        "cnnlab eval runs/mine --misclassified wrong/",
+        help=_(
+            "score a trained run: accuracy, per-class precision/recall/F1, confusion, top losses"
+        ),
+        description=_(
+            "Score a run's model on a split of its data (or another data set with the "
+            "same classes and image shape): accuracy, per-class precision, recall and F1, the most "
+            "confused pairs; write the confusion matrix (image and JSON) and a gallery of the "
+            "images with the highest loss."
+        ),
+        epilog=examples(
+            "cnnlab eval runs/tut",
+            "cnnlab eval latest --split val --json",
+            "cnnlab eval runs/tut --out report --format svg --top 32",
+            "cnnlab eval runs/mine --misclassified wrong/",
+        ),
     )
-    p.add_argument("run", help=RUN_HELP)
-    p.add_argument("--data", help="another data set with the run's classes (default: the run's)")
+    p.add_argument("run", help=_(RUN_HELP))
+    p.add_argument("--data", help=_("another data set with the run's classes (default: the run's)"))
     p.add_argument(
-        "--split", choices=SPLITS, default="test", help="which split (default %(default)s)"
+        "--split", choices=SPLITS, default="test", help=_("which split (default %(default)s)")
     )
     p.add_argument(
         "--out",
         metavar="DIR",
-        help="folder for confusion.png, evaluation.json, top_losses.png (default RUN/eval/)",
+        help=_("folder for confusion.png, evaluation.json, top_losses.png (default RUN/eval/)"),
     )
     p.add_argument(
-        "--format", choices=("png", "svg"), default="png", help="image format (%(default)s)"
+        "--format", choices=("png", "svg"), default="png", help=_("image format (%(default)s)")
     )
     p.add_argument(
         "--top",
         type=int,
         default=16,
         metavar="N",
-        help=f"images in the top-loss gallery (%(default)s; 0: none; at most {MAX_TOP_LOSSES})",
+        help=_("images in the top-loss gallery (%(default)s; 0: none; at most {most})").format(
+            most=MAX_TOP_LOSSES
+        ),
     )
     p.add_argument(
         "--misclassified",
         metavar="DIR",
-        help="write the wrongly classified images into DIR/<true>__as__<predicted>/ (links to "
-        "the original files for image folders, PNGs named by index otherwise); DIR must be new "
-        "or empty",
+        help=_(
+            "write the wrongly classified images into DIR/<true>__as__<predicted>/ (links to "
+            "the original files for image folders, PNGs named by index otherwise); DIR must be new "
+            "or empty"
+        ),
     )
-    p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+    p.add_argument("--json", action="store_true", help=_("print the evaluation as JSON"))
     p.set_defaults(handler=run_eval)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from cnnlab.cli.common import RUN_HELP, print_json, printable
+from cnnlab.cli.common import RUN_HELP, examples, print_json, printable
 from cnnlab.i18n import _
 
 
@@ -13,25 +13,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the export command."""
     p = subparsers.add_parser(
         "export",
-        help="export a run's model to ONNX or a torch.export program, parity-checked",
-        description="Export a run's model with BatchNorm folded in. Input: float32 (N, C, H, W) "
-        "normalised as in training; output: logits (no softmax). The export is run on the run's "
-        "own test images and must match the model (max |logit difference| < 1e-4, same classes), "
-        "else nothing is written. Writes RUN/model.onnx (or .pt2) and a .json beside it.",
-        epilog="examples: cnnlab export latest | cnnlab export runs/demo --format pt2 | "
-        "cnnlab export latest --out deploy/digits.onnx",
+        help=_("export a run's model to ONNX or a torch.export program, parity-checked"),
+        description=_(
+            "Export a run's model with BatchNorm folded in. Input: float32 (N, C, H, W) "
+            "normalised as in training; output: logits (no softmax). The export is run on the run's "
+            "own test images and must match the model (max |logit difference| < 1e-4, same classes), "
+            "else nothing is written. Writes RUN/model.onnx (or .pt2) and a .json beside it."
+        ),
+        epilog=examples(
+            "cnnlab export latest",
+            "cnnlab export runs/demo --format pt2",
+            "cnnlab export latest --out deploy/digits.onnx",
+        ),
     )
-    p.add_argument("run", metavar="RUN", help=RUN_HELP)
-    p.add_argument("--format", choices=("onnx", "pt2"), default="onnx", help="default: %(default)s")
-    p.add_argument("--out", metavar="PATH", help="file or folder (default: next to the run)")
+    p.add_argument("run", metavar="RUN", help=_(RUN_HELP))
+    p.add_argument(
+        "--format", choices=("onnx", "pt2"), default="onnx", help=_("default: %(default)s")
+    )
+    p.add_argument("--out", metavar="PATH", help=_("file or folder (default: next to the run)"))
     p.add_argument(
         "--parity-images",
         type=int,
         default=1000,
         metavar="N",
-        help="test images to check parity on (default %(default)s; at least 256 are used)",
+        help=_("test images to check parity on (default %(default)s; at least 256 are used)"),
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help=_("print JSON"))
     p.set_defaults(handler=run_export)
 
 

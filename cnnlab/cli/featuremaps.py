@@ -9,6 +9,7 @@ from cnnlab.cli.common import (
     RUN_HELP,
     choose_layers,
     console,
+    examples,
     image_outputs,
     output_files,
     percent,
@@ -30,29 +31,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the featuremaps command."""
     p = subparsers.add_parser(
         "featuremaps",
-        help="the activation maps of every conv, activation and pooling layer for one image",
-        description="Run one image through a run's model and draw what every conv, activation "
-        "and pooling layer outputs: a grid per layer, a tile per channel, each scaled to its own "
-        "range (dark = the channel's lowest value, yellow = its highest). Also prints the top "
-        "predictions.",
-        epilog="examples: cnnlab featuremaps runs/tut test:0 | cnnlab featuremaps runs/tut "
-        "photo.png --layers conv1,relu1 | cnnlab featuremaps latest test:7 --layers all --json",
+        help=_("the activation maps of every conv, activation and pooling layer for one image"),
+        description=_(
+            "Run one image through a run's model and draw what every conv, activation "
+            "and pooling layer outputs: a grid per layer, a tile per channel, each scaled to its own "
+            "range (dark = the channel's lowest value, yellow = its highest). Also prints the top "
+            "predictions."
+        ),
+        epilog=examples(
+            "cnnlab featuremaps runs/tut test:0",
+            "cnnlab featuremaps runs/tut photo.png --layers conv1,relu1",
+            "cnnlab featuremaps latest test:7 --layers all --json",
+        ),
     )
-    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("run", help=_(RUN_HELP))
     p.add_argument(
-        "image", help="an image file (PNG, JPEG, ...) or SPLIT:INDEX of the run's data, e.g. test:0"
+        "image",
+        help=_("an image file (PNG, JPEG, ...) or SPLIT:INDEX of the run's data, e.g. test:0"),
     )
     p.add_argument(
         "--layers",
         action="append",
         metavar="NAMES",
-        help="e.g. conv1,relu1; 'all' for every layer (default: conv, activation, pooling)",
+        help=_("e.g. conv1,relu1; 'all' for every layer (default: conv, activation, pooling)"),
     )
     p.add_argument(
-        "--top", type=int, default=3, metavar="K", help="top-K predictions (%(default)s)"
+        "--top", type=int, default=3, metavar="K", help=_("top-K predictions (%(default)s)")
     )
     image_outputs(p, "RUN/featuremaps/IMAGE.png")
-    p.add_argument("--json", action="store_true", help="print layers and predictions as JSON")
+    p.add_argument("--json", action="store_true", help=_("print layers and predictions as JSON"))
     p.set_defaults(handler=run_featuremaps)
 
 

@@ -11,6 +11,7 @@ from cnnlab.cli.common import (
     RUN_HELP,
     choose_layers,
     console,
+    examples,
     image_outputs,
     output_files,
     print_json,
@@ -29,27 +30,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the filters command."""
     p = subparsers.add_parser(
         "filters",
-        help="the learned kernels of each conv layer as image grids",
-        description="Draw the learned kernels (filters) of a run's conv layers: one section per "
-        "layer, a row per filter and a column per input channel (first layers of colour "
-        "models: one RGB tile per filter). Blue is negative, white 0, red positive.",
-        epilog="examples: cnnlab filters runs/tut | cnnlab filters runs/tut --layer conv1 "
-        "--out conv1.png | cnnlab filters latest --per-channel",
+        help=_("the learned kernels of each conv layer as image grids"),
+        description=_(
+            "Draw the learned kernels (filters) of a run's conv layers: one section per "
+            "layer, a row per filter and a column per input channel (first layers of colour "
+            "models: one RGB tile per filter). Blue is negative, white 0, red positive."
+        ),
+        epilog=examples(
+            "cnnlab filters runs/tut",
+            "cnnlab filters runs/tut --layer conv1 --out conv1.png",
+            "cnnlab filters latest --per-channel",
+        ),
     )
-    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("run", help=_(RUN_HELP))
     p.add_argument(
         "--layer",
         action="append",
         metavar="NAME",
-        help="only these conv layers (repeat or comma-separate: conv1,conv2; default all)",
+        help=_("only these conv layers (repeat or comma-separate: conv1,conv2; default all)"),
     )
     p.add_argument(
         "--per-channel",
         action="store_true",
-        help="colour models: a tile per input channel instead of one RGB tile per filter",
+        help=_("colour models: a tile per input channel instead of one RGB tile per filter"),
     )
     image_outputs(p, "RUN/filters.png")
-    p.add_argument("--json", action="store_true", help="print the layers as JSON")
+    p.add_argument("--json", action="store_true", help=_("print the layers as JSON"))
     p.set_defaults(handler=run_filters)
 
 

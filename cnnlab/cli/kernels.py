@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from cnnlab.cli.common import console, image_outputs, output_files, print_json, say
+from cnnlab.cli.common import console, examples, image_outputs, output_files, print_json, say
 from cnnlab.errors import ConfigError
 from cnnlab.i18n import _
 
@@ -16,23 +16,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the kernels command."""
     p = subparsers.add_parser(
         "kernels",
-        help="the classic kernels (edge, Sobel, sharpen, blur, ...) applied to an image",
-        description="Apply the seeds' classic kernels to an image (converted to grayscale, "
-        "shrunk to fit --max-size) with conv2d, and draw the results side by side with each "
-        "kernel's matrix. IMAGE 'demo' is a built-in test picture.",
-        epilog="examples: cnnlab kernels --list | cnnlab kernels photo.jpg --out kernels.png | "
-        "cnnlab kernels demo --kernel sobel-x --kernel sobel-y --out sobel.svg",
+        help=_("the classic kernels (edge, Sobel, sharpen, blur, ...) applied to an image"),
+        description=_(
+            "Apply the seeds' classic kernels to an image (converted to grayscale, "
+            "shrunk to fit --max-size) with conv2d, and draw the results side by side with each "
+            "kernel's matrix. IMAGE 'demo' is a built-in test picture."
+        ),
+        epilog=examples(
+            "cnnlab kernels --list",
+            "cnnlab kernels photo.jpg --out kernels.png",
+            "cnnlab kernels demo --kernel sobel-x --kernel sobel-y --out sobel.svg",
+        ),
     )
-    p.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...) or 'demo'")
-    p.add_argument("--list", action="store_true", help="print every kernel's matrix")
+    p.add_argument("image", nargs="?", help=_("an image file (PNG, JPEG, ...) or 'demo'"))
+    p.add_argument("--list", action="store_true", help=_("print every kernel's matrix"))
     p.add_argument(
         "--kernel",
         action="append",
         metavar="NAME",
-        help="only this kernel (repeatable); prints its output statistics",
+        help=_("only this kernel (repeatable); prints its output statistics"),
     )
-    p.add_argument("--max-size", type=int, default=256, metavar="PX", help="largest side (256)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--max-size", type=int, default=256, metavar="PX", help=_("largest side (256)"))
+    p.add_argument("--json", action="store_true", help=_("print JSON"))
     image_outputs(p, "kernels.png")
     p.set_defaults(handler=run_kernels)
 

@@ -20,13 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `lr-find`."""
     p = subparsers.add_parser(
         "lr-find",
-        help="find a learning rate: a short range test, a plot and a suggestion",
-        description="The learning-rate range test (as fastai's lr_find): about 100 training steps "
-        "on a fresh copy of the model, the learning rate rising exponentially from 1e-7 to 10, "
-        "until the smoothed loss passes 4x its lowest. Draws the loss against the learning rate "
-        "and prints the suggestion (the lr of the lowest smoothed loss, the peak of a one-cycle run). "
-        "Takes train's options; "
-        "`cnnlab train --lr auto` runs the same test and trains at its suggestion.",
+        help=_("find a learning rate: a short range test, a plot and a suggestion"),
+        description=_(
+            "The learning-rate range test (as fastai's lr_find): about 100 training steps "
+            "on a fresh copy of the model, the learning rate rising exponentially from 1e-7 to 10, "
+            "until the smoothed loss passes 4x its lowest. Draws the loss against the learning rate "
+            "and prints the suggestion (the lr of the lowest smoothed loss, the peak of a one-cycle run). "
+            "Takes train's options; "
+            "`cnnlab train --lr auto` runs the same test and trains at its suggestion."
+        ),
     )
     add_training_options(p, leave_out=NOT_HERE)
     image_outputs(p, "lr-find.png")

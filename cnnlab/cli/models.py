@@ -20,30 +20,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `summary`, `models` and `spec`."""
     p = subparsers.add_parser(
         "summary",
-        help="per-layer shapes, formulas, parameters, FLOPs and receptive field",
-        description="Show each layer's output shape with the formula that gives it, its parameters, "
-        "FLOPs and receptive field, and the totals.",
+        help=_("per-layer shapes, formulas, parameters, FLOPs and receptive field"),
+        description=_(
+            "Show each layer's output shape with the formula that gives it, its parameters, "
+            "FLOPs and receptive field, and the totals."
+        ),
     )
-    p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="input shape, e.g. 1x28x28")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--explain", action="store_true", help="a worked paragraph per layer")
+    p.add_argument("model", help=_(MODEL_HELP))
+    p.add_argument(
+        "--input", type=parse_shape, metavar="CxHxW", help=_("input shape, e.g. 1x28x28")
+    )
+    p.add_argument("--json", action="store_true", help=_("print JSON instead of a table"))
+    p.add_argument("--explain", action="store_true", help=_("a worked paragraph per layer"))
     p.set_defaults(handler=run_summary)
 
     p = subparsers.add_parser(
-        "models", help="list the preset models", description="List the preset models."
+        "models", help=_("list the preset models"), description=_("List the preset models.")
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help=_("print JSON"))
     p.set_defaults(handler=run_models)
 
     p = subparsers.add_parser(
         "spec",
-        help="print a model's canonical one-line spec, or its TOML",
-        description="Print the canonical one-line spec (or TOML with --toml) of a preset, file or spec.",
+        help=_("print a model's canonical one-line spec, or its TOML"),
+        description=_(
+            "Print the canonical one-line spec (or TOML with --toml) of a preset, file or spec."
+        ),
     )
-    p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("--input", type=parse_shape, metavar="CxHxW", help="input shape, e.g. 1x28x28")
-    p.add_argument("--toml", action="store_true", help="print the TOML form")
+    p.add_argument("model", help=_(MODEL_HELP))
+    p.add_argument(
+        "--input", type=parse_shape, metavar="CxHxW", help=_("input shape, e.g. 1x28x28")
+    )
+    p.add_argument("--toml", action="store_true", help=_("print the TOML form"))
     p.set_defaults(handler=run_spec)
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from cnnlab.cli.common import (
     RUN_HELP,
     console,
+    examples,
     image_outputs,
     output_files,
     print_json,
@@ -27,39 +28,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the patches command."""
     p = subparsers.add_parser(
         "patches",
-        help="what each filter responds to: the test images where a channel fires most",
-        description="For each channel of a layer, find the test images whose activation (the "
-        "largest over the map's positions) is highest, and crop each to the exact receptive "
-        "field of that position: the input pixels the value was computed from. Drawn as a "
-        "grid, a row per channel and a column per image, titled with the activation. Windows "
-        "that reach past the image border show the padding as grey.",
-        epilog="examples: cnnlab patches runs/tut --layer conv2 | cnnlab patches runs/tut "
-        "--layer relu1 --top 6 --channels 8 --out relu1.png | cnnlab patches latest --json",
+        help=_("what each filter responds to: the test images where a channel fires most"),
+        description=_(
+            "For each channel of a layer, find the test images whose activation (the "
+            "largest over the map's positions) is highest, and crop each to the exact receptive "
+            "field of that position: the input pixels the value was computed from. Drawn as a "
+            "grid, a row per channel and a column per image, titled with the activation. Windows "
+            "that reach past the image border show the padding as grey."
+        ),
+        epilog=examples(
+            "cnnlab patches runs/tut --layer conv2",
+            "cnnlab patches runs/tut --layer relu1 --top 6 --channels 8 --out relu1.png",
+            "cnnlab patches latest --json",
+        ),
     )
-    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("run", help=_(RUN_HELP))
     p.add_argument(
         "--layer",
         metavar="NAME",
-        help="a layer with feature maps, named as in `cnnlab featuremaps` (conv1, relu1, "
-        "maxpool1, ...; default: the last conv layer)",
+        help=_(
+            "a layer with feature maps, named as in `cnnlab featuremaps` (conv1, relu1, "
+            "maxpool1, ...; default: the last conv layer)"
+        ),
     )
     p.add_argument(
         "--top",
         type=int,
         default=9,
         metavar="K",
-        help=f"images per channel (%(default)s; at most {MAX_PATCH_TOP})",
+        help=_("images per channel (%(default)s; at most {most})").format(most=MAX_PATCH_TOP),
     )
     p.add_argument(
         "--channels",
         type=int,
         default=16,
         metavar="N",
-        help="the first N channels of the layer (%(default)s; fewer if it has fewer; at most "
-        f"{MAX_PATCH_CHANNELS})",
+        help=_(
+            "the first N channels of the layer (%(default)s; fewer if it has fewer; at most {most})"
+        ).format(most=MAX_PATCH_CHANNELS),
     )
     image_outputs(p, "RUN/patches/LAYER.png")
-    p.add_argument("--json", action="store_true", help="print the windows and activations as JSON")
+    p.add_argument(
+        "--json", action="store_true", help=_("print the windows and activations as JSON")
+    )
     p.set_defaults(handler=run_patches)
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from cnnlab.cli.common import (
     RUN_HELP,
     console,
+    examples,
     image_outputs,
     output_files,
     percent,
@@ -26,14 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the plot command."""
     p = subparsers.add_parser(
         "plot",
-        help="training curves of a run: loss, accuracy and learning rate per epoch",
-        description="Draw a run's training curves from its metrics.csv: loss and accuracy "
-        "(train, and validation where the run held some out) and the learning rate, per epoch.",
-        epilog="examples: cnnlab plot runs/tut | cnnlab plot latest --out curves.svg",
+        help=_("training curves of a run: loss, accuracy and learning rate per epoch"),
+        description=_(
+            "Draw a run's training curves from its metrics.csv: loss and accuracy "
+            "(train, and validation where the run held some out) and the learning rate, per epoch."
+        ),
+        epilog=examples("cnnlab plot runs/tut", "cnnlab plot latest --out curves.svg"),
     )
-    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("run", help=_(RUN_HELP))
     image_outputs(p, "RUN/curves.png")
-    p.add_argument("--json", action="store_true", help="print the epochs as JSON")
+    p.add_argument("--json", action="store_true", help=_("print the epochs as JSON"))
     p.set_defaults(handler=run_plot)
 
 

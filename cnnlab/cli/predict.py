@@ -11,6 +11,7 @@ from rich.console import Console
 from cnnlab.cli.common import (
     ENGINE_HELP,
     RUN_HELP,
+    examples,
     percent,
     print_json,
     printable,
@@ -31,35 +32,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "predict",
-        help="classify image files or folders with a trained run",
-        description="Classify images: any common format, size and mode, preprocessed exactly as "
-        "in training. Folders are searched recursively for image files. A bad file is reported "
-        "and the others go on; the exit status is 1 if any failed.",
-        epilog="examples: cnnlab predict latest photo.png | "
-        "cnnlab predict runs/demo digits/ --top-k 3 --json | "
-        "cnnlab predict latest seven.jpg --invert auto --center",
+        help=_("classify image files or folders with a trained run"),
+        description=_(
+            "Classify images: any common format, size and mode, preprocessed exactly as "
+            "in training. Folders are searched recursively for image files. A bad file is reported "
+            "and the others go on; the exit status is 1 if any failed."
+        ),
+        epilog=examples(
+            "cnnlab predict latest photo.png",
+            "cnnlab predict runs/demo digits/ --top-k 3 --json",
+            "cnnlab predict latest seven.jpg --invert auto --center",
+        ),
     )
-    p.add_argument("run", metavar="RUN", help=RUN_HELP)
-    p.add_argument("files", nargs="+", metavar="FILE|FOLDER", help="images or folders of images")
+    p.add_argument("run", metavar="RUN", help=_(RUN_HELP))
+    p.add_argument("files", nargs="+", metavar="FILE|FOLDER", help=_("images or folders of images"))
     p.add_argument(
-        "--top-k", type=int, default=3, metavar="K", help="classes shown (default %(default)s)"
+        "--top-k", type=int, default=3, metavar="K", help=_("classes shown (default %(default)s)")
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help=_("print JSON"))
     p.add_argument(
         "--invert",
         choices=INVERT_CHOICES,
         default="no",
-        help="make dark-on-light images light-on-dark; auto: when the border is light and the "
-        "model was trained on dark backgrounds (default: %(default)s)",
+        help=_(
+            "make dark-on-light images light-on-dark; auto: when the border is light and the "
+            "model was trained on dark backgrounds (default: %(default)s)"
+        ),
     )
     p.add_argument(
         "--center",
         action="store_true",
-        help="MNIST-style: crop to the ink, fit into 20x20 keeping the aspect, centre by centre of "
-        "mass in 28x28 (grayscale models; for photos of digits)",
+        help=_(
+            "MNIST-style: crop to the ink, fit into 20x20 keeping the aspect, centre by centre of "
+            "mass in 28x28 (grayscale models; for photos of digits)"
+        ),
     )
-    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help=ENGINE_HELP)
-    p.add_argument("--export", metavar="FILE", help="an export file other than RUN/model.onnx|pt2")
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help=_(ENGINE_HELP))
+    p.add_argument(
+        "--export", metavar="FILE", help=_("an export file other than RUN/model.onnx|pt2")
+    )
     p.set_defaults(handler=run_predict)
 
 

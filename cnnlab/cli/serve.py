@@ -7,6 +7,7 @@ import argparse
 from cnnlab.cli.common import (
     ENGINE_HELP,
     RUN_HELP,
+    examples,
 )
 from cnnlab.errors import ConfigError
 from cnnlab.i18n import _
@@ -22,45 +23,54 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "serve",
-        help="serve a run: a page to draw on and see every layer, its report page, and a JSON API",
-        description="Serve a run over HTTP: GET / is a page where you draw or drop an image and "
-        "see the prediction and every layer's feature maps; GET /run is the run's report "
-        "(curves, a clickable confusion matrix with Grad-CAM, per-class scores, filters, top "
-        "patches, a projector); /docs lists the JSON API.",
-        epilog="examples: cnnlab serve latest | cnnlab serve runs/demo --port 8080 --engine onnx",
+        help=_(
+            "serve a run: a page to draw on and see every layer, its report page, and a JSON API"
+        ),
+        description=_(
+            "Serve a run over HTTP: GET / is a page where you draw or drop an image and "
+            "see the prediction and every layer's feature maps; GET /run is the run's report "
+            "(curves, a clickable confusion matrix with Grad-CAM, per-class scores, filters, top "
+            "patches, a projector); /docs lists the JSON API."
+        ),
+        epilog=examples("cnnlab serve latest", "cnnlab serve runs/demo --port 8080 --engine onnx"),
     )
-    p.add_argument("run", metavar="RUN", help=RUN_HELP)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free one)")
-    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help=ENGINE_HELP)
-    p.add_argument("--export", metavar="FILE", help="an export file other than RUN/model.onnx|pt2")
+    p.add_argument("run", metavar="RUN", help=_(RUN_HELP))
     p.add_argument(
-        "--max-body-mb", type=float, default=16.0, help="largest request body (default 16 MB)"
+        "--host", default="127.0.0.1", help=_("address to listen on (default 127.0.0.1)")
+    )
+    p.add_argument("--port", type=int, default=8000, help=_("port (default 8000; 0: any free one)"))
+    p.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help=_(ENGINE_HELP))
+    p.add_argument(
+        "--export", metavar="FILE", help=_("an export file other than RUN/model.onnx|pt2")
+    )
+    p.add_argument(
+        "--max-body-mb", type=float, default=16.0, help=_("largest request body (default 16 MB)")
     )
     p.add_argument(
         "--max-in-flight",
         type=int,
         default=64,
-        help="requests handled at once; more get 503 (default 64)",
+        help=_("requests handled at once; more get 503 (default 64)"),
     )
     p.add_argument(
         "--timeout",
         type=float,
         default=10.0,
-        help="seconds per request once its body has arrived; then 504 (default 10)",
+        help=_("seconds per request once its body has arrived; then 504 (default 10)"),
     )
     p.add_argument(
         "--body-timeout",
         type=float,
         default=30.0,
-        help="seconds for a request body to arrive; then 408 (default 30)",
+        help=_("seconds for a request body to arrive; then 408 (default 30)"),
     )
     p.add_argument(
         "--header-timeout",
         type=float,
         default=10.0,
-        help="seconds for a request's headers to arrive; then the connection is closed "
-        "(default 10)",
+        help=_(
+            "seconds for a request's headers to arrive; then the connection is closed (default 10)"
+        ),
     )
     p.set_defaults(handler=run_serve)
 

@@ -43,7 +43,9 @@ def _lr_defaults() -> str:
 
 def _decay_defaults() -> str:
     """'sgd 5e-4, 5e-3 under 5,000 training images; adam 0; adamw 0.05' (plan.weight_decay)."""
-    small = f", {_short(SMALL_DATA_WEIGHT_DECAY)} under {SMALL_DATA:,} training images"
+    small = ", " + _("{decay} under {count} training images").format(
+        decay=_short(SMALL_DATA_WEIGHT_DECAY), count=f"{SMALL_DATA:,}"
+    )
     return "; ".join(
         f"{name} {_short(decay)}{small if name == 'sgd' else ''}"
         for name, decay in DEFAULT_WEIGHT_DECAYS.items()
@@ -51,102 +53,124 @@ def _decay_defaults() -> str:
 
 
 # flag -> (config key, help); the type is the config field's, and "{default}" in the help shows
-# the field's default from TrainConfig, so the help cannot drift from the config. Flags default
-# to None so only what the user typed overrides the config file.
+# the field's default from TrainConfig, so the help cannot drift from the config ({lr_defaults},
+# {decay_defaults}, {reference_batch}: training's defaults, filled in after translation). Flags
+# default to None so only what the user typed overrides the config file.
 FLAGS = {
-    "--model": ("model", "preset, TOML file or one-line spec (default: {default})"),
-    "--data": ("data", "data set name, folder:PATH or a folder (default: {default})"),
-    "--data-dir": ("data_dir", "where to look for data set files first"),
+    "--model": ("model", N_("preset, TOML file or one-line spec (default: {default})")),
+    "--data": ("data", N_("data set name, folder:PATH or a folder (default: {default})")),
+    "--data-dir": ("data_dir", N_("where to look for data set files first")),
     "--epochs": (
         "epochs",
-        "epochs to train (default: {default}, or the preset's recipe; raised on small data)",
+        N_("epochs to train (default: {default}, or the preset's recipe; raised on small data)"),
     ),
     "--budget": (
         "budget",
-        "wall-time budget for the whole run instead of --epochs: seconds (60, 90s) or a multiple "
-        "of E, one epoch of the tutorial recipe on this machine (1.25E); the first steps are "
-        "measured and the steps planned to end within it, then re-planned once from the run's "
-        "own steps after the warm-up (config.toml records the plan)",
+        N_(
+            "wall-time budget for the whole run instead of --epochs: seconds (60, 90s) or a multiple "
+            "of E, one epoch of the tutorial recipe on this machine (1.25E); the first steps are "
+            "measured and the steps planned to end within it, then re-planned once from the run's "
+            "own steps after the warm-up (config.toml records the plan)"
+        ),
     ),
     "--batch-size": (
         "batch_size",
-        "images per step over all processes (default: {default}; lowered on small data)",
+        N_("images per step over all processes (default: {default}; lowered on small data)"),
     ),
     "--lr": (
         "lr",
-        "peak learning rate, or auto (a range test picks it, as `cnnlab lr-find`); when not "
-        f"given, the optimizer's default times sqrt(batch/{REFERENCE_BATCH}) "
-        f"(default: {_lr_defaults()})",
+        N_(
+            "peak learning rate, or auto (a range test picks it, as `cnnlab lr-find`); when not "
+            "given, the optimizer's default times sqrt(batch/{reference_batch}) "
+            "(default: {lr_defaults})"
+        ),
     ),
-    "--optimizer": ("optimizer", "sgd (Nesterov), adam or adamw (default: {default})"),
+    "--optimizer": ("optimizer", N_("sgd (Nesterov), adam or adamw (default: {default})")),
     "--schedule": (
         "schedule",
-        "onecycle, cosine, step or constant, with warm-up (default: {default})",
+        N_("onecycle, cosine, step or constant, with warm-up (default: {default})"),
     ),
     "--warmup-steps": (
         "warmup_steps",
-        "warm-up length in optimizer steps (default: onecycle a fifth of the run, others none)",
+        N_("warm-up length in optimizer steps (default: onecycle a fifth of the run, others none)"),
     ),
-    "--warmup-epochs": ("warmup_epochs", "warm-up length in epochs (--warmup-steps wins)"),
+    "--warmup-epochs": ("warmup_epochs", N_("warm-up length in epochs (--warmup-steps wins)")),
     "--weight-decay": (
         "weight_decay",
-        f"weight decay on conv/fc weights (default: {_decay_defaults()})",
+        N_("weight decay on conv/fc weights (default: {decay_defaults})"),
     ),
-    "--label-smoothing": ("label_smoothing", "label smoothing (default: {default})"),
+    "--label-smoothing": ("label_smoothing", N_("label smoothing (default: {default})")),
     "--augment": (
         "augment",
-        "none, standard, light (mirror only), or items: translate=2, flip, vflip, rot90, "
-        "cutout=8, affine=10, scale=0.1, crop=0.8 (random resized crop, area 80-100%%), "
-        "jitter=0.2 (brightness, contrast, saturation), brightness=, contrast=, saturation=, "
-        "hue=0.05, altflip (mirrors alternating by epoch); e.g. standard,rot90,jitter=0.2 "
-        "(default: {default}, or the preset's recipe; colour folders under 5,000 images add "
-        "jitter=0.2)",
+        N_(
+            "none, standard, light (mirror only), or items: translate=2, flip, vflip, rot90, "
+            "cutout=8, affine=10, scale=0.1, crop=0.8 (random resized crop, area 80-100%%), "
+            "jitter=0.2 (brightness, contrast, saturation), brightness=, contrast=, saturation=, "
+            "hue=0.05, altflip (mirrors alternating by epoch); e.g. standard,rot90,jitter=0.2 "
+            "(default: {default}, or the preset's recipe; colour folders under 5,000 images add "
+            "jitter=0.2)"
+        ),
     ),
     "--flip-ok": (
         "flip_ok",
-        "declare that a mirror keeps every label (allows flip, vflip and tta on a folder; "
-        "or flip_ok = true in the folder's cnnlab.toml)",
+        N_(
+            "declare that a mirror keeps every label (allows flip, vflip and tta on a folder; "
+            "or flip_ok = true in the folder's cnnlab.toml)"
+        ),
     ),
     "--balance": (
         "balance",
-        "class imbalance: none, weight (class-weighted loss) or sample (batches with every "
-        "class equally likely) (default: {default})",
+        N_(
+            "class imbalance: none, weight (class-weighted loss) or sample (batches with every "
+            "class equally likely) (default: {default})"
+        ),
     ),
-    "--val-split": ("val_split", "fraction of the training set held out for validation"),
-    "--early-stop": ("early_stop", "stop after N epochs without better validation accuracy"),
-    "--seed": ("seed", "random seed (default: {default})"),
-    "--device": ("device", "auto, cpu, cuda or mps (default: {default})"),
-    "--threads": ("threads", "CPU threads per process (default: all cores)"),
-    "--nproc": ("nproc", "processes for distributed data-parallel training (default: {default})"),
-    "--out": ("out", "run folder (default: runs/<model>-<data>-<time>)"),
-    "--stop-after": ("stop_after", "pause after this epoch; continue later with --resume"),
-    "--train-size": ("train_size", "shapes: number of generated training images"),
-    "--test-size": ("test_size", "shapes: number of generated test images"),
+    "--val-split": ("val_split", N_("fraction of the training set held out for validation")),
+    "--early-stop": ("early_stop", N_("stop after N epochs without better validation accuracy")),
+    "--seed": ("seed", N_("random seed (default: {default})")),
+    "--device": ("device", N_("auto, cpu, cuda or mps (default: {default})")),
+    "--threads": ("threads", N_("CPU threads per process (default: all cores)")),
+    "--nproc": (
+        "nproc",
+        N_("processes for distributed data-parallel training (default: {default})"),
+    ),
+    "--out": ("out", N_("run folder (default: runs/<model>-<data>-<time>)")),
+    "--stop-after": ("stop_after", N_("pause after this epoch; continue later with --resume")),
+    "--train-size": ("train_size", N_("shapes: number of generated training images")),
+    "--test-size": ("test_size", N_("shapes: number of generated test images")),
     "--image-size": (
         "image_size",
-        "folders: resize images to N (a square) or HxW pixels (default: 28 for grayscale; "
-        "colour: 32, from 1000 training images on their median side within 32 to 48)",
+        N_(
+            "folders: resize images to N (a square) or HxW pixels (default: 28 for grayscale; "
+            "colour: 32, from 1000 training images on their median side within 32 to 48)"
+        ),
     ),
     "--keep-aspect": (
         "keep_aspect",
-        "folders: images of another shape than --image-size are stretched, padded with black "
-        "bars (pad) or centre-cropped (crop); predict repeats it (default: {default})",
+        N_(
+            "folders: images of another shape than --image-size are stretched, padded with black "
+            "bars (pad) or centre-cropped (crop); predict repeats it (default: {default})"
+        ),
     ),
-    "--channels": ("channels", "folders: 1 (grayscale) or 3 (RGB)"),
-    "--skip-bad": ("skip_bad", "folders: leave out files that are not usable images (listed)"),
-    "--force-nproc": ("force_nproc", "allow --nproc above this machine's core count"),
+    "--channels": ("channels", N_("folders: 1 (grayscale) or 3 (RGB)")),
+    "--skip-bad": ("skip_bad", N_("folders: leave out files that are not usable images (listed)")),
+    "--force-nproc": ("force_nproc", N_("allow --nproc above this machine's core count")),
     "--weights": (
         "weights",
-        "the weights training starts from: none, imagenet (EfficientNet-Lite0's, the lite0 "
-        "preset's), a .safetensors file, or a run folder; the last fc starts fresh "
-        "(default: {default}, or the preset's)",
+        N_(
+            "the weights training starts from: none, imagenet (EfficientNet-Lite0's, the lite0 "
+            "preset's), a .safetensors file, or a run folder; the last fc starts fresh "
+            "(default: {default}, or the preset's)"
+        ),
     ),
     "--freeze": (
         "freeze",
-        "keep the first N layers with weights as --weights started them (counted from the input "
-        "as `cnnlab summary MODEL` lists them: rows with params above 0, a res block as one): "
-        "no gradient, no weight decay, their batchnorms' running statistics unchanged; at most "
-        "the number of such layers minus one (default: {default}, nothing frozen)",
+        N_(
+            "keep the first N layers with weights as --weights started them (counted from the input "
+            "as `cnnlab summary MODEL` lists them: rows with params above 0, a res block as one): "
+            "no gradient, no weight decay, their batchnorms' running statistics unchanged; at most "
+            "the number of such layers minus one (default: {default}, nothing frozen)"
+        ),
     ),
     "--head-epochs": (
         "head_epochs",
@@ -166,7 +190,8 @@ def _number_or_auto(kind: type) -> Callable[[str], float | int | str]:
         try:
             return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number or auto") from None
+            message = _("{value} is not a number or auto").format(value=repr(text))
+            raise argparse.ArgumentTypeError(message) from None
 
     return value
 
@@ -175,17 +200,22 @@ def add_training_options(p: argparse.ArgumentParser, leave_out: tuple[str, ...] 
     """The training flags (all of FLAGS but `leave_out`), --config and key=value overrides."""
     kept = {flag: entry for flag, entry in FLAGS.items() if flag not in leave_out}
     p.set_defaults(training_keys=[key for key, _ in kept.values()])
+    fields = {
+        "reference_batch": REFERENCE_BATCH,
+        "lr_defaults": _lr_defaults(),
+        "decay_defaults": _decay_defaults(),
+    }
     for flag, (key, text) in kept.items():
-        shown = text.format(default=getattr(DEFAULTS, key))
+        shown = _(text).format(default=getattr(DEFAULTS, key), **fields)
         if FIELD_TYPES[key] is bool:  # a switch: given means true
             p.add_argument(flag, dest=key, action="store_true", default=None, help=shown)
         else:
             kind = _number_or_auto(FIELD_TYPES[key]) if key in AUTO_VALUES else FIELD_TYPES[key]
             p.add_argument(flag, dest=key, type=kind, default=None, help=shown)
-    p.add_argument("--config", metavar="FILE.toml", help="a TOML file of settings")
-    p.add_argument("--quiet", action="store_true", default=None, help="print only the result")
+    p.add_argument("--config", metavar="FILE.toml", help=_("a TOML file of settings"))
+    p.add_argument("--quiet", action="store_true", default=None, help=_("print only the result"))
     p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="any setting, e.g. lr=0.05 epochs=3"
+        "overrides", nargs="*", metavar="key=value", help=_("any setting, e.g. lr=0.05 epochs=3")
     )
 
 
@@ -193,27 +223,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `train` and `runs`."""
     p = subparsers.add_parser(
         "train",
-        help="train a model into a run folder",
-        description="Train a model. With no arguments: the default model on the built-in shapes data set. "
-        "Settings come from the defaults, then the chosen preset's recipe for the data set, then "
-        "--config FILE.toml, then flags, then key=value overrides. The recipe adapts to the data "
-        "(batch, epochs, learning rate; the first lines say what was chosen and why) and "
-        "config.toml records the values used.",
+        help=_("train a model into a run folder"),
+        description=_(
+            "Train a model. With no arguments: the default model on the built-in shapes data set. "
+            "Settings come from the defaults, then the chosen preset's recipe for the data set, then "
+            "--config FILE.toml, then flags, then key=value overrides. The recipe adapts to the data "
+            "(batch, epochs, learning rate; the first lines say what was chosen and why) and "
+            "config.toml records the values used."
+        ),
     )
     add_training_options(p)
-    p.add_argument("--resume", metavar="RUN", help="continue a run folder where it stopped")
+    p.add_argument("--resume", metavar="RUN", help=_("continue a run folder where it stopped"))
     p.add_argument(
-        "--init", metavar="RUN", help="fine-tune from a run's weights (the same as --weights RUN)"
+        "--init",
+        metavar="RUN",
+        help=_("fine-tune from a run's weights (the same as --weights RUN)"),
     )
     p.set_defaults(handler=run_train)
 
     p = subparsers.add_parser(
-        "runs", help="list run folders with their key figures", description="List runs."
+        "runs", help=_("list run folders with their key figures"), description=_("List runs.")
     )
     p.add_argument(
-        "root", nargs="?", default=str(RUNS_DIR), help="folder holding runs (default: %(default)s)"
+        "root",
+        nargs="?",
+        default=str(RUNS_DIR),
+        help=_("folder holding runs (default: %(default)s)"),
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help=_("print JSON"))
     p.set_defaults(handler=run_runs)
 
 

@@ -49,7 +49,7 @@ from cnnlab.data.images import (
 )
 from cnnlab.data.paths import cache_dir
 from cnnlab.errors import DataError
-from cnnlab.i18n import N_, _, current_language
+from cnnlab.i18n import N_, _, carrying_language, current_language
 
 CACHE_VERSION = 4  # bump when decoding or the cache file changes, so old caches are not reused
 CACHE_SUFFIX = ".u8map"  # the folder cache file (foldercache.py), in cache_dir()/folders
@@ -306,7 +306,8 @@ def _decode_into(
     # Pillow releases the GIL while decoding, so threads use both cores.
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         for start in range(0, len(files), CHUNK_FILES):
-            results = pool.map(work, files[start : start + CHUNK_FILES])
+            # each file's error in the command's language (a pool thread has no --lang)
+            results = pool.map(carrying_language(work), files[start : start + CHUNK_FILES])
             for i, (pair, error) in enumerate(results, start):
                 errors.append(error)
                 if pair is None:

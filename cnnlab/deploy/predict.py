@@ -203,13 +203,22 @@ class EngineChoice:
 
     name: str
     latency_us: dict[str, float] = field(default_factory=dict)  # per engine, one image
-    notes: list[str] = field(default_factory=list)  # English: the API's engine_notes
+    notes: list[str] = field(default_factory=list)  # English
     shown_notes: list[str] = field(default_factory=list)  # the same in the command's language
+    # (N_-marked template, fields) of each note: the server words them per request
+    templates: list[tuple[str, dict[str, object]]] = field(default_factory=list)
 
     def add_note(self, template: str, **fields: object) -> None:
-        """A note (an N_-marked template and its fields): English for the API, translated for line()."""
+        """A note (an N_-marked template and its fields): English, translated for line(), and
+        kept as a template for `notes_now`."""
         self.notes.append(template.format(**fields))
         self.shown_notes.append(_(template).format(**fields))
+        self.templates.append((template, fields))
+
+    def notes_now(self) -> list[str]:
+        """The notes in the current language (the server's: each request's). A field that was
+        made of words already (an error's message) stays in the language it was made in."""
+        return [_(template).format(**fields) for template, fields in self.templates]
 
     def line(self) -> str:
         timings = ", ".join(

@@ -70,10 +70,13 @@ class Embedding:
         return self.predictions != self.labels
 
     def axis_labels(self) -> tuple[str, str]:
-        """'PC1 (41% of variance)' ... for PCA ('PC1' with no points); 't-SNE 1', 't-SNE 2' for t-SNE."""
+        """'PC1 (41% of the variance)' ... for PCA ('PC1' with no points), in the current
+        language (the figure's axes, the page's projector line); 't-SNE 1', 't-SNE 2' for t-SNE."""
         if self.method == "pca" and self.explained:
+            label = _("PC{number} ({share} of the variance)")
             return tuple(  # type: ignore[return-value]
-                f"PC{i + 1} ({share:.0%} of the variance)" for i, share in enumerate(self.explained)
+                label.format(number=i + 1, share=f"{share:.0%}")
+                for i, share in enumerate(self.explained)
             )
         return (
             ("PC1", "PC2") if self.method == "pca" else ("t-SNE 1", "t-SNE 2")

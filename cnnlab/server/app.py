@@ -5,7 +5,9 @@ POST /api/cam, POST /api/explain/cell, GET /healthz, GET /readyz, and FastAPI's 
 and /api/run/* (the run report) are in report_api.py.
 
 `create_app` puts what the routes share on `app.state` (the predictor, the model info,
-the worker-thread limiter, the Guard) and wraps the app in the limits of `limits.py`.
+the worker-thread limiter, the Guard) and wraps the app in the limits of `limits.py`, and
+those in `language.py`'s `RequestLanguage`: each request is served in its language (`?lang=`,
+else Accept-Language, else English), its messages and the words the answers make alike.
 Request bodies are read by `body.py`, feature maps drawn by `maps.py`, every error
 answered by `errors.py`; `serve.py` binds the socket and runs uvicorn.
 """
@@ -27,11 +29,12 @@ from cnnlab import __version__
 from cnnlab.deploy.predict import Predictor, Preprocess
 from cnnlab.evaluate.featuremaps import feature_maps
 from cnnlab.fileio import finite
-from cnnlab.i18n import LANGUAGES, SOURCE_LANGUAGE
+from cnnlab.i18n import LANGUAGES, SOURCE_LANGUAGE, _, current_language, using_language
 from cnnlab.server.body import ImageBody, read_body
 from cnnlab.server.camview import CamView
 from cnnlab.server.cellview import CellView
 from cnnlab.server.errors import add_error_handlers, without_paths
+from cnnlab.server.language import RequestLanguage
 from cnnlab.server.limits import DEFAULT_LIMITS, BodyLimit, Guard, Limits, Workers
 from cnnlab.server.maps import MAX_CHANNELS, input_json, layer_json
 from cnnlab.server.openapi import ERRORS, IMAGE_BODY, NO_MAP
@@ -39,6 +42,7 @@ from cnnlab.server.page_text import dictionary, script
 from cnnlab.server.report import RunReport
 from cnnlab.server.report_api import ReportJobs
 from cnnlab.server.report_api import router as report_router
+from cnnlab.spec.analysis import analyze
 from cnnlab.spec.summary import summary_json
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -46,8 +50,11 @@ router = APIRouter()
 
 
 def model_info(predictor: Predictor, limits: Limits) -> dict[str, Any]:
-    """Everything the page shows about the model (GET /api/model)."""
+    """Everything the page shows about the model (GET /api/model), in the current language (the
+    summary's notes and formulas too: analysed again; the model's own report is in the one
+    the server started in)."""
     run = predictor.run
+    report = predictor.model.report
     dark = sum(run.mean) / len(run.mean) < 0.5
     return finite(
         {
@@ -59,18 +66,20 @@ def model_info(predictor: Predictor, limits: Limits) -> dict[str, Any]:
             "std": list(run.std),
             "data": without_paths(run.meta.get("data", "")),  # no server paths in answers
             "metrics": run.metrics,
-            "summary": summary_json(predictor.model.report),
+            "summary": summary_json(analyze(report.spec, report.input_shape)),
             "engine": predictor.choice.name,
             "engine_latency_us": predictor.choice.latency_us,
-            "engine_notes": [without_paths(note) for note in predictor.choice.notes],
-            "output": "softmax of the model's logits",
+            "engine_notes": [without_paths(note) for note in predictor.choice.notes_now()],
+            "output": _("softmax of the model's logits"),
             # The page draws in the training data's polarity: white on black for MNIST-like data.
             "drawing": {
                 "background": "black" if dark else "white",
                 "ink": "white" if dark else "black",
             },
-            "resize": "on the server: the canvas is sent as a PNG and resized with LANCZOS, "
-            "exactly as uploaded files are",
+            "resize": _(
+                "on the server: the canvas is sent as a PNG and resized with LANCZOS, exactly "
+                "as uploaded files are"
+            ),
             "limits": {
                 "max_body_bytes": limits.max_body_bytes,
                 "max_in_flight": limits.max_in_flight,
@@ -85,12 +94,15 @@ def model_info(predictor: Predictor, limits: Limits) -> dict[str, Any]:
 
 
 def create_app(predictor: Predictor, limits: Limits = DEFAULT_LIMITS) -> ASGIApp:
-    """The FastAPI app wrapped in the body limit and the in-flight/time guard."""
+    """The FastAPI app wrapped in the body limit and the in-flight/time guard, each request
+    in its language."""
     api = FastAPI(
         title="cnnlab",
         version=__version__,
         description=f"Predictions and feature maps of run `{predictor.run.name}` "
-        f"({predictor.run.spec.text()}).",
+        f"({predictor.run.spec.text()}). Messages and descriptions in the answers are in the "
+        "request's language: `?lang=en|ko` on any route, else the Accept-Language header, "
+        "else English; JSON keys and values meant for programs stay as they are.",
     )
     add_error_handlers(api)
     api.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -98,14 +110,17 @@ def create_app(predictor: Predictor, limits: Limits = DEFAULT_LIMITS) -> ASGIApp
     api.include_router(report_router)
     guard = Guard(api, limits)
     api.state.predictor = predictor
-    api.state.info = model_info(predictor, limits)
+    api.state.info = {}  # language -> model_info, each made once (cheap: no tensors)
+    for language in LANGUAGES:
+        with using_language(language):
+            api.state.info[language] = model_info(predictor, limits)
     api.state.cam = CamView(predictor.run)  # Grad-CAM on a model of its own (hooks, a lock)
     api.state.cell = CellView(predictor.run)  # explain_cell hooks layers: a model of its own
     api.state.report = RunReport(predictor.run, api.state.cam)  # computed on first request
     api.state.workers = Workers(limits.workers)  # threads decoding and predicting
     api.state.report_jobs = ReportJobs()  # /api/run/*'s threads, apart: slow first answers
     api.state.guard = guard  # /readyz reports its count
-    app = BodyLimit(guard, limits.max_body_bytes)
+    app = RequestLanguage(BodyLimit(guard, limits.max_body_bytes))
     app.fastapi = api  # type: ignore[attr-defined]  (tests and tools reach the FastAPI app here)
     return app
 
@@ -177,8 +192,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/api/model", summary="the model: spec, per-layer summary, classes, input, metrics")
 async def model(request: Request) -> dict[str, Any]:
-    """The run's model as the page shows it (computed once, at start)."""
-    return request.app.state.info
+    """The run's model as the page shows it (computed once per language, at start)."""
+    return request.app.state.info[current_language()]
 
 
 @router.post(
@@ -252,7 +267,7 @@ def _featuremaps(
         "input": input_json(image),
         "prediction": predictor.top_k(probabilities, 1)[0],
         "layers": [layer_json(i + 1, m, max_channels) for i, m in enumerate(maps)],
-        "scaling": "each channel's min -> black, max -> white",
+        "scaling": _("each channel's min -> black, max -> white"),
     }
 
 

@@ -19,9 +19,10 @@ from starlette.formparsers import MultiPartException
 
 from cnnlab.deploy.predict import Predictor, Preprocess, pixels_to_png
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.i18n import N_, _
 from cnnlab.server.errors import ApiError
 
-UNSUPPORTED = (
+UNSUPPORTED = N_(
     "Content-Type '{media}' is not accepted: send multipart/form-data with the image in "
     "field 'file', the image bytes as image/png (or another image/* type), or "
     'application/json {{"pixels": [[...], ...]}}'
@@ -34,7 +35,7 @@ class ImageBody:
 
     data: bytes
     kind: str
-    name: str  # how messages call it: the upload's file name, "JSON pixels", ...
+    name: str  # how messages call it: the upload's file name, "JSON pixels" (translated), ...
 
     def decode(self, predictor: Predictor, options: Preprocess) -> torch.Tensor:
         """The model's uint8 (C, H, W) input (call in a worker thread), or an ApiError."""
@@ -53,13 +54,16 @@ async def read_body(request: Request) -> ImageBody:
     if media == "multipart/form-data":
         body = await read_upload(request)
     elif media == "application/json":
-        body = ImageBody(await request.body(), "json", "JSON pixels")
+        body = ImageBody(await request.body(), "json", _("JSON pixels"))
     elif media.startswith("image/") or media == "application/octet-stream":
-        body = ImageBody(await request.body(), "image", "uploaded image")
+        body = ImageBody(await request.body(), "image", _("uploaded image"))
     else:
-        raise ApiError(415, UNSUPPORTED.format(media=media or "none"))
+        raise ApiError(415, _(UNSUPPORTED).format(media=media or _("none")))
     if not body.data:
-        raise ApiError(400, f"{body.name}: the image is empty (0 bytes); send an image file")
+        raise ApiError(
+            400,
+            _("{name}: the image is empty (0 bytes); send an image file").format(name=body.name),
+        )
     return body
 
 
@@ -69,14 +73,15 @@ async def read_upload(request: Request) -> ImageBody:
         form = await request.form(max_files=1, max_fields=16)
     except (MultiPartException, StarletteHTTPException, ValueError) as error:
         detail = getattr(error, "detail", None) or getattr(error, "message", None) or str(error)
-        raise ApiError(400, f"the multipart body cannot be parsed ({detail})") from None
+        message = _("the multipart body cannot be parsed ({detail})").format(detail=detail)
+        raise ApiError(400, message) from None
     try:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise ApiError(
-                422, "multipart body has no file field named 'file': send the image as 'file'"
+                422, _("multipart body has no file field named 'file': send the image as 'file'")
             )
-        return ImageBody(await upload.read(), "image", upload.filename or "uploaded image")
+        return ImageBody(await upload.read(), "image", upload.filename or _("uploaded image"))
     finally:
         await form.close()
 
@@ -86,16 +91,18 @@ def pixels_from_json(body: bytes) -> bytes:
     try:
         payload = json.loads(body)
     except ValueError:
-        raise ApiError(400, 'the body is not valid JSON; send {"pixels": [[...], ...]}') from None
+        raise ApiError(
+            400, _('the body is not valid JSON; send {"pixels": [[...], ...]}')
+        ) from None
     except RecursionError:  # valid JSON, but deeper than the parser goes (pixels need 2 or 3)
         raise ApiError(
-            400, 'the body\'s JSON is nested too deeply; send {"pixels": [[...], ...]}'
+            400, _('the body\'s JSON is nested too deeply; send {"pixels": [[...], ...]}')
         ) from None
     if not isinstance(payload, dict) or "pixels" not in payload:
-        raise ApiError(422, 'JSON must be an object with "pixels": HxW or CxHxW numbers 0..255')
+        raise ApiError(422, _('JSON must be an object with "pixels": HxW or CxHxW numbers 0..255'))
     try:
         return pixels_to_png(payload["pixels"])
     except DataError as error:
         raise ApiError(422, str(error)) from None
     except RecursionError:
-        raise ApiError(422, "pixels is nested too deeply; send HxW or CxHxW") from None
+        raise ApiError(422, _("pixels is nested too deeply; send HxW or CxHxW")) from None

@@ -21,6 +21,7 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.cam import CamResult, class_activation_map, default_layer, describe_layer
+from cnnlab.i18n import _
 from cnnlab.model.inference import normalize
 from cnnlab.run.folder import Run
 from cnnlab.server.errors import ApiError
@@ -58,17 +59,22 @@ class CamView:
         self.run = run
         self.model = run.load_model()
         self._lock = threading.Lock()
+        self.layer: dict[str, Any] | None = None
+        if not self.problem():
+            self.layer = describe_layer(self.model, default_layer(self.model, METHOD)).to_json()
+
+    def problem(self) -> str:
+        """Why the model has no layer Grad-CAM can use ("" when it has one), in the current
+        language: asked again each time, as the request asking speaks its own."""
         try:
-            self.layer: dict[str, Any] | None = describe_layer(
-                self.model, default_layer(self.model, METHOD)
-            ).to_json()
-            self.problem = ""
+            describe_layer(self.model, default_layer(self.model, METHOD))
         except CnnlabError as error:  # e.g. no conv layer: nothing to weigh
-            self.layer, self.problem = None, str(error)
+            return str(error)
+        return ""
 
     @property
     def available(self) -> bool:
-        """False when the model has no layer Grad-CAM can use (then `problem` says why)."""
+        """False when the model has no layer Grad-CAM can use (then `problem()` says why)."""
         return self.layer is not None
 
     def result(self, image: torch.Tensor, target: int | None = None) -> CamResult:
@@ -89,7 +95,8 @@ class CamView:
     def answer(self, image: torch.Tensor) -> dict[str, Any]:
         """POST /api/cam: the map of a uint8 (C, H, W) image for its predicted class, drawn over it."""
         if not self.available:
-            raise ApiError(404, f"no class activation map for this model: {self.problem}")
+            message = _("no class activation map for this model: {problem}")
+            raise ApiError(404, message.format(problem=self.problem()))
         result, pixels = self.overlay(image)
         assert result.layer is not None  # gradcam always has one
         return {
@@ -99,7 +106,9 @@ class CamView:
             "layer": result.layer.to_json(),
             "layer_text": result.layer.describe(),
             "overlay": png_data_url(pixels),
-            "scaling": "gray image; the map in jet colours from 0 (blue) to its largest value "
-            f"(red), {OVERLAY_ALPHA:.0%} over it",
+            "scaling": _(
+                "gray image; the map in jet colours from 0 (blue) to its largest value (red), "
+                "{alpha} over it"
+            ).format(alpha=f"{OVERLAY_ALPHA:.0%}"),
             "warnings": result.warnings,
         }

@@ -8,13 +8,14 @@
              has stopped (a 504 answers at once, but its thread keeps the slot)
 
 Both middlewares answer on their own (no app involved) with the JSON shape of every error
-answer. Headers that do not arrive within `header_timeout_s` close the connection (serve.py).
+answer, in the request's language (`language.py` sets it before them). Headers that do not arrive within `header_timeout_s` close the connection (serve.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import math
@@ -27,18 +28,28 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cnnlab.errors import ConfigError
+from cnnlab.i18n import N_, _
 from cnnlab.server.errors import ApiError
 
 EXEMPT_PATHS = ("/healthz", "/readyz")  # answered even when the server is busy
 log = logging.getLogger("cnnlab.server")
 
 
+BYTES, SECONDS = N_("bytes"), N_("seconds")  # the units of check_number's messages
+UNKNOWN = N_("unknown")  # a chunked body's length
+
+
 def check_number(name: str, value: Any, low: float, high: float, unit: str = "") -> None:
-    """A ConfigError unless `value` is a finite number from `low` to `high` (both included)."""
+    """A ConfigError unless `value` is a finite number from `low` to `high` (both included);
+    `unit`: BYTES, SECONDS or none."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or not low <= value <= high:
-        unit = f" {unit}" if unit else ""
-        raise ConfigError(f"{name} must be a number from {low:g} to {high:g}{unit}, not {value}")
+        unit = f" {_(unit)}" if unit else ""
+        raise ConfigError(
+            _("{name} must be a number from {low} to {high}{unit}, not {value}").format(
+                name=name, low=f"{low:g}", high=f"{high:g}", unit=unit, value=value
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -57,13 +68,13 @@ class Limits:
     max_buffered_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        check_number("max_body_bytes", self.max_body_bytes, 1, 2**40, "bytes")
+        check_number("max_body_bytes", self.max_body_bytes, 1, 2**40, BYTES)
         check_number("max_in_flight", self.max_in_flight, 1, 100_000)
         check_number("max_uploading", self.max_uploading, 1, 100_000)
-        check_number("max_buffered_bytes", self.max_buffered_bytes, 1, 2**42, "bytes")
+        check_number("max_buffered_bytes", self.max_buffered_bytes, 1, 2**42, BYTES)
         check_number("workers", self.workers, 1, 1024)
         for name in ("timeout_s", "body_timeout_s", "header_timeout_s"):
-            check_number(name, getattr(self, name), 0.001, 86_400, "seconds")
+            check_number(name, getattr(self, name), 0.001, 86_400, SECONDS)
 
 
 DEFAULT_LIMITS = Limits()
@@ -93,7 +104,7 @@ class BodyTooLarge(ApiError):
     """Raised from `receive` once the body passes the limit; an ApiError, so never logged as a bug."""
 
     def __init__(self) -> None:
-        super().__init__(413, "request body is over the limit")
+        super().__init__(413, _("request body is over the limit"))
 
 
 class _CountedBody:
@@ -135,10 +146,10 @@ class BodyLimit:
 
     def message(self) -> str:
         """The 413's text: the limit and the fix."""
-        return (
-            f"request body is over the limit of {self.limit:,} bytes; "
-            "send a smaller image (or start the server with a larger --max-body-mb)"
-        )
+        return _(
+            "request body is over the limit of {limit} bytes; send a smaller image (or start "
+            "the server with a larger --max-body-mb)"
+        ).format(limit=f"{self.limit:,}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -187,7 +198,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         if self.uploading >= self.max_uploading:
-            await self._busy(send, f"{self.uploading} uploads arriving", self.max_uploading)
+            what = _("{count} uploads arriving").format(count=self.uploading)
+            await self._busy(send, what, self.max_uploading)
             return
         held = _Held()
         try:
@@ -205,7 +217,8 @@ class Guard:
         if body is None:
             return  # answered (408, 503) or the client is gone
         if self.busy:
-            await self._busy(send, f"{self.in_flight} requests in flight", self.max_in_flight)
+            what = _("{count} requests in flight").format(count=self.in_flight)
+            await self._busy(send, what, self.max_in_flight)
             return
         self.in_flight += 1
         try:
@@ -215,7 +228,9 @@ class Guard:
 
     @staticmethod
     async def _busy(send: Send, what: str, limit: int) -> None:
-        message = f"the server is busy ({what}, the limit is {limit}); retry in a second"
+        message = _("the server is busy ({what}, the limit is {limit}); retry in a second").format(
+            what=what, limit=limit
+        )
         await send_json(send, 503, message, {"Retry-After": "1"})
 
     async def _read_body(
@@ -243,18 +258,27 @@ class Guard:
                     received += len(chunks[-1])
                     held.bytes, self.buffered = received, self.buffered + len(chunks[-1])
                     if self.buffered > self.max_buffered:
-                        what = f"{self.buffered:,} bytes of request bodies in memory"
+                        what = _("{count} bytes of request bodies in memory").format(
+                            count=f"{self.buffered:,}"
+                        )
                         await self._busy(send, what, self.max_buffered)
                         return None
                     if not message.get("more_body", False):
                         return b"".join(chunks)
         except TimeoutError:
-            message = (
-                f"the request body did not arrive within {self.body_timeout_s:g} s "
-                f"({received:,} of {_declared(scope)} bytes); send it faster "
-                "(or start the server with a larger --body-timeout)"
+            log.warning(
+                "%s %s: the body did not arrive within %gs (%s of %s bytes): answered 408",
+                scope["method"], scope["path"], self.body_timeout_s, f"{received:,}",
+                _declared(scope),
+            )  # fmt: skip
+            message = _(
+                "the request body did not arrive within {seconds} s ({received} of {declared} "
+                "bytes); send it faster (or start the server with a larger --body-timeout)"
+            ).format(
+                seconds=f"{self.body_timeout_s:g}",
+                received=f"{received:,}",
+                declared=_(_declared(scope)),  # a number stays as it is
             )
-            log.warning("%s %s: %s: answered 408", scope["method"], scope["path"], message)
             await send_json(send, 408, message, {"Connection": "close"})
             return None
 
@@ -286,13 +310,17 @@ class Guard:
 def timeout_message(method: str, timeout_s: float) -> str:
     """The 504's text: a POST carries an image that can be smaller; a GET (the report's panels,
     computed once on first request) carries nothing to shrink, so it says to retry or wait longer."""
-    stopped = f"the request took longer than {timeout_s:g} s and was stopped; "
     if method in ("GET", "HEAD"):
-        return stopped + (
-            "try again in a moment (work begun may finish meanwhile), or start the server "
-            "with a larger --timeout"
+        template = _(
+            "the request took longer than {seconds} s and was stopped; try again in a moment "
+            "(work begun may finish meanwhile), or start the server with a larger --timeout"
         )
-    return stopped + "send a smaller image, or send it faster"
+    else:
+        template = _(
+            "the request took longer than {seconds} s and was stopped; send a smaller image, "
+            "or send it faster"
+        )
+    return template.format(seconds=f"{timeout_s:g}")
 
 
 @dataclass
@@ -303,9 +331,9 @@ class _Held:
 
 
 def _declared(scope: Scope) -> str:
-    """The Content-Length for messages: "1,000", or "unknown" (chunked)."""
+    """The Content-Length for the log: "1,000", or "unknown" (chunked); `_()` of it for answers."""
     declared = content_length(scope)
-    return "unknown" if declared is None else f"{declared:,}"
+    return UNKNOWN if declared is None else f"{declared:,}"
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -357,7 +385,8 @@ class Workers:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(release)
 
-        future = loop.run_in_executor(self._pool, work)
+        # in the request's context: its language (cnnlab.i18n) speaks in the thread too
+        future = loop.run_in_executor(self._pool, contextvars.copy_context().run, work)
         # An abandoned future's error has no one to read it: mark it read, so asyncio does
         # not log it as "never retrieved".
         future.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -10,13 +10,17 @@ The test split's evaluation (`evaluate_run`: the split rebuilt as training saw i
 model over every image) takes up to seconds, so it runs once, under a lock, on the first
 request that needs it; concurrent first requests wait for that one computation. A failure
 the user can fix (the data set is not on this machine) is kept too, so that each request
-does not try again. What one answer may hold is bounded: at most `MAX_CELL_IMAGES` images
+does not try again (once per language: its message is in the language of the request that
+met it). What one answer may hold is bounded: at most `MAX_CELL_IMAGES` images
 of a cell, at most `MAX_FILTERS` filters, `MAX_POINTS` points, `MAX_PATCH_CHANNELS` x
-`MAX_PATCH_TOP` patches; answers with options (patches, embedding) are kept per option.
+`MAX_PATCH_TOP` patches; answers with options (patches, embedding) are kept per option and
+language (their notes are words). Every method speaks the current language (cnnlab.i18n),
+which the server sets per request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import threading
@@ -34,6 +38,7 @@ from cnnlab.evaluate.filters import conv_filters
 from cnnlab.evaluate.patches import default_layer, map_layers, top_patches
 from cnnlab.evaluate.scores import Evaluation, evaluate_run
 from cnnlab.fileio import finite
+from cnnlab.i18n import N_, _, current_language
 from cnnlab.run.files import epoch_rows
 from cnnlab.run.folder import Run
 from cnnlab.server.camview import CamView
@@ -44,7 +49,7 @@ from cnnlab.text import clipped
 CELL_IMAGES = 48  # images of a confusion cell per answer, unless asked otherwise
 MAX_CELL_IMAGES = 200  # the most one answer may hold (each is a PNG in base64)
 MAX_FILTERS = 256  # filters of the first conv layer sent (the first ones)
-CELL_ORDER = "highest loss first: the most confident mistakes, the least sure correct answers"
+CELL_ORDER = N_("highest loss first: the most confident mistakes, the least sure correct answers")
 MAX_POINTS = 2000  # projector points (a seeded subsample of larger test splits)
 MAX_KEPT = 16  # answers with options kept (the oldest goes first): options cannot fill memory
 
@@ -61,11 +66,11 @@ def class_index(classes: list[str], text: str) -> int:
         return classes.index(text)
     if text.isascii() and text.isdigit() and int(text) < len(classes):
         return int(text)
-    raise ApiError(
-        404,
-        f"no class '{clipped(text)}' in this run: give a class name or an index from 0 to "
-        f"{len(classes) - 1} (the classes are listed by /api/run/confusion)",
+    message = _(
+        "no class '{name}' in this run: give a class name or an index from 0 to {last} (the "
+        "classes are listed by /api/run/confusion)"
     )
+    raise ApiError(404, message.format(name=clipped(text), last=len(classes) - 1))
 
 
 def shown_files(files: list[str] | None, data: str) -> list[str] | None:
@@ -99,7 +104,7 @@ class RunReport:
         self.cam = cam if cam is not None and cam.available else None  # overlays in cells
         self._lock = threading.Lock()
         self._evaluated: tuple[Evaluation, torch.Tensor] | None = None
-        self._failure: CnnlabError | None = None
+        self._failures: dict[str, CnnlabError] = {}  # language -> the evaluation's error
         self._filters: dict[str, Any] | None = None
         self._filters_lock = threading.Lock()  # apart: filters need not wait for the evaluation
         self._kept: OrderedDict[tuple, dict[str, Any]] = OrderedDict()  # per option, newest last
@@ -107,22 +112,30 @@ class RunReport:
         self._kept_lock = threading.Lock()  # guards the two dicts
         self._overlays: dict[tuple[int, int], str] = {}  # (image, class) -> CAM overlay data URL
 
+    def prepare(self) -> None:
+        """The test split's evaluation made (or its failure kept): what every request for a
+        panel that needs it awaits, once, whatever its language. It raises nothing, so no
+        request is handed a message in another's language: each panel's own `evaluated()`
+        reports a failure in its request's."""
+        with contextlib.suppress(ApiError):
+            self.evaluated()
+
     def evaluated(self) -> tuple[Evaluation, torch.Tensor]:
         """(the test split's Evaluation, its uint8 images (N, C, H, W)): computed once."""
+        language = current_language()
         with self._lock:
-            if self._evaluated is None and self._failure is None:
+            if self._evaluated is None and language not in self._failures:
                 try:
                     evaluation, images = evaluate_run(self.run)
                     self._evaluated = shown_evaluation(evaluation), images
                 except CnnlabError as error:  # e.g. the data set is not on this machine
-                    self._failure = error
-            if self._failure is not None:
-                raise ApiError(
-                    404,
-                    f"the run's test data cannot be loaded here: {self._failure} "
-                    "(make it available, then restart the server)",
+                    self._failures[language] = error
+            if self._evaluated is None:
+                message = _(
+                    "the run's test data cannot be loaded here: {error} (make it available, "
+                    "then restart the server)"
                 )
-            assert self._evaluated is not None
+                raise ApiError(404, message.format(error=self._failures[language]))
             return self._evaluated
 
     def curves(self) -> dict[str, Any]:
@@ -140,7 +153,7 @@ class RunReport:
 
     def confusion(self) -> dict[str, Any]:
         """The test split's confusion matrix: rows true classes, columns predicted."""
-        evaluation, _ = self.evaluated()
+        evaluation, _images = self.evaluated()
         return finite(
             {
                 "data": evaluation.data,
@@ -149,9 +162,9 @@ class RunReport:
                 "accuracy": evaluation.accuracy,
                 "classes": evaluation.classes,
                 "matrix": evaluation.confusion.tolist(),
-                "rows": "true class",
-                "columns": "predicted class",
-                "cell_order": CELL_ORDER,
+                "rows": _("true class"),
+                "columns": _("predicted class"),
+                "cell_order": _(CELL_ORDER),
                 "max_cell_images": MAX_CELL_IMAGES,
                 "cam": None if self.cam is None else {"method": "gradcam", "layer": self.cam.layer},
             }
@@ -159,7 +172,7 @@ class RunReport:
 
     def scores(self) -> dict[str, Any]:
         """Accuracy, loss, balanced accuracy, the majority baseline and each class's scores."""
-        evaluation, _ = self.evaluated()
+        evaluation, _images = self.evaluated()
         return finite(
             {
                 "data": evaluation.data,
@@ -188,7 +201,7 @@ class RunReport:
                 "predicted": evaluation.classes[p],
                 "count": len(members),
                 "offset": offset,
-                "order": CELL_ORDER,
+                "order": _(CELL_ORDER),
                 "images": [self._cell_image(evaluation, images, i, p) for i in shown],
             }
         )
@@ -215,18 +228,20 @@ class RunReport:
         """Image i's Grad-CAM for class `target` over it, as a PNG data URL (kept)."""
         key = (i, target)
         if key not in self._overlays:
-            _, pixels = self.cam.overlay(images[i], target)
+            _result, pixels = self.cam.overlay(images[i], target)
             self._overlays[key] = png_data_url(pixels)
         return self._overlays[key]
 
     def image(self, index: int) -> bytes:
         """Test image `index` as PNG bytes, at the model's input size; a 404 past the end."""
-        _, images = self.evaluated()
+        _evaluation, images = self.evaluated()
         if not 0 <= index < len(images):
+            message = _(
+                "no test image {index}: the test split has {count} images, use an index from 0 "
+                "to {last}"
+            )
             raise ApiError(
-                404,
-                f"no test image {index}: the test split has {len(images)} images, "
-                f"use an index from 0 to {len(images) - 1}",
+                404, message.format(index=index, count=len(images), last=len(images) - 1)
             )
         return png_bytes(picture(images[index]))
 
@@ -240,7 +255,8 @@ class RunReport:
     def _first_filters(self) -> dict[str, Any]:
         layers = conv_filters(self.run.load_model())
         if not layers:
-            raise ApiError(404, f"the model of {self.run.name} has no conv layer, so no filters")
+            message = _("the model of {run} has no conv layer, so no filters")
+            raise ApiError(404, message.format(run=self.run.name))
         first = layers[0]
         weight = first.weight[:MAX_FILTERS].float()
         return finite(
@@ -268,7 +284,7 @@ class RunReport:
             with self._kept_lock:
                 self._kept[key] = answer
                 while len(self._kept) > MAX_KEPT:
-                    oldest, _ = self._kept.popitem(last=False)
+                    oldest, _answer = self._kept.popitem(last=False)
                     self._key_locks.pop(oldest, None)
             return answer
 
@@ -280,9 +296,14 @@ class RunReport:
         layers = map_layers(model.report)
         layer = layer or default_layer(model.report) or ""
         if layer not in layers:
-            shown = f"'{clipped(layer)}' has no feature map" if layer else "no conv layer has one"
-            choices = ", ".join(layers) or "none in this model"
-            raise ApiError(404, f"{shown}: choose a layer with feature maps ({choices})")
+            shown = (
+                _("'{layer}' has no feature map").format(layer=clipped(layer))
+                if layer
+                else _("no conv layer has one")
+            )
+            choices = ", ".join(layers) or _("none in this model")
+            message = _("{problem}: choose a layer with feature maps ({choices})")
+            raise ApiError(404, message.format(problem=shown, choices=choices))
 
         def compute() -> dict[str, Any]:
             found = top_patches(
@@ -297,7 +318,7 @@ class RunReport:
                 {**answer, "data": evaluation.data, "layers": layers, "notes": found.notes}
             )
 
-        return self._keep(("patches", layer, top, channels), compute)
+        return self._keep(("patches", current_language(), layer, top, channels), compute)
 
     def embedding(self, method: str) -> dict[str, Any]:
         """The test images' penultimate features in 2-D (pca or tsne), at most MAX_POINTS."""
@@ -311,6 +332,6 @@ class RunReport:
             return finite(found.to_json())
 
         try:
-            return self._keep(("embedding", method), compute)
+            return self._keep(("embedding", current_language(), method), compute)
         except CnnlabError as error:  # e.g. no fc layer
             raise ApiError(404, str(error)) from None

@@ -10,7 +10,10 @@ a drawing's predictions must not queue behind them.
 A slow computation runs once, as a task of its own: every request that needs it awaits
 that task without holding a worker, and a request that hits the time limit (504) leaves
 it running; its result is kept (by RunReport), so the page's next try gets it at once.
-At most `MAX_PENDING` such tasks run or wait at once (else 503).
+At most `MAX_PENDING` such tasks run or wait at once (else 503). A task runs in the context
+of the request that started it, language included, so the tasks whose answers hold words
+(patches' and the projector's notes) are one per computation and language; the evaluation's
+task holds none (`RunReport.prepare`: a failure is worded by each panel in its request's).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 
+from cnnlab.i18n import _, current_language
 from cnnlab.server.errors import ApiError
 from cnnlab.server.limits import Workers
 from cnnlab.server.openapi import PNG_ANSWER, REPORT_ERRORS
@@ -64,11 +68,10 @@ class ReportJobs:
         task = self.pending.get(key)
         if task is None:
             if len(self.pending) >= self.max_pending:
-                raise ApiError(
-                    503,
-                    f"the server is computing {len(self.pending)} report panels already; "
-                    "retry in a few seconds",
+                message = _(
+                    "the server is computing {count} report panels already; retry in a few seconds"
                 )
+                raise ApiError(503, message.format(count=len(self.pending)))
             task = asyncio.ensure_future(self.workers.run(fn, *args))
             self.pending[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
@@ -88,11 +91,12 @@ async def _report(
     panel and arguments."""
     report: RunReport = request.app.state.report
     jobs: ReportJobs = request.app.state.report_jobs
+    language = current_language()  # the request's: each task speaks the language it began in
     if panel in NEEDS_EVALUATION:
-        await jobs.once(("evaluation",), report.evaluated)
+        await jobs.once(("evaluation",), report.prepare)
     bound = functools.partial(panel, report)
     if once:
-        return await jobs.once((panel.__name__, *args), bound, *args)
+        return await jobs.once((panel.__name__, language, *args), bound, *args)
     return await jobs.workers.run(bound, *args)
 
 

@@ -25,7 +25,7 @@ let lastMaps = null; // the feature maps shown, their headings written again lik
 // --- model ---------------------------------------------------------------------------------
 
 async function loadModel() {
-  const response = await fetch("/api/model");
+  const response = await apiFetch("/api/model");
   model = await response.json();
   $("run-name").textContent = model.run;
   const [c, h, w] = model.input_shape;
@@ -84,7 +84,22 @@ document.addEventListener("cnnlab:language", () => {
       if (shape) shape.textContent = shapeText(layer);
     }
   }
+  askAgainInLanguage();
 });
+
+// What the server wrote (the summary's notes, its messages, the Grad-CAM layer's words) is in
+// the language it was asked in: after a switch, ask again in the new one and redraw.
+async function askAgainInLanguage() {
+  if (!model) return;
+  try {
+    const response = await apiFetch("/api/model");
+    if (response.ok) model = await response.json();
+    showModelText();
+  } catch (error) {
+    // the words already shown stay: the server is gone, the next drawing says so
+  }
+  if (lastSource) analyse(lastSource.blob, lastSource.name);
+}
 
 // --- drawing -------------------------------------------------------------------------------
 
@@ -223,7 +238,7 @@ async function post(path, blob, name, params) {
     center: $("center").checked ? "true" : "false",
     ...params,
   });
-  const response = await fetch(`${path}?${query}`, { method: "POST", body: form });
+  const response = await apiFetch(`${path}?${query}`, { method: "POST", body: form });
   const data = await response.json();
   if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
   return data;

@@ -10,6 +10,7 @@ const GAP = 1; // pixels between tiles in the server's grids (server/maps.py, ev
 const views = new Map(); // layer index -> {layer, img|canvas, overlay}; 0 is the model's input
 let cellHistory = []; // [{layer, channel, y, x}], the last one shown; back pops it
 let cellAnswer = null; // the last answer shown, redrawn when the language changes
+let cellAsked = 0; // answers to older requests for the panel are dropped (a switch asks again)
 
 // --- numbers as `cnnlab explain` writes them (worked.fmt: at most 4 significant digits) -----
 
@@ -132,22 +133,27 @@ async function openCell(cell, fresh) {
   await showCell();
 }
 
-// The current cell for the image on the page (again after each new drawing: refreshCell).
+// The current cell for the image on the page (again after each new drawing, and in the new
+// language after a switch: refreshCell). Only the latest request's answer is shown.
 async function showCell() {
   const cell = cellHistory[cellHistory.length - 1];
   const panel = $("cell-panel");
+  const mine = ++cellAsked;
   panel.hidden = false;
   document.body.classList.add("with-cell");
   panel.dataset.busy = "1";
   try {
     const params = { layer: String(cell.layer), channel: String(cell.channel), y: String(cell.y), x: String(cell.x) };
-    cellAnswer = await post("/api/explain/cell", lastSource.blob, lastSource.name, params);
+    const answer = await post("/api/explain/cell", lastSource.blob, lastSource.name, params);
+    if (mine !== cellAsked) return;
+    cellAnswer = answer;
     renderCell(cellAnswer);
   } catch (error) {
+    if (mine !== cellAsked) return;
     cellAnswer = null;
     $("cell-body").replaceChildren(el("p", { className: "error", textContent: error.message }));
   } finally {
-    panel.dataset.busy = "0";
+    if (mine === cellAsked) panel.dataset.busy = "0";
   }
 }
 

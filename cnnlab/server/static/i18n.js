@@ -9,6 +9,9 @@
 // A text without an entry shows its English.
 // The language: ?lang=ko|en (then remembered), else the last choice (localStorage), else the
 // browser's (navigator.language). Nothing is fetched from outside the server.
+// The server answers each request in the language it asks for (cnnlab/server/language.py):
+// apiFetch() asks every API call in the page's language, so the server's own messages (an
+// upload it cannot read, a limit) and the words its answers carry come in it too.
 "use strict";
 
 const SERVED = typeof DICTIONARIES_FROM_SERVER === "object" ? DICTIONARIES_FROM_SERVER : {};
@@ -101,6 +104,19 @@ function setLanguage(language) {
 
 function currentLanguage() {
   return pageLanguage;
+}
+
+// An API address with ?lang= the page's language (which wins over the browser's
+// Accept-Language on the server): "/api/predict?top_k=5" -> "/api/predict?top_k=5&lang=ko".
+function inPageLanguage(url) {
+  const address = new URL(url, window.location.origin);
+  address.searchParams.set("lang", pageLanguage);
+  return address.pathname + address.search;
+}
+
+// fetch() of an API address, asked in the page's language.
+function apiFetch(url, options) {
+  return fetch(inPageLanguage(url), options);
 }
 
 translatePage();

@@ -27,7 +27,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function getJson(url) {
   for (let attempt = 1; ; attempt += 1) {
-    const response = await fetch(url);
+    const response = await apiFetch(url);
     if ((response.status === 503 || response.status === 504) && attempt < ATTEMPTS) {
       await sleep(1000);
       continue;
