@@ -9,15 +9,15 @@ import torch
 
 import cnnlab
 from cnnlab.errors import ConfigError
+from cnnlab.model.inference import normalize
 from cnnlab.run.folder import Run
+from cnnlab.training import distributed
+from cnnlab.training.budget import BudgetClock
 from cnnlab.training.config import resolve_config
 from cnnlab.training.headfirst import body_features, fit_head, train_head_first
 from cnnlab.training.loop import _job
 from cnnlab.training.plan import plan
 from cnnlab.training.progress import TrainingReporter
-from cnnlab.training.budget import BudgetClock
-from cnnlab.training import distributed
-from cnnlab.model.inference import normalize
 from cnnlab.training.setup import autocast, build_learner, load_data
 
 # flatten: 8x7x7 = 392 features a head can separate 96 images on, whatever the convs learnt
@@ -42,7 +42,9 @@ def _job_and_learner(tmp_path, **settings):
     learner, _spec, _notes = build_learner(planned.config, data, torch.device("cpu"))
     report = TrainingReporter(None, quiet=True)
     world = distributed.world_from_env()
-    job = _job(planned, tmp_path, world, torch.device("cpu"), data, report, BudgetClock.from_now(), True)
+    job = _job(
+        planned, tmp_path, world, torch.device("cpu"), data, report, BudgetClock.from_now(), True
+    )
     return job, learner
 
 
@@ -111,3 +113,12 @@ def test_no_head_epochs_and_negative_ones(tmp_path):
     assert torch.equal(before, learner.model.fc1.weight)
     with pytest.raises(ConfigError, match="head_epochs"):
         resolve_config({"head_epochs": -1})
+
+
+def test_lite0s_recipe_freezes_and_fits_the_head_first_only_from_starting_weights():
+    pretrained = resolve_config({"model": "lite0"})
+    assert (pretrained.weights, pretrained.freeze, pretrained.head_epochs) == ("imagenet", 13, 10)
+    scratch = resolve_config({"model": "lite0", "weights": "none"})
+    assert (scratch.freeze, scratch.head_epochs) == (0, 0)  # nothing to keep, no features
+    asked = resolve_config({"model": "lite0", "weights": "none", "head_epochs": 3})
+    assert asked.head_epochs == 3  # what the user gives still wins

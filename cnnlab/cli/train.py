@@ -169,13 +169,17 @@ FLAGS = {
             "keep the first N layers with weights as --weights started them (counted from the input "
             "as `cnnlab summary MODEL` lists them: rows with params above 0, a res block as one): "
             "no gradient, no weight decay, their batchnorms' running statistics unchanged; at most "
-            "the number of such layers minus one (default: {default}, nothing frozen)"
+            "the number of such layers minus one (default: {default}, nothing frozen; lite0's "
+            "recipe 13 when it starts from --weights)"
         ),
     ),
     "--head-epochs": (
         "head_epochs",
-        "epochs of the last fc alone, on features the layers before it compute once, before the "
-        "whole network trains (default: {default}, or the preset's recipe)",
+        N_(
+            "epochs of the last fc alone, on the features the layers before it compute once, "
+            "before the whole network trains (default: {default}, or the preset's recipe: lite0 "
+            "10 when it starts from --weights)"
+        ),
     ),
 }
 

@@ -182,6 +182,9 @@ class TrainConfig:
         return tomli_w.dumps(values)
 
 
+# A preset recipe's settings that only mean something from starting weights (lite0's: frozen
+# ImageNet layers, a head fitted to their features): left out of a run with weights = none.
+STARTING_WEIGHTS_ONLY = ("freeze", "head_epochs")
 NOT_SETTINGS = ("model_chosen_for", "asked")  # TrainConfig fields no user or config.toml sets
 FIELD_TYPES: dict[str, type] = {
     f.name: type(f.default) for f in fields(TrainConfig) if f.name not in NOT_SETTINGS
@@ -380,6 +383,9 @@ def resolve_config(*settings: dict[str, Any]) -> TrainConfig:
         merged["fit_to_data"] = False  # the user sized the run: keep it as given
     if "augment" in merged and "augment_when_stretched" not in merged:
         merged["augment_when_stretched"] = ""  # the user chose the augmentation: keep it
+    if merged.get("weights", recipe.get("weights", TrainConfig.weights)) in ("", "none"):
+        # a recipe's freeze and head-first phase keep and use starting weights: not from scratch
+        recipe = {k: v for k, v in recipe.items() if k not in STARTING_WEIGHTS_ONLY}
     base = apply(TrainConfig(model=model, model_chosen_for=chosen_for), recipe)
     return dataclasses.replace(apply(base, merged), asked=asked)
 

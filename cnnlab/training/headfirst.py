@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.model.inference import normalize
 from cnnlab.i18n import _
+from cnnlab.model.inference import normalize
 from cnnlab.training.balance import loss_weights
 from cnnlab.training.setup import autocast
 
@@ -95,9 +95,7 @@ def fit_head(head: nn.Linear, features: torch.Tensor, job: Job, dropout: float) 
     cosine to 0; the loss as the loop's (class weights, label smoothing). Returns the training
     accuracy of its last epoch."""
     config, labels = job.config, job.data.train[1]
-    optimizer = torch.optim.AdamW(
-        head.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     weight = loss_weights(job.data.class_counts, config.balance)
     weight = None if weight is None else weight.to(features.device)
     order_generator = torch.Generator().manual_seed(config.seed + HEAD_SEED_OFFSET)

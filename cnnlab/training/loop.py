@@ -60,6 +60,7 @@ from cnnlab.training.guard import (
     chance_loss,
     lowered_lr_line,
 )
+from cnnlab.training.headfirst import train_head_first
 from cnnlab.training.plan import Measure, Plan, epochs_text, normalised, plan, recorded, revised
 from cnnlab.training.pretrained import INSTALL_LINE
 from cnnlab.training.progress import TrainingReporter
@@ -78,7 +79,6 @@ from cnnlab.training.setup import (
     run_record,
     thread_count,
 )
-from cnnlab.training.headfirst import train_head_first
 from cnnlab.training.state import Position, Weights, restore, resume_state
 
 __all__ = ["TrainingDiverged", "fit", "run_training", "train"]  # TrainingDiverged: guard.py
@@ -443,10 +443,9 @@ def fit(
     """Train until the last epoch, an early stop, a pause or Ctrl-C; returns where the run
     stands (its job re-planned where a budget did) and which of those ended it."""
     job = state.job
-    if state.position == Position() and job.config.head_epochs:  # a fresh start, not a resume
-        line = train_head_first(job, state.learner)
-        if line and job.world.is_main:
-            job.report.say(line)
+    fresh = state.position.epoch == 0 and state.position.step == 0  # not a resume: no head yet
+    if fresh and job.config.head_epochs:  # again after the divergence guard's restart
+        state = _head_first(state)
     stepper = _stepper(job, state.learner)
     replan = replanner(job.plan.budget, job.config.warmup_steps, job.plan.total_steps, job.clock)
     while state.position.epoch < state.job.plan.last_epoch:
@@ -461,6 +460,18 @@ def fit(
         if stop is not None:
             return dataclasses.replace(state, outcome=stop)
     return dataclasses.replace(state, outcome="completed")
+
+
+def _head_first(state: Training) -> Training:
+    """The head-first phase (training/headfirst.py), said, its seconds counted as training's."""
+    started = time.perf_counter()
+    line = train_head_first(state.job, state.learner)
+    if line and state.job.world.is_main:
+        state.job.report.say(line)
+    seconds = state.position.train_seconds + time.perf_counter() - started
+    return dataclasses.replace(
+        state, position=dataclasses.replace(state.position, train_seconds=seconds)
+    )
 
 
 def _interrupted(state: Training, sums: EpochSums, stepper: Stepper) -> Training:
