@@ -169,3 +169,16 @@ def said(template: str, **fields: object) -> Said:
 def shown(text: object) -> object:
     """A `said` text's translation; any other value as it is."""
     return getattr(text, "shown", text)
+
+
+SPLIT_NAMES = (N_("train"), N_("val"), N_("test"))  # a data set's parts, as --split names them
+
+
+def split_name(split: str) -> Said:
+    """A split's name ('test'), shown in the current language ('테스트'); another name as it is."""
+    return said(split) if split in SPLIT_NAMES else said("{split}", split=split)
+
+
+def data_split(data: str, split: str) -> Said:
+    """'shapes test' (for JSON and files), shown as 'shapes 테스트' (for people)."""
+    return said("{data} {split}", data=data, split=split_name(split))

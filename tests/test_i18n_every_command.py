@@ -155,6 +155,10 @@ KOREAN_WORDS = {
     "runs": ("완료",),
     "summary preset": ("in = 400 (자동 계산)",),
     "datasets show": ("생성됨 (시드 0)",),
+    # the split a command scored, named in Korean (its JSON keeps 'test')
+    "eval": ("(shapes 테스트)",),
+    "patches": ("shapes 테스트 이미지",),
+    "embed": ("shapes 테스트 이미지",),
 }
 # Commands whose output is names and numbers only ('FILE: circle 97.0%  (...)', a spec).
 NO_WORDS = {"spec", "predict files", "predict folder"}

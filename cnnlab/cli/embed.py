@@ -18,7 +18,7 @@ from cnnlab.cli.common import (
     warn_if_weights_not_finite,
 )
 from cnnlab.errors import ConfigError
-from cnnlab.i18n import _, using_language
+from cnnlab.i18n import _, shown, using_language
 
 if TYPE_CHECKING:
     from cnnlab.evaluate.embed import Embedding
@@ -106,7 +106,7 @@ def _print_embedding(embedding: Embedding) -> None:
             features=embedding.features,
             layer=embedding.layer,
             count=len(embedding.points),
-            data=embedding.data,
+            data=shown(embedding.data),
         )
     )
     for note in embedding.notes:

@@ -23,7 +23,7 @@ from cnnlab.cli.common import (
 )
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate import MAX_TOP_LOSSES, SPLITS  # not evaluate.scores: it loads torch (start-up)
-from cnnlab.i18n import _
+from cnnlab.i18n import _, shown, split_name
 
 if TYPE_CHECKING:
     import torch
@@ -143,7 +143,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _heading(run: str, data: str, split: str) -> str:
     """'tut on shapes test': the run, the data and the split scored."""
-    return _("{run} on {data} {split}").format(run=run, data=data, split=split)
+    return _("{run} on {data} {split}").format(run=run, data=data, split=shown(split_name(split)))
 
 
 def _print_written(

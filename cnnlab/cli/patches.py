@@ -17,7 +17,7 @@ from cnnlab.cli.common import (
 )
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate import MAX_PATCH_CHANNELS, MAX_PATCH_TOP
-from cnnlab.i18n import _, using_language
+from cnnlab.i18n import _, data_split, shown, using_language
 
 if TYPE_CHECKING:
     from cnnlab.evaluate.patches import TopPatches
@@ -116,7 +116,7 @@ def run_patches(args: argparse.Namespace) -> int:
         args.channels,
         files,
     )
-    result.data = f"{data} test"
+    result.data = data_split(data, "test")
     with using_language("en"):  # the figure's font has no Hangul: its titles stay English
         figure = patches_figure(result, patches_title(run.name, result))
     for path in paths:
@@ -153,7 +153,11 @@ def _print_patches(result: TopPatches) -> None:
             column=g.start[1],
         )
     )
-    say(_("searched {count} {data} images").format(count=f"{result.images:,}", data=result.data))
+    say(
+        _("searched {count} {data} images").format(
+            count=f"{result.images:,}", data=shown(result.data)
+        )
+    )
     for note in result.notes:
         say(note)
     if result.clipped:
@@ -170,7 +174,7 @@ def _print_patches(result: TopPatches) -> None:
         set(numbers),
     )
     for channel, row in zip(result.channels, result.patches, strict=True):
-        shown = ", ".join(f"#{p.index} {p.label} ({p.activation:.3g})" for p in row[:4])
+        listed = ", ".join(f"#{p.index} {p.label} ({p.activation:.3g})" for p in row[:4])
         more = _(", ... {count} more").format(count=len(row) - 4) if len(row) > 4 else ""
-        table.add_row(str(channel), f"{row[0].activation:.3g}", shown + more)
+        table.add_row(str(channel), f"{row[0].activation:.3g}", listed + more)
     console().print(table)

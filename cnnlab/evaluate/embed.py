@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.i18n import _
+from cnnlab.i18n import _, data_split
 from cnnlab.model.cnn import CnnModel
 from cnnlab.model.inference import normalize
 
@@ -43,7 +43,7 @@ class LabelledImages:
         from cnnlab.evaluate.scores import split_with_files
 
         images, labels, name, files = split_with_files(run, data, split)
-        return cls(images, labels, files, f"{name} {split}")
+        return cls(images, labels, files, data_split(name, split))
 
 
 @dataclass
