@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.i18n import _
-from cnnlab.model.inference import normalize
+from cnnlab.model.inference import eval_batch_size, normalize
 from cnnlab.training.balance import loss_weights
 from cnnlab.training.setup import autocast
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from cnnlab.training.loop import Job
     from cnnlab.training.setup import Learner
 
-FEATURE_BATCH = 64  # images per forward pass while the features are computed
 HEAD_SEED_OFFSET = 7_777  # the head phase's batch order: its own stream, from the run's seed
 
 
@@ -78,10 +77,10 @@ def body_features(model: nn.Sequential, job: Job) -> torch.Tensor:
     was_training = model.training
     body.eval()
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    parts = []
+    parts, batch = [], eval_batch_size(model)  # lite0 at 128 px: 8 (model/inference.py)
     try:
-        for start in range(0, len(data.train[0]), FEATURE_BATCH):
-            images = data.train[0][start : start + FEATURE_BATCH]
+        for start in range(0, len(data.train[0]), batch):
+            images = data.train[0][start : start + batch]
             x = normalize(images, data.mean, data.std).contiguous(memory_format=layout)
             with autocast(job.device, job.amp_dtype):
                 parts.append(body(x).float().flatten(1))
