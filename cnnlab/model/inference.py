@@ -7,6 +7,7 @@ preprocessed the same way everywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -58,16 +59,9 @@ def eval_batch_size(model: nn.Module) -> int:
     report = getattr(model, "report", None)
     if report is None:
         return EVAL_BATCH
-    widest = max((_numel(layer.out_shape) for layer in report.every_layer()), default=1)
+    widest = max((math.prod(layer.out_shape) for layer in report.every_layer()), default=1)
     fits = max(1, min(EVAL_BATCH, EVAL_ACTIVATION_BYTES // (4 * widest)))
     return 1 << (fits.bit_length() - 1)
-
-
-def _numel(shape: Sequence[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 def memory_format_for(batch_size: int) -> torch.memory_format:
