@@ -87,9 +87,13 @@ def browser():
 
 
 def _wait(driver, condition):
+    """Until `condition(driver)` holds. The page re-draws panels it re-asks for (after a language
+    switch, the cell panel): an element found just before that is stale, so try again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S).until(condition)
+    wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(condition)
 
 
 def _css(driver, selector):
@@ -259,6 +263,13 @@ def _click_cell(driver, layer_index: int, channel: int, y: int, x: int) -> None:
     ActionChains(driver).move_to_element_with_offset(img, round(dx), round(dy)).click().perform()
 
 
+def _text(driver, selector: str) -> str:
+    """The text of the first element `selector` finds, read in one step (never stale)."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : ''", selector
+    )
+
+
 def _panel_settled(driver, title: str) -> bool:
     return driver.execute_script(
         "const p = document.getElementById('cell-panel');"
@@ -316,8 +327,17 @@ def test_clicking_a_map_cell_shows_its_arithmetic_and_goes_one_layer_down(
     browser.execute_script(
         "const s = document.getElementById('lang'); s.value = 'ko'; s.dispatchEvent(new Event('change'));"
     )
-    _wait(browser, lambda d: "torch와 일치" in _css(d, "#cell-body .cell-total")[0].text)
-    assert "채널" in _css(browser, "#cell-body .cell-step h4")[0].text
+    # the page asks for the cell again in Korean: wait until that answer is drawn and nothing
+    # more is pending (the panel is drawn anew from it)
+    _wait(
+        browser,
+        lambda d: (
+            _settled(d)
+            and _panel_settled(d, name)
+            and "torch와 일치" in _text(d, "#cell-body .cell-total")
+        ),
+    )
+    assert "채널" in _text(browser, "#cell-body .cell-step h4")
     _shot(browser, tmp_path, "cell-conv-ko.png")
     _css(browser, "#cell-back")[0].click()
     _wait(browser, lambda d: _panel_settled(d, f"{layers[pool - 1]['name']}[2][7][6]"))

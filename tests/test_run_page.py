@@ -469,9 +469,13 @@ def server(run_dir):
 
 
 def _wait(driver, condition, seconds: float = 60):
+    """Until `condition(driver)` holds; an element the page re-drew meanwhile (stale) is found
+    again on the next try."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, seconds).until(condition)
+    wait = WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
+    return wait.until(condition)
 
 
 def _css(driver, selector):
